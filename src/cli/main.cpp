@@ -1,0 +1,14 @@
+// agifarm: plan, run and serve open LLMs across your own GPUs and machines.
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"agifarm: plan, run and serve open LLMs across your own GPUs and machines"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "agifarm 0.1.0");
+  agifarm::cli::add_inspect_command(app);
+  agifarm::cli::add_synth_command(app);
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}

@@ -1,0 +1,205 @@
+#include "synth/tiny.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "gguf/writer.hpp"
+
+#ifndef AGIFARM_LLAMA_SRC
+#define AGIFARM_LLAMA_SRC ""
+#endif
+
+namespace agifarm::synth {
+namespace {
+
+using gguf::tensor_def;
+
+// IEEE half from float (round to nearest even), enough for random weights in [-1, 1].
+std::uint16_t to_half(float f) {
+  std::uint32_t x;
+  std::memcpy(&x, &f, 4);
+  std::uint32_t sign = (x >> 16) & 0x8000;
+  int exp = static_cast<int>((x >> 23) & 0xFF) - 127 + 15;
+  std::uint32_t mant = x & 0x7FFFFF;
+  if (exp <= 0) return static_cast<std::uint16_t>(sign);  // flush tiny values to zero
+  if (exp >= 31) return static_cast<std::uint16_t>(sign | 0x7C00);
+  std::uint32_t h = sign | (static_cast<std::uint32_t>(exp) << 10) | (mant >> 13);
+  if ((mant & 0x1FFF) > 0x1000 || ((mant & 0x1FFF) == 0x1000 && (h & 1))) ++h;
+  return static_cast<std::uint16_t>(h);
+}
+
+struct rng {
+  std::uint64_t s;
+  std::uint64_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  }
+  float uniform() { return static_cast<float>(next() >> 40) / static_cast<float>(1ull << 24) * 2.0f - 1.0f; }
+};
+
+// Fills a tensor with small random weights encoded in its type; norms get 1.0 so activations stay sane.
+void fill_tensor(const tensor_def& def, std::span<std::byte> out, std::uint64_t seed) {
+  rng r{seed * 0x9E3779B97F4A7C15ull + 0x1234567ull};
+  bool is_norm = def.name.find("norm") != std::string::npos;
+  std::uint64_t rows = 1;
+  for (std::size_t i = 1; i < def.shape.size(); ++i) rows *= def.shape[i];
+  const float scale = 0.5f / std::sqrt(static_cast<float>(def.shape[0]));
+  auto* p = out.data();
+  auto put16 = [&](std::uint16_t v) { std::memcpy(p, &v, 2); p += 2; };
+  std::uint64_t n = def.shape[0] * rows;
+  switch (def.type) {
+    case 0:  // F32
+      for (std::uint64_t i = 0; i < n; ++i) {
+        float v = is_norm ? 1.0f : r.uniform() * scale;
+        std::memcpy(p, &v, 4);
+        p += 4;
+      }
+      break;
+    case 1:  // F16
+      for (std::uint64_t i = 0; i < n; ++i) put16(to_half(is_norm ? 1.0f : r.uniform() * scale));
+      break;
+    case 8:  // Q8_0: f16 scale + 32 int8
+      for (std::uint64_t b = 0; b < n / 32; ++b) {
+        put16(to_half(scale / 127.0f));
+        for (int i = 0; i < 32; ++i) *p++ = static_cast<std::byte>(static_cast<std::int8_t>(r.next() % 255 - 127));
+      }
+      break;
+    case 2:  // Q4_0: f16 scale + 16 bytes of nibbles
+      for (std::uint64_t b = 0; b < n / 32; ++b) {
+        put16(to_half(scale / 8.0f));
+        for (int i = 0; i < 16; ++i) *p++ = static_cast<std::byte>(r.next() & 0xFF);
+      }
+      break;
+    default:
+      break;  // not produced by write_tiny_model
+  }
+}
+
+}  // namespace
+
+std::string default_vocab_path() {
+  std::vector<std::string> candidates;
+  if (const char* e = std::getenv("AGIFARM_VOCAB")) candidates.emplace_back(e);
+  if (std::string(AGIFARM_LLAMA_SRC).size()) candidates.push_back(std::string(AGIFARM_LLAMA_SRC) + "/models/ggml-vocab-qwen2.gguf");
+  if (const char* h = std::getenv("HOME"))
+    candidates.push_back(std::string(h) + "/.cache/agifarm/llama.cpp-node-llama-cpp-3.22.1/src/models/ggml-vocab-qwen2.gguf");
+  for (const auto& c : candidates)
+    if (std::filesystem::exists(c)) return c;
+  return {};
+}
+
+result<tiny_result> write_tiny_model(const tiny_params& p, const std::string& out_path) {
+  bool moe = p.arch == "qwen3moe";
+  if (p.arch != "qwen3" && !moe) return make_error(fmt::format("synth tiny: unknown --arch '{}' (qwen3 or qwen3moe)", p.arch), 2);
+  const gguf::type_info* wt = gguf::find_type(p.weight_type);
+  if (!wt || (wt->id != 0 && wt->id != 1 && wt->id != 2 && wt->id != 8))
+    return make_error(fmt::format("synth tiny: --type '{}' must be F32, F16, Q8_0 or Q4_0", p.weight_type), 2);
+  if (p.n_layer == 0 || p.n_embd == 0 || p.n_head == 0 || p.n_head_kv == 0 || p.head_dim == 0 || p.n_head % p.n_head_kv)
+    return make_error("synth tiny: layers, embedding, heads and head_dim must be > 0 and heads a multiple of kv heads", 2);
+  if (moe && (p.n_expert == 0 || p.n_expert_used == 0 || p.n_expert_used > p.n_expert))
+    return make_error("synth tiny: need 0 < experts used <= experts", 2);
+  for (std::uint32_t d : {p.n_embd, p.n_head * p.head_dim, moe ? p.n_ff_exp : p.n_ff})
+    if (d % wt->block_size)
+      return make_error(fmt::format("synth tiny: dimension {} is not a multiple of {}'s block size {}", d, wt->name,
+                                    wt->block_size), 2);
+
+  std::string vocab = p.vocab_path.empty() ? default_vocab_path() : p.vocab_path;
+  if (vocab.empty())
+    return make_error("synth tiny: no vocabulary GGUF found (llama.cpp's models/ggml-vocab-qwen2.gguf); "
+                      "run scripts/setup.sh or pass --vocab", 2);
+  gguf::read_options all;
+  all.max_array_elements = UINT64_MAX;
+  auto vf = gguf::read_file(vocab, all);
+  if (!vf) return vf.err();
+
+  gguf::writer_input in;
+  const std::string a = p.arch;
+  auto kv = [&](std::string k, gguf::value v) { in.metadata.push_back({std::move(k), std::move(v)}); };
+  kv("general.architecture", gguf::make_string(a));
+  kv("general.type", gguf::make_string("model"));
+  kv("general.name", gguf::make_string(p.name.empty() ? fmt::format("agifarm tiny {}", a) : p.name));
+  // LLAMA_FTYPE: 0 all F32, 1 mostly F16, 7 mostly Q8_0, 2 mostly Q4_0
+  std::uint32_t ftype = wt->id == 0 ? 0 : wt->id == 1 ? 1 : wt->id == 8 ? 7 : 2;
+  kv("general.file_type", gguf::make_u32(ftype));
+  kv("general.quantization_version", gguf::make_u32(2));
+  kv(a + ".block_count", gguf::make_u32(p.n_layer));
+  kv(a + ".context_length", gguf::make_u32(p.context_length));
+  kv(a + ".embedding_length", gguf::make_u32(p.n_embd));
+  kv(a + ".feed_forward_length", gguf::make_u32(p.n_ff));
+  kv(a + ".attention.head_count", gguf::make_u32(p.n_head));
+  kv(a + ".attention.head_count_kv", gguf::make_u32(p.n_head_kv));
+  kv(a + ".attention.key_length", gguf::make_u32(p.head_dim));
+  kv(a + ".attention.value_length", gguf::make_u32(p.head_dim));
+  kv(a + ".rope.freq_base", gguf::make_f32(1000000.0f));
+  kv(a + ".attention.layer_norm_rms_epsilon", gguf::make_f32(1e-6f));
+  if (moe) {
+    kv(a + ".expert_count", gguf::make_u32(p.n_expert));
+    kv(a + ".expert_used_count", gguf::make_u32(p.n_expert_used));
+    kv(a + ".expert_feed_forward_length", gguf::make_u32(p.n_ff_exp));
+  }
+  std::uint64_t n_vocab = 0;
+  for (const auto& m : vf->metadata) {
+    if (!m.key.starts_with("tokenizer.")) continue;
+    if (m.key == "tokenizer.ggml.tokens") n_vocab = m.val.as_array() ? m.val.as_array()->count : 0;
+    in.metadata.push_back(m);
+  }
+  if (n_vocab == 0) return make_error(fmt::format("{}: has no tokenizer.ggml.tokens", vocab), 2);
+
+  const std::uint32_t F32 = 0, W = wt->id;
+  const std::uint64_t E = p.n_embd, Q = std::uint64_t{p.n_head} * p.head_dim, KV = std::uint64_t{p.n_head_kv} * p.head_dim;
+  auto t = [&](std::string n, std::vector<std::uint64_t> s, std::uint32_t ty) { in.tensors.push_back({std::move(n), std::move(s), ty}); };
+  t("token_embd.weight", {E, n_vocab}, W);
+  t("output_norm.weight", {E}, F32);
+  t("output.weight", {E, n_vocab}, W);
+  for (std::uint32_t i = 0; i < p.n_layer; ++i) {
+    auto b = [&](const char* s) { return fmt::format("blk.{}.{}", i, s); };
+    t(b("attn_norm.weight"), {E}, F32);
+    t(b("attn_q.weight"), {E, Q}, W);
+    t(b("attn_k.weight"), {E, KV}, W);
+    t(b("attn_v.weight"), {E, KV}, W);
+    t(b("attn_output.weight"), {Q, E}, W);
+    t(b("attn_q_norm.weight"), {p.head_dim}, F32);
+    t(b("attn_k_norm.weight"), {p.head_dim}, F32);
+    t(b("ffn_norm.weight"), {E}, F32);
+    if (moe) {
+      t(b("ffn_gate_inp.weight"), {E, p.n_expert}, F32);
+      t(b("ffn_gate_exps.weight"), {E, p.n_ff_exp, p.n_expert}, W);
+      t(b("ffn_up_exps.weight"), {E, p.n_ff_exp, p.n_expert}, W);
+      t(b("ffn_down_exps.weight"), {p.n_ff_exp, E, p.n_expert}, W);
+    } else {
+      t(b("ffn_gate.weight"), {E, p.n_ff}, W);
+      t(b("ffn_up.weight"), {E, p.n_ff}, W);
+      t(b("ffn_down.weight"), {p.n_ff, E}, W);
+    }
+  }
+  if (auto d = std::filesystem::path(out_path).parent_path(); !d.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(d, ec);
+  }
+  std::string tmp = out_path + ".partial";
+  auto st = gguf::write_file(tmp, in, [&](std::size_t i, const tensor_def& def, std::span<std::byte> out) {
+    fill_tensor(def, out, p.seed + i);
+  });
+  if (!st) return st.err();
+  std::error_code ec;
+  std::filesystem::rename(tmp, out_path, ec);
+  if (ec) return make_error(fmt::format("{}: cannot rename into place: {}", out_path, ec.message()));
+  tiny_result r;
+  r.path = out_path;
+  r.n_vocab = static_cast<std::uint32_t>(n_vocab);
+  r.file_bytes = std::filesystem::file_size(out_path);
+  for (const auto& td : in.tensors) {
+    std::uint64_t n = 1;
+    for (auto d : td.shape) n *= d;
+    r.n_params += n;
+  }
+  return r;
+}
+
+}  // namespace agifarm::synth

@@ -9,7 +9,7 @@ pkg_integrity="sha512-bltIipuWmc123H7tMIgDGKSsSrhmhlQYeVUC48XTjVW7XGJJiJJyCdlTMz
 cache="${AGIFARM_CACHE:-$HOME/.cache/agifarm}"
 prefix="$cache/llama.cpp-node-llama-cpp-$pkg_version"
 bin="$prefix/build/bin"
-targets=(llama-server ggml-rpc-server llama-bench llama-fit-params)
+targets=(llama-server ggml-rpc-server llama-bench llama-fit-params llama-quantize)
 
 have_all() { for t in "${targets[@]}"; do [[ -x "$bin/$t" ]] || return 1; done; [[ -f "$prefix/build/lib/libggml-base.so" || -f "$prefix/build/bin/libggml-base.so" ]]; }
 if have_all; then echo "[llama.cpp] cached build at $bin"; echo "$bin"; exit 0; fi

@@ -1,0 +1,203 @@
+// Shape files: tensor layout per architecture (llama.cpp's LLM_TN names; ggml ne order, ne[0] is the
+// row length), metadata as convert_hf_to_gguf.py writes it (conversion/base.py set_gguf_parameters,
+// qwen.py, llama.py) plus what llama-quantize adds, and the tokenizer of llama.cpp's vocab GGUFs.
+#include "synth/shape.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+namespace agifarm::synth {
+namespace {
+
+constexpr std::uint32_t k_token_type_user_defined = 4;  // what llama.cpp's vocab files give [PAD] tokens
+constexpr std::uint32_t k_quantization_version = 2;      // GGML_QNT_VERSION
+
+}  // namespace
+
+quant_model quant_model_of(const model_entry& m) {
+  return quant_model{m.arch, m.n_layer, m.n_head, m.n_head_kv, m.n_expert};
+}
+
+std::vector<quant_tensor> source_tensors(const model_entry& m) {
+  std::vector<quant_tensor> out;
+  const std::uint64_t E = m.n_embd, V = m.n_vocab, D = m.head_dim;
+  const std::uint64_t Q = std::uint64_t{m.n_head} * D, KV = std::uint64_t{m.n_head_kv} * D;
+  auto t = [&](std::string name, std::vector<std::uint64_t> shape) {
+    // the converter: 1-D tensors, norms and router weights stay F32, other matrices F16
+    const bool f32 = shape.size() <= 1 || name.ends_with("_norm.weight") || name.ends_with("ffn_gate_inp.weight");
+    out.push_back({std::move(name), std::move(shape), f32 ? k_f32 : k_f16});
+  };
+  t("token_embd.weight", {E, V});
+  t("output_norm.weight", {E});
+  if (!m.tied_embeddings) t("output.weight", {E, V});
+  if (m.rope_freqs) t("rope_freqs.weight", {D / 2});
+  for (std::uint32_t i = 0; i < m.n_layer; ++i) {
+    auto b = [i](std::string_view s) { return fmt::format("blk.{}.{}", i, s); };
+    t(b("attn_norm.weight"), {E});
+    t(b("attn_q.weight"), {E, Q});
+    t(b("attn_k.weight"), {E, KV});
+    t(b("attn_v.weight"), {E, KV});
+    t(b("attn_output.weight"), {Q, E});
+    if (m.qk_norm) {
+      t(b("attn_q_norm.weight"), {D});
+      t(b("attn_k_norm.weight"), {D});
+    }
+    t(b("ffn_norm.weight"), {E});
+    if (m.is_moe()) {
+      const std::uint64_t F = m.n_ff_exp, X = m.n_expert;
+      t(b("ffn_gate_inp.weight"), {E, X});
+      t(b("ffn_gate_exps.weight"), {E, F, X});
+      t(b("ffn_up_exps.weight"), {E, F, X});
+      t(b("ffn_down_exps.weight"), {F, E, X});
+    } else {
+      t(b("ffn_gate.weight"), {E, m.n_ff});
+      t(b("ffn_up.weight"), {E, m.n_ff});
+      t(b("ffn_down.weight"), {m.n_ff, E});
+    }
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const quant_tensor& a, const quant_tensor& b) { return llama_name_less(a.name, b.name); });
+  return out;
+}
+
+result<std::vector<gguf::tensor_def>> shape_tensors(const model_entry& m, quant_mix mix) {
+  const auto src = source_tensors(m);
+  auto types = choose_types(quant_model_of(m), mix, src);
+  if (!types) return make_error(fmt::format("model {}: {}", m.id, types.err().message), 2);
+  std::vector<gguf::tensor_def> out;
+  out.reserve(src.size());
+  for (std::size_t i = 0; i < src.size(); ++i) out.push_back({src[i].name, src[i].shape, (*types)[i]});
+  return out;
+}
+
+std::vector<gguf::key_value> shape_metadata(const model_entry& m, quant_mix mix) {
+  std::vector<gguf::key_value> md;
+  auto kv = [&](std::string k, gguf::value v) { md.push_back({std::move(k), std::move(v)}); };
+  const std::string& a = m.arch;
+  kv("general.architecture", gguf::make_string(a));
+  kv("general.type", gguf::make_string("model"));
+  kv("general.name", gguf::make_string(m.name));
+  if (!m.size_label.empty()) kv("general.size_label", gguf::make_string(m.size_label));
+  kv(a + ".block_count", gguf::make_u32(m.n_layer));
+  kv(a + ".context_length", gguf::make_u32(m.context_length));
+  kv(a + ".embedding_length", gguf::make_u32(m.n_embd));
+  kv(a + ".feed_forward_length", gguf::make_u32(m.n_ff));
+  kv(a + ".attention.head_count", gguf::make_u32(m.n_head));
+  kv(a + ".attention.head_count_kv", gguf::make_u32(m.n_head_kv));
+  kv(a + ".rope.freq_base", gguf::make_f32(static_cast<float>(m.rope_theta)));
+  kv(a + ".attention.layer_norm_rms_epsilon", gguf::make_f32(static_cast<float>(m.rms_eps)));
+  if (m.is_moe()) {
+    kv(a + ".expert_count", gguf::make_u32(m.n_expert));
+    kv(a + ".expert_used_count", gguf::make_u32(m.n_expert_used));
+  }
+  kv(a + ".attention.key_length", gguf::make_u32(m.head_dim));
+  kv(a + ".attention.value_length", gguf::make_u32(m.head_dim));
+  if (a == "llama") {
+    kv(a + ".vocab_size", gguf::make_u32(m.n_vocab));
+    kv(a + ".rope.dimension_count", gguf::make_u32(m.head_dim));
+  }
+  if (m.is_moe()) kv(a + ".expert_feed_forward_length", gguf::make_u32(m.n_ff_exp));
+  kv("general.file_type", gguf::make_u32(info(mix).llama_ftype));
+  kv("general.quantization_version", gguf::make_u32(k_quantization_version));
+  return md;
+}
+
+std::string vocab_path_for(std::string_view vocab) {
+  const std::string file = fmt::format("models/ggml-vocab-{}.gguf", vocab);
+  std::vector<std::string> roots;
+  if (const char* e = std::getenv("AGIFARM_LLAMA_SRC"); e && *e) roots.emplace_back(e);
+#ifdef AGIFARM_LLAMA_SRC
+  if (std::string_view(AGIFARM_LLAMA_SRC).size()) roots.emplace_back(AGIFARM_LLAMA_SRC);
+#endif
+  if (const char* h = std::getenv("HOME"); h && *h)
+    roots.push_back(std::string(h) + "/.cache/agifarm/llama.cpp-node-llama-cpp-3.22.1/src");
+  for (const auto& r : roots) {
+    std::error_code ec;
+    const std::string p = r + "/" + file;
+    if (std::filesystem::is_regular_file(p, ec)) return p;
+  }
+  return {};
+}
+
+result<gguf::writer_input> make_shape(const model_entry& m, quant_mix mix, const shape_options& opt) {
+  auto tensors = shape_tensors(m, mix);
+  if (!tensors) return tensors.err();
+  const std::string vocab = opt.vocab_path.empty() ? vocab_path_for(m.vocab) : opt.vocab_path;
+  if (vocab.empty())
+    return make_error(fmt::format("model {}: no tokenizer GGUF models/ggml-vocab-{}.gguf found in the llama.cpp "
+                                  "source (run scripts/setup.sh or set AGIFARM_LLAMA_SRC)",
+                                  m.id, m.vocab),
+                      2);
+  gguf::read_options all;
+  all.max_array_elements = UINT64_MAX;
+  auto vf = gguf::read_file(vocab, all);
+  if (!vf) return vf.err();
+
+  gguf::writer_input in;
+  in.metadata = shape_metadata(m, mix);
+  bool have_tokens = false;
+  for (const auto& kv : vf->metadata) {
+    if (!kv.key.starts_with("tokenizer.")) continue;
+    gguf::key_value out = kv;
+    if (kv.key == "tokenizer.ggml.tokens" || kv.key == "tokenizer.ggml.token_type" ||
+        kv.key == "tokenizer.ggml.scores") {
+      const auto* arr = kv.val.as_array();
+      if (!arr || !arr->materialized)
+        return make_error(fmt::format("{}: {} is not an array", vocab, kv.key), 2);
+      if (arr->count > m.n_vocab)
+        return make_error(fmt::format("model {}: {} holds {} tokens, more than n_vocab {}", m.id, vocab, arr->count,
+                                      m.n_vocab),
+                          2);
+      std::vector<gguf::value> items = arr->items;
+      for (std::uint64_t i = arr->count; i < m.n_vocab; ++i) {
+        if (kv.key == "tokenizer.ggml.tokens") items.push_back(gguf::make_string(fmt::format("[PAD{}]", i)));
+        else if (kv.key == "tokenizer.ggml.token_type") items.push_back(gguf::make_i32(k_token_type_user_defined));
+        else items.push_back(gguf::make_f32(-1000.0f));
+      }
+      out.val = gguf::make_array(arr->element_type, std::move(items));
+      if (kv.key == "tokenizer.ggml.tokens") have_tokens = true;
+    }
+    in.metadata.push_back(std::move(out));
+  }
+  if (!have_tokens) return make_error(fmt::format("{}: has no tokenizer.ggml.tokens", vocab), 2);
+  in.tensors = std::move(*tensors);
+  return in;
+}
+
+result<shape_file_info> write_shape_file(const model_entry& m, quant_mix mix, const std::string& path,
+                                         const shape_options& opt) {
+  auto in = make_shape(m, mix, opt);
+  if (!in) return in.err();
+  std::error_code ec;
+  if (auto d = std::filesystem::path(path).parent_path(); !d.empty()) std::filesystem::create_directories(d, ec);
+  const std::string tmp = path + ".partial";
+  if (auto st = gguf::write_file(tmp, *in); !st) return st.err();
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    return make_error(fmt::format("{}: cannot rename into place: {}", path, ec.message()));
+  }
+  shape_file_info r;
+  r.path = path;
+  r.n_tensors = in->tensors.size();
+  for (const auto& t : in->tensors) {
+    std::uint64_t n = 1;
+    for (auto d : t.shape) n *= d;
+    r.n_params += n;
+    auto b = gguf::tensor_bytes(t.type, t.shape);
+    if (b) r.tensor_bytes += *b;
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    r.file_bytes = static_cast<std::uint64_t>(st.st_size);
+    r.disk_bytes = static_cast<std::uint64_t>(st.st_blocks) * 512;
+  }
+  return r;
+}
+
+}  // namespace agifarm::synth

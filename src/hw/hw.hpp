@@ -110,7 +110,8 @@ struct gpu_spec {
   double fp16_tflops = 0;          // dense FP16 tensor
   int pcie_gen = 0;                // typical host link
   int pcie_lanes = 16;
-  std::vector<std::string> match;  // normalized substrings of reported names ("rtx3090")
+  std::vector<std::string> match;    // normalized substrings of reported names ("rtx3090")
+  std::vector<std::string> aliases;  // other names accepted in an inventory ("a6000")
 };
 struct cpu_spec {                  // the `cpu` entry: fallbacks for CPU-only nodes
   double ram_bandwidth_bytes_per_s = 0;  // used when not measured or declared
@@ -120,7 +121,8 @@ struct catalogue {
   std::vector<gpu_spec> gpus;
   cpu_spec cpu;
   std::string source;  // path it was read from
-  const gpu_spec* find(std::string_view id) const;  // exact id, case-insensitive
+  // By id or alias; case, spaces, '-' and '_' are ignored ("RTX 3090" finds rtx3090).
+  const gpu_spec* find(std::string_view id) const;
   // Best entry for a reported name (nvidia-smi / rocm-smi): longest matching `match` substring,
   // ties broken by the VRAM nearest vram_bytes (A100 40 GB vs 80 GB). nullptr when none matches.
   const gpu_spec* match_reported(std::string_view reported_name, std::uint64_t vram_bytes) const;

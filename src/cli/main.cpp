@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "agifarm 0.1.0");
   agifarm::cli::add_inspect_command(app);
   agifarm::cli::add_synth_command(app);
+  agifarm::cli::add_hw_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

@@ -145,11 +145,11 @@ void read_nvlinks(const yaml_reader& r, const YAML::Node& list, const node& n, s
   }
 }
 
-link read_ethernet(const yaml_reader& r, const YAML::Node& e) {
+link read_ethernet(const yaml_reader& r, const YAML::Node& e, double default_latency_s) {
   link l;
   l.kind = link_kind::ethernet;
   l.bandwidth_bytes_per_s = r.number(e, "ethernet_gbits", 0.001, 1e5) * 1e9 / 8;
-  l.latency_s = r.has(e, "latency_ms") ? r.number(e, "latency_ms", 0, 1e4) * 1e-3 : k_default_ethernet_latency_s;
+  l.latency_s = r.has(e, "latency_ms") ? r.number(e, "latency_ms", 0, 1e4) * 1e-3 : default_latency_s;
   return l;
 }
 
@@ -163,7 +163,7 @@ inventory parse(std::string_view text, std::string_view file, const catalogue& c
   if (r.has(root, "default_link")) {
     YAML::Node d = root["default_link"];
     r.check_keys(d, "default_link", {"ethernet_gbits", "latency_ms"});
-    inv.default_link = read_ethernet(r, d);
+    inv.default_link = read_ethernet(r, d, k_default_ethernet_latency_s);
   }
   YAML::Node nodes = root["nodes"];
   if (!is_seq(nodes) || nodes.size() == 0)
@@ -215,7 +215,7 @@ inventory parse(std::string_view text, std::string_view file, const catalogue& c
       YAML::Node b = e["between"];
       if (!is_seq(b) || b.size() != 2 || !is_scalar(b[0]) || !is_scalar(b[1]))
         r.fail(b.IsDefined() ? b : YAML::Node(e), "between", "must name two nodes: [a, b]");
-      link l = read_ethernet(r, e);
+      link l = read_ethernet(r, e, inv.default_link.latency_s);
       l.node_a = b[0].Scalar();
       l.node_b = b[1].Scalar();
       for (std::size_t i = 0; i < 2; ++i)

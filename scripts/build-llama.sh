@@ -38,8 +38,20 @@ cmake -S "$prefix/src" -B "$prefix/build" "${generator[@]}" -DCMAKE_BUILD_TYPE=R
   -DGGML_RPC=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=ON >"$prefix/cmake.log" 2>&1 \
   || { tail -30 "$prefix/cmake.log" >&2; exit 1; }
-cmake --build "$prefix/build" -j "$(nproc)" --target "${targets[@]}" ggml-base 2>&1 | \
-  awk '/\[[0-9]+\/[0-9]+\]/{ if (NR % 40 == 0) print "[llama.cpp] " $1; next } {print}' >&2
+# Full compiler output goes to build.log; the terminal gets a progress line every ~10% and errors.
+cmake --build "$prefix/build" -j "$(nproc)" --target "${targets[@]}" ggml-base >"$prefix/build.log" 2>&1 &
+build_pid=$!
+last=""
+while kill -0 "$build_pid" 2>/dev/null; do
+  sleep 15
+  cur=$(grep -o '^\[[0-9]*/[0-9]*\]' "$prefix/build.log" | tail -1 || true)
+  [[ -n "$cur" && "$cur" != "$last" ]] && echo "[llama.cpp] building $cur" && last="$cur"
+done
+if ! wait "$build_pid"; then
+  grep -E 'error|Error' "$prefix/build.log" | head -20 >&2
+  echo "[llama.cpp] build failed; full log: $prefix/build.log" >&2
+  exit 1
+fi
 have_all || { echo "[llama.cpp] build did not produce all targets in $bin" >&2; exit 1; }
 echo "[llama.cpp] built into $bin"
 echo "$bin"

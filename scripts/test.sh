@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command: installs everything (scripts/setup.sh), builds, and runs every test:
+#   1. release build (g++ 12): unit + integration tests (real llama-server processes, loopback only)
+#   2. ASan+UBSan build (g++ 12): unit tests
+#   3. fuzz build (clang 14, libFuzzer + ASan/UBSan): each fuzz target for AGIFARM_FUZZ_SECONDS (60)
+# Exits non-zero on the first failing stage. AGIFARM_TEST_STAGES="release asan fuzz" picks stages.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+stages="${AGIFARM_TEST_STAGES:-release asan fuzz}"
+start=$SECONDS
+stamp() { echo "[test] $* (+$((SECONDS - start))s)"; }
+
+bash scripts/setup.sh
+jobs=$(nproc)
+
+for stage in $stages; do
+  stamp "configure + build: $stage"
+  cmake --preset "$stage" >/dev/null
+  cmake --build --preset "$stage" -j "$jobs"
+  stamp "ctest: $stage"
+  case "$stage" in
+    release) ctest --preset release -j "$jobs" --timeout 600 ;;
+    asan) ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --preset asan -j "$jobs" ;;
+    fuzz) ctest --preset fuzz -j "$jobs" ;;
+  esac
+done
+stamp "all stages passed: $stages"

@@ -12,6 +12,9 @@ endfunction()
 # registered with ctest as one test per TEST() so failures are named.
 function(agifarm_test name)
   cmake_parse_arguments(A "" "LABEL;TIMEOUT" "SOURCES;DEPS" ${ARGN})
+  if(A_LABEL STREQUAL "integration" AND NOT AGIFARM_INTEGRATION_TESTS)
+    return()  # the asan preset builds and runs unit tests only
+  endif()
   if(NOT A_TIMEOUT)
     set(A_TIMEOUT 120)
   endif()

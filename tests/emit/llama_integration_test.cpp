@@ -1,0 +1,159 @@
+// The `emit llama` script run for real: a plan for the tiny MoE model sharded over two loopback
+// ggml-rpc-server processes (with per-layer expert -ot rules the script must merge), emitted by the
+// agifarm CLI, started by the script, answering a completion, then stopped with no process left.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "support/support.hpp"
+
+namespace {
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace agifarm::test;
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Alive and not a zombie.
+bool alive(pid_t pid) {
+  if (::kill(pid, 0) != 0) return false;
+  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');
+  return close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'Z';
+}
+
+json::object rpc_backend(const std::string& name, int port) {
+  return {{"name", name}, {"kind", "ggml-rpc-server"}, {"node", "local"}, {"host", "127.0.0.1"}, {"port", port},
+          {"args", json::array{}}, {"gpus", json::array{}}};
+}
+
+std::string plan_json(const std::string& model, int rpc0, int rpc1, int port) {
+  json::array args{"-m", model, "-c", "1024", "-np", "1", "-ngl", "99",
+                   "--rpc", "127.0.0.1:" + std::to_string(rpc0) + ",127.0.0.1:" + std::to_string(rpc1)};
+  // One rule per layer, as a planner might write them; the script must carry one merged rule.
+  for (int layer : {0, 1}) {
+    args.emplace_back("-ot");
+    args.emplace_back("blk\\." + std::to_string(layer) + "\\.ffn_(up|down|gate)_exps=CPU");
+  }
+  json::object server{{"name", "tiny-shard"}, {"kind", "llama-server"}, {"node", "local"}, {"model", "tiny"},
+                      {"model_file", model}, {"host", "127.0.0.1"}, {"port", port}, {"args", args},
+                      {"depends_on", json::array{"rpc0", "rpc1"}}, {"slots", 1}, {"ctx", 1024}};
+  json::object doc{
+      {"version", 1},
+      {"inventory", {{"nodes", json::array{json::object{{"name", "local"}, {"address", "127.0.0.1"}, {"cpu_cores", 2},
+                                                        {"gpus", json::array{}}}}}}},
+      {"models", json::array{json::object{{"name", "tiny"}, {"file", model}, {"architecture", "qwen3moe"}}}},
+      {"deployment", {{"strategy", "shard_rpc"},
+                      {"backends", json::array{rpc_backend("rpc0", rpc0), rpc_backend("rpc1", rpc1), server}},
+                      {"pools", json::array{json::object{{"name", "tiny"}, {"aliases", json::array{"fast"}},
+                                                         {"backends", json::array{"tiny-shard"}}}}}}}};
+  return json::serialize(doc);
+}
+
+struct emitted {
+  fs::path dir, state, script;
+};
+
+emitted emit_plan(const std::string& name, const std::string& plan) {
+  emitted e;
+  fs::path root = temp_dir(name);
+  e.dir = root / "out";
+  e.state = root / "state";
+  std::ofstream(root / "plan.json") << plan;
+  auto r = run({agifarm_cli(), "emit", "llama", "--plan", (root / "plan.json").string(), "-o", e.dir.string(),
+                "--llama-bin-dir", llama_bin()});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  e.script = e.dir / "local.sh";
+  // A second emit into the same directory refuses to overwrite.
+  auto again = run({agifarm_cli(), "emit", "llama", "--plan", (root / "plan.json").string(), "-o", e.dir.string()});
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.output.find("already exists; use --force"), std::string::npos) << again.output;
+  return e;
+}
+
+run_result script(const emitted& e, const std::string& verb) {
+  return run({"/usr/bin/env", "AGIFARM_STATE_DIR=" + e.state.string(), "START_TIMEOUT=180", "STOP_TIMEOUT=20",
+              "/bin/bash", e.script.string(), verb},
+             std::chrono::seconds(400));
+}
+
+std::map<std::string, pid_t> pids(const emitted& e) {
+  std::map<std::string, pid_t> m;
+  for (const char* n : {"rpc0", "rpc1", "tiny-shard"}) {
+    std::string s = slurp(e.state / (std::string(n) + ".pid"));
+    if (!s.empty()) m[n] = static_cast<pid_t>(std::stol(s));
+  }
+  return m;
+}
+
+TEST(EmitLlamaIntegration, ScriptStartsRpcShardThatAnswersThenStopsEverything) {
+  std::string model = tiny_model("qwen3moe");
+  int rpc0 = free_port(), rpc1 = free_port(), port = free_port();
+  ASSERT_NE(rpc0, rpc1);
+  emitted e = emit_plan("emit-llama", plan_json(model, rpc0, rpc1, port));
+  std::string text = slurp(e.script);
+  EXPECT_NE(text.find("-ot 'blk\\.[01]\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU'"), std::string::npos) << text;
+
+  auto start = script(e, "start");
+  ASSERT_EQ(start.exit_code, 0) << start.output;
+  EXPECT_NE(start.output.find("warning: ggml-rpc-server has no authentication"), std::string::npos);
+  auto p = pids(e);
+  ASSERT_EQ(p.size(), 3u);
+  for (const auto& [name, pid] : p) EXPECT_TRUE(alive(pid)) << name;
+  EXPECT_EQ(slurp("/proc/" + std::to_string(p["rpc0"]) + "/comm"), "ggml-rpc-server\n");
+  EXPECT_EQ(slurp("/proc/" + std::to_string(p["tiny-shard"]) + "/comm"), "llama-server\n");
+
+  auto status = script(e, "status");
+  EXPECT_EQ(status.exit_code, 0);
+  EXPECT_EQ(std::count(status.output.begin(), status.output.end(), '\n'), 3) << status.output;
+  EXPECT_EQ(status.output.find("stopped"), std::string::npos) << status.output;
+
+  // The backend really answers, with its model on the two RPC devices.
+  auto r = http_request(port, "POST", "/completion", R"({"prompt": "Hello", "n_predict": 8})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto body = json::parse(r.body).as_object();
+  EXPECT_TRUE(body.at("content").is_string());
+  EXPECT_GT(body.at("tokens_predicted").to_number<int>(), 0);
+  auto chat = http_request(port, "POST", "/v1/chat/completions",
+                           R"({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})");
+  EXPECT_EQ(chat.status, 200) << chat.body;
+  std::string log = slurp(e.state / "tiny-shard.log");
+  EXPECT_NE(log.find("RPC0"), std::string::npos);
+  EXPECT_NE(log.find("RPC1"), std::string::npos);
+
+  // start again: everything is already running, nothing new is started.
+  auto twice = script(e, "start");
+  EXPECT_EQ(twice.exit_code, 0) << twice.output;
+  EXPECT_EQ(pids(e), p);
+
+  auto stop = script(e, "stop");
+  ASSERT_EQ(stop.exit_code, 0) << stop.output;
+  for (const auto& [name, pid] : p) EXPECT_FALSE(alive(pid)) << name << " pid " << pid << " left running";
+  EXPECT_TRUE(pids(e).empty());
+  EXPECT_EQ(http_request(port, "GET", "/health", {}, {}, std::chrono::seconds(2)).status, 0);
+  auto stopped = script(e, "status");
+  EXPECT_EQ(std::count(stopped.output.begin(), stopped.output.end(), '\n'), 3);
+  EXPECT_NE(stopped.output.find("tiny-shard"), std::string::npos);
+}
+
+TEST(EmitLlamaIntegration, FailedStartShowsTheLogAndStopsWhatItStarted) {
+  int rpc0 = free_port(), rpc1 = free_port(), port = free_port();
+  emitted e = emit_plan("emit-llama-bad", plan_json("/nonexistent/model.gguf", rpc0, rpc1, port));
+  auto start = script(e, "start");
+  EXPECT_EQ(start.exit_code, 1) << start.output;
+  EXPECT_NE(start.output.find("tiny-shard exited while starting"), std::string::npos) << start.output;
+  EXPECT_NE(start.output.find("stopping what was started"), std::string::npos) << start.output;
+  EXPECT_NE(start.output.find("rpc0: stopped"), std::string::npos) << start.output;
+  for (const char* n : {"rpc0", "rpc1", "tiny-shard"}) EXPECT_FALSE(fs::exists(e.state / (std::string(n) + ".pid"))) << n;
+}
+
+}  // namespace

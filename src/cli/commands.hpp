@@ -10,6 +10,7 @@ namespace agifarm::cli {
 void add_inspect_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_hw_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 void add_emit_command(CLI::App& app);
 
 }  // namespace agifarm::cli

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   agifarm::cli::add_inspect_command(app);
   agifarm::cli::add_synth_command(app);
   agifarm::cli::add_hw_command(app);
+  agifarm::cli::add_serve_command(app);
   agifarm::cli::add_emit_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;

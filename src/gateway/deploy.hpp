@@ -1,0 +1,21 @@
+// deploy: builds a gateway::config from the planner's deployment (plan/deployment.hpp), for the farm
+// runner. Pools come from deployment.pools; each pool's replicas are its backends, at the URLs the
+// runner resolved (backend name -> "http://host:port"). slots_per_replica is the backend's -np.
+// Pure function; thread-safe.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "common/result.hpp"
+#include "gateway/gateway.hpp"
+#include "plan/deployment.hpp"
+
+namespace agifarm::gateway {
+
+// base: listen address, keys, limits and queue settings to keep; its pools are replaced.
+// Errors name the pool and the backend (unknown backend, no URL for it, an rpc-server in a pool).
+result<config> config_from_deployment(const plan::deployment& d, const std::map<std::string, std::string>& backend_urls,
+                                      config base);
+
+}  // namespace agifarm::gateway

@@ -1,0 +1,1013 @@
+// The gateway server: Boost.Beast + Asio with C++20 coroutines. One io_context per worker thread, each
+// with its own SO_REUSEPORT acceptor and its own keep-alive connection pools to the backends; the
+// shared state (scheduler, keys, metrics, usage) is thread-safe. See gateway.hpp for the contract and
+// docs/gateway.md for the behaviour.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <cerrno>
+#include <list>
+#include <random>
+#include <thread>
+
+#include "gateway/config.hpp"
+#include "gateway/gateway.hpp"
+#include "gateway/keys.hpp"
+#include "gateway/metrics.hpp"
+#include "gateway/request.hpp"
+#include "gateway/router.hpp"
+#include "gateway/scheduler.hpp"
+#include "gateway/usage.hpp"
+
+namespace agifarm::gateway {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using clock_type = std::chrono::steady_clock;
+using net::awaitable;
+using net::use_awaitable;
+constexpr auto k_tuple = net::as_tuple(use_awaitable);
+
+namespace {
+
+constexpr std::size_t k_relay_buffer = 16384;
+constexpr std::size_t k_max_idle_per_replica = 256;
+
+std::string_view reason(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return http::obsolete_reason(static_cast<http::status>(status));
+  }
+}
+
+std::string error_type_for(int status) {
+  switch (status) {
+    case 400: case 413: case 431: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 429: return "rate_limit_error";
+    default: return "server_error";
+  }
+}
+
+// One backend connection with its read buffer; lives in a worker's idle pool between requests.
+struct upstream_conn {
+  explicit upstream_conn(net::any_io_executor ex) : stream(ex) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+  bool reused = false;
+};
+
+struct backend_addr {
+  tcp::endpoint endpoint;
+  std::string host_header;
+};
+
+// Shared between a request coroutine and the client watcher / queue grant callback. All on one strand
+// (the worker's single-threaded io_context), except grant callbacks, which post here.
+struct request_state {
+  explicit request_state(net::any_io_executor ex) : timer(ex) {}
+  net::steady_timer timer;
+  net::cancellation_signal watch_cancel;
+  bool client_gone = false;
+  bool done = false;
+  upstream_conn* upstream = nullptr;  // closed when the client goes away
+  std::optional<grant> granted;
+  bool waiting = false;
+};
+
+}  // namespace
+
+struct worker {
+  explicit worker(std::size_t replicas, unsigned seed) : acceptor(ioc), idle(replicas), rng(seed) {}
+  net::io_context ioc{1};
+  tcp::acceptor acceptor;
+  std::thread thread;
+  std::vector<std::vector<std::unique_ptr<upstream_conn>>> idle;  // per global replica
+  std::minstd_rand rng;
+  std::list<beast::tcp_stream*> idle_clients;  // connections waiting for their next request (closed on stop)
+};
+
+struct server::impl {
+  explicit impl(config c)
+      : cfg(std::move(c)),
+        rt(cfg),
+        sched(cfg),
+        keys(cfg.api_keys),
+        met(pool_names(cfg), replica_names()) {}
+
+  static std::vector<std::string> pool_names(const config& c) {
+    std::vector<std::string> out;
+    for (const auto& p : c.pools) out.push_back(p.name);
+    return out;
+  }
+  std::vector<std::string> replica_names() const {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < sched.replica_count(); ++i) out.push_back(sched.replica_name(i));
+    return out;
+  }
+
+  config cfg;
+  router rt;
+  scheduler sched;
+  key_store keys;
+  metrics met;
+  usage_store usage;
+  std::vector<backend_addr> backends;
+  std::vector<std::unique_ptr<worker>> workers;
+  std::atomic<int> bound_port{0};
+  std::atomic<std::uint64_t> open_connections{0};
+  std::atomic<std::uint64_t> requests_done{0};
+  std::atomic<bool> stopping{false};
+  bool running = false;
+
+  // ---- small response helpers ---------------------------------------------------------------------
+
+  static std::string head(int status, std::string_view content_type, std::size_t length, bool keep_alive,
+                          std::string_view extra = {}) {
+    return fmt::format("HTTP/1.1 {} {}\r\nServer: agifarm\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}{}\r\n", status,
+                       reason(status), content_type, length, keep_alive ? "" : "Connection: close\r\n", extra);
+  }
+
+  awaitable<bool> send(beast::tcp_stream& s, int status, std::string_view content_type, std::string_view body,
+                       bool keep_alive, std::string_view extra = {}) {
+    std::string h = head(status, content_type, body.size(), keep_alive, extra);
+    std::array<net::const_buffer, 2> bufs{net::buffer(h), net::buffer(body)};
+    s.expires_after(std::chrono::milliseconds(cfg.limits.idle_timeout_ms));
+    auto [ec, n] = co_await net::async_write(s, bufs, k_tuple);
+    (void)n;
+    co_return !ec;
+  }
+
+  awaitable<bool> send_error(beast::tcp_stream& s, int status, std::string_view message, std::string_view code,
+                             bool keep_alive, std::string_view extra = {}) {
+    std::string body = openai_error_body(message, error_type_for(status), code);
+    co_return co_await send(s, status, "application/json", body, keep_alive, extra);
+  }
+
+  // ---- backend connections -------------------------------------------------------------------------
+
+  std::unique_ptr<upstream_conn> take_idle(worker& w, std::size_t replica) {
+    auto& v = w.idle[replica];
+    while (!v.empty()) {
+      auto c = std::move(v.back());
+      v.pop_back();
+      // Drop connections the backend has closed meanwhile (readable with EOF, or any pending data).
+      char byte;
+      ssize_t n = ::recv(c->stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        c->reused = true;
+        return c;
+      }
+      beast::error_code ignored;
+      c->stream.socket().close(ignored);
+    }
+    return nullptr;
+  }
+
+  void put_idle(worker& w, std::size_t replica, std::unique_ptr<upstream_conn> c) {
+    if (stopping || w.idle[replica].size() >= k_max_idle_per_replica) return;
+    c->stream.expires_never();
+    c->buffer.clear();
+    w.idle[replica].push_back(std::move(c));
+  }
+
+  // ---- the proxy path ------------------------------------------------------------------------------
+
+  struct attempt_result {
+    enum kind { committed, retryable, client_gone } k = retryable;
+    bool keep_alive = false;  // for committed: can the client connection be kept
+    std::string why;          // for retryable
+    int upstream_status = 0;
+  };
+  static attempt_result gone() {
+    attempt_result r;
+    r.k = attempt_result::client_gone;
+    return r;
+  }
+
+  static void append_chunk(std::string& out, std::string_view data) {
+    out += fmt::format("{:x}\r\n", data.size());
+    out.append(data);
+    out += "\r\n";
+  }
+
+  // One attempt on one replica: send the request, wait for the response header and its first body bytes
+  // (the first-byte deadline), then commit and relay to the client until the end.
+  awaitable<attempt_result> attempt(worker& w, beast::tcp_stream& client, const http::request<http::string_body>& req,
+                                    std::shared_ptr<request_state> st, const lease& l, bool last_attempt,
+                                    bool client_keep_alive, const clock_type::time_point started, double& ttfb_s,
+                                    token_usage& usage_out, bool& usage_found, int& status_out) {
+    attempt_result out;
+    const backend_addr& b = backends[l.replica];
+    auto first_byte = std::chrono::milliseconds(cfg.limits.first_byte_timeout_ms);
+    std::string up_head = fmt::format(
+        "{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAccept: {}\r\n\r\n",
+        std::string_view(req.method_string()), std::string_view(req.target()), b.host_header, req.body().size(),
+        req[http::field::accept].empty() ? std::string_view("*/*") : std::string_view(req[http::field::accept]));
+
+    std::unique_ptr<upstream_conn> conn;
+    std::optional<http::response_parser<http::buffer_body>> parser_holder;
+    parser_holder.emplace();
+    parser_holder->body_limit(boost::none);
+    char buf[k_relay_buffer];
+    std::size_t got = 0;
+    for (int fresh_try = 0;; ++fresh_try) {
+      conn = fresh_try == 0 ? take_idle(w, l.replica) : nullptr;
+      if (!conn) {
+        conn = std::make_unique<upstream_conn>(w.ioc.get_executor());
+        conn->stream.expires_after(first_byte);
+        st->upstream = conn.get();
+        auto [ec] = co_await conn->stream.async_connect(b.endpoint, k_tuple);
+        st->upstream = nullptr;
+        if (st->client_gone) co_return gone();
+        if (ec) {
+          out.why = "connect: " + ec.message();
+          co_return out;
+        }
+        conn->stream.socket().set_option(tcp::no_delay(true));
+      }
+      st->upstream = conn.get();
+      conn->stream.expires_after(first_byte);
+      std::array<net::const_buffer, 2> bufs{net::buffer(up_head), net::buffer(req.body())};
+      auto [wec, wn] = co_await net::async_write(conn->stream, bufs, k_tuple);
+      (void)wn;
+      boost::system::error_code rec;
+      if (!wec) {
+        auto [ec2, n2] = co_await http::async_read_header(conn->stream, conn->buffer, *parser_holder, k_tuple);
+        (void)n2;
+        rec = ec2;
+      }
+      if (st->client_gone) {
+        st->upstream = nullptr;
+        co_return gone();
+      }
+      auto ec = wec ? wec : rec;
+      if (ec && conn->reused && fresh_try == 0 && ec != beast::error::timeout) {
+        // A pooled connection the backend closed as we used it: not the replica's fault, try a fresh one.
+        parser_holder.emplace();
+        parser_holder->body_limit(boost::none);
+        continue;
+      }
+      if (ec) {
+        st->upstream = nullptr;
+        out.why = (ec == beast::error::timeout ? std::string("no response header within first_byte_timeout_ms")
+                                               : "backend: " + ec.message());
+        co_return out;
+      }
+      break;
+    }
+    auto& parser = *parser_holder;
+    auto& res = parser.get();
+    int status = static_cast<int>(res.result_int());
+    out.upstream_status = status;
+    if (status >= 500 && !last_attempt) {
+      st->upstream = nullptr;
+      out.why = fmt::format("backend answered HTTP {}", status);
+      co_return out;  // conn dropped (closed by destructor)
+    }
+    // First body bytes (still under the first-byte deadline), so a backend that dies before producing
+    // anything is retried rather than committed.
+    auto read_some = [&]() -> awaitable<boost::system::error_code> {
+      res.body().data = buf;
+      res.body().size = sizeof buf;
+      auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buffer, parser, k_tuple);
+      (void)n;
+      if (ec == http::error::need_buffer) ec = {};
+      got = sizeof buf - res.body().size;
+      co_return ec;
+    };
+    boost::system::error_code ec;
+    while (!parser.is_done() && got == 0) {
+      ec = co_await read_some();
+      if (ec || st->client_gone) break;
+    }
+    if (st->client_gone) {
+      st->upstream = nullptr;
+      co_return gone();
+    }
+    if (ec) {
+      st->upstream = nullptr;
+      out.why = ec == beast::error::timeout ? std::string("no first byte within first_byte_timeout_ms")
+                                            : "backend: " + ec.message();
+      co_return out;
+    }
+
+    // ---- committed: from here the response belongs to this replica --------------------------------
+    out.k = attempt_result::committed;
+    status_out = status;
+    std::string content_type(res[http::field::content_type]);
+    if (content_type.empty()) content_type = "application/json";
+    const bool sse = content_type.find("text/event-stream") != std::string::npos;
+    const auto content_length = parser.content_length();
+    const bool has_length = content_length.has_value();
+    const bool chunked = !has_length;
+    const bool http11 = req.version() >= 11;
+    bool keep_alive = client_keep_alive && !stopping && (has_length || http11);
+    usage_scanner scanner(sse);
+    std::string head_text =
+        fmt::format("HTTP/1.1 {} {}\r\nServer: agifarm\r\nContent-Type: {}\r\n", status, reason(status), content_type);
+    if (has_length) head_text += fmt::format("Content-Length: {}\r\n", *content_length);
+    else if (http11) head_text += "Transfer-Encoding: chunked\r\n";
+    if (sse) head_text += "Cache-Control: no-cache\r\n";
+    if (!keep_alive) head_text += "Connection: close\r\n";
+    head_text += "\r\n";
+
+    std::string out_buf = std::move(head_text);  // bytes to write to the client this round
+    std::string sse_tail;                          // SSE: bytes after the last complete event
+    bool tail_ended_event = true;
+    auto frame = [&](std::string_view data) {
+      if (data.empty()) return;
+      if (chunked && http11) append_chunk(out_buf, data);
+      else out_buf.append(data);
+    };
+    auto take = [&](std::string_view data) {
+      scanner.feed(data);
+      if (!sse) {
+        frame(data);
+        return;
+      }
+      // Relay whole SSE events only, so a backend dying mid-event never leaves half an event before
+      // our error frame. llama-server writes one event per chunk, so this adds no delay in practice.
+      if (sse_tail.empty()) {
+        auto end = data.rfind("\n\n");
+        if (end == data.size() - 2) {
+          frame(data);
+          return;
+        }
+        if (end != std::string_view::npos) {
+          frame(data.substr(0, end + 2));
+          data.remove_prefix(end + 2);
+        }
+        sse_tail.assign(data);
+      } else {
+        sse_tail.append(data);
+        auto end = sse_tail.rfind("\n\n");
+        if (end != std::string::npos) {
+          frame(std::string_view(sse_tail).substr(0, end + 2));
+          sse_tail.erase(0, end + 2);
+        } else if (sse_tail.size() > usage_scanner::k_max_line) {
+          frame(sse_tail);  // no event boundary in a megabyte: not SSE as we know it, pass it on
+          sse_tail.clear();
+        }
+      }
+      tail_ended_event = sse_tail.empty();
+    };
+    take(std::string_view(buf, got));
+    ttfb_s = std::chrono::duration<double>(clock_type::now() - started).count();
+
+    auto idle = std::chrono::milliseconds(cfg.limits.stream_idle_timeout_ms);
+    bool upstream_failed = false;
+    std::string failure;
+    for (;;) {
+      if (!out_buf.empty()) {
+        client.expires_after(idle);
+        auto [wec, wn] = co_await net::async_write(client, net::buffer(out_buf), k_tuple);
+        (void)wn;
+        out_buf.clear();
+        if (wec || st->client_gone) {
+          // The client went away: close the upstream at once so the backend stops generating.
+          st->upstream = nullptr;
+          beast::error_code ignored;
+          conn->stream.socket().close(ignored);
+          usage_found = false;
+          if (auto u = scanner.finish()) usage_out = *u, usage_found = true;
+          co_return gone();
+        }
+      }
+      if (parser.is_done()) break;
+      conn->stream.expires_after(idle);
+      ec = co_await read_some();
+      if (st->client_gone) {
+        st->upstream = nullptr;
+        co_return gone();
+      }
+      if (ec) {
+        upstream_failed = true;
+        failure = ec == beast::error::timeout ? std::string("backend went silent mid-response") : ec.message();
+        break;
+      }
+      take(std::string_view(buf, got));
+    }
+    st->upstream = nullptr;
+    if (auto u = scanner.finish()) {
+      usage_out = *u;
+      usage_found = true;
+    }
+    if (upstream_failed) {
+      // Mid-stream death: never replayed. SSE clients get a final error event and a clean end (no
+      // [DONE]); other bodies are cut (the client sees a truncated response).
+      if (sse && chunked && http11) {
+        std::string frame_text = (tail_ended_event ? "" : "\n\n");
+        std::string msg = fmt::format("backend '{}' failed mid-stream: {}", sched.replica_name(l.replica), failure);
+        frame_text += "data: " + openai_error_body(msg, "server_error", "backend_disconnected") + "\n\n";
+        out_buf.clear();
+        append_chunk(out_buf, frame_text);
+        out_buf += "0\r\n\r\n";
+        client.expires_after(idle);
+        co_await net::async_write(client, net::buffer(out_buf), k_tuple);
+        out.keep_alive = keep_alive;
+      } else {
+        out.keep_alive = false;
+      }
+      status_out = 599;  // recorded as a failed stream in metrics (the client saw `status`)
+      out.why = failure;
+      out.upstream_status = -1;
+      co_return out;
+    }
+    if (!sse_tail.empty()) {
+      frame(sse_tail);
+      sse_tail.clear();
+    }
+    if (chunked && http11) out_buf += "0\r\n\r\n";
+    if (!out_buf.empty()) {
+      client.expires_after(idle);
+      auto [wec, wn] = co_await net::async_write(client, net::buffer(out_buf), k_tuple);
+      (void)wn;
+      if (wec) keep_alive = false;
+    }
+    if (res.keep_alive() && conn->buffer.size() == 0) put_idle(w, l.replica, std::move(conn));
+    out.keep_alive = keep_alive && (has_length || http11);
+    co_return out;
+  }
+
+  // Watches the client socket while a request is in flight: EOF or error means the client went away.
+  static awaitable<void> watch_client(beast::tcp_stream& client, std::shared_ptr<request_state> st) {
+    auto [ec] = co_await client.socket().async_wait(
+        tcp::socket::wait_read, net::bind_cancellation_slot(st->watch_cancel.slot(), k_tuple));
+    if (ec || st->done) co_return;
+    char byte;
+    ssize_t n = ::recv(client.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) co_return;  // pipelined data: not gone
+    st->client_gone = true;
+    if (st->upstream) {
+      beast::error_code ignored;
+      st->upstream->stream.socket().close(ignored);
+    }
+    if (st->waiting) st->timer.cancel();
+  }
+
+  // Waits for a queued request's grant. Returns the grant, or nullopt when the client went away.
+  awaitable<std::optional<grant>> wait_grant(std::shared_ptr<request_state> st, std::uint64_t ticket,
+                                             clock_type::time_point deadline) {
+    st->waiting = true;
+    st->timer.expires_at(deadline);
+    for (;;) {
+      auto [ec] = co_await st->timer.async_wait(k_tuple);
+      if (st->granted) break;
+      if (st->client_gone) {
+        if (sched.cancel(ticket)) {
+          st->waiting = false;
+          co_return std::nullopt;
+        }
+        st->timer.expires_at(clock_type::time_point::max());  // a grant is on its way
+        continue;
+      }
+      if (!ec) {
+        sched.expire(clock_type::now());  // calls back every waiter past its deadline, us included
+        if (!st->granted) st->timer.expires_at(clock_type::now() + std::chrono::milliseconds(5));
+      }
+    }
+    st->waiting = false;
+    if (st->client_gone && st->granted->status == grant_status::granted) {
+      sched.release(st->granted->l, outcome::neutral, clock_type::now());
+      co_return std::nullopt;
+    }
+    co_return st->granted;
+  }
+
+  // Handles one POST to a model endpoint. Returns whether the client connection may be kept.
+  awaitable<bool> proxy(worker& w, beast::tcp_stream& client, http::request<http::string_body>& req, endpoint kind,
+                        clock_type::time_point started) {
+    bool keep = req.keep_alive() && !stopping;
+    // 1. key
+    std::optional<std::size_t> key;
+    if (keys.enabled()) {
+      key = keys.authenticate(req[http::field::authorization], req["x-api-key"]);
+      if (!key) {
+        met.request_done(k_no_index, k_no_index, 401, 0);
+        co_return co_await send_error(client, 401, "Missing or invalid API key (send Authorization: Bearer <key>).",
+                                      "invalid_api_key", keep) && keep;
+      }
+    }
+    // 2. body
+    auto info = inspect_request(req.body(), kind);
+    if (!info) {
+      met.request_done(k_no_index, k_no_index, 400, 0);
+      co_return co_await send_error(client, 400, info.err().message, "invalid_request", keep) && keep;
+    }
+    // 3. route
+    auto pool = rt.find(info->model);
+    if (!pool) {
+      met.request_done(k_no_index, k_no_index, 404, 0);
+      co_return co_await send_error(client, 404, rt.unknown_model_message(info->model), "model_not_found", keep) && keep;
+    }
+    if (key && !keys.allows(*key, info->model, rt.pool_name(*pool))) {
+      met.request_done(*pool, k_no_index, 403, 0);
+      co_return co_await send_error(client, 403,
+                                    fmt::format("API key '{}' may not use model '{}'.", keys.name(*key), info->model),
+                                    "model_not_allowed", keep) && keep;
+    }
+    if (key) {
+      if (int wait = keys.take(*key, clock_type::now())) {
+        met.request_done(*pool, k_no_index, 429, 0);
+        co_return co_await send_error(client, 429,
+                                      fmt::format("API key '{}' is over its rate_per_minute; retry in {} s.",
+                                                  keys.name(*key), wait),
+                                      "rate_limit_exceeded", keep, fmt::format("Retry-After: {}\r\n", wait)) && keep;
+      }
+    }
+    pick_request pick;
+    if (auto sess = req[cfg.session_header]; !sess.empty()) {
+      pick.has_key = true;
+      pick.session = true;
+      pick.key = hash64(sess);
+    } else if (info->has_affinity) {
+      pick.has_key = true;
+      pick.key = info->affinity_hash;
+    }
+
+    auto st = std::make_shared<request_state>(w.ioc.get_executor());
+    net::co_spawn(w.ioc, watch_client(client, st), net::detached);
+    struct watch_guard {
+      std::shared_ptr<request_state> st;
+      ~watch_guard() {
+        st->done = true;
+        st->watch_cancel.emit(net::cancellation_type::all);
+      }
+    } guard{st};
+
+    std::vector<std::size_t> excluded;
+    std::string last_failure;
+    int final_status = 0;
+    std::size_t final_replica = k_no_index;
+    double ttfb_s = -1;
+    token_usage usage{};
+    bool usage_found = false;
+    bool result_keep = keep;
+    bool committed = false;
+    const int attempts = 1 + std::max(0, cfg.limits.retries);
+    for (int a = 0; a < attempts && !committed; ++a) {
+      if (a > 0) {
+        met.retry(*pool);
+        // Jittered exponential backoff: base * 2^(a-1) * [0.5, 1.5).
+        double base = cfg.limits.retry_backoff_ms * static_cast<double>(1 << std::min(a - 1, 8));
+        std::uniform_real_distribution<double> jitter(0.5, 1.5);
+        st->timer.expires_after(std::chrono::microseconds(static_cast<long long>(base * jitter(w.rng) * 1000)));
+        st->waiting = true;
+        co_await st->timer.async_wait(k_tuple);
+        st->waiting = false;
+        if (st->client_gone) break;
+      }
+      auto deadline = clock_type::now() + std::chrono::milliseconds(cfg.queue.timeout_ms);
+      auto exec = w.ioc.get_executor();
+      std::weak_ptr<request_state> weak = st;
+      auto ar = sched.acquire(*pool, pick, excluded, clock_type::now(), deadline, [exec, weak](grant g) {
+        net::post(exec, [weak, g] {
+          if (auto s = weak.lock()) {
+            s->granted = g;
+            s->timer.cancel();
+          }
+        });
+      });
+      std::optional<lease> l;
+      int reject = 0;
+      switch (ar.status) {
+        case acquire_status::granted: l = ar.l; break;
+        case acquire_status::queued: {
+          auto g = co_await wait_grant(st, ar.ticket, deadline);
+          st->granted.reset();
+          if (!g) break;  // client gone
+          if (g->status == grant_status::granted) l = g->l;
+          else reject = g->status == grant_status::no_healthy ? 503 : 429;
+          break;
+        }
+        case acquire_status::queue_full: reject = 429; break;
+        case acquire_status::no_healthy: reject = 503; break;
+        case acquire_status::exhausted: reject = 502; break;
+      }
+      if (st->client_gone) break;
+      if (reject) {
+        final_status = reject;
+        if (reject == 502) break;  // every replica tried: report the last failure below
+        std::string msg = reject == 503 ? fmt::format("No healthy replica of '{}' is available.", rt.pool_name(*pool))
+                                        : fmt::format("All replicas of '{}' are busy and its queue is full or the wait "
+                                                      "exceeded {} ms.", rt.pool_name(*pool), cfg.queue.timeout_ms);
+        met.request_done(*pool, k_no_index, reject, std::chrono::duration<double>(clock_type::now() - started).count());
+        co_return co_await send_error(client, reject, msg, reject == 503 ? "no_healthy_replica" : "queue_full", keep,
+                                      "Retry-After: 1\r\n") && keep;
+      }
+      if (!l) break;
+      final_replica = l->replica;
+      int status = 0;
+      auto r = co_await attempt(w, client, req, st, *l, a + 1 == attempts, keep, started, ttfb_s, usage, usage_found,
+                                status);
+      if (r.k == attempt_result::committed) {
+        committed = true;
+        final_status = status;
+        result_keep = r.keep_alive;
+        bool failed = r.upstream_status == -1 || r.upstream_status >= 500;
+        if (r.upstream_status == -1)
+          spdlog::warn("gateway: {} -> {}: failed mid-response: {}", rt.pool_name(*pool), sched.replica_name(l->replica),
+                       r.why);
+        if (sched.release(*l, failed ? outcome::failure : outcome::success, clock_type::now()))
+          spdlog::warn("gateway: replica {} ejected after repeated failures", sched.replica_name(l->replica));
+      } else if (r.k == attempt_result::client_gone) {
+        sched.release(*l, outcome::neutral, clock_type::now());
+        break;
+      } else {
+        last_failure = r.why;
+        excluded.push_back(l->replica);
+        spdlog::warn("gateway: {} -> {}: {} (attempt {} of {})", rt.pool_name(*pool), sched.replica_name(l->replica),
+                     r.why, a + 1, attempts);
+        if (sched.release(*l, outcome::failure, clock_type::now()))
+          spdlog::warn("gateway: replica {} ejected after repeated failures", sched.replica_name(l->replica));
+      }
+    }
+    double duration = std::chrono::duration<double>(clock_type::now() - started).count();
+    std::string key_name = key ? keys.name(*key) : std::string("anonymous");
+    if (st->client_gone) {
+      met.request_done(*pool, final_replica, 499, duration, ttfb_s);
+      if (usage_found) met.tokens(*pool, usage.prompt, usage.completion);
+      usage.prompt = usage_found ? usage.prompt : 0;
+      this->usage.add(key_name, 1, usage_found ? usage : token_usage{});
+      co_return false;
+    }
+    if (!committed) {
+      int status = final_status == 0 || final_status == 502 ? 502 : final_status;
+      if (last_failure.empty() && final_status == 0) last_failure = "no attempt was made";
+      if (final_status == 0 && last_failure.find("first_byte") != std::string::npos) status = 504;
+      met.request_done(*pool, final_replica, status, duration);
+      co_return co_await send_error(client, status,
+                                    fmt::format("Every attempt on pool '{}' failed before the first byte; last: {}",
+                                                rt.pool_name(*pool), last_failure),
+                                    "backend_unavailable", keep) && keep;
+    }
+    met.request_done(*pool, final_replica, final_status, duration, ttfb_s);
+    if (usage_found) met.tokens(*pool, usage.prompt, usage.completion);
+    this->usage.add(key_name, 1, usage_found ? usage : token_usage{});
+    co_return result_keep;
+  }
+
+  // ---- non-proxied endpoints -----------------------------------------------------------------------
+
+  std::string usage_json(std::optional<std::size_t> key) const {
+    namespace json = boost::json;
+    json::array data;
+    for (const auto& r : usage.rows()) {
+      if (key && r.key != keys.name(*key)) continue;
+      data.push_back(json::object{{"key", r.key},
+                                  {"requests", r.requests},
+                                  {"prompt_tokens", r.prompt_tokens},
+                                  {"completion_tokens", r.completion_tokens}});
+    }
+    return json::serialize(json::object{{"object", "list"}, {"data", std::move(data)}});
+  }
+
+  std::string health_json() const {
+    auto rs = sched.replica_states();
+    int usable = 0;
+    for (const auto& r : rs) usable += (r.ready && !r.ejected) ? 1 : 0;
+    return fmt::format(R"({{"status":"{}","replicas":{},"usable_replicas":{}}})", usable ? "ok" : "degraded",
+                       rs.size(), usable);
+  }
+
+  awaitable<bool> handle(worker& w, beast::tcp_stream& client, http::request<http::string_body>& req,
+                         clock_type::time_point started) {
+    bool keep = req.keep_alive() && !stopping;
+    std::string_view target = req.target();
+    if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+    const auto method = req.method();
+    struct route {
+      std::string_view path;
+      endpoint kind;
+    };
+    static constexpr route k_routes[] = {{"/v1/chat/completions", endpoint::chat_completions},
+                                         {"/v1/completions", endpoint::completions},
+                                         {"/v1/embeddings", endpoint::embeddings},
+                                         {"/v1/messages", endpoint::messages}};
+    for (const auto& r : k_routes) {
+      if (target != r.path) continue;
+      if (method != http::verb::post) break;
+      co_return co_await proxy(w, client, req, r.kind, started);
+    }
+    auto authed = [&]() -> std::optional<std::optional<std::size_t>> {
+      if (!keys.enabled()) return std::optional<std::size_t>{};
+      auto k = keys.authenticate(req[http::field::authorization], req["x-api-key"]);
+      if (!k) return std::nullopt;
+      return k;
+    };
+    if (method == http::verb::get || method == http::verb::head) {
+      if (target == "/health") {
+        co_return co_await send(client, 200, "application/json", health_json(), keep) && keep;
+      }
+      if (target == "/metrics") {
+        std::string body = met.render(sched.replica_states(), sched.pool_states(), open_connections.load());
+        co_return co_await send(client, 200, "text/plain; version=0.0.4; charset=utf-8", body, keep) && keep;
+      }
+      if (target == "/v1/models" || target == "/v1/usage") {
+        auto k = authed();
+        if (!k) {
+          co_return co_await send_error(client, 401, "Missing or invalid API key (send Authorization: Bearer <key>).",
+                                        "invalid_api_key", keep) && keep;
+        }
+        std::string body = target == "/v1/models" ? rt.models_json() : usage_json(*k);
+        co_return co_await send(client, 200, "application/json", body, keep) && keep;
+      }
+    }
+    bool known = target == "/health" || target == "/metrics" || target == "/v1/models" || target == "/v1/usage";
+    for (const auto& r : k_routes) known = known || target == r.path;
+    if (known) {
+      co_return co_await send_error(client, 405, fmt::format("Method {} is not allowed on {}.",
+                                                             std::string_view(req.method_string()), target),
+                                    "method_not_allowed", keep) && keep;
+    }
+    co_return co_await send_error(client, 404, fmt::format("No endpoint {} {}.", std::string_view(req.method_string()),
+                                                           std::string(target.substr(0, 200))),
+                                  "not_found", keep) && keep;
+  }
+
+  // ---- client connections --------------------------------------------------------------------------
+
+  awaitable<void> session(worker& w, tcp::socket sock) {
+    struct conn_count {
+      impl* self;
+      ~conn_count() { self->open_connections--; }
+    } counted{this};
+    beast::tcp_stream stream(std::move(sock));
+    stream.socket().set_option(tcp::no_delay(true));
+    beast::flat_buffer buffer;
+    const auto header_timeout = std::chrono::milliseconds(cfg.limits.header_timeout_ms);
+    const auto idle_timeout = std::chrono::milliseconds(cfg.limits.idle_timeout_ms);
+    bool first = true;
+    for (;;) {
+      if (stopping) break;
+      if (!first && buffer.size() == 0) {
+        // Keep-alive: wait for the next request's first bytes (idle timeout), closable on stop.
+        auto it = w.idle_clients.insert(w.idle_clients.end(), &stream);
+        stream.expires_after(idle_timeout);
+        auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), k_tuple);
+        w.idle_clients.erase(it);
+        if (ec) break;
+        buffer.commit(n);
+      }
+      first = false;
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(cfg.limits.max_header_bytes);
+      parser.body_limit(cfg.limits.max_body_bytes);
+      stream.expires_after(header_timeout);
+      auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, k_tuple);
+      (void)hn;
+      auto started = clock_type::now();
+      if (!hec) {
+        // The body: its own deadline (a slow uploader is held to the idle timeout).
+        stream.expires_after(idle_timeout);
+        if (!parser.is_done()) {
+          auto [bec, bn] = co_await http::async_read(stream, buffer, parser, k_tuple);
+          (void)bn;
+          hec = bec;
+        }
+      }
+      if (hec) {
+        if (hec == http::error::body_limit) {
+          met.request_done(k_no_index, k_no_index, 413, 0);
+          co_await send_error(stream, 413,
+                              fmt::format("The request body exceeds max_body_bytes ({} bytes).", cfg.limits.max_body_bytes),
+                              "request_too_large", false);
+        } else if (hec == http::error::header_limit) {
+          met.request_done(k_no_index, k_no_index, 431, 0);
+          co_await send_error(stream, 431,
+                              fmt::format("The request header exceeds {} bytes.", cfg.limits.max_header_bytes),
+                              "header_too_large", false);
+        } else if (hec.category() == make_error_code(http::error::bad_target).category() && hec != http::error::end_of_stream &&
+                   hec != http::error::partial_message) {
+          met.request_done(k_no_index, k_no_index, 400, 0);
+          co_await send_error(stream, 400, "Malformed HTTP request: " + hec.message(), "malformed_http", false);
+        }
+        // timeouts, resets, EOF: just close
+        break;
+      }
+      auto& req = parser.get();
+      bool keep = co_await handle(w, stream, req, started);
+      requests_done++;
+      if (!keep) break;
+    }
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream.socket().close(ignored);
+  }
+
+  awaitable<void> accept_loop(worker& w) {
+    for (;;) {
+      auto [ec, sock] = co_await w.acceptor.async_accept(k_tuple);
+      if (ec) {
+        if (ec == net::error::operation_aborted || stopping) co_return;
+        if (ec == net::error::no_descriptors) {
+          // Out of fds: back off briefly instead of spinning.
+          net::steady_timer t(w.ioc, std::chrono::milliseconds(50));
+          co_await t.async_wait(k_tuple);
+        }
+        continue;
+      }
+      if (stopping) co_return;
+      if (open_connections.load() >= static_cast<std::uint64_t>(cfg.limits.max_connections)) {
+        // Over max_connections: a short 503, best effort without blocking, then close.
+        std::string body = openai_error_body("The gateway is at max_connections.", "server_error", "overloaded");
+        std::string msg = head(503, "application/json", body.size(), false, "Retry-After: 1\r\n") + body;
+        ::send(sock.native_handle(), msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        beast::error_code ignored;
+        sock.close(ignored);
+        met.request_done(k_no_index, k_no_index, 503, 0);
+        continue;
+      }
+      open_connections++;
+      net::co_spawn(w.ioc, session(w, std::move(sock)), net::detached);
+    }
+  }
+
+  // ---- background: active health checks of ejected replicas, usage persistence --------------------
+
+  awaitable<bool> probe(worker& w, std::size_t replica) {
+    beast::tcp_stream s(w.ioc);
+    s.expires_after(std::chrono::milliseconds(std::min(cfg.limits.health_interval_ms, 5000)));
+    auto [ec] = co_await s.async_connect(backends[replica].endpoint, k_tuple);
+    if (ec) co_return false;
+    http::request<http::empty_body> req{http::verb::get, "/health", 11};
+    req.set(http::field::host, backends[replica].host_header);
+    req.keep_alive(false);
+    auto [wec, wn] = co_await http::async_write(s, req, k_tuple);
+    (void)wn;
+    if (wec) co_return false;
+    beast::flat_buffer b;
+    http::response<http::string_body> res;
+    auto [rec, rn] = co_await http::async_read(s, b, res, k_tuple);
+    (void)rn;
+    co_return !rec && res.result_int() == 200;
+  }
+
+  awaitable<void> background(worker& w) {
+    net::steady_timer t(w.ioc);
+    auto interval = std::chrono::milliseconds(cfg.limits.health_interval_ms);
+    auto last_flush = clock_type::now();
+    while (!stopping) {
+      t.expires_after(std::min<clock_type::duration>(interval, std::chrono::milliseconds(1000)));
+      auto [ec] = co_await t.async_wait(k_tuple);
+      if (ec || stopping) break;
+      for (auto r : sched.ejected()) {
+        bool ok = co_await probe(w, r);
+        sched.probe_result(r, ok, clock_type::now());
+        if (ok) spdlog::info("gateway: replica {} passed /health and is back in rotation", sched.replica_name(r));
+      }
+      if (clock_type::now() - last_flush >= std::chrono::seconds(1)) {
+        last_flush = clock_type::now();
+        if (auto s = usage.flush(); !s) spdlog::error("gateway: {}", s.err().message);
+      }
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------
+
+server::server(config c) : impl_(std::make_unique<impl>(std::move(c))) {}
+
+server::~server() {
+  if (impl_->running) stop();
+}
+
+int server::port() const { return impl_->bound_port.load(); }
+
+status server::set_replica_ready(const std::string& name, bool ready) {
+  if (!impl_->sched.set_ready(name, ready, clock_type::now()))
+    return make_error(fmt::format("set_replica_ready: no replica named '{}'", name));
+  return {};
+}
+
+snapshot server::stats() const {
+  snapshot s;
+  for (const auto& r : impl_->sched.replica_states()) s.replicas.push_back({r.name, r.ready, !r.ejected, r.outstanding});
+  s.requests = impl_->requests_done.load();
+  s.open_connections = impl_->open_connections.load();
+  return s;
+}
+
+status server::start() {
+  auto& m = *impl_;
+  if (m.running) return make_error("gateway: already started");
+  if (auto v = validate(m.cfg); !v) return v;
+  m.backends.clear();
+  for (std::size_t r = 0; r < m.sched.replica_count(); ++r) {
+    auto hp = parse_http_url(m.sched.replica_url(r));
+    if (!hp) return make_error(fmt::format("replica '{}': {}", m.sched.replica_name(r), hp.err().message));
+    std::string host = hp->host == "localhost" ? "127.0.0.1" : hp->host;
+    boost::system::error_code ec;
+    auto addr = net::ip::make_address(host, ec);
+    if (ec)
+      return make_error(fmt::format("replica '{}': host '{}' is not a numeric IP address", m.sched.replica_name(r),
+                                    hp->host));
+    std::string host_header = addr.is_v6() ? fmt::format("[{}]:{}", host, hp->port) : fmt::format("{}:{}", host, hp->port);
+    m.backends.push_back({tcp::endpoint(addr, static_cast<unsigned short>(hp->port)), host_header});
+  }
+  if (auto s = m.usage.open(m.cfg.usage_db); !s) return s;
+
+  boost::system::error_code ec;
+  std::string lhost = m.cfg.listen_host == "localhost" ? "127.0.0.1" : m.cfg.listen_host;
+  auto addr = net::ip::make_address(lhost, ec);
+  if (ec) return make_error(fmt::format("listen {}: not a numeric IP address", m.cfg.listen_host));
+  unsigned threads = m.cfg.threads > 0 ? static_cast<unsigned>(m.cfg.threads) : std::max(1u, std::thread::hardware_concurrency());
+  m.workers.clear();
+  int port = m.cfg.listen_port;
+  for (unsigned i = 0; i < threads; ++i) {
+    auto w = std::make_unique<worker>(m.sched.replica_count(), 0x9e3779b9u * (i + 1));
+    tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+    w->acceptor.open(ep.protocol(), ec);
+    if (!ec) w->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) {
+      using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+      w->acceptor.set_option(reuse_port(true), ec);
+    }
+    if (!ec) w->acceptor.bind(ep, ec);
+    if (!ec) w->acceptor.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+      m.workers.clear();
+      return make_error(fmt::format("listen {}:{}: {}", m.cfg.listen_host, port, ec.message()));
+    }
+    if (port == 0) port = w->acceptor.local_endpoint().port();
+    m.workers.push_back(std::move(w));
+  }
+  m.bound_port = port;
+  m.stopping = false;
+  for (auto& w : m.workers) net::co_spawn(w->ioc, m.accept_loop(*w), net::detached);
+  net::co_spawn(m.workers[0]->ioc, m.background(*m.workers[0]), net::detached);
+  for (auto& w : m.workers) {
+    worker* wp = w.get();
+    w->thread = std::thread([wp] {
+      for (;;) {
+        try {
+          wp->ioc.run();
+          return;
+        } catch (const std::exception& e) {
+          spdlog::error("gateway: worker: {}", e.what());  // a bug; keep serving
+        }
+      }
+    });
+  }
+  m.running = true;
+  if (m.keys.enabled())
+    spdlog::info("gateway: listening on {}:{} ({} threads, {} API keys)", m.cfg.listen_host, port, threads,
+                 m.cfg.api_keys.size());
+  else
+    spdlog::info("gateway: listening on {}:{} ({} threads); no api_keys configured, so bound to loopback only",
+                 m.cfg.listen_host, port, threads);
+  return {};
+}
+
+void server::stop() { stop(std::chrono::milliseconds(impl_->cfg.limits.drain_timeout_ms)); }
+
+void server::stop(std::chrono::milliseconds drain) {
+  auto& m = *impl_;
+  if (!m.running) return;
+  m.stopping = true;
+  // Stop accepting and close keep-alive connections that are between requests.
+  for (auto& w : m.workers) {
+    worker* wp = w.get();
+    net::post(wp->ioc, [wp] {
+      beast::error_code ignored;
+      wp->acceptor.close(ignored);
+      for (auto* s : wp->idle_clients) s->socket().cancel(ignored);
+    });
+  }
+  auto deadline = clock_type::now() + drain;
+  while (m.open_connections.load() > 0 && clock_type::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (auto& w : m.workers) w->ioc.stop();
+  for (auto& w : m.workers)
+    if (w->thread.joinable()) w->thread.join();
+  m.workers.clear();  // destroys pending coroutines: their sockets close
+  if (auto s = m.usage.flush(); !s) spdlog::error("gateway: {}", s.err().message);
+  m.running = false;
+  m.bound_port = 0;
+}
+
+}  // namespace agifarm::gateway

@@ -1,0 +1,108 @@
+#include <boost/json.hpp>
+
+#include "gateway/usage.hpp"
+
+namespace agifarm::gateway {
+namespace json = boost::json;
+
+std::optional<token_usage> usage_from_json(std::string_view text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec) return std::nullopt;
+  auto* o = v.if_object();
+  if (!o) return std::nullopt;
+  const json::value* u = o->if_contains("usage");
+  if (!u) {
+    // Anthropic streams: {"type":"message_start","message":{"usage":{...}}}
+    if (auto* m = o->if_contains("message"))
+      if (auto* mo = m->if_object()) u = mo->if_contains("usage");
+  }
+  if (!u || !u->is_object()) return std::nullopt;
+  const auto& uo = u->get_object();
+  auto get = [&](const char* k) -> std::optional<std::uint64_t> {
+    auto* x = uo.if_contains(k);
+    if (!x) return std::nullopt;
+    if (auto* i = x->if_int64()) return *i < 0 ? 0 : static_cast<std::uint64_t>(*i);
+    if (auto* i = x->if_uint64()) return *i;
+    return std::nullopt;
+  };
+  token_usage t;
+  bool any = false;
+  if (auto p = get("prompt_tokens")) t.prompt = *p, any = true;
+  else if (auto p2 = get("input_tokens")) t.prompt = *p2, any = true;
+  if (auto c = get("completion_tokens")) t.completion = *c, any = true;
+  else if (auto c2 = get("output_tokens")) t.completion = *c2, any = true;
+  if (!any) return std::nullopt;
+  return t;
+}
+
+void usage_scanner::line(std::string_view l) {
+  if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+  constexpr std::string_view k_data = "data:";
+  if (l.substr(0, k_data.size()) != k_data) return;
+  l.remove_prefix(k_data.size());
+  if (!l.empty() && l.front() == ' ') l.remove_prefix(1);
+  if (l == "[DONE]") {
+    done_ = true;
+    return;
+  }
+  if (l.find("\"usage\"") == std::string_view::npos) return;
+  if (auto u = usage_from_json(l)) {
+    // Anthropic splits usage across message_start (input) and message_delta (output): merge.
+    if (!found_) found_ = token_usage{};
+    if (u->prompt) found_->prompt = u->prompt;
+    if (u->completion) found_->completion = u->completion;
+  }
+}
+
+void usage_scanner::feed(std::string_view bytes) {
+  if (!sse_) {
+    if (overflow_) return;
+    if (buf_.size() + bytes.size() > k_max_line) {
+      overflow_ = true;
+      buf_.clear();
+      return;
+    }
+    buf_.append(bytes);
+    return;
+  }
+  while (!bytes.empty()) {
+    auto nl = bytes.find('\n');
+    if (nl == std::string_view::npos) {
+      if (!overflow_) {
+        if (buf_.size() + bytes.size() > k_max_line) {
+          overflow_ = true;
+          buf_.clear();
+        } else {
+          buf_.append(bytes);
+        }
+      }
+      return;
+    }
+    if (overflow_) {
+      overflow_ = false;  // the overlong line ends here; skip it
+      buf_.clear();
+    } else if (buf_.empty()) {
+      line(bytes.substr(0, nl));
+    } else {
+      buf_.append(bytes.substr(0, nl));
+      line(buf_);
+      buf_.clear();
+    }
+    bytes.remove_prefix(nl + 1);
+  }
+}
+
+std::optional<token_usage> usage_scanner::finish() {
+  if (!sse_) {
+    if (overflow_ || buf_.empty()) return std::nullopt;
+    return usage_from_json(buf_);
+  }
+  if (!buf_.empty() && !overflow_) {
+    line(buf_);
+    buf_.clear();
+  }
+  return found_;
+}
+
+}  // namespace agifarm::gateway

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -250,8 +251,9 @@ result<farm_file> load_farm_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return make_error(fmt::format("cannot read farm file {}", path), 2);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::string dir = ".";
-  if (auto slash = path.rfind('/'); slash != std::string::npos) dir = slash == 0 ? "/" : path.substr(0, slash);
+  std::error_code ec;
+  std::string dir = std::filesystem::absolute(std::filesystem::path(path), ec).parent_path().string();
+  if (ec || dir.empty()) dir = ".";
   const char* home = std::getenv("HOME");
   return parse_farm_file(text, path, dir, home ? home : "");
 }

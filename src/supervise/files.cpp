@@ -102,14 +102,12 @@ std::string failure_reason(const std::vector<std::string>& log_tail) {
     return s;
   };
   for (auto it = log_tail.rbegin(); it != log_tail.rend(); ++it) {
+    if (it->rfind("[agifarm]", 0) == 0) break;  // lines before the marker belong to an earlier process
     std::string l = lower(*it);
-    if (l.find("error") != std::string::npos || l.find("failed") != std::string::npos ||
-        l.find("invalid") != std::string::npos || l.find("cannot") != std::string::npos ||
-        l.find("unable") != std::string::npos || l.find("out of memory") != std::string::npos)
-      return *it;
+    for (const char* k : {"error", "failed", "invalid", "cannot", "unable", "out of memory", "not found",
+                          "no such file", "unknown argument", "abort"})
+      if (l.find(k) != std::string::npos) return *it;
   }
-  for (auto it = log_tail.rbegin(); it != log_tail.rend(); ++it)
-    if (!it->empty()) return *it;
   return {};
 }
 

@@ -38,7 +38,8 @@ result<std::string> read_file(const std::string& path);
 status make_dirs(const std::string& path);
 
 // The most telling line of a failed backend's log: the last line mentioning an error or failure
-// ("failed to allocate buffer", "error: invalid argument: -x"), else the last non-empty line.
+// ("failed to allocate buffer", "error: invalid argument: -x") written after the last "[agifarm]"
+// start marker (the supervisor writes one before each start); "" if there is none.
 std::string failure_reason(const std::vector<std::string>& log_tail);
 
 }  // namespace agifarm::supervise

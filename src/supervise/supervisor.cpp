@@ -341,9 +341,13 @@ void supervisor::record_failure(std::size_t i, std::string reason, time_point no
   auto& s = slots_[i];
   if (!st.log_path.empty()) {
     st.log_tail = files_.tail(st.log_path, 20);
+    for (std::size_t k = st.log_tail.size(); k-- > 0;)  // only this process's lines
+      if (st.log_tail[k].rfind("[agifarm]", 0) == 0) {
+        st.log_tail.erase(st.log_tail.begin(), st.log_tail.begin() + static_cast<std::ptrdiff_t>(k) + 1);
+        break;
+      }
     std::string why = failure_reason(st.log_tail);
-    if (!why.empty() && why.rfind("[agifarm]", 0) != 0 && reason.find(why) == std::string::npos)
-      reason += "; log: " + why;
+    if (!why.empty() && reason.find(why) == std::string::npos) reason += "; log: " + why;
   }
   st.reason = reason;
   if (was_ready && now - st.ready_at >= o_.healthy_reset) {

@@ -187,7 +187,10 @@ TEST(supervisor, too_many_failures_mark_failed_with_the_log_reason_and_stop_spaw
 TEST(supervisor, failure_reason_prefers_error_lines) {
   EXPECT_EQ(failure_reason({"a", "error: invalid argument: --bogus", "usage: ...", ""}),
             "error: invalid argument: --bogus");
-  EXPECT_EQ(failure_reason({"one", "two", ""}), "two");
+  EXPECT_EQ(failure_reason({"one", "two", ""}), "");
+  EXPECT_EQ(failure_reason({"error: old run", "[agifarm] start #2: llama-server", "fine"}), "");
+  EXPECT_EQ(failure_reason({"x", "llama_model_load: failed to allocate buffer", "exiting"}),
+            "llama_model_load: failed to allocate buffer");
   EXPECT_EQ(failure_reason({}), "");
 }
 

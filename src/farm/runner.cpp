@@ -1,0 +1,537 @@
+#include "farm/runner.hpp"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "farm/farm_file.hpp"
+#include "farm/sources.hpp"
+#include "farm/state.hpp"
+#include "gateway/config.hpp"
+#include "gateway/deploy.hpp"
+#include "gateway/gateway.hpp"
+#include "supervise/supervisor.hpp"
+
+namespace agifarm::farm {
+
+// Defined in control.cpp.
+int kill_leftovers(const farm_state& s, std::ostream& out);
+void print_running_farm(const farm_paths& paths, std::ostream& out);
+
+namespace {
+namespace fs = std::filesystem;
+using supervise::backend_state;
+
+constexpr const char* k_exit_marker = "@@agifarm-up-exit ";
+
+std::string human_bytes(std::uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) { v /= 1024; ++u; }
+  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.1f} {}", v, units[u]);
+}
+
+// Output of `up`: the terminal in the foreground; in a daemon, the pipe to the waiting parent (until
+// start-up is over) and the daemon log (stdout, redirected).
+class reporter {
+ public:
+  reporter(std::ostream& out, int pipe_fd) : out_(out), pipe_(pipe_fd) {}
+  void say(const std::string& line) {
+    out_ << line << '\n';
+    out_.flush();
+    if (pipe_ >= 0) write_pipe(line + "\n");
+  }
+  void finish_startup(int code) {
+    if (pipe_ < 0) return;
+    write_pipe(fmt::format("{}{}\n", k_exit_marker, code));
+    ::close(pipe_);
+    pipe_ = -1;
+  }
+
+ private:
+  void write_pipe(const std::string& s) {
+    const char* p = s.data();
+    size_t n = s.size();
+    while (n > 0) {
+      ssize_t w = ::write(pipe_, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) { ::close(pipe_); pipe_ = -1; return; }
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+  }
+  std::ostream& out_;
+  int pipe_;
+};
+
+supervise::supervisor_options make_options(const std::optional<farm_file>& ff, const std::string& llama_bin,
+                                           const farm_paths& paths) {
+  supervise::supervisor_options o;
+  o.llama_bin = llama_bin;
+  o.log_dir = paths.logs();
+  if (!ff) return o;
+  auto ms = [](double s) { return supervise::duration(static_cast<std::int64_t>(s * 1000)); };
+  const auto& s = ff->supervisor;
+  if (s.start_timeout_s) o.start_timeout = ms(*s.start_timeout_s);
+  if (s.failure_window_s) o.failure_window = ms(*s.failure_window_s);
+  if (s.backoff_initial_s) o.backoff_initial = ms(*s.backoff_initial_s);
+  if (s.backoff_cap_s) o.backoff_cap = ms(*s.backoff_cap_s);
+  if (s.healthy_reset_s) o.healthy_reset = ms(*s.healthy_reset_s);
+  if (s.health_interval_s) o.health_interval_ready = ms(*s.health_interval_s);
+  if (s.probe_interval_s) o.probe_interval = ms(*s.probe_interval_s);
+  if (s.probe_timeout_s) o.probe_timeout = ms(*s.probe_timeout_s);
+  if (s.stop_timeout_s) o.stop_timeout = ms(*s.stop_timeout_s);
+  if (s.max_failures) o.max_failures = *s.max_failures;
+  if (s.log_keep) o.log_keep = *s.log_keep;
+  if (s.log_max_mb) o.log_max_bytes = static_cast<std::uint64_t>(*s.log_max_mb * 1024 * 1024);
+  return o;
+}
+
+std::uint64_t predicted_total(const plan::backend_spec& b) {
+  if (!b.predicted) return 0;
+  std::uint64_t t = b.predicted->host.total_bytes;
+  for (const auto& d : b.predicted->devices) t += d.total_bytes;
+  return t;
+}
+
+farm_state make_state(const supervise::supervisor& sup, const std::string& phase, const std::string& endpoint,
+                      const std::string& source, std::int64_t started_wall) {
+  farm_state s;
+  s.supervisor_pid = static_cast<int>(::getpid());
+  s.started_wall = started_wall;
+  s.phase = phase;
+  s.endpoint = endpoint;
+  s.strategy = sup.deployment().strategy;
+  s.source = source;
+  const auto& specs = sup.deployment().backends;
+  for (std::size_t i = 0; i < sup.backends().size(); ++i) {
+    const auto& b = sup.backends()[i];
+    const auto& spec = specs[i];
+    backend_record r;
+    r.name = b.name;
+    r.kind = plan::to_string(b.kind);
+    r.model = spec.model;
+    r.host = b.host;
+    r.port = b.port;
+    r.pid = b.pid;
+    r.state = supervise::to_string(b.state);
+    r.restarts = b.restarts;
+    r.reason = b.reason;
+    r.last_exit = b.last_exit;
+    r.started_wall = b.started_wall;
+    r.log_path = b.log_path;
+    r.program = b.argv.empty() ? std::string() : b.argv[0];
+    r.slots = spec.slots;
+    r.predicted_bytes = predicted_total(spec);
+    s.backends.push_back(std::move(r));
+  }
+  for (const auto& p : sup.deployment().pools) s.pools.push_back({p.name, p.aliases, p.backends});
+  return s;
+}
+
+void print_summary(reporter& rep, const supervise::supervisor& sup, const std::string& endpoint,
+                   const std::string& source, const gateway::config& gc) {
+  int ready = 0, failed = 0;
+  for (const auto& b : sup.backends()) {
+    ready += b.state == backend_state::ready;
+    failed += b.state == backend_state::failed;
+  }
+  rep.say(fmt::format("agifarm: farm is up: {} of {} backends ready{} (strategy {}, from {})", ready,
+                      sup.backends().size(), failed ? fmt::format(", {} FAILED", failed) : "",
+                      sup.deployment().strategy, source));
+  rep.say(fmt::format("  endpoint  {}/v1  (OpenAI-compatible)", endpoint));
+  const auto& specs = sup.deployment().backends;
+  std::map<std::string, std::size_t> index;
+  for (std::size_t i = 0; i < specs.size(); ++i) index[specs[i].name] = i;
+  std::string first_alias;
+  for (const auto& p : sup.deployment().pools) {
+    if (first_alias.empty()) first_alias = p.aliases.empty() ? p.name : p.aliases.front();
+    std::string roles;
+    for (const auto& a : p.aliases) roles += (roles.empty() ? "" : ", ") + a;
+    rep.say(fmt::format("  model {}{}:", p.name, roles.empty() ? "" : " (roles " + roles + ")"));
+    double tps = 0, tps1 = 0;
+    for (const auto& name : p.backends) {
+      auto i = index.at(name);
+      const auto& b = sup.backends()[i];
+      std::string line = fmt::format("    {:<24} {:<8} port {:<5}", b.name, supervise::to_string(b.state), b.port);
+      if (b.pid) line += fmt::format("  pid {}", b.pid);
+      if (b.state == backend_state::failed || b.state == backend_state::backoff) line += "  " + b.reason;
+      rep.say(line);
+      if (specs[i].predicted) {
+        tps += specs[i].predicted->aggregate_decode_tps;
+        tps1 = std::max(tps1, specs[i].predicted->decode_tps);
+      }
+    }
+    if (tps > 0)
+      rep.say(fmt::format("    predicted: {:.0f} tok/s per stream, {:.0f} tok/s with every slot busy", tps1, tps));
+    else
+      rep.say("    predicted tokens/s: not predicted (this deployment has no planner predictions; see `agifarm plan`)");
+  }
+  // Memory per device, as predicted by the plan.
+  std::map<std::string, std::uint64_t> per_device;
+  for (const auto& s : specs) {
+    if (!s.predicted) continue;
+    for (const auto& d : s.predicted->devices) per_device[d.name] += d.total_bytes;
+    if (s.predicted->host.total_bytes) per_device["host"] += s.predicted->host.total_bytes;
+  }
+  std::uint64_t rss = 0;
+  for (const auto& b : sup.backends()) rss += supervise::process_rss_bytes(b.pid);
+  std::string mem;
+  for (const auto& [d, bytes] : per_device) mem += fmt::format("{}{} {}", mem.empty() ? "" : ", ", d, human_bytes(bytes));
+  rep.say(fmt::format("  memory    predicted: {}; in use now (RSS of all backends): {}",
+                      mem.empty() ? "not predicted" : mem, human_bytes(rss)));
+  std::string auth = gc.api_keys.empty() ? "" : " -H \"Authorization: Bearer $AGIFARM_KEY\"";
+  std::string key = gc.api_keys.empty() ? "\"none\"" : "os.environ[\"AGIFARM_KEY\"]";
+  rep.say("  try it:");
+  rep.say(fmt::format("    curl -s {}/v1/chat/completions -H 'Content-Type: application/json'{} \\", endpoint, auth));
+  rep.say(fmt::format(R"(      -d '{{"model":"{}","messages":[{{"role":"user","content":"Hello"}}],"max_tokens":32}}')",
+                      first_alias));
+  rep.say(fmt::format(R"(    python3 -c 'import os; from openai import OpenAI; c = OpenAI(base_url="{}/v1", api_key={}); )"
+                      R"(print(c.chat.completions.create(model="{}", messages=[{{"role":"user","content":"Hello"}}]).choices[0].message.content)')",
+                      endpoint, key, first_alias));
+  rep.say(fmt::format(R"(    node -e 'const OpenAI=require("openai"); new OpenAI({{baseURL:"{}/v1",apiKey:"none"}}).chat.completions.create({{model:"{}",messages:[{{role:"user",content:"Hello"}}]}}).then(r=>console.log(r.choices[0].message.content))')",
+                      endpoint, first_alias));
+  rep.say("  agifarm status | agifarm logs NAME | agifarm down");
+}
+
+// Blocks the signals run_up waits for; every thread created afterwards inherits the mask.
+sigset_t block_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1}) sigaddset(&set, s);
+  struct sigaction sa{};
+  sa.sa_handler = [](int) {};
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGCHLD, &sa, nullptr);  // a handler (never run: blocked) keeps SIGCHLD from being discarded
+  ::sigaction(SIGUSR1, &sa, nullptr);
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  return set;
+}
+
+// Waits until `until` or a signal; returns the signal or 0.
+int wait_signal(const sigset_t& set, supervise::time_point until) {
+  auto d = until - std::chrono::steady_clock::now();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  ms = std::clamp<long long>(ms, 1, 1000);
+  timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>((ms % 1000) * 1000000)};
+  siginfo_t si;
+  int s = ::sigtimedwait(&set, &si, &ts);
+  return s > 0 ? s : 0;
+}
+
+struct resolved {
+  std::optional<farm_file> ff;
+  farm_paths paths;
+  std::string llama_bin;
+  gateway::config gateway;
+};
+
+result<resolved> resolve(const up_options& o) {
+  resolved r;
+  if (!o.farm_file.empty()) {
+    auto f = load_farm_file(o.farm_file);
+    if (!f) return f.err();
+    r.ff = std::move(*f);
+  }
+  r.paths.dir = !o.state_dir.empty() ? o.state_dir : (r.ff && !r.ff->state_dir.empty() ? r.ff->state_dir : default_state_dir());
+  r.llama_bin = !o.llama_bin.empty() ? o.llama_bin : (r.ff && !r.ff->llama_bin.empty() ? r.ff->llama_bin : default_llama_bin());
+  r.gateway = r.ff ? r.ff->gateway : gateway::config{};
+  if (!o.listen.empty()) {
+    auto hp = gateway::parse_host_port(o.listen);
+    if (!hp) return make_error("--listen: " + hp.err().message, 2);
+    r.gateway.listen_host = hp->host;
+    r.gateway.listen_port = hp->port;
+  }
+  std::error_code ec;
+  if (!fs::exists(r.llama_bin + "/llama-server", ec))
+    return make_error(fmt::format("llama-server not found in {} (run scripts/setup.sh, set llama_bin in the farm file, "
+                                  "--llama-bin, or $AGIFARM_LLAMA_BIN)", r.llama_bin));
+  for (const auto& d : {r.paths.dir, r.paths.logs()}) {
+    auto st = supervise::make_dirs(d);
+    if (!st) return st.err();
+  }
+  return r;
+}
+
+// The farm itself, after locking (and in the daemon, after detaching).
+int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std::ostream& err) {
+  (void)lock;
+  const sigset_t sigs = block_signals();
+  const pthread_t main_thread = ::pthread_self();
+  supervise::system_clock clk;
+  const std::int64_t started_wall = clk.wall_now();
+
+  // What a crashed earlier run left behind.
+  if (auto text = supervise::read_file(r.paths.state()); text) {
+    if (auto old = farm_state_from_json(*text); old) {
+      rep.say(fmt::format("agifarm: an earlier farm (pid {}) did not stop cleanly; cleaning up", old->supervisor_pid));
+      std::ostringstream os;
+      kill_leftovers(*old, os);
+      std::istringstream is(os.str());
+      for (std::string l; std::getline(is, l);) rep.say("  " + l);
+    }
+    std::error_code ec;
+    fs::remove(r.paths.state(), ec);
+  }
+
+  // The deployment.
+  std::string source;
+  plan::deployment d;
+  if (!o.plan_file.empty()) {
+    auto p = deployment_from_plan_file(o.plan_file);
+    if (!p) { err << p.err().message << '\n'; return p.err().exit_code; }
+    d = std::move(*p);
+    source = o.plan_file;
+  } else if (r.ff) {
+    auto p = replica_deployment(*r.ff);
+    if (!p) { err << p.err().message << '\n'; return p.err().exit_code; }
+    d = std::move(*p);
+    source = r.ff->path;
+  } else {
+    std::string model = r.paths.models() + "/" + k_demo_model_name + ".gguf";
+    auto made = ensure_demo_model(model);
+    if (!made) { err << made.err().message << '\n'; return made.err().exit_code; }
+    if (*made) rep.say(fmt::format("agifarm: synthesized the tiny demo model {}", model));
+    d = demo_deployment(model);
+    source = "embedded default";
+  }
+  if (auto st = check_runnable(d); !st) { err << st.err().message << '\n'; return st.err().exit_code; }
+  for (const auto& b : d.backends) {
+    std::error_code ec;
+    if (b.kind == plan::backend_kind::llama_server && !b.model_file.empty() && !fs::exists(b.model_file, ec))
+      rep.say(fmt::format("agifarm: warning: backend {}: model file {} does not exist", b.name, b.model_file));
+  }
+
+  supervise::real_ports ports;
+  if (r.gateway.listen_port != 0 && !ports.is_free(r.gateway.listen_host, r.gateway.listen_port)) {
+    err << fmt::format("agifarm: {}:{} is already in use (another program, or a farm with another state "
+                       "directory); choose another with --listen or `listen:` in the farm file\n",
+                       r.gateway.listen_host, r.gateway.listen_port);
+    return 1;
+  }
+
+  supervise::posix_launcher launcher;
+  supervise::http_prober prober([main_thread] { ::pthread_kill(main_thread, SIGUSR1); });
+  supervise::real_files files;
+  std::unique_ptr<gateway::server> gw;
+  std::string endpoint;
+  std::string phase = "starting";
+  std::unique_ptr<supervise::supervisor> sup;
+  auto write_state = [&] {
+    auto st = make_state(*sup, phase, endpoint, source, started_wall);
+    (void)supervise::write_file_atomic(r.paths.state(), boost::json::serialize(to_json(st)) + "\n");
+  };
+  bool started_up = false;
+  supervise::supervisor_events ev;
+  ev.on_change = [&](const supervise::backend_status& b) {
+    if (gw) (void)gw->set_replica_ready(b.name, b.state == backend_state::ready);
+    std::string line = fmt::format("  {}: {}", b.name, supervise::to_string(b.state));
+    if (b.state == backend_state::starting) line += fmt::format(" (pid {}, port {})", b.pid, b.port);
+    if (b.state == backend_state::ready)
+      line += fmt::format(" after {:.1f} s", std::chrono::duration<double>(b.ready_at - b.started_at).count());
+    if (b.state == backend_state::backoff)
+      line += fmt::format(" — {}; next start in {:.0f} s", b.reason,
+                          std::chrono::duration<double>(b.next_start - clk.now()).count());
+    if (b.state == backend_state::failed || b.state == backend_state::stopping) line += " — " + b.reason;
+    if (!(b.state == backend_state::stopping && b.reason.empty())) rep.say(line);
+    if (b.state == backend_state::failed && !b.log_tail.empty()) {
+      rep.say(fmt::format("    last lines of {}:", b.log_path));
+      auto n = b.log_tail.size();
+      for (auto i = n > 6 ? n - 6 : 0; i < n; ++i) rep.say("    | " + b.log_tail[i]);
+    }
+    if (sup) write_state();
+  };
+  ev.on_progress = [&](const std::string& name, const std::string& line) {
+    rep.say(fmt::format("  {} | {}", name, line.size() > 160 ? line.substr(0, 160) + "..." : line));
+  };
+  sup = std::make_unique<supervise::supervisor>(d, make_options(r.ff, r.llama_bin, r.paths), clk, launcher, prober,
+                                                files, ports, ev);
+  if (auto st = sup->prepare(); !st) { err << st.err().message << '\n'; return st.err().exit_code; }
+  (void)supervise::write_file_atomic(r.paths.pid(), fmt::format("{}\n", ::getpid()));
+  write_state();
+
+  std::map<std::string, std::string> urls;
+  for (const auto& b : sup->backends())
+    if (b.kind == plan::backend_kind::llama_server) urls[b.name] = fmt::format("http://{}:{}", b.host, b.port);
+  auto gcfg = gateway::config_from_deployment(sup->deployment(), urls, r.gateway);
+  if (!gcfg) { err << gcfg.err().message << '\n'; return gcfg.err().exit_code; }
+
+  rep.say(fmt::format("agifarm: starting {} backends (state and logs in {})", sup->backends().size(), r.paths.dir));
+  int signal_seen = 0;
+  int exit_code = 0;
+  // Start-up: until every pool can answer and nothing is still starting, or everything settled.
+  auto pools_servable = [&] {
+    std::map<std::string, backend_state> st;
+    bool any_starting = false;
+    for (const auto& b : sup->backends()) {
+      st[b.name] = b.state;
+      any_starting = any_starting || b.state == backend_state::starting || b.state == backend_state::waiting;
+    }
+    if (any_starting) return false;
+    for (const auto& p : sup->deployment().pools)
+      if (std::none_of(p.backends.begin(), p.backends.end(), [&](auto& n) { return st[n] == backend_state::ready; }))
+        return false;
+    return true;
+  };
+  while (!sup->all_settled() && !pools_servable()) {
+    auto next = sup->step();
+    if (sup->all_settled() || pools_servable()) break;
+    int s = wait_signal(sigs, next);
+    if (s == SIGINT || s == SIGTERM || s == SIGHUP) { signal_seen = s; break; }
+  }
+  bool any_ready = std::any_of(sup->backends().begin(), sup->backends().end(),
+                               [](auto& b) { return b.state == backend_state::ready; });
+  if (!signal_seen && !any_ready) {
+    rep.say("agifarm: no backend became ready; stopping (see the reasons above, `agifarm logs NAME`)");
+    exit_code = 1;
+  }
+  if (!signal_seen && any_ready) {
+    gw = std::make_unique<gateway::server>(*gcfg);
+    if (auto st = gw->start(); !st) {
+      rep.say("agifarm: the gateway did not start: " + st.err().message);
+      gw.reset();
+      exit_code = 1;
+    } else {
+      for (const auto& b : sup->backends())
+        if (b.kind == plan::backend_kind::llama_server) (void)gw->set_replica_ready(b.name, b.state == backend_state::ready);
+      endpoint = fmt::format("http://{}:{}", gcfg->listen_host.find(':') != std::string::npos
+                                                 ? "[" + gcfg->listen_host + "]" : gcfg->listen_host, gw->port());
+      phase = "running";
+      write_state();
+      started_up = true;
+      print_summary(rep, *sup, endpoint, source, *gcfg);
+      rep.finish_startup(0);
+      while (!signal_seen) {
+        auto next = sup->step();
+        int s = wait_signal(sigs, next);
+        if (s == SIGINT || s == SIGTERM || (s == SIGHUP && !o.detach)) signal_seen = s;
+      }
+      rep.say(fmt::format("agifarm: {} received, stopping the farm", strsignal(signal_seen)));
+    }
+  }
+  // Shutdown: the gateway first (no new requests), then the backends.
+  phase = "stopping";
+  write_state();
+  if (gw) gw->stop(std::chrono::seconds(3));
+  sup->stop_all();
+  auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!sup->all_stopped() && std::chrono::steady_clock::now() < hard) {
+    auto next = sup->step();
+    if (sup->all_stopped()) break;
+    wait_signal(sigs, next);
+  }
+  int left = 0;
+  for (const auto& b : sup->backends())
+    if (b.pid) { supervise::signal_process_group(b.pid, SIGKILL); ++left; }
+  std::error_code ec;
+  fs::remove(r.paths.state(), ec);
+  fs::remove(r.paths.pid(), ec);
+  rep.say(left ? fmt::format("agifarm: stopped ({} backends had to be killed)", left) : "agifarm: stopped");
+  rep.finish_startup(exit_code ? exit_code : (signal_seen && !started_up ? 1 : 0));
+  return exit_code;
+}
+
+}  // namespace
+
+int run_up(const up_options& o, std::ostream& out, std::ostream& err) {
+  auto r = resolve(o);
+  if (!r) {
+    err << "agifarm up: " << r.err().message << '\n';
+    return r.err().exit_code;
+  }
+  auto lock = farm_lock::try_acquire(r->paths);
+  if (!lock) {
+    err << "agifarm up: " << lock.err().message << '\n';
+    return 1;
+  }
+  if (!lock->held()) {
+    out << "agifarm: a farm is already running in " << r->paths.dir << "; not starting another\n";
+    print_running_farm(r->paths, out);
+    return 1;
+  }
+  if (!o.detach) {
+    reporter rep(out, -1);
+    return serve(o, *r, *lock, rep, err);
+  }
+
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    err << "agifarm up: pipe: " << std::strerror(errno) << '\n';
+    return 1;
+  }
+  out.flush();
+  err.flush();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    err << "agifarm up: fork: " << std::strerror(errno) << '\n';
+    return 1;
+  }
+  if (pid == 0) {
+    // The daemon: own session, no terminal, output to the daemon log; the lock's descriptor is shared.
+    ::close(fds[0]);
+    ::setsid();
+    int null_fd = ::open("/dev/null", O_RDONLY);
+    int log_fd = ::open(r->paths.daemon_log().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (null_fd >= 0) ::dup2(null_fd, 0);
+    if (log_fd >= 0) { ::dup2(log_fd, 1); ::dup2(log_fd, 2); }
+    if (null_fd > 2) ::close(null_fd);
+    if (log_fd > 2) ::close(log_fd);
+    reporter rep(out, fds[1]);
+    std::ostringstream errors;  // start-up errors also reach the waiting parent
+    int code = serve(o, *r, *lock, rep, errors);
+    if (!errors.str().empty()) {
+      std::string e = errors.str();
+      while (!e.empty() && e.back() == '\n') e.pop_back();
+      rep.say(e);
+    }
+    rep.finish_startup(code ? code : 1);  // no-op if start-up already finished
+    out.flush();
+    err.flush();
+    ::_exit(code);
+  }
+  ::close(fds[1]);
+  lock->release();  // the daemon holds the lock through the shared descriptor
+  std::string buf, line;
+  int code = -1;
+  char chunk[4096];
+  for (;;) {
+    ssize_t n = ::read(fds[0], chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    buf.append(chunk, static_cast<size_t>(n));
+    std::size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      line = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      if (line.rfind(k_exit_marker, 0) == 0) {
+        code = std::atoi(line.c_str() + std::strlen(k_exit_marker));
+      } else {
+        out << line << '\n';
+        out.flush();
+      }
+    }
+    if (code >= 0) break;
+  }
+  ::close(fds[0]);
+  if (code < 0) {
+    err << "agifarm up: the farm daemon exited during start-up; see " << r->paths.daemon_log() << '\n';
+    return 1;
+  }
+  if (code == 0) out << fmt::format("agifarm: running in the background (pid {}); log: {}\n", pid, r->paths.daemon_log());
+  return code;
+}
+
+}  // namespace agifarm::farm

@@ -1,0 +1,131 @@
+#include "farm/sources.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "synth/tiny.hpp"
+
+namespace agifarm::farm {
+namespace fs = std::filesystem;
+
+result<plan::deployment> deployment_from_plan_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(fmt::format("cannot read plan file {}", path), 2);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  boost::system::error_code ec;
+  auto v = boost::json::parse(text, ec);
+  if (ec) return make_error(fmt::format("{}: not JSON: {}", path, ec.message()), 2);
+  const boost::json::value* d = &v;
+  if (auto* o = v.if_object(); o && o->contains("deployment")) d = &o->at("deployment");
+  auto r = plan::deployment_from_json(*d);
+  if (!r) return make_error(fmt::format("{}: {}", path, r.err().message), 2);
+  if (r->backends.empty()) return make_error(fmt::format("{}: the deployment has no backends", path), 2);
+  return r;
+}
+
+result<plan::deployment> replica_deployment(const farm_file& f) {
+  if (f.models.empty())
+    return make_error(fmt::format("{}: no models (add `models: {{name: file.gguf}}`)", f.path.empty() ? "farm" : f.path), 2);
+  auto refuse = [&](const std::string& model, const std::string& s) -> error {
+    return make_error(fmt::format("{}: strategy '{}' for {} needs a plan: run `agifarm plan {} --json > plan.json` "
+                                  "and `agifarm up --plan plan.json` (`up` itself only runs replicas without one)",
+                                  f.path, s, model, f.path), 2);
+  };
+  if (!f.strategy.empty() && f.strategy != "replica") return refuse("all models", f.strategy);
+  plan::deployment d;
+  d.strategy = "replica";
+  for (const auto& m : f.models) {
+    if (auto it = f.strategy_per_model.find(m.name); it != f.strategy_per_model.end() && it->second != "replica")
+      return refuse(m.name, it->second);
+    int agents = 0, ctx = 0;
+    plan::pool_spec pool;
+    pool.name = m.name;
+    for (const auto& r : f.roles) {
+      if (r.model != m.name) continue;
+      agents += r.agents;
+      ctx = std::max(ctx, r.ctx);
+      pool.aliases.push_back(r.name);
+    }
+    if (agents == 0) agents = 1;
+    if (ctx == 0) ctx = 4096;
+    for (int i = 0; i < m.replicas; ++i) {
+      plan::backend_spec b;
+      b.name = fmt::format("{}-r{}", m.name, i);
+      b.kind = plan::backend_kind::llama_server;
+      b.model = m.name;
+      b.model_file = m.file;
+      b.slots = agents;
+      b.ctx = ctx * agents;
+      b.args = {"-m", m.file, "-c", std::to_string(b.ctx), "-np", std::to_string(agents)};
+      b.args.insert(b.args.end(), m.args.begin(), m.args.end());
+      pool.backends.push_back(b.name);
+      d.backends.push_back(std::move(b));
+    }
+    d.pools.push_back(std::move(pool));
+  }
+  return d;
+}
+
+plan::deployment demo_deployment(const std::string& model_file) {
+  plan::deployment d;
+  d.strategy = "replica";
+  plan::pool_spec pool;
+  pool.name = k_demo_model_name;
+  pool.aliases = {"fast", "code", "think"};
+  for (int i = 0; i < 2; ++i) {
+    plan::backend_spec b;
+    b.name = fmt::format("{}-r{}", k_demo_model_name, i);
+    b.model = k_demo_model_name;
+    b.model_file = model_file;
+    b.slots = 2;
+    b.ctx = 4096;
+    b.args = {"-m", model_file, "-c", "4096", "-np", "2", "-t", "1"};
+    pool.backends.push_back(b.name);
+    d.backends.push_back(std::move(b));
+  }
+  d.pools.push_back(std::move(pool));
+  return d;
+}
+
+result<bool> ensure_demo_model(const std::string& path) {
+  std::error_code ec;
+  if (fs::exists(path, ec) && fs::file_size(path, ec) > 0) return false;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  std::string tmp = fmt::format("{}.tmp{}", path, ::getpid());
+  synth::tiny_params p;
+  p.arch = "qwen3";
+  p.name = k_demo_model_name;
+  auto r = synth::write_tiny_model(p, tmp);
+  if (!r) {
+    fs::remove(tmp, ec);
+    return make_error(fmt::format("cannot synthesize the demo model {}: {}", path, r.err().message));
+  }
+  fs::rename(tmp, path, ec);
+  if (ec) return make_error(fmt::format("cannot write {}: {}", path, ec.message()));
+  return true;
+}
+
+status check_runnable(const plan::deployment& d) {
+  if (d.backends.empty()) return make_error("the deployment has no backends", 2);
+  std::set<std::string> llama;
+  for (const auto& b : d.backends) {
+    if (b.node != "local" && !b.node.empty())
+      return make_error(fmt::format("backend '{}' runs on node '{}': `agifarm up` starts only this machine's "
+                                    "backends (node agents are not part of up)", b.name, b.node), 2);
+    if (b.kind == plan::backend_kind::llama_server) llama.insert(b.name);
+  }
+  if (d.pools.empty()) return make_error("the deployment has no pools (nothing for the gateway to serve)", 2);
+  for (const auto& p : d.pools)
+    for (const auto& b : p.backends)
+      if (!llama.count(b))
+        return make_error(fmt::format("pool '{}': backend '{}' is not a llama-server of this deployment", p.name, b), 2);
+  return status::success();
+}
+
+}  // namespace agifarm::farm

@@ -1,0 +1,160 @@
+#include "farm/state.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace agifarm::farm {
+namespace json = boost::json;
+
+json::object to_json(const farm_state& s) {
+  json::array backends;
+  for (const auto& b : s.backends)
+    backends.push_back(json::object{{"name", b.name}, {"kind", b.kind}, {"model", b.model}, {"host", b.host},
+                                    {"port", b.port}, {"pid", b.pid}, {"state", b.state}, {"restarts", b.restarts},
+                                    {"reason", b.reason}, {"last_exit", b.last_exit},
+                                    {"started_wall", b.started_wall}, {"log_path", b.log_path},
+                                    {"program", b.program}, {"slots", b.slots},
+                                    {"predicted_bytes", b.predicted_bytes}});
+  json::array pools;
+  for (const auto& p : s.pools)
+    pools.push_back(json::object{{"name", p.name}, {"aliases", json::array(p.aliases.begin(), p.aliases.end())},
+                                 {"backends", json::array(p.backends.begin(), p.backends.end())}});
+  return {{"supervisor_pid", s.supervisor_pid}, {"started_wall", s.started_wall}, {"phase", s.phase},
+          {"endpoint", s.endpoint}, {"strategy", s.strategy}, {"source", s.source}, {"backends", backends},
+          {"pools", pools}};
+}
+
+namespace {
+struct field_error {
+  std::string what;
+};
+const json::value& need(const json::object& o, const char* k, const std::string& path) {
+  auto* v = o.if_contains(k);
+  if (!v) throw field_error{path + "." + k + ": missing"};
+  return *v;
+}
+std::string str(const json::object& o, const char* k, const std::string& path) {
+  auto& v = need(o, k, path);
+  if (!v.is_string()) throw field_error{path + "." + k + ": expected a string"};
+  return std::string(v.as_string());
+}
+std::int64_t num(const json::object& o, const char* k, const std::string& path) {
+  auto& v = need(o, k, path);
+  if (v.is_int64()) return v.as_int64();
+  if (v.is_uint64()) return static_cast<std::int64_t>(v.as_uint64());
+  throw field_error{path + "." + k + ": expected an integer"};
+}
+std::vector<std::string> strs(const json::object& o, const char* k, const std::string& path) {
+  auto& v = need(o, k, path);
+  if (!v.is_array()) throw field_error{path + "." + k + ": expected an array"};
+  std::vector<std::string> out;
+  for (auto& x : v.as_array()) {
+    if (!x.is_string()) throw field_error{path + "." + k + ": expected strings"};
+    out.emplace_back(x.as_string());
+  }
+  return out;
+}
+const json::object& obj(const json::value& v, const std::string& path) {
+  if (!v.is_object()) throw field_error{path + ": expected an object"};
+  return v.as_object();
+}
+}  // namespace
+
+result<farm_state> farm_state_from_json(std::string_view text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec) return make_error(fmt::format("farm state: not JSON: {}", ec.message()), 2);
+  farm_state s;
+  try {
+    const auto& o = obj(v, "farm");
+    s.supervisor_pid = static_cast<int>(num(o, "supervisor_pid", "farm"));
+    s.started_wall = num(o, "started_wall", "farm");
+    s.phase = str(o, "phase", "farm");
+    s.endpoint = str(o, "endpoint", "farm");
+    s.strategy = str(o, "strategy", "farm");
+    s.source = str(o, "source", "farm");
+    auto& bs = need(o, "backends", "farm");
+    if (!bs.is_array()) throw field_error{"farm.backends: expected an array"};
+    for (std::size_t i = 0; i < bs.as_array().size(); ++i) {
+      std::string p = fmt::format("farm.backends[{}]", i);
+      const auto& b = obj(bs.as_array()[i], p);
+      backend_record r;
+      r.name = str(b, "name", p);
+      r.kind = str(b, "kind", p);
+      r.model = str(b, "model", p);
+      r.host = str(b, "host", p);
+      r.port = static_cast<int>(num(b, "port", p));
+      r.pid = static_cast<int>(num(b, "pid", p));
+      r.state = str(b, "state", p);
+      r.restarts = static_cast<int>(num(b, "restarts", p));
+      r.reason = str(b, "reason", p);
+      r.last_exit = str(b, "last_exit", p);
+      r.started_wall = num(b, "started_wall", p);
+      r.log_path = str(b, "log_path", p);
+      r.program = str(b, "program", p);
+      r.slots = static_cast<int>(num(b, "slots", p));
+      r.predicted_bytes = static_cast<std::uint64_t>(num(b, "predicted_bytes", p));
+      s.backends.push_back(std::move(r));
+    }
+    auto& ps = need(o, "pools", "farm");
+    if (!ps.is_array()) throw field_error{"farm.pools: expected an array"};
+    for (std::size_t i = 0; i < ps.as_array().size(); ++i) {
+      std::string p = fmt::format("farm.pools[{}]", i);
+      const auto& po = obj(ps.as_array()[i], p);
+      s.pools.push_back({str(po, "name", p), strs(po, "aliases", p), strs(po, "backends", p)});
+    }
+  } catch (const field_error& e) {
+    return make_error("farm state at " + e.what, 2);
+  }
+  return s;
+}
+
+std::string default_state_dir() {
+  if (const char* e = std::getenv("AGIFARM_STATE_DIR"); e && *e) return e;
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x) return std::string(x) + "/agifarm";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.local/state/agifarm";
+}
+
+std::string default_llama_bin() {
+  if (const char* e = std::getenv("AGIFARM_LLAMA_BIN"); e && *e) return e;
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.cache/agifarm/llama.cpp-node-llama-cpp-3.22.1/build/bin";
+}
+
+farm_lock& farm_lock::operator=(farm_lock&& o) noexcept {
+  if (this != &o) {
+    release();
+    fd_ = o.fd_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+farm_lock::~farm_lock() { release(); }
+
+void farm_lock::release() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+result<farm_lock> farm_lock::try_acquire(const farm_paths& p) {
+  int fd = ::open(p.lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return make_error(fmt::format("cannot open {}: {}", p.lock(), std::strerror(errno)));
+  farm_lock l;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return l;  // held by someone else
+  }
+  l.fd_ = fd;
+  return l;
+}
+
+}  // namespace agifarm::farm

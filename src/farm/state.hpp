@@ -1,0 +1,94 @@
+// state: the files a running farm keeps in its state directory, so `agifarm status`, `down` and `logs`
+// work from another terminal and a later `up` finds (or cleans up after) an earlier one.
+//
+//   <state_dir>/farm.lock        flock(LOCK_EX) held by the running farm for its whole life: a second
+//                                `up` cannot take it (twin), and it frees itself when the farm dies
+//   <state_dir>/farm.json        farm_state below, rewritten atomically on every backend state change
+//   <state_dir>/farm.pid         the supervisor's pid (the daemon's with --detach)
+//   <state_dir>/logs/<name>.log  each backend's stdout+stderr (rotated: .1, .2, ...)
+//   <state_dir>/agifarm.log      the detached daemon's own output
+//   <state_dir>/models/          the tiny demo model of the embedded default farm
+//
+// Plain data and pure functions, except farm_lock (owns a file descriptor; not thread-safe).
+#pragma once
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace agifarm::farm {
+
+struct farm_paths {
+  std::string dir;
+  std::string lock() const { return dir + "/farm.lock"; }
+  std::string state() const { return dir + "/farm.json"; }
+  std::string pid() const { return dir + "/farm.pid"; }
+  std::string logs() const { return dir + "/logs"; }
+  std::string log(const std::string& backend) const { return logs() + "/" + backend + ".log"; }
+  std::string daemon_log() const { return dir + "/agifarm.log"; }
+  std::string models() const { return dir + "/models"; }
+};
+
+struct backend_record {
+  std::string name;
+  std::string kind;   // llama-server | ggml-rpc-server
+  std::string model;
+  std::string host;
+  int port = 0;
+  int pid = 0;
+  std::string state;  // supervise::backend_state as text
+  int restarts = 0;
+  std::string reason;
+  std::string last_exit;
+  std::int64_t started_wall = 0;  // unix seconds of the current process's start
+  std::string log_path;
+  std::string program;            // argv[0]: `down` checks a pid still runs it before signalling
+  int slots = 1;
+  std::uint64_t predicted_bytes = 0;  // all devices + host, from the plan; 0 = not predicted
+};
+
+struct pool_record {
+  std::string name;
+  std::vector<std::string> aliases;
+  std::vector<std::string> backends;
+};
+
+struct farm_state {
+  int supervisor_pid = 0;
+  std::int64_t started_wall = 0;
+  std::string phase;      // starting | running | stopping
+  std::string endpoint;   // "http://127.0.0.1:8080" once the gateway listens, else ""
+  std::string strategy;
+  std::string source;     // farm file path, plan file path, or "embedded default"
+  std::vector<backend_record> backends;
+  std::vector<pool_record> pools;
+};
+
+boost::json::object to_json(const farm_state& s);
+result<farm_state> farm_state_from_json(std::string_view text);  // errors name the field
+
+// The default state directory: $AGIFARM_STATE_DIR, else $XDG_STATE_HOME/agifarm, else ~/.local/state/agifarm.
+std::string default_state_dir();
+// The default llama.cpp binaries: $AGIFARM_LLAMA_BIN, else ~/.cache/agifarm/llama.cpp-node-llama-cpp-3.22.1/build/bin.
+std::string default_llama_bin();
+
+// An exclusive, non-blocking flock on <state_dir>/farm.lock.
+class farm_lock {
+ public:
+  farm_lock() = default;
+  farm_lock(farm_lock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  farm_lock& operator=(farm_lock&& o) noexcept;
+  ~farm_lock();
+  // ok + held(): we own the farm; ok + !held(): another live process owns it; error: cannot open.
+  static result<farm_lock> try_acquire(const farm_paths& p);
+  bool held() const { return fd_ >= 0; }
+  void release();
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace agifarm::farm

@@ -101,12 +101,25 @@ std::string failure_reason(const std::vector<std::string>& log_tail) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
     return s;
   };
-  for (auto it = log_tail.rbegin(); it != log_tail.rend(); ++it) {
-    if (it->rfind("[agifarm]", 0) == 0) break;  // lines before the marker belong to an earlier process
-    std::string l = lower(*it);
-    for (const char* k : {"error", "failed", "invalid", "cannot", "unable", "out of memory", "not found",
-                          "no such file", "unknown argument", "abort"})
-      if (l.find(k) != std::string::npos) return *it;
+  // Only this process's lines: after the last start marker.
+  std::size_t from = 0;
+  for (std::size_t k = log_tail.size(); k-- > 0;)
+    if (log_tail[k].rfind("[agifarm]", 0) == 0) { from = k + 1; break; }
+  // The first error is the cause; later ones are usually its consequences ("exiting due to ...").
+  for (std::size_t k = from; k < log_tail.size(); ++k) {
+    std::string l = lower(log_tail[k]);
+    for (const char* key : {"error", "failed", "invalid", "cannot", "unable", "out of memory", "not found",
+                            "no such file", "unknown argument", "abort"}) {
+      if (l.find(key) == std::string::npos) continue;
+      // Drop llama.cpp's "0.00.035.277 E " prefix (time and level).
+      const std::string& line = log_tail[k];
+      std::size_t p = 0;
+      while (p < line.size() && (std::isdigit(static_cast<unsigned char>(line[p])) || line[p] == '.')) ++p;
+      if (p > 0 && p + 3 <= line.size() && line[p] == ' ' && std::isupper(static_cast<unsigned char>(line[p + 1])) &&
+          line[p + 2] == ' ')
+        return line.substr(p + 3);
+      return line;
+    }
   }
   return {};
 }

@@ -37,9 +37,10 @@ status write_file_atomic(const std::string& path, const std::string& content);
 result<std::string> read_file(const std::string& path);
 status make_dirs(const std::string& path);
 
-// The most telling line of a failed backend's log: the last line mentioning an error or failure
+// The most telling line of a failed backend's log: the first line mentioning an error or failure
 // ("failed to allocate buffer", "error: invalid argument: -x") written after the last "[agifarm]"
-// start marker (the supervisor writes one before each start); "" if there is none.
+// start marker (the supervisor writes one before each start), without llama.cpp's time/level
+// prefix; "" if there is none.
 std::string failure_reason(const std::vector<std::string>& log_tail);
 
 }  // namespace agifarm::supervise

@@ -11,6 +11,7 @@ void add_inspect_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_hw_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
+void add_estimate_command(CLI::App& app);
 void add_emit_command(CLI::App& app);
 void add_up_commands(CLI::App& app);  // up, status, down, logs
 

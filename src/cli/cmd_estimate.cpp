@@ -1,0 +1,97 @@
+// agifarm estimate --inventory FILE|--devices N [--json] -- <llama-server arguments>
+// Predicts llama.cpp's memory breakdown (model / context / compute per device and host) for exactly
+// that command line. Devices: the inventory's GPUs in order, or N identical devices, or the --rpc
+// servers of the command line (RPC0, RPC1, ... as llama.cpp names them).
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "hw/hw.hpp"
+#include "plan/devices.hpp"
+#include "plan/memory_model.hpp"
+#include "plan/server_args.hpp"
+
+namespace agifarm::cli {
+namespace {
+
+constexpr double k_mib = 1024.0 * 1024.0;
+
+boost::json::object mem_json(const plan::device_memory& m) {
+  return {{"name", m.name}, {"model_bytes", m.model_bytes}, {"context_bytes", m.context_bytes},
+          {"compute_bytes", m.compute_bytes}, {"total_bytes", m.total_bytes}};
+}
+
+[[noreturn]] void fail(const error& e) {
+  fmt::print(stderr, "agifarm estimate: {}\n", e.message);
+  throw CLI::RuntimeError(e.exit_code);
+}
+
+}  // namespace
+
+void add_estimate_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "estimate", "Predict llama.cpp's per-device memory (model / context / compute) for a llama-server command line");
+  static std::string inventory_file;
+  static int n_devices = -1;
+  static std::uint64_t device_gib = 24;
+  static bool as_json = false;
+  static std::vector<std::string> server;
+  cmd->add_option("--inventory", inventory_file, "inventory YAML: devices are its GPUs in order");
+  cmd->add_option("--devices", n_devices, "N identical devices (plus the host) instead of an inventory");
+  cmd->add_option("--device-gib", device_gib, "memory of each --devices device in GiB (default 24)");
+  cmd->add_flag("--json", as_json, "print JSON");
+  cmd->add_option("server_args", server, "llama-server arguments (after --)")->required();
+  cmd->callback([] {
+    auto args = plan::parse_server_args(server);
+    if (!args) fail(args.err());
+    if (args->model.empty()) fail(make_error("the llama-server arguments have no -m MODEL", 2));
+    auto shape = plan::load_model_shape(args->model);
+    if (!shape) fail(shape.err());
+    std::vector<plan::device_desc> devices = plan::rpc_devices(args->rpc);
+    if (!inventory_file.empty()) {
+      auto cat = hw::load_default_catalogue();
+      if (!cat) fail(cat.err());
+      auto inv = hw::load_inventory(inventory_file, *cat);
+      if (!inv) fail(inv.err());
+      auto more = plan::inventory_devices(*inv);
+      devices.insert(devices.end(), more.begin(), more.end());
+    } else if (n_devices >= 0) {
+      auto more = plan::identical_devices(n_devices, device_gib << 30);
+      devices.insert(devices.end(), more.begin(), more.end());
+    }
+    auto est = plan::estimate_memory(*shape, *args, devices);
+    if (!est) fail(est.err());
+    std::vector<std::string> warnings = est->warnings;
+    for (const auto& f : args->ignored)
+      if (f.rfind("-", 0) == 0 && f != "--host" && f != "--port") warnings.push_back("not modelled: " + f);
+    if (as_json) {
+      boost::json::array devs;
+      for (const auto& d : est->devices) devs.push_back(mem_json(d));
+      boost::json::object o{{"devices", devs},
+                            {"host", mem_json(est->host)},
+                            {"n_ctx", est->n_ctx},
+                            {"n_ctx_seq", est->n_ctx_seq},
+                            {"n_seq", est->n_slots},
+                            {"flash_attn", est->flash_attn},
+                            {"expert_layers_on_host", est->expert_layers_on_host},
+                            {"output_buffer_bytes", est->output_buffer_bytes},
+                            {"warnings", boost::json::array(warnings.begin(), warnings.end())}};
+      std::cout << boost::json::serialize(o) << "\n";
+      return;
+    }
+    fmt::print("{}: {} layers, n_ctx {} ({} x {} cells), flash attention {}\n", args->model, shape->n_layer,
+               est->n_ctx, est->n_stream, est->n_ctx_seq, est->flash_attn ? "on" : "off");
+    fmt::print("{:<28} {:>10} {:>10} {:>10} {:>10}   [MiB]\n", "device", "total", "model", "context", "compute");
+    auto row = [](const plan::device_memory& d) {
+      fmt::print("{:<28} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.0f}\n", d.name, d.total_bytes / k_mib,
+                 d.model_bytes / k_mib, d.context_bytes / k_mib, d.compute_bytes / k_mib);
+    };
+    for (const auto& d : est->devices) row(d);
+    row(est->host);
+    for (const auto& w : warnings) fmt::print("warning: {}\n", w);
+  });
+}
+
+}  // namespace agifarm::cli

@@ -1,0 +1,54 @@
+#include "plan/devices.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace agifarm::plan {
+
+std::vector<device_desc> rpc_devices(const std::vector<std::string>& endpoints) {
+  std::vector<device_desc> out;
+  for (std::size_t i = 0; i < endpoints.size(); ++i) {
+    device_desc d;
+    d.name = fmt::format("RPC{}", i);
+    d.buffer_names = {fmt::format("RPC{}[{}]", i, endpoints[i]), fmt::format("RPC0[{}]", endpoints[i])};
+    d.free_bytes = 24ull << 30;
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::vector<device_desc> identical_devices(int n, std::uint64_t bytes) {
+  std::vector<device_desc> out;
+  for (int i = 0; i < n; ++i) out.push_back({fmt::format("Dev{}", i), {fmt::format("Dev{}", i)}, bytes, false});
+  return out;
+}
+
+std::vector<device_desc> node_devices(const hw::node& n, const std::vector<int>& gpu_indices) {
+  std::vector<device_desc> out;
+  int cuda = 0, rocm = 0;
+  for (const auto& g : n.gpus) {
+    if (!gpu_indices.empty() && std::find(gpu_indices.begin(), gpu_indices.end(), g.index) == gpu_indices.end()) continue;
+    device_desc d;
+    if (g.vendor == hw::gpu_vendor::amd) d.name = fmt::format("ROCm{}", rocm++);
+    else d.name = fmt::format("CUDA{}", cuda++);
+    d.buffer_names = {d.name};
+    d.free_bytes = g.free_vram_bytes ? g.free_vram_bytes : g.vram_bytes;
+    d.offloads_ops = true;
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::vector<device_desc> inventory_devices(const hw::inventory& inv) {
+  std::vector<device_desc> out;
+  for (const auto& n : inv.nodes) {
+    auto d = node_devices(n);
+    if (inv.nodes.size() > 1)
+      for (auto& x : d) x.name = n.name + "/" + x.name;
+    out.insert(out.end(), d.begin(), d.end());
+  }
+  return out;
+}
+
+}  // namespace agifarm::plan

@@ -106,6 +106,13 @@ acquire_result scheduler::acquire(std::size_t pi, const pick_request& req, const
   return out;
 }
 
+bool scheduler::has_untried(std::size_t pi, const std::vector<std::size_t>& excluded) const {
+  std::lock_guard lock(mu_);
+  for (auto r : pools_.at(pi).replicas)
+    if (usable(replicas_[r]) && std::find(excluded.begin(), excluded.end(), r) == excluded.end()) return true;
+  return false;
+}
+
 bool scheduler::cancel(std::uint64_t ticket) {
   std::lock_guard lock(mu_);
   for (auto& p : pools_) {

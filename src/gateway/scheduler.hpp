@@ -64,6 +64,8 @@ class scheduler {
   // will be called. no_healthy: the pool has no ready, healthy replica; exhausted: all were tried.
   acquire_result acquire(std::size_t pool, const pick_request& req, const std::vector<std::size_t>& excluded,
                          time_point now, time_point deadline, grant_callback cb);
+  // True if the pool has a ready, healthy replica not in `excluded` (a retry has somewhere to go).
+  bool has_untried(std::size_t pool, const std::vector<std::size_t>& excluded) const;
   // Removes a queued waiter; true if it was still queued (its callback will not be called).
   bool cancel(std::uint64_t ticket);
   // Ends a lease. failure counts toward ejection; returns true if this ejected the replica.

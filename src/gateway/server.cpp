@@ -622,8 +622,12 @@ struct server::impl {
       if (!l) break;
       final_replica = l->replica;
       int status = 0;
-      auto r = co_await attempt(w, client, req, st, *l, a + 1 == attempts, keep, started, ttfb_s, usage, usage_found,
-                                status);
+      // The last attempt relays whatever the backend says (a 5xx included): no retries left, or no
+      // other replica to retry on.
+      excluded.push_back(l->replica);
+      bool last = a + 1 == attempts || !sched.has_untried(*pool, excluded);
+      excluded.pop_back();
+      auto r = co_await attempt(w, client, req, st, *l, last, keep, started, ttfb_s, usage, usage_found, status);
       if (r.k == attempt_result::committed) {
         committed = true;
         final_status = status;
@@ -658,7 +662,7 @@ struct server::impl {
     if (!committed) {
       int status = final_status == 0 || final_status == 502 ? 502 : final_status;
       if (last_failure.empty() && final_status == 0) last_failure = "no attempt was made";
-      if (final_status == 0 && last_failure.find("first_byte") != std::string::npos) status = 504;
+      if (last_failure.find("first_byte_timeout_ms") != std::string::npos) status = 504;
       met.request_done(*pool, final_replica, status, duration);
       co_return co_await send_error(client, status,
                                     fmt::format("Every attempt on pool '{}' failed before the first byte; last: {}",

@@ -328,5 +328,36 @@ TEST(farm_up, a_frozen_backend_is_found_by_health_checks_and_restarted) {
   EXPECT_EQ(f.cli({"down", "--state-dir", f.dir}).exit_code, 0);
 }
 
+TEST(farm_up, plan_file_is_run_with_its_exact_arguments_and_predictions_are_shown) {
+  farm_fixture f("farm-plan");
+  auto tiny = test::tiny_model();
+  auto plan = f.write("plan.json", R"({"version":1,"deployment":{"strategy":"replica","backends":[
+    {"name":"chat-r0","kind":"llama-server","model":"chat","model_file":")" + tiny + R"(",
+     "args":["-m",")" + tiny + R"(","-c","2048","-np","2","-t","1","--alias","from-the-plan"],"slots":2,"ctx":2048,
+     "predicted":{"devices":[],"host":{"name":"host","model_bytes":50000000,"context_bytes":10000000,
+                  "compute_bytes":5000000,"total_bytes":65000000},
+                  "decode_tps":120.5,"prefill_tps":900,"aggregate_decode_tps":200}}],
+    "pools":[{"name":"chat","aliases":["fast"],"backends":["chat-r0"]}]}})");
+  auto up = f.cli({"up", "--detach", "--plan", plan, "--state-dir", f.dir, "--listen", "127.0.0.1:" + std::to_string(f.port)});
+  ASSERT_EQ(up.exit_code, 0) << up.output;
+  EXPECT_NE(up.output.find("predicted: 120 tok/s per stream, 200 tok/s"), std::string::npos) << up.output;
+  EXPECT_NE(up.output.find("host 62.0 MiB"), std::string::npos) << up.output;
+  auto b = f.backends()["chat-r0"];
+  EXPECT_EQ(num(b, "predicted_bytes"), 65000000);
+  // The process runs exactly the plan's arguments (plus --host/--port from backend_argv).
+  std::ifstream cmd("/proc/" + std::to_string(num(b, "pid")) + "/cmdline");
+  std::string argv((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+  for (auto& c : argv) if (c == '\0') c = ' ';
+  EXPECT_NE(argv.find("-c 2048 -np 2 -t 1 --alias from-the-plan --host 127.0.0.1 --port " +
+                      std::to_string(num(b, "port"))), std::string::npos) << argv;
+  EXPECT_EQ(f.chat("fast").status, 200);
+  EXPECT_EQ(f.cli({"down", "--state-dir", f.dir}).exit_code, 0);
+
+  auto broken = f.write("broken.json", R"({"deployment":{"backends":[{"name":"x","port":"eighty"}]}})");
+  auto bad = f.cli({"up", "--plan", broken, "--state-dir", f.dir});
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("deployment.backends[0].port"), std::string::npos) << bad.output;
+}
+
 }  // namespace
 }  // namespace agifarm

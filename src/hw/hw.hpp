@@ -5,7 +5,7 @@
 // Contract: every parser takes text (never a path) and returns result<T>; bad input gives an error
 // naming the file and the place (file:line:column for YAML, line for CSV, JSON key for rocm-smi) and
 // exit code 2, never a crash. load_* functions are thin wrappers that read a file first. All functions
-// are thread-safe (no global state); measure_ram_bandwidth() uses threads internally and takes ~0.3 s.
+// are thread-safe (no global state); measure_ram_bandwidth() uses threads internally and takes 0.3-2 s.
 // Units: bytes, bytes per second, FLOP/s, seconds. A figure that is unknown is 0.
 // The OS (running tools, reading /proc) is behind `system_access` so discovery is tested on fixtures.
 #pragma once
@@ -194,7 +194,8 @@ result<discovery> discover_local(system_access& sys, const catalogue& cat, const
 inventory local_inventory(const node& n);
 
 // Multi-threaded sequential read over a buffer far beyond the caches (>= 256 MiB or 4x the L3),
-// best of several passes, ~0.2-0.5 s. Returns bytes/s.
+// best of several passes: ~0.5 s on an idle machine, up to ~2 s when the CPUs are busy (which also
+// lowers the figure; measure on an idle machine). Returns bytes/s, 0 if the buffer cannot be allocated.
 double measure_ram_bandwidth(int threads = 0 /* 0: hardware_concurrency */);
 
 // ---- output --------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ using test::k_gib;
 using test::k_mib;
 using test::real_catalogue;
 
-TEST(Catalogue, HasEveryCardTheProductNames) {
+TEST(hw_catalogue, HasEveryCardTheProductNames) {
   const catalogue& cat = real_catalogue();
   for (const char* id : {"rtx3090", "rtx4090", "rtx5090", "rtxa6000", "rtx6000ada", "rtxpro6000", "a100-40gb",
                          "a100-80gb", "h100-sxm", "h100-pcie", "h200", "l40s", "mi300x"}) {
@@ -24,7 +24,7 @@ TEST(Catalogue, HasEveryCardTheProductNames) {
   EXPECT_GT(cat.cpu.flops_per_cycle_per_core, 0);
 }
 
-TEST(Catalogue, PublishedFigures) {
+TEST(hw_catalogue, PublishedFigures) {
   const catalogue& cat = real_catalogue();
   EXPECT_EQ(cat.find("rtx3090")->vram_bytes, static_cast<std::uint64_t>(24 * k_gib));
   EXPECT_DOUBLE_EQ(cat.find("rtx3090")->bandwidth_bytes_per_s, 936e9);
@@ -36,7 +36,7 @@ TEST(Catalogue, PublishedFigures) {
   EXPECT_EQ(cat.find("mi300x")->vendor, gpu_vendor::amd);
 }
 
-TEST(Catalogue, FindIgnoresCaseSpacesAndDashesAndTakesAliases) {
+TEST(hw_catalogue, FindIgnoresCaseSpacesAndDashesAndTakesAliases) {
   const catalogue& cat = real_catalogue();
   EXPECT_EQ(cat.find("RTX 3090")->id, "rtx3090");
   EXPECT_EQ(cat.find("rtx_4090")->id, "rtx4090");
@@ -46,7 +46,7 @@ TEST(Catalogue, FindIgnoresCaseSpacesAndDashesAndTakesAliases) {
   EXPECT_EQ(cat.find(""), nullptr);
 }
 
-TEST(Catalogue, MatchesReportedNames) {
+TEST(hw_catalogue, MatchesReportedNames) {
   const catalogue& cat = real_catalogue();
   struct tc {
     const char* reported;
@@ -75,7 +75,7 @@ TEST(Catalogue, MatchesReportedNames) {
   }
 }
 
-TEST(Catalogue, DoesNotMatchLookalikes) {
+TEST(hw_catalogue, DoesNotMatchLookalikes) {
   const catalogue& cat = real_catalogue();
   EXPECT_EQ(cat.match_reported("NVIDIA RTX A1000", 8192 * k_mib), nullptr);  // "a100" inside, VRAM says no
   EXPECT_EQ(cat.match_reported("Tesla T4", 15360 * k_mib), nullptr);
@@ -83,7 +83,7 @@ TEST(Catalogue, DoesNotMatchLookalikes) {
   EXPECT_EQ(cat.match_reported("Navi 31 [Radeon RX 7900 XTX]", 25753026560u), nullptr);
 }
 
-TEST(Catalogue, NearestByEditDistance) {
+TEST(hw_catalogue, NearestByEditDistance) {
   const catalogue& cat = real_catalogue();
   auto n = cat.nearest("rtx3080", 3);
   ASSERT_EQ(n.size(), 3u);
@@ -94,7 +94,7 @@ TEST(Catalogue, NearestByEditDistance) {
   EXPECT_EQ(cat.nearest("l40", 1).at(0), "l40s");
 }
 
-TEST(Catalogue, BadFilesNameLineAndColumn) {
+TEST(hw_catalogue, BadFilesNameLineAndColumn) {
   auto missing = parse_catalogue("gpus:\n  - id: x\n    vendor: nvidia\n    vram_gib: 8\n    fp16_tflops: 1\n", "c.yaml");
   ASSERT_FALSE(missing);
   EXPECT_NE(missing.err().message.find("c.yaml:2:5: key 'bandwidth_gbs': must be a number"), std::string::npos)
@@ -116,7 +116,7 @@ TEST(Catalogue, BadFilesNameLineAndColumn) {
   EXPECT_EQ(syntax.err().exit_code, 2);
 }
 
-TEST(Catalogue, DataDirFromEnvironment) {
+TEST(hw_catalogue, DataDirFromEnvironment) {
   ::setenv("AGIFARM_DATA_DIR", "/nonexistent/agifarm-data", 1);
   EXPECT_EQ(data_dir(), std::filesystem::path("/nonexistent/agifarm-data"));
   auto c = load_default_catalogue();

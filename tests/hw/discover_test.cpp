@@ -11,7 +11,7 @@ using test::fixture;
 using test::k_mib;
 using test::real_catalogue;
 
-class Discover : public ::testing::Test {
+class hw_discover : public ::testing::Test {
  protected:
   void SetUp() override {
     sys.files["/proc/cpuinfo"] = fixture("cpuinfo-xeon-2s-ht.txt");
@@ -32,7 +32,7 @@ class Discover : public ::testing::Test {
   int measured = 0;
 };
 
-TEST_F(Discover, TwoRtx3090AreMatchedToTheCatalogue) {
+TEST_F(hw_discover, TwoRtx3090AreMatchedToTheCatalogue) {
   sys.tools["nvidia-smi"] = fixture("nvidia-smi-2x3090.csv");
   auto d = discover_local(sys, real_catalogue(), opt);
   ASSERT_TRUE(d) << d.err().message;
@@ -68,7 +68,7 @@ TEST_F(Discover, TwoRtx3090AreMatchedToTheCatalogue) {
   EXPECT_EQ(inv.between_gpus("local", 0, 1).kind, link_kind::pcie);
 }
 
-TEST_F(Discover, CacheForAnotherMachineIsIgnored) {
+TEST_F(hw_discover, CacheForAnotherMachineIsIgnored) {
   {
     std::ofstream(opt.cache_file) << R"j({"cpu_model":"other","cpu_threads":8,"ram_bytes":1,"ram_bandwidth_bytes_per_s":1e10})j";
   }
@@ -88,7 +88,7 @@ TEST_F(Discover, CacheForAnotherMachineIsIgnored) {
   EXPECT_EQ(measured, 3);
 }
 
-TEST_F(Discover, NoMeasurementFallsBackToTheCatalogue) {
+TEST_F(hw_discover, NoMeasurementFallsBackToTheCatalogue) {
   opt.measure_bandwidth = false;
   auto d = discover_local(sys, real_catalogue(), opt);
   ASSERT_TRUE(d);
@@ -102,7 +102,7 @@ TEST_F(Discover, NoMeasurementFallsBackToTheCatalogue) {
   EXPECT_EQ(d2->local.ram_bandwidth_source, "catalogue");
 }
 
-TEST_F(Discover, NoGpuSaysSoAndWhy) {
+TEST_F(hw_discover, NoGpuSaysSoAndWhy) {
   auto d = discover_local(sys, real_catalogue(), opt);
   ASSERT_TRUE(d) << d.err().message;
   EXPECT_TRUE(d->local.gpus.empty());
@@ -113,7 +113,7 @@ TEST_F(Discover, NoGpuSaysSoAndWhy) {
   EXPECT_NE(d->notes[0].find("CPU-only"), std::string::npos) << d->notes[0];
 }
 
-TEST_F(Discover, MixedCardsUnknownOnesAreNoted) {
+TEST_F(hw_discover, MixedCardsUnknownOnesAreNoted) {
   sys.tools["nvidia-smi"] = fixture("nvidia-smi-mixed.csv");
   auto d = discover_local(sys, real_catalogue(), opt);
   ASSERT_TRUE(d) << d.err().message;
@@ -136,7 +136,7 @@ TEST_F(Discover, MixedCardsUnknownOnesAreNoted) {
   EXPECT_NE(d->notes[0].find("GPU 5 'Tesla T4' is not in the catalogue"), std::string::npos) << d->notes[0];
 }
 
-TEST_F(Discover, AmdAfterNvidiaContinuesTheIndex) {
+TEST_F(hw_discover, AmdAfterNvidiaContinuesTheIndex) {
   sys.tools["nvidia-smi"] = fixture("nvidia-smi-2x3090.csv");
   sys.tools["rocm-smi"] = fixture("rocm-smi-8x-mi300x.json");
   auto d = discover_local(sys, real_catalogue(), opt);
@@ -149,7 +149,7 @@ TEST_F(Discover, AmdAfterNvidiaContinuesTheIndex) {
   EXPECT_DOUBLE_EQ(d->local.gpus[9].bandwidth_bytes_per_s, 5300e9);
 }
 
-TEST_F(Discover, BrokenToolOutputIsNotedNotFatal) {
+TEST_F(hw_discover, BrokenToolOutputIsNotedNotFatal) {
   sys.tools["nvidia-smi"] = "Failed to initialize NVML: Driver/library version mismatch\n";
   auto d = discover_local(sys, real_catalogue(), opt);
   ASSERT_TRUE(d) << d.err().message;
@@ -158,7 +158,7 @@ TEST_F(Discover, BrokenToolOutputIsNotedNotFatal) {
   EXPECT_NE(d->notes[0].find("ignoring nvidia-smi"), std::string::npos) << d->notes[0];
 }
 
-TEST_F(Discover, UnreadableProcIsAnError) {
+TEST_F(hw_discover, UnreadableProcIsAnError) {
   sys.files.erase("/proc/meminfo");
   auto d = discover_local(sys, real_catalogue(), opt);
   ASSERT_FALSE(d);
@@ -170,7 +170,7 @@ TEST_F(Discover, UnreadableProcIsAnError) {
   EXPECT_NE(c.err().message.find("/proc/cpuinfo"), std::string::npos);
 }
 
-TEST(RealSystem, RunsToolsAndReportsMissingOnes) {
+TEST(hw_real_system, RunsToolsAndReportsMissingOnes) {
   auto ok = real_system().run({"sh", "-c", "printf 'a, b\\n'"});
   ASSERT_TRUE(ok) << ok.err().message;
   EXPECT_EQ(*ok, "a, b\n");

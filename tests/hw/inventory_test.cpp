@@ -25,7 +25,7 @@ void expect_error(const std::string& text, const std::string& where, const std::
   EXPECT_EQ(r.err().exit_code, 2);
 }
 
-TEST(Inventory, OneGpuExample) {
+TEST(hw_inventory, OneGpuExample) {
   auto r = example("one-gpu.yaml");
   ASSERT_TRUE(r) << r.err().message;
   ASSERT_EQ(r->nodes.size(), 1u);
@@ -44,7 +44,7 @@ TEST(Inventory, OneGpuExample) {
   EXPECT_EQ(r->gpu_count(), 1);
 }
 
-TEST(Inventory, TwoRtx3090WithNvlink) {
+TEST(hw_inventory, TwoRtx3090WithNvlink) {
   auto r = example("two-3090.yaml");
   ASSERT_TRUE(r) << r.err().message;
   const node& n = r->nodes.at(0);
@@ -58,7 +58,7 @@ TEST(Inventory, TwoRtx3090WithNvlink) {
   EXPECT_EQ(l2.kind, link_kind::nvlink);
 }
 
-TEST(Inventory, EightGpusWithRisers) {
+TEST(hw_inventory, EightGpusWithRisers) {
   auto r = example("eight-gpu.yaml");
   ASSERT_TRUE(r) << r.err().message;
   const node& n = r->nodes.at(0);
@@ -80,7 +80,7 @@ TEST(Inventory, EightGpusWithRisers) {
   EXPECT_EQ(pcie, 8);
 }
 
-TEST(Inventory, ThreeNodesAndTheirLinks) {
+TEST(hw_inventory, ThreeNodesAndTheirLinks) {
   auto r = example("three-nodes.yaml");
   ASSERT_TRUE(r) << r.err().message;
   ASSERT_EQ(r->nodes.size(), 3u);
@@ -110,14 +110,14 @@ TEST(Inventory, ThreeNodesAndTheirLinks) {
   EXPECT_DOUBLE_EQ(self.bandwidth_bytes_per_s, k_loopback_bandwidth_bytes_per_s);
 }
 
-TEST(Inventory, CpuOnlyExample) {
+TEST(hw_inventory, CpuOnlyExample) {
   auto r = example("cpu-only.yaml");
   ASSERT_TRUE(r) << r.err().message;
   EXPECT_EQ(r->gpu_count(), 0);
   EXPECT_TRUE(r->nodes[0].gpus.empty());
 }
 
-TEST(Inventory, DefaultsWithoutDeclarations) {
+TEST(hw_inventory, DefaultsWithoutDeclarations) {
   auto r = parse("nodes:\n  - name: a\n    ram_gb: 16\n  - name: b\n    ram_gb: 16\n");
   ASSERT_TRUE(r) << r.err().message;
   EXPECT_EQ(r->nodes[0].address, "a");  // the name doubles as host name
@@ -129,7 +129,7 @@ TEST(Inventory, DefaultsWithoutDeclarations) {
   EXPECT_DOUBLE_EQ(g.bandwidth_bytes_per_s, pcie_bandwidth_bytes_per_s(4, 16));
 }
 
-TEST(Inventory, ExplicitFiguresOverrideTheCatalogue) {
+TEST(hw_inventory, ExplicitFiguresOverrideTheCatalogue) {
   auto r = parse(
       "nodes:\n  - name: a\n    ram_gb: 16\n    gpus:\n"
       "      - {model: rtx3090, vram_gb: 22, bandwidth_gbs: 800, tflops: 100, name: 'my 3090', pcie: {gen: 3}}\n");
@@ -144,7 +144,7 @@ TEST(Inventory, ExplicitFiguresOverrideTheCatalogue) {
   EXPECT_EQ(g.pcie_lanes, 16);
 }
 
-TEST(Inventory, UnknownGpuSuggestsNearest) {
+TEST(hw_inventory, UnknownGpuSuggestsNearest) {
   expect_error("nodes:\n  - name: a\n    ram_gb: 16\n    gpus:\n      - model: rtx3080\n", "5:16",
                "key 'model': unknown GPU 'rtx3080'; nearest in the catalogue");
   auto r = parse("nodes:\n  - name: a\n    ram_gb: 16\n    gpus:\n      - model: rtx3080\n");
@@ -156,7 +156,7 @@ TEST(Inventory, UnknownGpuSuggestsNearest) {
   EXPECT_NE(h.err().message.find("h100-pcie"), std::string::npos) << h.err().message;
 }
 
-TEST(Inventory, ErrorsNameFileLineColumnAndKey) {
+TEST(hw_inventory, ErrorsNameFileLineColumnAndKey) {
   expect_error("nodes:\n  - name: a\n", "2:5", "key 'ram_gb': must be a number");
   expect_error("nodes:\n  - name: a\n    ram_gb: lots\n", "3:13", "key 'ram_gb': 'lots' is not a number");
   expect_error("nodes:\n  - name: a\n    ram_gb: -4\n", "3:13", "key 'ram_gb': -4 is out of range");
@@ -194,7 +194,7 @@ TEST(Inventory, ErrorsNameFileLineColumnAndKey) {
                "key 'threads': is less than cores");
 }
 
-TEST(Inventory, SyntaxErrorsNameLineAndColumn) {
+TEST(hw_inventory, SyntaxErrorsNameLineAndColumn) {
   auto r = parse("nodes:\n  - name: a\n    ram_gb: [8\n");
   ASSERT_FALSE(r);
   EXPECT_EQ(r.err().message.rfind("inv.yaml:", 0), 0u) << r.err().message;
@@ -207,14 +207,14 @@ TEST(Inventory, SyntaxErrorsNameLineAndColumn) {
   EXPECT_NE(scalar.err().message.find("inv.yaml:1:1"), std::string::npos) << scalar.err().message;
 }
 
-TEST(Inventory, MissingFileIsAnError) {
+TEST(hw_inventory, MissingFileIsAnError) {
   auto r = load_inventory("/nonexistent/inv.yaml", real_catalogue());
   ASSERT_FALSE(r);
   EXPECT_NE(r.err().message.find("/nonexistent/inv.yaml"), std::string::npos);
   EXPECT_EQ(r.err().exit_code, 2);
 }
 
-TEST(Inventory, JsonCarriesEveryNodeGpuAndLink) {
+TEST(hw_inventory, JsonCarriesEveryNodeGpuAndLink) {
   auto r = example("three-nodes.yaml");
   ASSERT_TRUE(r) << r.err().message;
   auto j = to_json(*r);

@@ -7,14 +7,14 @@ namespace {
 using test::fixture;
 using test::k_mib;
 
-TEST(NvidiaSmi, QueryIsTheDocumentedOne) {
+TEST(hw_nvidia_smi, QueryIsTheDocumentedOne) {
   auto argv = nvidia_smi_argv();
   ASSERT_EQ(argv.size(), 3u);
   EXPECT_EQ(argv[1], "--query-gpu=index,name,memory.total,memory.free,pcie.link.gen.max,pcie.link.width.max");
   EXPECT_EQ(argv[2], "--format=csv,noheader,nounits");
 }
 
-TEST(NvidiaSmi, TwoRtx3090) {
+TEST(hw_nvidia_smi, TwoRtx3090) {
   auto r = parse_nvidia_smi_csv(fixture("nvidia-smi-2x3090.csv"));
   ASSERT_TRUE(r) << r.err().message;
   ASSERT_EQ(r->size(), 2u);
@@ -28,7 +28,7 @@ TEST(NvidiaSmi, TwoRtx3090) {
   EXPECT_TRUE((*r)[0].catalogue_id.empty());  // matching is discovery's job
 }
 
-TEST(NvidiaSmi, MixedCardsWithUnavailableFields) {
+TEST(hw_nvidia_smi, MixedCardsWithUnavailableFields) {
   auto r = parse_nvidia_smi_csv(fixture("nvidia-smi-mixed.csv"));
   ASSERT_TRUE(r) << r.err().message;
   ASSERT_EQ(r->size(), 8u);
@@ -44,7 +44,7 @@ TEST(NvidiaSmi, MixedCardsWithUnavailableFields) {
   EXPECT_EQ((*r)[7].pcie_lanes, 16);
 }
 
-TEST(NvidiaSmi, CrlfLineEndings) {
+TEST(hw_nvidia_smi, CrlfLineEndings) {
   auto r = parse_nvidia_smi_csv(fixture("nvidia-smi-datacenter-crlf.csv"));
   ASSERT_TRUE(r) << r.err().message;
   ASSERT_EQ(r->size(), 4u);
@@ -52,7 +52,7 @@ TEST(NvidiaSmi, CrlfLineEndings) {
   EXPECT_EQ((*r)[3].pcie_lanes, 16);
 }
 
-TEST(NvidiaSmi, NoDevicesIsEmptyNotAnError) {
+TEST(hw_nvidia_smi, NoDevicesIsEmptyNotAnError) {
   auto r = parse_nvidia_smi_csv(fixture("nvidia-smi-no-devices.txt"));
   ASSERT_TRUE(r) << r.err().message;
   EXPECT_TRUE(r->empty());
@@ -61,7 +61,7 @@ TEST(NvidiaSmi, NoDevicesIsEmptyNotAnError) {
   EXPECT_TRUE(e->empty());
 }
 
-TEST(NvidiaSmi, NameWithCommaIsKept) {
+TEST(hw_nvidia_smi, NameWithCommaIsKept) {
   auto r = parse_nvidia_smi_csv("0, Odd, Card, 8192, 8000, 3, 8\n");
   ASSERT_TRUE(r) << r.err().message;
   ASSERT_EQ(r->size(), 1u);
@@ -69,14 +69,14 @@ TEST(NvidiaSmi, NameWithCommaIsKept) {
   EXPECT_EQ((*r)[0].vram_bytes, 8192 * k_mib);
 }
 
-TEST(NvidiaSmi, ListedOutOfOrderIsSortedByIndex) {
+TEST(hw_nvidia_smi, ListedOutOfOrderIsSortedByIndex) {
   auto r = parse_nvidia_smi_csv("1, B, 100, 50, 4, 16\n0, A, 200, 50, 4, 16\n");
   ASSERT_TRUE(r);
   EXPECT_EQ((*r)[0].name, "A");
   EXPECT_EQ((*r)[1].name, "B");
 }
 
-TEST(NvidiaSmi, BadInputNamesLineAndField) {
+TEST(hw_nvidia_smi, BadInputNamesLineAndField) {
   auto few = parse_nvidia_smi_csv("0, NVIDIA GeForce RTX 3090, 24576, 23985, 4, 16\n1, x, 5\n");
   ASSERT_FALSE(few);
   EXPECT_NE(few.err().message.find("line 2"), std::string::npos) << few.err().message;
@@ -99,7 +99,7 @@ TEST(NvidiaSmi, BadInputNamesLineAndField) {
   EXPECT_FALSE(idx);  // the index is never unavailable
 }
 
-TEST(RocmSmi, EightMi300x) {
+TEST(hw_rocm_smi, EightMi300x) {
   auto r = parse_rocm_smi_json(fixture("rocm-smi-8x-mi300x.json"));
   ASSERT_TRUE(r) << r.err().message;
   ASSERT_EQ(r->size(), 8u);
@@ -113,7 +113,7 @@ TEST(RocmSmi, EightMi300x) {
   }
 }
 
-TEST(RocmSmi, RadeonAndIntegratedWithSystemKey) {
+TEST(hw_rocm_smi, RadeonAndIntegratedWithSystemKey) {
   auto r = parse_rocm_smi_json(fixture("rocm-smi-radeon-igpu.json"));
   ASSERT_TRUE(r) << r.err().message;
   ASSERT_EQ(r->size(), 2u);  // "system" is not a card
@@ -124,7 +124,7 @@ TEST(RocmSmi, RadeonAndIntegratedWithSystemKey) {
   EXPECT_EQ((*r)[1].free_vram_bytes, 536870912u);  // used N/A
 }
 
-TEST(RocmSmi, CardsAreOrderedNumerically) {
+TEST(hw_rocm_smi, CardsAreOrderedNumerically) {
   auto r = parse_rocm_smi_json(R"j({"card10": {"Card series": "B", "VRAM Total Memory (B)": "2"},
                                   "card2": {"Card series": "A", "VRAM Total Memory (B)": "1"}})j");
   ASSERT_TRUE(r);
@@ -134,7 +134,7 @@ TEST(RocmSmi, CardsAreOrderedNumerically) {
   EXPECT_EQ((*r)[1].index, 1);
 }
 
-TEST(RocmSmi, BadInputIsAnError) {
+TEST(hw_rocm_smi, BadInputIsAnError) {
   auto notjson = parse_rocm_smi_json("WARNING: AMD GPU not found");
   ASSERT_FALSE(notjson);
   EXPECT_NE(notjson.err().message.find("not JSON"), std::string::npos);
@@ -152,7 +152,7 @@ TEST(RocmSmi, BadInputIsAnError) {
   EXPECT_TRUE(empty->empty());
 }
 
-TEST(Cpuinfo, TwoSocketXeonWithHyperThreading) {
+TEST(hw_cpuinfo, TwoSocketXeonWithHyperThreading) {
   auto r = parse_cpuinfo(fixture("cpuinfo-xeon-2s-ht.txt"));
   ASSERT_TRUE(r) << r.err().message;
   EXPECT_EQ(r->model, "Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz");
@@ -162,7 +162,7 @@ TEST(Cpuinfo, TwoSocketXeonWithHyperThreading) {
   EXPECT_EQ(r->flops_per_cycle_per_core, 64);
 }
 
-TEST(Cpuinfo, ArmWithoutModelName) {
+TEST(hw_cpuinfo, ArmWithoutModelName) {
   auto r = parse_cpuinfo(fixture("cpuinfo-arm-neoverse.txt"));
   ASSERT_TRUE(r) << r.err().message;
   EXPECT_EQ(r->threads, 4);
@@ -172,7 +172,7 @@ TEST(Cpuinfo, ArmWithoutModelName) {
   EXPECT_EQ(r->flops_per_cycle_per_core, 16);
 }
 
-TEST(Cpuinfo, VmWithoutCoreIds) {
+TEST(hw_cpuinfo, VmWithoutCoreIds) {
   auto r = parse_cpuinfo(fixture("cpuinfo-vm-no-core-ids.txt"));
   ASSERT_TRUE(r) << r.err().message;
   EXPECT_EQ(r->threads, 6);
@@ -180,7 +180,7 @@ TEST(Cpuinfo, VmWithoutCoreIds) {
   EXPECT_EQ(r->flops_per_cycle_per_core, 32);  // avx2 + fma
 }
 
-TEST(Cpuinfo, BadInput) {
+TEST(hw_cpuinfo, BadInput) {
   auto none = parse_cpuinfo("vendor_id : x\n");
   ASSERT_FALSE(none);
   EXPECT_NE(none.err().message.find("no 'processor'"), std::string::npos);
@@ -189,20 +189,20 @@ TEST(Cpuinfo, BadInput) {
   EXPECT_NE(bad.err().message.find("line 1"), std::string::npos);
 }
 
-TEST(Meminfo, ModernKernel) {
+TEST(hw_meminfo, ModernKernel) {
   auto r = parse_meminfo(fixture("meminfo-64g.txt"));
   ASSERT_TRUE(r) << r.err().message;
   EXPECT_EQ(r->total_bytes, 65757812ull * 1024);
   EXPECT_EQ(r->available_bytes, 58911020ull * 1024);
 }
 
-TEST(Meminfo, OldKernelWithoutMemAvailable) {
+TEST(hw_meminfo, OldKernelWithoutMemAvailable) {
   auto r = parse_meminfo(fixture("meminfo-old-kernel.txt"));
   ASSERT_TRUE(r) << r.err().message;
   EXPECT_EQ(r->available_bytes, (1200000ull + 200000 + 3000000) * 1024);
 }
 
-TEST(Meminfo, BadInput) {
+TEST(hw_meminfo, BadInput) {
   EXPECT_FALSE(parse_meminfo(""));
   auto bad = parse_meminfo("MemTotal: lots kB\n");
   ASSERT_FALSE(bad);
@@ -211,7 +211,7 @@ TEST(Meminfo, BadInput) {
   EXPECT_FALSE(nocolon);
 }
 
-TEST(Pcie, BandwidthPerGeneration) {
+TEST(hw_pcie, BandwidthPerGeneration) {
   EXPECT_DOUBLE_EQ(pcie_bandwidth_bytes_per_s(3, 16), 0.985e9 * 16);
   EXPECT_DOUBLE_EQ(pcie_bandwidth_bytes_per_s(4, 16), 1.969e9 * 16);
   EXPECT_DOUBLE_EQ(pcie_bandwidth_bytes_per_s(3, 1), 0.985e9);

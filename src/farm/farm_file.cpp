@@ -108,7 +108,7 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
       if (!valid_name(m.name)) r.fail(it->first, key, "a model name uses letters, digits, '-', '_' and '.'");
       for (const auto& o : f.models)
         if (o.name == m.name) r.fail(it->first, key, "model listed twice");
-      const YAML::Node& v = it->second;
+      YAML::Node v = it->second;  // a copy: it->second refers into a temporary proxy
       if (v.IsScalar()) {
         m.file = v.Scalar();
       } else if (v.IsMap()) {
@@ -135,7 +135,7 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
       if (!valid_name(role.name)) r.fail(it->first, key, "a role name uses letters, digits, '-', '_' and '.'");
       for (const auto& o : f.roles)
         if (o.name == role.name) r.fail(it->first, key, "role listed twice");
-      const YAML::Node& v = it->second;
+      YAML::Node v = it->second;  // a copy: it->second refers into a temporary proxy
       if (!v.IsMap()) r.fail(v, key, "must be a mapping {model, ctx, agents}");
       r.check_keys(v, key, {"model", "ctx", "agents"});
       if (!defined(v["model"])) r.fail(v, key + ".model", "missing (a name under models)");

@@ -425,7 +425,10 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   // Shutdown: the gateway first (no new requests), then the backends.
   phase = "stopping";
   write_state();
-  if (gw) gw->stop(std::chrono::seconds(3));
+  if (gw) {
+    gw->stop(std::chrono::seconds(3));
+    gw.reset();
+  }
   sup->stop_all();
   auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!sup->all_stopped() && std::chrono::steady_clock::now() < hard) {
@@ -489,6 +492,14 @@ int run_up(const up_options& o, std::ostream& out, std::ostream& err) {
     if (log_fd >= 0) { ::dup2(log_fd, 1); ::dup2(log_fd, 2); }
     if (null_fd > 2) ::close(null_fd);
     if (log_fd > 2) ::close(log_fd);
+    // Keep nothing of the caller's open (a CI pipe held by the daemon would never see EOF).
+    std::vector<int> inherited;
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator("/proc/self/fd", ec)) {
+      int fd = std::atoi(e.path().filename().c_str());
+      if (fd > 2 && fd != fds[1] && fd != lock->fd()) inherited.push_back(fd);
+    }
+    for (int fd : inherited) ::close(fd);
     reporter rep(out, fds[1]);
     std::ostringstream errors;  // start-up errors also reach the waiting parent
     int code = serve(o, *r, *lock, rep, errors);

@@ -85,6 +85,7 @@ class farm_lock {
   // ok + held(): we own the farm; ok + !held(): another live process owns it; error: cannot open.
   static result<farm_lock> try_acquire(const farm_paths& p);
   bool held() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
   void release();
 
  private:

@@ -102,6 +102,9 @@ std::string expert_offload_rule(const std::vector<int>& layers, const std::strin
 }
 
 std::optional<std::vector<int>> expert_rule_layers(const std::string& pattern, int max_layer) {
+  // libstdc++'s regex compiler and matcher recurse; a huge pattern from a hand-edited plan must not
+  // exhaust the stack. Real rules are a few hundred characters at most.
+  if (pattern.size() > k_max_rule_pattern || max_layer > 4096) return std::nullopt;
   std::regex re;
   try {
     re = std::regex(pattern);

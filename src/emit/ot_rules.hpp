@@ -20,6 +20,9 @@ inline constexpr const char* k_ffn_exps_regex = "\\.ffn_(up|down|gate|gate_up)_(
 // (non-negative; duplicates and order do not matter). Empty input gives an empty string.
 std::string numbers_regex(std::vector<int> numbers);
 
+// Longer patterns are never recognised as expert rules (left as they are).
+inline constexpr std::size_t k_max_rule_pattern = 1024;
+
 // One -ot value that puts the expert tensors of `layers` into `buffer_type` ("CPU", "CUDA1", ...).
 // Empty `layers` gives an empty string (no rule).
 std::string expert_offload_rule(const std::vector<int>& layers, const std::string& buffer_type);

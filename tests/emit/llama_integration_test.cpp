@@ -37,7 +37,8 @@ json::object rpc_backend(const std::string& name, int port) {
 }
 
 std::string plan_json(const std::string& model, int rpc0, int rpc1, int port) {
-  json::array args{"-m", model, "-c", "1024", "-np", "1", "-ngl", "99",
+  // -lv 4: llama.cpp logs each device's buffers, so the test can see the model really went to RPC0/RPC1.
+  json::array args{"-m", model, "-c", "1024", "-np", "1", "-ngl", "99", "-lv", "4",
                    "--rpc", "127.0.0.1:" + std::to_string(rpc0) + ",127.0.0.1:" + std::to_string(rpc1)};
   // One rule per layer, as a planner might write them; the script must carry one merged rule.
   for (int layer : {0, 1}) {
@@ -127,8 +128,11 @@ TEST(EmitLlamaIntegration, ScriptStartsRpcShardThatAnswersThenStopsEverything) {
                            R"({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})");
   EXPECT_EQ(chat.status, 200) << chat.body;
   std::string log = slurp(e.state / "tiny-shard.log");
-  EXPECT_NE(log.find("RPC0"), std::string::npos);
-  EXPECT_NE(log.find("RPC1"), std::string::npos);
+  // Each RPC endpoint holds part of the weights (llama.cpp names the devices RPCn[host:port]). The merged
+  // -ot rule was accepted: llama-server exits at startup on a rule it cannot parse or an unknown buffer.
+  EXPECT_NE(log.find("[127.0.0.1:" + std::to_string(rpc0) + "] model buffer size"), std::string::npos) << log;
+  EXPECT_NE(log.find("[127.0.0.1:" + std::to_string(rpc1) + "] model buffer size"), std::string::npos) << log;
+  EXPECT_NE(log.find("tensor overrides to CPU are used"), std::string::npos);
 
   // start again: everything is already running, nothing new is started.
   auto twice = script(e, "start");
@@ -154,6 +158,39 @@ TEST(EmitLlamaIntegration, FailedStartShowsTheLogAndStopsWhatItStarted) {
   EXPECT_NE(start.output.find("stopping what was started"), std::string::npos) << start.output;
   EXPECT_NE(start.output.find("rpc0: stopped"), std::string::npos) << start.output;
   for (const char* n : {"rpc0", "rpc1", "tiny-shard"}) EXPECT_FALSE(fs::exists(e.state / (std::string(n) + ".pid"))) << n;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(EmitCli, BadInputExitsTwoAndAllWritesEveryTarget) {
+  fs::path root = temp_dir("emit-cli");
+  auto missing = run({agifarm_cli(), "emit", "llama", "--plan", (root / "nope.json").string(), "-o", (root / "o").string()});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.output.find("cannot read the plan"), std::string::npos) << missing.output;
+  std::ofstream(root / "bad.json") << R"({"version": 1, "deployment": {"backends": [{"name": "x", "port": 70000}]}})";
+  auto bad = run({agifarm_cli(), "emit", "compose", "--plan", (root / "bad.json").string(), "-o", (root / "o").string()});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("plan JSON at deployment.backends[0].port"), std::string::npos) << bad.output;
+  auto target = run({agifarm_cli(), "emit", "k8s", "--plan", (root / "bad.json").string(), "-o", (root / "o").string()});
+  EXPECT_NE(target.exit_code, 0);
+  EXPECT_FALSE(fs::exists(root / "o"));
+
+  std::string plan = std::string(AGIFARM_SOURCE_DIR) + "/tests/emit/plans/three-nodes.json";
+  auto all = run({agifarm_cli(), "emit", "all", "--plan", plan, "-o", (root / "all").string()});
+  ASSERT_EQ(all.exit_code, 0) << all.output;
+  for (const char* t : {"llama", "compose", "systemd", "vllm", "deepspeed"})
+    EXPECT_TRUE(fs::exists(root / "all" / t / "README.md")) << t;
+  EXPECT_TRUE(fs::exists(root / "all" / "llama" / "work.sh"));
+  // `all` again: refused as a whole, nothing rewritten; with --force it succeeds.
+  fs::remove(root / "all" / "vllm" / "README.md");
+  auto again = run({agifarm_cli(), "emit", "all", "--plan", plan, "-o", (root / "all").string()});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_FALSE(fs::exists(root / "all" / "vllm" / "README.md"));
+  auto forced = run({agifarm_cli(), "emit", "all", "--plan", plan, "-o", (root / "all").string(), "--force"});
+  EXPECT_EQ(forced.exit_code, 0) << forced.output;
+  EXPECT_TRUE(fs::exists(root / "all" / "vllm" / "README.md"));
 }
 
 }  // namespace

@@ -130,7 +130,7 @@ TEST(hw_cli, validates_and_prints_every_example_inventory) {
     int gpus;
     int nodes;
   } cases[] = {{"one-gpu.yaml", 1, 1}, {"two-3090.yaml", 2, 1}, {"eight-gpu.yaml", 8, 1}, {"three-nodes.yaml", 6, 3},
-               {"cpu-only.yaml", 0, 1}};
+               {"cpu-only.yaml", 0, 1}, {"eight-by-eight.yaml", 64, 8}};
   for (const auto& c : cases) {
     std::string file = std::string(AGIFARM_SOURCE_DIR) + "/docs/examples/" + c.file;
     auto j = run_json({test::agifarm_cli(), "hw", "--inventory", file, "--json"});

@@ -296,9 +296,19 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     d = std::move(*p);
     source = o.plan_file;
   } else if (r.ff) {
-    auto p = replica_deployment(*r.ff);
-    if (!p) { err << p.err().message << '\n'; return p.err().exit_code; }
-    d = std::move(*p);
+    const bool forced = !r.ff->strategy.empty() || !r.ff->strategy_per_model.empty();
+    if (planner_available() && !forced) {
+      rep.say("agifarm: planning " + r.ff->path);
+      std::vector<std::string> notes;
+      auto p = planned_deployment(*r.ff, notes);
+      if (!p) { err << p.err().message << '\n'; return p.err().exit_code; }
+      for (const auto& n : notes) rep.say("  " + n);
+      d = std::move(*p);
+    } else {
+      auto p = replica_deployment(*r.ff);
+      if (!p) { err << p.err().message << '\n'; return p.err().exit_code; }
+      d = std::move(*p);
+    }
     source = r.ff->path;
   } else {
     std::string model = r.paths.models() + "/" + k_demo_model_name + ".gguf";

@@ -11,6 +11,14 @@
 
 #include "synth/tiny.hpp"
 
+#if __has_include("plan/planner.hpp")
+#include "gguf/gguf.hpp"
+#include "hw/hw.hpp"
+#include "plan/memory_model.hpp"
+#include "plan/planner.hpp"
+#define AGIFARM_HAVE_PLANNER 1
+#endif
+
 namespace agifarm::farm {
 namespace fs = std::filesystem;
 
@@ -70,6 +78,61 @@ result<plan::deployment> replica_deployment(const farm_file& f) {
     d.pools.push_back(std::move(pool));
   }
   return d;
+}
+
+bool planner_available() {
+#ifdef AGIFARM_HAVE_PLANNER
+  return true;
+#else
+  return false;
+#endif
+}
+
+result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std::string>& notes) {
+#ifdef AGIFARM_HAVE_PLANNER
+  const std::string where = f.path.empty() ? "farm" : f.path;
+  if (f.models.empty()) return make_error(fmt::format("{}: no models (add `models: {{name: file.gguf}}`)", where), 2);
+  auto cat = hw::load_default_catalogue();
+  if (!cat) return cat.err();
+  hw::inventory inv;
+  if (!f.inventory.empty()) {
+    auto r = hw::load_inventory(f.inventory, *cat);
+    if (!r) return r.err();
+    inv = std::move(*r);
+  } else {
+    auto d = hw::discover_local(hw::real_system(), *cat, {});
+    if (!d) return d.err();
+    inv = hw::local_inventory(d->local);
+    notes.insert(notes.end(), d->notes.begin(), d->notes.end());
+  }
+  std::vector<plan::plan_model> models;
+  for (const auto& m : f.models) {
+    auto g = gguf::read_model(m.file);
+    if (!g) return make_error(fmt::format("{}: model {}: {}", where, m.name, g.err().message), g.err().exit_code);
+    plan::plan_model pm;
+    pm.name = m.name;
+    pm.shape = plan::model_shape_of(*g);
+    pm.shape.file = m.file;
+    models.push_back(std::move(pm));
+  }
+  std::vector<plan::role_request> roles;
+  for (const auto& r : f.roles) roles.push_back({r.name, r.model, r.ctx, r.agents});
+  auto doc = plan::make_plan(inv, models, roles);
+  if (!doc) return doc.err();
+  if (!plan::plan_fits(*doc)) {
+    std::string why;
+    for (const auto& c : doc->candidates)
+      if (!c.feasible && !c.why_not.empty()) why += fmt::format("\n  {} {}: {}{}", c.model, c.strategy, c.why_not,
+                                                               c.fix.empty() ? "" : " (" + c.fix + ")");
+    return make_error(fmt::format("{}: no strategy fits this hardware:{}", where, why), 3);
+  }
+  for (const auto& r : doc->recommendation.reasons) notes.push_back("plan: " + r);
+  return doc->chosen;
+#else
+  (void)f;
+  (void)notes;
+  return make_error("the planner library is not built into this agifarm", 1);
+#endif
 }
 
 plan::deployment demo_deployment(const std::string& model_file) {

@@ -1,16 +1,19 @@
 // sources: where `agifarm up` gets its deployment (plan/deployment.hpp) from.
 //
 //   --plan plan.json     the planner's document ("deployment" object) or a bare deployment object
-//   farm.yaml            replica_deployment(): until the planner's library plans a farm file, every
+//   farm.yaml            planned_deployment(): the planner (plan/planner.hpp) on the farm file's
+//                        inventory (or this machine, discovered) and models/roles: its chosen deployment.
+//   farm.yaml with `strategy: replica` (or a build without the planner): replica_deployment(): every
 //                        model gets `replicas` llama-server copies with -c (max role ctx x agents) and
-//                        -np (sum of agents); its roles become the aliases of its pool. Strategies other
-//                        than replica need a plan (--plan) and are refused with that advice.
+//                        -np (sum of agents) plus its `args`; its roles become the aliases of its pool.
+//                        Other forced strategies need a plan (--plan) and are refused with that advice.
 //   (nothing)            demo_deployment(): the embedded default, two replicas of the tiny model.
 //
 // Pure functions (demo model synthesis aside); thread-safe.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
 #include "farm/farm_file.hpp"
@@ -22,6 +25,9 @@ inline constexpr const char* k_demo_model_name = "tiny-qwen3";
 
 result<plan::deployment> deployment_from_plan_file(const std::string& path);
 result<plan::deployment> replica_deployment(const farm_file& f);
+bool planner_available();
+// notes: human lines worth showing (discovery notes, the planner's reasons). Exit code 3: nothing fits.
+result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std::string>& notes);
 plan::deployment demo_deployment(const std::string& model_file);
 
 // Writes the tiny demo model to path unless a file is already there (atomic: temp file + rename).

@@ -88,7 +88,7 @@ int num(const json::object& o, const char* k) {
 
 std::string two_replica_farm(const std::string& extra = "") {
   return "models:\n  tiny: {file: " + test::tiny_model() + ", replicas: 2, args: [\"-t\", \"1\"]}\n"
-         "roles:\n  fast: {model: tiny, ctx: 1024, agents: 2}\n  code: {model: tiny}\n" + extra;
+         "roles:\n  fast: {model: tiny, ctx: 1024, agents: 2}\n  code: {model: tiny}\nstrategy: replica\n" + extra;
 }
 
 TEST(farm_up, embedded_default_answers_status_reports_and_down_leaves_no_process) {
@@ -221,6 +221,7 @@ TEST(farm_up, backends_that_cannot_start_are_reported_with_their_log_and_the_far
                       "  missing: /nonexistent/dir/missing.gguf\n"
                       "  badarg: {file: " + tiny + ", args: [\"--no-such-flag\"]}\n"
                       "roles:\n  fast: {model: tiny}\n  lost: {model: missing}\n  odd: {model: badarg}\n"
+                      "strategy: replica\n"
                       "supervisor: {max_failures: 2, backoff_initial_s: 0.2}\n");
   auto up = f.up(file);
   ASSERT_EQ(up.exit_code, 0) << up.output;
@@ -325,6 +326,25 @@ TEST(farm_up, a_frozen_backend_is_found_by_health_checks_and_restarted) {
   EXPECT_EQ(f.chat("fast").status, 200);
   auto logs = f.cli({"logs", "agifarm", "--state-dir", f.dir, "-n", "200"});
   EXPECT_NE(logs.output.find("health check failed"), std::string::npos) << logs.output;
+  EXPECT_EQ(f.cli({"down", "--state-dir", f.dir}).exit_code, 0);
+}
+
+TEST(farm_up, farm_file_without_strategy_is_planned_by_the_planner) {
+  farm_fixture f("farm-planned");
+  auto file = f.write("farm.yaml", "models:\n  tiny: " + test::tiny_model() +
+                                       "\nroles:\n  fast: {model: tiny, ctx: 1024, agents: 2}\n");
+  auto up = f.up(file);
+  if (up.output.find("planner library is not built") != std::string::npos) GTEST_SKIP() << "no planner in this build";
+  ASSERT_EQ(up.exit_code, 0) << up.output;
+  EXPECT_NE(up.output.find("agifarm: planning"), std::string::npos) << up.output;
+  EXPECT_NE(up.output.find("tok/s per stream"), std::string::npos) << "the plan's predictions are not shown: " << up.output;
+  auto bs = f.backends();
+  ASSERT_FALSE(bs.empty());
+  for (auto& [name, b] : bs) {
+    EXPECT_EQ(str(b, "state"), "ready") << name;
+    EXPECT_GT(num(b, "predicted_bytes"), 0) << name;
+  }
+  EXPECT_EQ(f.chat("fast").status, 200);
   EXPECT_EQ(f.cli({"down", "--state-dir", f.dir}).exit_code, 0);
 }
 

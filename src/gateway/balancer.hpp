@@ -6,7 +6,8 @@
 //
 // The caller passes only candidates (ready, healthy, not already tried by this request). choose()
 // returns the position in `candidates` of a replica with a free slot (outstanding < slots), or nullopt
-// when every candidate is full (the request then waits in the pool's queue).
+// when the request should wait in the pool's queue: every candidate is full, or (prefix_affinity) the
+// key's replica is full but within the load bound, so waiting for it beats recomputing the prefix.
 // Not thread-safe: the scheduler calls it under its lock. Balancers keep no per-request state.
 #pragma once
 
@@ -41,7 +42,9 @@ class balancer {
 
 std::unique_ptr<balancer> make_least_outstanding();
 // names: the pool's replica names in pool-local index order (hash ring positions derive from them).
-std::unique_ptr<balancer> make_prefix_affinity(const std::vector<std::string>& names, double load_factor = 1.25);
+// load_factor 1.5: a replica may carry up to 1.5x the mean load before its keys spill (prefill of a
+// long prefix usually costs more than waiting for a slot on the replica that caches it).
+std::unique_ptr<balancer> make_prefix_affinity(const std::vector<std::string>& names, double load_factor = 1.5);
 std::unique_ptr<balancer> make_balancer(balance policy, const std::vector<std::string>& names);
 
 }  // namespace agifarm::gateway

@@ -39,7 +39,12 @@ class prefix_affinity final : public balancer {
         if (c[i].id != it->replica || seen[i]) continue;
         seen[i] = true;
         ++visited;
-        if (c[i].outstanding < c[i].slots && c[i].outstanding + 1 <= bound) return i;
+        if (c[i].outstanding + 1 > bound) continue;  // over the load bound: next one on the ring
+        if (c[i].outstanding < c[i].slots) return i;
+        // Within the bound but all its slots busy: wait for it (the request queues) rather than
+        // recompute the whole prefix elsewhere. The bound keeps this from starving: once this
+        // replica carries more than load_factor times the mean, the key moves on.
+        return std::nullopt;
       }
     }
     return fallback_->choose(c, req);  // everyone is over the bound: take any free slot

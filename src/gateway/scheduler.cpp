@@ -88,13 +88,13 @@ acquire_result scheduler::acquire(std::size_t pi, const pick_request& req, const
     out.status = acquire_status::exhausted;
     return out;
   }
-  if (p.queue.empty()) {
-    if (auto r = place(p, req, excluded)) {
-      replicas_[*r].outstanding++;
-      out.status = acquire_status::granted;
-      out.l = lease{pi, *r};
-      return out;
-    }
+  // Dispatch is eager (every freed slot goes to a waiter that can use it at once), so a slot this
+  // request can take now is one no waiter wants: taking it does not jump the queue.
+  if (auto r = place(p, req, excluded)) {
+    replicas_[*r].outstanding++;
+    out.status = acquire_status::granted;
+    out.l = lease{pi, *r};
+    return out;
   }
   if (static_cast<int>(p.queue.size()) >= queue_max_) {
     out.status = acquire_status::queue_full;
@@ -129,13 +129,17 @@ bool scheduler::cancel(std::uint64_t ticket) {
 void scheduler::dispatch(pending& out) {
   for (auto pi : pools_by_priority_) {
     pool& p = pools_[pi];
-    while (!p.queue.empty()) {
-      waiter& w = p.queue.front();
-      auto r = place(p, w.req, w.excluded);
-      if (!r) break;
+    // FIFO among the waiters that can be placed: one waiting for a particular busy replica (affinity,
+    // or one that excludes the free replica) does not block those behind it.
+    for (auto it = p.queue.begin(); it != p.queue.end();) {
+      auto r = place(p, it->req, it->excluded);
+      if (!r) {
+        ++it;
+        continue;
+      }
       replicas_[*r].outstanding++;
-      out.emplace_back(std::move(w.cb), grant{grant_status::granted, lease{pi, *r}});
-      p.queue.pop_front();
+      out.emplace_back(std::move(it->cb), grant{grant_status::granted, lease{pi, *r}});
+      it = p.queue.erase(it);
     }
   }
 }

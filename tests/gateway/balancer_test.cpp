@@ -62,10 +62,14 @@ TEST(gateway_balancer, prefix_affinity_respects_the_load_bound) {
   v[home].outstanding = 3;
   v[1 - home].outstanding = 3;
   EXPECT_EQ(*b->choose(v, r), home);
-  // Full home replica: spill even within the bound.
-  std::vector<replica_view> full{{0, 1, 1}, {1, 1, 1}};
+  // Home replica over the bound (4 of 4 busy, the other idle: bound ceil(1.25*5/2) = 4): spill.
+  std::vector<replica_view> full{{0, 4, 8}, {1, 4, 8}};
   full[1 - home].outstanding = 0;
   EXPECT_EQ(*b->choose(full, r), 1 - home);
+  // Full home replica, the other busy too but with a free slot: within the bound, wait for home.
+  std::vector<replica_view> busy{{0, 2, 2}, {1, 2, 2}};
+  busy[1 - home].outstanding = 1;
+  EXPECT_FALSE(b->choose(busy, r));
   // Without a key it balances like least outstanding.
   std::vector<replica_view> w{{0, 5, 8}, {1, 1, 8}};
   EXPECT_EQ(*b->choose(w, {}), 1u);
@@ -91,9 +95,16 @@ TEST(gateway_balancer, property_choice_is_a_free_candidate) {
       v.push_back({i, out, slots});
     }
     pick_request r{rng() % 2 == 0, rng()};
-    for (auto& p : policies) {
-      auto c = p->choose(v, r);
-      EXPECT_EQ(c.has_value(), any_free);
+    for (std::size_t pi = 0; pi < policies.size(); ++pi) {
+      auto c = policies[pi]->choose(v, r);
+      // Least outstanding always places when it can; affinity may choose to wait for a busy home
+      // replica, but only for a keyed request.
+      if (pi == 0 || !r.has_key) {
+        EXPECT_EQ(c.has_value(), any_free);
+      }
+      if (c) {
+        EXPECT_TRUE(any_free);
+      }
       if (c) {
         ASSERT_LT(*c, v.size());
         EXPECT_LT(v[*c].outstanding, v[*c].slots);

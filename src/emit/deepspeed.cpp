@@ -129,7 +129,8 @@ result<files> emit_deepspeed(const emit_input& in, const emit_options& opt) {
                       weights / k_gib, gpu_bytes / k_gib);
   } else {
     offload = "nvme";
-    why = fmt::format("16-bit weights {:.1f} GiB exceed GPU memory ({:.1f} GiB) and 70% of system memory ({:.1f} GiB): parameters offloaded to NVMe at {}",
+    why = fmt::format("16-bit weights {:.1f} GiB exceed 85% of the GPU memory ({:.1f} GiB) plus 70% of the system memory "
+                      "({:.1f} GiB in all): parameters offloaded to NVMe at {}",
                       weights / k_gib, gpu_bytes / k_gib, ram_bytes / k_gib, opt.nvme_path);
   }
 

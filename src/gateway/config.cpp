@@ -85,7 +85,7 @@ struct reader {
     const int k_day_ms = 24 * 3600 * 1000;
     for (auto it = g.begin(); it != g.end(); ++it) {
       std::string k = it->first.Scalar();
-      const YAML::Node& v = it->second;
+      const YAML::Node v = it->second;  // a copy: the iterator yields a temporary pair
       std::string key = "gateway." + k;
       if (k == "max_body_bytes") l.max_body_bytes = static_cast<std::uint64_t>(integer(v, key, 1, std::int64_t{1} << 40));
       else if (k == "max_header_bytes") l.max_header_bytes = static_cast<std::uint32_t>(integer(v, key, 256, 1 << 24));

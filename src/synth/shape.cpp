@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -124,26 +125,40 @@ std::string vocab_path_for(std::string_view vocab) {
   return {};
 }
 
+result<std::vector<gguf::key_value>> load_tokenizer(const std::string& vocab_path) {
+  gguf::read_options all;
+  all.max_array_elements = UINT64_MAX;
+  auto vf = gguf::read_file(vocab_path, all);
+  if (!vf) return vf.err();
+  std::vector<gguf::key_value> out;
+  for (auto& kv : vf->metadata)
+    if (kv.key.starts_with("tokenizer.")) out.push_back(std::move(kv));
+  return out;
+}
+
 result<gguf::writer_input> make_shape(const model_entry& m, quant_mix mix, const shape_options& opt) {
   auto tensors = shape_tensors(m, mix);
   if (!tensors) return tensors.err();
-  const std::string vocab = opt.vocab_path.empty() ? vocab_path_for(m.vocab) : opt.vocab_path;
-  if (vocab.empty())
-    return make_error(fmt::format("model {}: no tokenizer GGUF models/ggml-vocab-{}.gguf found in the llama.cpp "
-                                  "source (run scripts/setup.sh or set AGIFARM_LLAMA_SRC)",
-                                  m.id, m.vocab),
-                      2);
-  gguf::read_options all;
-  all.max_array_elements = UINT64_MAX;
-  auto vf = gguf::read_file(vocab, all);
-  if (!vf) return vf.err();
+  std::string vocab = "tokenizer";
+  std::optional<result<std::vector<gguf::key_value>>> loaded;
+  const std::vector<gguf::key_value>* tok = opt.tokenizer;
+  if (!tok) {
+    vocab = opt.vocab_path.empty() ? vocab_path_for(m.vocab) : opt.vocab_path;
+    if (vocab.empty())
+      return make_error(fmt::format("model {}: no tokenizer GGUF models/ggml-vocab-{}.gguf found in the llama.cpp "
+                                    "source (run scripts/setup.sh or set AGIFARM_LLAMA_SRC)",
+                                    m.id, m.vocab),
+                        2);
+    loaded.emplace(load_tokenizer(vocab));
+    if (!*loaded) return loaded->err();
+    tok = &loaded->value();
+  }
 
   gguf::writer_input in;
   in.metadata = shape_metadata(m, mix);
   bool have_tokens = false;
-  for (const auto& kv : vf->metadata) {
+  for (const auto& kv : *tok) {
     if (!kv.key.starts_with("tokenizer.")) continue;
-    gguf::key_value out = kv;
     if (kv.key == "tokenizer.ggml.tokens" || kv.key == "tokenizer.ggml.token_type" ||
         kv.key == "tokenizer.ggml.scores") {
       const auto* arr = kv.val.as_array();
@@ -153,16 +168,19 @@ result<gguf::writer_input> make_shape(const model_entry& m, quant_mix mix, const
         return make_error(fmt::format("model {}: {} holds {} tokens, more than n_vocab {}", m.id, vocab, arr->count,
                                       m.n_vocab),
                           2);
-      std::vector<gguf::value> items = arr->items;
+      std::vector<gguf::value> items;
+      items.reserve(m.n_vocab);
+      items.assign(arr->items.begin(), arr->items.end());
       for (std::uint64_t i = arr->count; i < m.n_vocab; ++i) {
         if (kv.key == "tokenizer.ggml.tokens") items.push_back(gguf::make_string(fmt::format("[PAD{}]", i)));
         else if (kv.key == "tokenizer.ggml.token_type") items.push_back(gguf::make_i32(k_token_type_user_defined));
         else items.push_back(gguf::make_f32(-1000.0f));
       }
-      out.val = gguf::make_array(arr->element_type, std::move(items));
+      in.metadata.push_back({kv.key, gguf::make_array(arr->element_type, std::move(items))});
       if (kv.key == "tokenizer.ggml.tokens") have_tokens = true;
+    } else {
+      in.metadata.push_back(kv);
     }
-    in.metadata.push_back(std::move(out));
   }
   if (!have_tokens) return make_error(fmt::format("{}: has no tokenizer.ggml.tokens", vocab), 2);
   in.tensors = std::move(*tensors);

@@ -33,7 +33,12 @@ std::vector<gguf::key_value> shape_metadata(const model_entry& m, quant_mix mix)
 
 struct shape_options {
   std::string vocab_path;  // tokenizer GGUF; default vocab_path_for(m.vocab)
+  // Pre-loaded tokenizer.* keys (load_tokenizer), to write many shapes without re-reading the vocab
+  // file; not owned, must outlive the call. Overrides vocab_path.
+  const std::vector<gguf::key_value>* tokenizer = nullptr;
 };
+// The tokenizer.* keys of a vocabulary GGUF, with every array materialized.
+result<std::vector<gguf::key_value>> load_tokenizer(const std::string& vocab_path);
 // llama.cpp's models/ggml-vocab-<vocab>.gguf: $AGIFARM_LLAMA_SRC, the compiled-in source tree, then the
 // cache. "" when none exists.
 std::string vocab_path_for(std::string_view vocab);

@@ -55,14 +55,41 @@ std::uint64_t data_bytes(const std::vector<gguf::tensor_def>& ts) {
   return n;
 }
 
+// The tokenizer of each vocab, read once for the whole test binary.
+const std::vector<gguf::key_value>* tokenizer(const std::string& vocab) {
+  static std::map<std::string, std::vector<gguf::key_value>> cache;
+  auto it = cache.find(vocab);
+  if (it == cache.end()) {
+    auto t = load_tokenizer(vocab_path_for(vocab));
+    EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.err().message);
+    it = cache.emplace(vocab, t.ok() ? std::move(*t) : std::vector<gguf::key_value>{}).first;
+  }
+  return &it->second;
+}
+
 // Header (metadata with the real tokenizer + tensor infos, padded) plus data: the file size.
 std::uint64_t file_bytes(const model_entry& m, quant_mix mix) {
-  auto in = make_shape(m, mix);
+  shape_options o;
+  o.tokenizer = tokenizer(m.vocab);
+  auto in = make_shape(m, mix, o);
   EXPECT_TRUE(in.ok()) << (in.ok() ? "" : in.err().message);
   if (!in) return 0;
   auto h = gguf::serialize_header(*in);
   EXPECT_TRUE(h.ok());
   return h->bytes.size() + h->data_bytes;
+}
+
+// The same, with the header serialized once per model: its size does not depend on the mix (a type
+// is a u32 in each tensor info), which the first call per model checks.
+std::uint64_t file_bytes_fast(const model_entry& m, quant_mix mix) {
+  static std::map<std::string, std::uint64_t> header_bytes;
+  auto it = header_bytes.find(m.id);
+  if (it == header_bytes.end()) {
+    const std::uint64_t full = file_bytes(m, mix);
+    it = header_bytes.emplace(m.id, full - data_bytes(tensors(m, mix))).first;
+    return full;
+  }
+  return it->second + data_bytes(tensors(m, mix));
 }
 
 // ---- catalogue ----
@@ -344,7 +371,7 @@ TEST(shape_layout, sizes_match_published_gguf_files) {
        "bartowski/Llama-3.3-70B-Instruct-GGUF Llama-3.3-70B-Instruct-f16 (4 parts) 141.12 GB"},
   };
   for (const auto& p : k_published) {
-    const double got = static_cast<double>(file_bytes(model(p.id), p.mix)) / 1e9;
+    const double got = static_cast<double>(file_bytes_fast(model(p.id), p.mix)) / 1e9;
     EXPECT_NEAR(got, p.gb, p.digits + p.gb * 0.0005) << p.id << " " << to_string(p.mix) << " vs " << p.source;
   }
 }
@@ -353,6 +380,12 @@ TEST(shape_layout, sizes_match_published_gguf_files) {
 // shape_quant_llama_test) give 142.15 GB of file; a figure of 142.6 GB is quoted for the published
 // file, 0.3% more, i.e. about two more ffn_down_exps blocks at Q6_K, from a different llama.cpp
 // version's rule or an imatrix-tuned mix. This test pins the exact current layout instead.
+TEST(shape_layout, header_size_does_not_depend_on_the_mix) {
+  const auto m = model("qwen3-8b");
+  EXPECT_EQ(file_bytes(m, quant_mix::q4_k_m) - data_bytes(tensors(m, quant_mix::q4_k_m)),
+            file_bytes(m, quant_mix::f16) - data_bytes(tensors(m, quant_mix::f16)));
+}
+
 TEST(shape_layout, qwen3_235b_q4_k_m_exact_size) {
   const auto m = model("qwen3-235b-a22b");
   const auto ts = tensors(m, quant_mix::q4_k_m);
@@ -412,7 +445,9 @@ TEST(shape_file, writes_a_sparse_file_the_reader_understands) {
 TEST(shape_file, pads_the_vocabulary_to_n_vocab) {
   auto m = model("qwen3-0.6b");
   m.n_vocab = 152064;  // 128 more than the vocab file holds
-  auto in = make_shape(m, quant_mix::q8_0);
+  shape_options o;
+  o.tokenizer = tokenizer(m.vocab);
+  auto in = make_shape(m, quant_mix::q8_0, o);
   ASSERT_TRUE(in.ok()) << in.err().message;
   const gguf::value* tokens = nullptr;
   for (const auto& kv : in->metadata)
@@ -423,7 +458,7 @@ TEST(shape_file, pads_the_vocabulary_to_n_vocab) {
   EXPECT_EQ(arr->count, 152064u);
   EXPECT_EQ(*arr->items.back().as_string(), "[PAD152063]");
   m.n_vocab = 1000;  // fewer than the tokenizer has: refuse
-  auto small = make_shape(m, quant_mix::q8_0);
+  auto small = make_shape(m, quant_mix::q8_0, o);
   ASSERT_FALSE(small.ok());
   EXPECT_NE(small.err().message.find("more than n_vocab 1000"), std::string::npos);
 }

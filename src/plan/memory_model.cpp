@@ -61,6 +61,12 @@ model_shape model_shape_of(const gguf::model& m) {
   s.n_expert_used = sum.n_experts_used;
   s.n_ff_exp = sum.n_ff_exp;
   s.n_params = sum.n_params;
+  std::uint64_t most = 0;
+  for (const auto& [type, bytes] : sum.bytes_by_type)
+    if (bytes > most) {
+      most = bytes;
+      s.quant = type;
+    }
   s.file_bytes = sum.file_bytes;
   bool has_output = false;
   int max_block = -1;
@@ -126,7 +132,7 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
     for (int i = 0; i < static_cast<int>(all_devices.size()); ++i) dev_index.push_back(i);
   }
   if (args.split == split_mode::row)
-    e.warnings.push_back("row split is modelled as layer split (weights per layer); row split needs CUDA");
+    e.warnings.push_back("row split needs CUDA: matrices are cut over the GPUs, the KV cache and other tensors stay on the main GPU");
   const int nd = static_cast<int>(dev_index.size());
 
   // Layer -> device, exactly as llama_model_base::load_tensors (float arithmetic included).
@@ -154,6 +160,10 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
                              splits.begin());
     e.layer_device[il] = std::min(g, nd - 1);
   }
+  const int row_main = std::clamp(args.main_gpu, 0, std::max(0, nd - 1));
+  if (args.split == split_mode::row && nd > 1)
+    for (auto& ld : e.layer_device)
+      if (ld >= 0) ld = row_main;  // llama.cpp: with row split every layer's non-matrix part and KV live on the main GPU
   const int out_dev = e.layer_device[n_layer];
 
   // Buffer-type names -> device slot (-1: host).
@@ -195,6 +205,11 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
     if (e.layer_device[il] >= 0) dev_has_layer[e.layer_device[il]] = true;
     else host_has_layer = true;
   }
+  e.dense_weight_bytes.assign(nd + 1, 0);
+  e.expert_weight_bytes.assign(nd + 1, 0);
+  e.layers_on_device.assign(nd + 1, 0);
+  for (int il = 0; il < n_layer; ++il)
+    ++e.layers_on_device[e.layer_device[il] < 0 ? nd : e.layer_device[il]];
   for (const auto& t : shape.tensors) {
     int dev;
     if (t.block >= 0 && t.block < n_layer) dev = e.layer_device[t.block];
@@ -206,7 +221,25 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
         break;
       }
     }
-    add_model(dev, t.bytes);
+    const bool row_matrix = args.split == split_mode::row && nd > 1 && dev >= 0 && t.block >= 0 &&
+                            t.cls != gguf::tensor_class::norm && t.cls != gguf::tensor_class::other;
+    if (row_matrix) {
+      // row split: each layer matrix is cut by rows over all devices in -ts proportions
+      float prev = 0.0f;
+      for (int i = 0; i < nd; ++i) {
+        double share = static_cast<double>(splits[i] - prev);
+        prev = splits[i];
+        model_bytes[i] += static_cast<std::uint64_t>(static_cast<double>(t.bytes) * share);
+      }
+    } else {
+      if (args.split == split_mode::row && nd > 1 && dev >= 0 && t.block >= 0) dev = row_main;
+      add_model(dev, t.bytes);
+    }
+    {
+      std::size_t slot = dev < 0 ? static_cast<std::size_t>(nd) : static_cast<std::size_t>(dev);
+      if (t.cls == gguf::tensor_class::ffn_expert) e.expert_weight_bytes[slot] += t.bytes;
+      else if (t.cls != gguf::tensor_class::token_embd) e.dense_weight_bytes[slot] += t.bytes;
+    }
     if (t.cls == gguf::tensor_class::ffn_expert && dev < 0 && t.block >= 0) {
       host_has_experts = true;
       host_expert_layers.insert(t.block);
@@ -234,6 +267,7 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
   e.flash_attn = args.flash_attn != "off";
   const std::uint64_t kv_layer = (kv_row_bytes(args.type_k, shape.n_embd_k_gqa()) +
                                   kv_row_bytes(args.type_v, shape.n_embd_v_gqa())) * n_ctx_seq * n_stream;
+  e.kv_bytes_per_cell_layer = kv_row_bytes(args.type_k, shape.n_embd_k_gqa()) + kv_row_bytes(args.type_v, shape.n_embd_v_gqa());
   for (int il = 0; il < n_layer; ++il) {
     int dev = args.no_kv_offload ? -1 : e.layer_device[il];
     (dev < 0 ? host_ctx : ctx_bytes[dev]) += kv_layer;
@@ -313,7 +347,21 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
     d.compute_bytes = comp_bytes[i];
     d.total_bytes = d.model_bytes + d.context_bytes + d.compute_bytes;
   }
-  // layer_device indices refer to participating devices; map back to input positions.
+  // Per-device vectors and layer_device refer to participating devices; map back to input positions.
+  {
+    auto remap = [&](std::vector<std::uint64_t>& v) {
+      std::vector<std::uint64_t> r(all_devices.size() + 1, 0);
+      for (int i = 0; i < nd; ++i) r[dev_index[i]] = v[i];
+      r.back() = v[nd];
+      v = std::move(r);
+    };
+    remap(e.dense_weight_bytes);
+    remap(e.expert_weight_bytes);
+    std::vector<int> l(all_devices.size() + 1, 0);
+    for (int i = 0; i < nd; ++i) l[dev_index[i]] = e.layers_on_device[i];
+    l.back() = e.layers_on_device[nd];
+    e.layers_on_device = std::move(l);
+  }
   for (auto& ld : e.layer_device)
     if (ld >= 0) ld = dev_index[ld];
   e.devices = std::move(out);

@@ -35,6 +35,7 @@ struct shape_tensor {
 // What the memory and speed models need to know of a model.
 struct model_shape {
   std::string name, architecture, file;
+  std::string quant;  // the weight type holding the most bytes ("Q4_K")
   bool known_architecture = true;
   std::uint64_t n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, head_dim_k = 0, head_dim_v = 0;
   std::uint64_t n_vocab = 0, n_ctx_train = 0, n_ff = 0, n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
@@ -74,6 +75,11 @@ struct memory_estimate {
   bool flash_attn = true;
   std::vector<int> layer_device;  // per repeating layer and the output layer (size n_layer+1): -1 host
   int expert_layers_on_host = 0;  // layers whose expert tensors are in system RAM
+  // Weight bytes read per decoded token live here, per input device and the host (last entry):
+  // dense = every weight but token_embd (one row per token) and experts; expert = expert tensors.
+  std::vector<std::uint64_t> dense_weight_bytes, expert_weight_bytes;
+  std::vector<int> layers_on_device;  // repeating layers per input device, host last
+  std::uint64_t kv_bytes_per_cell_layer = 0;  // K + V bytes of one cell in one layer
   std::vector<std::string> warnings;
 };
 

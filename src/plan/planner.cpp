@@ -343,6 +343,49 @@ doc_candidate to_candidate(const std::string& model, const demand& dm, const pla
 
 }  // namespace
 
+result<offload_choice> choose_offload(const model_shape& m, const server_args& base, const std::vector<device_desc>& devices,
+                                      std::uint64_t margin_bytes) {
+  offload_choice out;
+  std::set<int> chosen;
+  for (int iter = 0; iter < static_cast<int>(m.n_layer) + 2; ++iter) {
+    server_args a = base;
+    out.ot_rule.clear();
+    if (!chosen.empty()) {
+      std::string alt;
+      for (int l : chosen) alt += (alt.empty() ? "" : "|") + std::to_string(l);
+      out.ot_rule = fmt::format("blk\\.({})\\.ffn_(up|down|gate)_exps=CPU", alt);
+      a.overrides.insert(a.overrides.begin(), {fmt::format("blk\\.({})\\.ffn_(up|down|gate)_exps", alt), "CPU"});
+    }
+    auto est = estimate_memory(m, a, devices);
+    if (!est) return est.err();
+    out.estimate = std::move(est).value();
+    out.host_layers.assign(chosen.begin(), chosen.end());
+    bool progress = false, fits = true;
+    for (std::size_t i = 0; i < devices.size(); ++i) {
+      std::uint64_t limit = devices[i].free_bytes > margin_bytes ? devices[i].free_bytes - margin_bytes : 0;
+      std::int64_t over = static_cast<std::int64_t>(out.estimate.devices[i].total_bytes) - static_cast<std::int64_t>(limit);
+      if (over <= 0) continue;
+      fits = false;
+      std::vector<std::pair<std::uint64_t, int>> layers;
+      for (int l = 0; l < static_cast<int>(m.n_layer); ++l)
+        if (out.estimate.layer_device[l] == static_cast<int>(i) && !chosen.count(l)) layers.push_back({m.layer_expert_bytes(l), -l});
+      std::sort(layers.rbegin(), layers.rend());
+      for (auto [bytes, neg] : layers) {
+        if (over <= 0 || bytes == 0) break;
+        chosen.insert(-neg);
+        over -= static_cast<std::int64_t>(bytes);
+        progress = true;
+      }
+    }
+    if (fits) {
+      out.fits = true;
+      return out;
+    }
+    if (!progress) return out;
+  }
+  return out;
+}
+
 std::vector<role_request> default_roles() {
   return {{"fast", "", 8192, 4}, {"code", "", 32768, 2}, {"think", "", 65536, 1}};
 }

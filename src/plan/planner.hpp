@@ -48,6 +48,17 @@ result<plan_document> make_plan(const hw::inventory& inv, const std::vector<plan
 
 bool plan_fits(const plan_document& d);  // a deployment was chosen
 
+// MoE expert offload on given devices: the -ot rule moving the experts of the fewest layers to system
+// RAM (biggest expert layers first, per overflowing device) so every device keeps `margin_bytes` free.
+struct offload_choice {
+  bool fits = false;
+  std::vector<int> host_layers;  // layers whose experts go to RAM, ascending
+  std::string ot_rule;           // "" when nothing moves
+  memory_estimate estimate;
+};
+result<offload_choice> choose_offload(const model_shape& m, const server_args& base, const std::vector<device_desc>& devices,
+                                      std::uint64_t margin_bytes);
+
 // Human-readable ranked table with memory bars, speeds, pros / cons and the recommendation.
 std::string format_plan(const plan_document& d);
 

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 
 #include "gguf/gguf.hpp"
@@ -122,6 +123,32 @@ TEST(shape_llama, fit_params_loads_every_catalogue_model) {
       fs::remove(path);
     }
   }
+  fs::remove_all(dir);
+}
+
+// ---- the command line: bad input gives exit status 2 and names the thing ----
+
+TEST(shape_cli, bad_model_quant_and_catalogue_are_reported) {
+  const std::string dir = test::temp_dir("shape-cli");
+  auto unknown = test::run({test::agifarm_cli(), "synth", "shape", "--model", "qwen9-1t", "-o", dir + "/x.gguf"});
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.output;
+  EXPECT_NE(unknown.output.find("unknown model 'qwen9-1t'"), std::string::npos) << unknown.output;
+  auto quant = test::run(
+      {test::agifarm_cli(), "synth", "shape", "--model", "qwen3-8b", "--quant", "Q9_K", "-o", dir + "/x.gguf"});
+  EXPECT_EQ(quant.exit_code, 2) << quant.output;
+  EXPECT_NE(quant.output.find("Q9_K"), std::string::npos) << quant.output;
+  {
+    std::ofstream bad(dir + "/bad.yaml");
+    bad << "models:\n  - id: a\n    nme: typo\n";
+  }
+  auto cat = test::run({test::agifarm_cli(), "synth", "shape", "--catalogue", dir + "/bad.yaml", "--model", "a", "-o",
+                        dir + "/x.gguf"});
+  EXPECT_EQ(cat.exit_code, 2) << cat.output;
+  EXPECT_NE(cat.output.find(dir + "/bad.yaml:3:5: unknown key 'nme'"), std::string::npos) << cat.output;
+  EXPECT_FALSE(fs::exists(dir + "/x.gguf"));
+  auto list = test::run({test::agifarm_cli(), "synth", "list"});
+  EXPECT_EQ(list.exit_code, 0) << list.output;
+  EXPECT_NE(list.output.find("qwen3-235b-a22b"), std::string::npos) << list.output;
   fs::remove_all(dir);
 }
 

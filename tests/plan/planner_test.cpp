@@ -1,0 +1,217 @@
+#include "plan/planner.hpp"
+
+#include <gtest/gtest.h>
+#include <algorithm>
+#include <set>
+
+#include "fixtures.hpp"
+#include "plan/speed_model.hpp"
+
+namespace agifarm::plan {
+namespace {
+
+constexpr std::uint64_t k_mib = 1024 * 1024;
+constexpr std::uint64_t k_gib = 1024 * k_mib;
+
+hw::inventory farm(int nodes, int gpus_per_node, std::uint64_t vram = 24 * k_gib) {
+  hw::inventory inv;
+  for (int n = 0; n < nodes; ++n) {
+    hw::node nd;
+    nd.name = "n" + std::to_string(n);
+    nd.address = "10.0.0." + std::to_string(n + 1);
+    nd.ram_bytes = 128 * k_gib;
+    nd.ram_bandwidth_bytes_per_s = 50e9;
+    nd.cpu_peak_flops = 1e12;
+    nd.cpu_cores = 16;
+    for (int g = 0; g < gpus_per_node; ++g) {
+      hw::gpu x;
+      x.name = "rtx3090";
+      x.vendor = hw::gpu_vendor::nvidia;
+      x.index = g;
+      x.vram_bytes = vram;
+      x.bandwidth_bytes_per_s = 936e9;
+      x.fp16_tflops = 71;
+      nd.gpus.push_back(x);
+    }
+    inv.nodes.push_back(nd);
+  }
+  return inv;
+}
+
+plan_model model(std::string name, model_shape s) {
+  plan_model m;
+  m.name = std::move(name);
+  m.shape = std::move(s);
+  return m;
+}
+
+TEST(speed_model, decode_is_bound_by_bytes_over_bandwidth) {
+  // 32 layers of 128 MiB on one device of 1 TB/s: 4 GiB per token / (0.75 TB/s) + 32 layer overheads
+  auto s = fixtures::make_shape(32, 128 * k_mib, 64 * k_mib);
+  memory_estimate e;
+  e.dense_weight_bytes = {32 * 128 * k_mib + 64 * k_mib, 0};
+  e.expert_weight_bytes = {0, 0};
+  e.layers_on_device = {32, 0};
+  speed_input in;
+  in.shape = &s;
+  in.placement = &e;
+  in.devices = {{"gpu", 1e12, 100e12, false}};
+  in.host = {"host", 50e9, 1e12, true};
+  auto r = estimate_speed(in);
+  double expect_t = static_cast<double>(32 * 128 * k_mib + 64 * k_mib) / (1e12 * k_eta_bw_gpu) + 32 * k_layer_overhead_gpu_s;
+  EXPECT_NEAR(r.decode_tps, 1.0 / expect_t, 1e-6 * r.decode_tps);
+  // four slots read the weights once per step: aggregate is close to four times single
+  in.slots = 4;
+  auto agg = estimate_speed(in);
+  EXPECT_GT(agg.aggregate_decode_tps, 3.5 * r.decode_tps);
+}
+
+TEST(speed_model, moe_reads_only_the_used_experts_share) {
+  auto s = fixtures::make_shape(4, 400 * k_mib, 8 * k_mib, 64);  // 8 of 64 experts used
+  memory_estimate e;
+  e.dense_weight_bytes = {4 * 100 * k_mib, 0};
+  e.expert_weight_bytes = {4 * 300 * k_mib, 0};
+  e.layers_on_device = {4, 0};
+  speed_input in{&s, &e, {{"gpu", 1e12, 100e12, false}}, {"host", 50e9, 1e12, true}, {}, 1, 0};
+  auto r = estimate_speed(in);
+  EXPECT_NEAR(r.decode_bytes_per_token, 4.0 * 100 * k_mib + 4.0 * 300 * k_mib / 8, 1.0);
+  // the same experts in system RAM are read at the host's bandwidth: much slower
+  e.expert_weight_bytes = {0, 4 * 300 * k_mib};
+  e.layers_on_device = {4, 0};
+  auto slow = estimate_speed(in);
+  EXPECT_LT(slow.decode_tps, r.decode_tps / 2);
+}
+
+TEST(planner, small_model_gets_replicas_one_per_gpu) {
+  auto inv = farm(1, 4);
+  std::vector<plan_model> models{model("small", fixtures::make_shape(28, 100 * k_mib, 300 * k_mib))};
+  auto d = make_plan(inv, models, {{"fast", "small", 8192, 8}});
+  ASSERT_TRUE(d.ok()) << d.err().message;
+  ASSERT_TRUE(plan_fits(*d));
+  EXPECT_EQ(d->chosen.strategy, "replica");
+  EXPECT_EQ(d->chosen.backends.size(), 4u);
+  EXPECT_EQ(d->chosen.pools.size(), 1u);
+  EXPECT_EQ(d->chosen.pools[0].aliases, std::vector<std::string>{"fast"});
+  const auto& b = d->chosen.backends[0];
+  EXPECT_EQ(b.env.at("CUDA_VISIBLE_DEVICES"), "0");
+  EXPECT_EQ(b.slots, 2);  // 8 agents over 4 copies
+  ASSERT_TRUE(b.predicted.has_value());
+  EXPECT_GT(b.predicted->decode_tps, 0);
+  // the document round-trips through JSON
+  auto back = plan_document_from_json(to_json(*d));
+  ASSERT_TRUE(back.ok()) << back.err().message;
+  EXPECT_EQ(back->chosen.backends.size(), 4u);
+}
+
+TEST(planner, big_dense_model_is_sharded_over_the_node) {
+  auto inv = farm(1, 4);
+  // 64 layers x 600 MiB = 37.5 GiB: no single 24 GiB GPU holds it
+  std::vector<plan_model> models{model("big", fixtures::make_shape(64, 600 * k_mib, 700 * k_mib))};
+  auto d = make_plan(inv, models, {{"think", "big", 32768, 1}});
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(plan_fits(*d));
+  EXPECT_EQ(d->chosen.strategy, "shard");
+  const auto& args = d->chosen.backends[0].args;
+  EXPECT_NE(std::find(args.begin(), args.end(), "-ts"), args.end());
+  bool replica_infeasible_with_reason = false;
+  for (const auto& c : d->candidates)
+    if (c.strategy == "replica" && !c.feasible && c.why_not.find("needs") != std::string::npos && !c.fix.empty())
+      replica_infeasible_with_reason = true;
+  EXPECT_TRUE(replica_infeasible_with_reason);
+}
+
+TEST(planner, shards_across_nodes_with_rpc_servers) {
+  auto inv = farm(3, 1);
+  std::vector<plan_model> models{model("big", fixtures::make_shape(64, 800 * k_mib, 700 * k_mib))};  // 50 GiB
+  auto d = make_plan(inv, models, {{"think", "big", 8192, 1}});
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(plan_fits(*d));
+  EXPECT_EQ(d->chosen.strategy, "shard_rpc");
+  int rpc = 0;
+  std::string server_rpc_arg;
+  for (const auto& b : d->chosen.backends) {
+    if (b.kind == backend_kind::rpc_server) ++rpc;
+    else
+      for (std::size_t i = 0; i + 1 < b.args.size(); ++i)
+        if (b.args[i] == "--rpc") server_rpc_arg = b.args[i + 1];
+  }
+  EXPECT_EQ(rpc, 2);
+  EXPECT_NE(server_rpc_arg.find("10.0.0."), std::string::npos);
+}
+
+TEST(planner, moe_too_big_for_vram_offloads_the_fewest_expert_layers) {
+  auto inv = farm(1, 1);
+  // 48 layers x 400 MiB (300 MiB experts) = 18.75 GiB + 6 GiB of KV at 32k: does not fit 24 GiB
+  std::vector<plan_model> models{model("moe", fixtures::make_shape(48, 400 * k_mib, 300 * k_mib, 128))};
+  auto d = make_plan(inv, models, {{"think", "moe", 32768, 1}});
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(plan_fits(*d));
+  EXPECT_EQ(d->chosen.strategy, "expert_offload");
+  std::string ot;
+  const auto& args = d->chosen.backends[0].args;
+  for (std::size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == "-ot") ot = args[i + 1];
+  EXPECT_NE(ot.find("_exps=CPU"), std::string::npos);
+  // fits its GPU with the margin
+  const auto& pr = *d->chosen.backends[0].predicted;
+  EXPECT_LE(pr.devices[0].total_bytes, 23 * k_gib);
+}
+
+TEST(planner, nothing_fits_says_why_and_what_would_fit) {
+  auto inv = farm(1, 1, 8 * k_gib);
+  inv.nodes[0].ram_bytes = 16 * k_gib;
+  std::vector<plan_model> models{model("huge", fixtures::make_shape(80, 900 * k_mib, 1000 * k_mib))};
+  auto d = make_plan(inv, models, {{"think", "huge", 32768, 1}});
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(plan_fits(*d));
+  ASSERT_FALSE(d->candidates.empty());
+  for (const auto& c : d->candidates) {
+    EXPECT_FALSE(c.feasible);
+    EXPECT_FALSE(c.why_not.empty());
+  }
+  EXPECT_NE(format_plan(*d).find("no feasible plan"), std::string::npos);
+}
+
+TEST(planner, hybrid_places_core_and_helpers) {
+  auto inv = farm(1, 4);
+  std::vector<plan_model> models{model("big", fixtures::make_shape(64, 600 * k_mib, 700 * k_mib)),
+                                 model("small", fixtures::make_shape(28, 100 * k_mib, 300 * k_mib))};
+  auto d = make_plan(inv, models, {{"think", "big", 16384, 1}, {"fast", "small", 8192, 4}});
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(plan_fits(*d));
+  EXPECT_EQ(d->chosen.strategy, "hybrid");
+  std::set<int> gpus;
+  int big = 0, small = 0;
+  for (const auto& b : d->chosen.backends) {
+    for (int g : b.gpus) EXPECT_TRUE(gpus.insert(g).second) << "GPU " << g << " used twice";
+    (b.model == "big" ? big : small) += 1;
+  }
+  EXPECT_EQ(big, 1);
+  EXPECT_GE(small, 1);
+  EXPECT_EQ(d->chosen.pools.size(), 2u);
+}
+
+TEST(planner, role_with_unknown_model_is_an_error) {
+  auto inv = farm(1, 1);
+  std::vector<plan_model> models{model("small", fixtures::make_shape(4, 10 * k_mib, 10 * k_mib))};
+  auto d = make_plan(inv, models, {{"fast", "nope", 0, 0}});
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.err().message.find("nope"), std::string::npos);
+  EXPECT_EQ(d.err().exit_code, 2);
+}
+
+TEST(planner, unknown_architecture_plans_with_a_warning) {
+  auto inv = farm(1, 1);
+  auto s = fixtures::make_shape(8, 50 * k_mib, 50 * k_mib);
+  s.architecture = "mamba9";
+  s.known_architecture = false;
+  s.warnings.push_back("architecture 'mamba9' is not one agifarm models exactly");
+  auto d = make_plan(inv, {model("odd", s)}, {});
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(plan_fits(*d));
+  ASSERT_FALSE(d->warnings.empty());
+  EXPECT_NE(d->warnings[0].find("mamba9"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace agifarm::plan

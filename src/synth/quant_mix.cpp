@@ -2,7 +2,8 @@
 // tensor_allows_quantization, tensor_type_fallback, llama_tensor_get_type_impl and
 // llama_tensor_get_type, restricted to the mixes of all_quant_mixes(), no imatrix, no overrides.
 // Branches keep llama.cpp's order so the two can be read side by side. The differential tests
-// (tests/synth/shape_quant_llama_test.cpp, tests/synth/shape_quantize_test.cpp) hold it to the
+// (tests/synth/shape_quant_llama_test.cpp: llama.cpp's own choice for every catalogue model and mix;
+// tests/synth/shape_llama_test.cpp: the real llama-quantize on small models) hold it to the
 // original.
 #include "synth/quant_mix.hpp"
 

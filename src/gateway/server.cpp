@@ -88,8 +88,9 @@ struct backend_addr {
 // Shared between a request coroutine and the client watcher / queue grant callback. All on one strand
 // (the worker's single-threaded io_context), except grant callbacks, which post here.
 struct request_state {
-  explicit request_state(net::any_io_executor ex) : timer(ex) {}
+  explicit request_state(net::any_io_executor ex) : timer(ex), watch_timer(ex) {}
   net::steady_timer timer;
+  net::steady_timer watch_timer;  // the client watch starts only for requests that last (saves a syscall)
   net::cancellation_signal watch_cancel;
   bool client_gone = false;
   bool done = false;
@@ -174,15 +175,11 @@ struct server::impl {
     while (!v.empty()) {
       auto c = std::move(v.back());
       v.pop_back();
-      // Drop connections the backend has closed meanwhile (readable with EOF, or any pending data).
-      char byte;
-      ssize_t n = ::recv(c->stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        c->reused = true;
-        return c;
-      }
-      beast::error_code ignored;
-      c->stream.socket().close(ignored);
+      // No liveness probe here (it would cost a syscall per request): a pooled connection the backend
+      // has closed fails on first use and attempt() retries once on a fresh one, not counted against
+      // the replica.
+      c->reused = true;
+      return c;
     }
     return nullptr;
   }
@@ -296,6 +293,18 @@ struct server::impl {
       auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buffer, parser, k_tuple);
       (void)n;
       if (ec == http::error::need_buffer) ec = {};
+      // Parse what else is already buffered, so a burst of chunks becomes one client write.
+      while (!ec && !parser.is_done() && conn->buffer.size() > 0 && res.body().size > 0) {
+        boost::system::error_code pec;
+        std::size_t used = parser.put(conn->buffer.data(), pec);
+        conn->buffer.consume(used);
+        if (pec == http::error::need_buffer || pec == http::error::need_more) break;
+        if (pec) {
+          ec = pec;
+          break;
+        }
+        if (used == 0) break;
+      }
       got = sizeof buf - res.body().size;
       co_return ec;
     };
@@ -453,20 +462,29 @@ struct server::impl {
     co_return out;
   }
 
-  // Watches the client socket while a request is in flight: EOF or error means the client went away.
-  static awaitable<void> watch_client(beast::tcp_stream& client, std::shared_ptr<request_state> st) {
-    auto [ec] = co_await client.socket().async_wait(
-        tcp::socket::wait_read, net::bind_cancellation_slot(st->watch_cancel.slot(), k_tuple));
-    if (ec || st->done) co_return;
-    char byte;
-    ssize_t n = ::recv(client.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) co_return;  // pipelined data: not gone
-    st->client_gone = true;
-    if (st->upstream) {
-      beast::error_code ignored;
-      st->upstream->stream.socket().close(ignored);
-    }
-    if (st->waiting) st->timer.cancel();
+  // Watches the client socket while a request is in flight: EOF or error means the client went away,
+  // and the upstream is closed at once. Armed k_watch_delay after the request starts, so requests
+  // that finish sooner (most non-streaming ones through a fast backend) cost no extra syscall.
+  static constexpr auto k_watch_delay = std::chrono::milliseconds(2);
+  static void watch_client(beast::tcp_stream& client, const std::shared_ptr<request_state>& st) {
+    st->watch_timer.expires_after(k_watch_delay);
+    st->watch_timer.async_wait([&client, st](boost::system::error_code ec) {
+      if (ec || st->done) return;
+      client.socket().async_wait(
+          tcp::socket::wait_read,
+          net::bind_cancellation_slot(st->watch_cancel.slot(), [&client, st](boost::system::error_code ec2) {
+            if (ec2 || st->done) return;
+            char byte;
+            ssize_t n = ::recv(client.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;  // pipelined data: not gone
+            st->client_gone = true;
+            if (st->upstream) {
+              beast::error_code ignored;
+              st->upstream->stream.socket().close(ignored);
+            }
+            if (st->waiting) st->timer.cancel();
+          }));
+    });
   }
 
   // Waits for a queued request's grant. Returns the grant, or nullopt when the client went away.
@@ -550,11 +568,12 @@ struct server::impl {
     }
 
     auto st = std::make_shared<request_state>(w.ioc.get_executor());
-    net::co_spawn(w.ioc, watch_client(client, st), net::detached);
+    watch_client(client, st);
     struct watch_guard {
       std::shared_ptr<request_state> st;
       ~watch_guard() {
         st->done = true;
+        st->watch_timer.cancel();
         st->watch_cancel.emit(net::cancellation_type::all);
       }
     } guard{st};

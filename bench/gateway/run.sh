@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Gateway throughput/latency benchmark: the fixture backend (fixed JSON and SSE) measured directly,
+# through agifarm's gateway and through nginx (a plain reverse proxy with keep-alive upstreams, run
+# unprivileged with its own prefix), driven by wrk at 64 and 256 connections, non-streaming and
+# streaming, all in one run. Prints requests/s, p99 latency, the ratio gateway/nginx and the p99
+# each proxy adds over direct.
+#
+#   bench/gateway/run.sh [BUILD_DIR] [SECONDS] [PROXY_THREADS]
+#
+# BUILD_DIR defaults to build/release (needs src/cli/agifarm and tests/gateway/gateway_fixture_backend).
+# PROXY_THREADS (default 1) is used for both proxies: agifarm threads = nginx worker_processes.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+build="${1:-$root/build/release}"
+secs="${2:-5}"
+pthreads="${3:-1}"
+agifarm="$build/src/cli/agifarm"
+fixture="$build/tests/gateway/gateway_fixture_backend"
+for b in "$agifarm" "$fixture"; do [[ -x "$b" ]] || { echo "missing $b (build agifarm and gateway_fixture_backend)" >&2; exit 2; }; done
+command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 2; }
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || { echo "nginx is not installed" >&2; exit 2; }
+nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+
+work="$(mktemp -d /tmp/agifarm-gw-bench.XXXXXX)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+[[ -n "${KEEP:-}" ]] && trap - EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() {  # port path
+  for _ in $(seq 1 200); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$1$2" 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "nothing answers on port $1" >&2; exit 1
+}
+
+be_port=$(free_port); gw_port=$(free_port); ng_port=$(free_port)
+"$fixture" --port "$be_port" --threads 1 --chunks 16 >"$work/fixture.log" 2>&1 & pids+=($!)
+wait_http "$be_port" /health
+
+cat >"$work/farm.yaml" <<YAML
+listen: 127.0.0.1:$gw_port
+threads: $pthreads
+gateway:
+  queue: {max: 100000, timeout_ms: 60000}
+pools:
+  - name: fixture
+    aliases: [fast]
+    slots_per_replica: 4096
+    replicas: [{name: fixture, url: "http://127.0.0.1:$be_port"}]
+YAML
+"$agifarm" serve --config "$work/farm.yaml" >"$work/gateway.log" 2>&1 & pids+=($!)
+wait_http "$gw_port" /health
+
+mkdir -p "$work/nginx/logs" "$work/nginx/tmp"
+cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes $pthreads;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/tmp/body;
+  proxy_temp_path $work/nginx/tmp/proxy;
+  fastcgi_temp_path $work/nginx/tmp/fastcgi;
+  uwsgi_temp_path $work/nginx/tmp/uwsgi;
+  scgi_temp_path $work/nginx/tmp/scgi;
+  upstream backend { server 127.0.0.1:$be_port; keepalive 512; }
+  server {
+    listen 127.0.0.1:$ng_port;
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;   # relay SSE as it arrives, like the gateway
+    }
+  }
+}
+NGINX
+"$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" >"$work/nginx/stdout.log" 2>&1 & pids+=($!)
+wait_http "$ng_port" /health
+
+body_plain='{"model":"fast","messages":[{"role":"user","content":"hi"}]}'
+body_stream='{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+for kind in plain stream; do
+  body_var="body_$kind"
+  cat >"$work/$kind.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '${!body_var}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+done
+
+results="$work/results.txt"
+: >"$results"
+run_wrk() {  # name port kind conns
+  local out
+  out=$(wrk -t2 -c"$4" -d"${secs}s" --latency -s "$work/$3.lua" "http://127.0.0.1:$2/v1/chat/completions")
+  local rps p99 errs
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  errs=$(awk '/Non-2xx/ {print $NF} /Socket errors/ {print "sock:" $0}' <<<"$out" | tr '\n' ' ')
+  echo "$1 $3 $4 $rps $p99 ${errs:-none}" >>"$results"
+}
+for kind in plain stream; do
+  for conns in 64 256; do
+    # Interleave the three targets so drifting machine load hits all of them alike.
+    run_wrk direct "$be_port" "$kind" "$conns"
+    run_wrk agifarm "$gw_port" "$kind" "$conns"
+    run_wrk nginx "$ng_port" "$kind" "$conns"
+  done
+done
+
+python3 - "$results" "$pthreads" <<'PY'
+import sys
+rows = [l.split(None, 5) for l in open(sys.argv[1]) if l.strip()]
+def ms(s):
+    if s.endswith("us"): return float(s[:-2]) / 1000
+    if s.endswith("ms"): return float(s[:-2])
+    if s.endswith("s"): return float(s[:-1]) * 1000
+    return float(s)
+d = {(r[0], r[1], r[2]): (float(r[3]), ms(r[4]), r[5].strip()) for r in rows}
+print(f"proxy threads/workers: {sys.argv[2]}")
+print(f"{'workload':<16}{'conns':>6}{'direct rps':>12}{'agifarm rps':>13}{'nginx rps':>11}{'ratio a/n':>10}"
+      f"{'p99 direct':>11}{'+p99 agifarm':>13}{'+p99 nginx':>11}")
+for kind in ("plain", "stream"):
+    for c in ("64", "256"):
+        dr, dp, _ = d[("direct", kind, c)]
+        ar, ap, ae = d[("agifarm", kind, c)]
+        nr, np_, ne = d[("nginx", kind, c)]
+        name = "non-streaming" if kind == "plain" else "streaming(SSE)"
+        print(f"{name:<16}{c:>6}{dr:>12.0f}{ar:>13.0f}{nr:>11.0f}{ar/nr:>10.2f}{dp:>9.2f}ms{ap-dp:>11.2f}ms{np_-dp:>9.2f}ms"
+              + ("" if ae == "none" and ne == "none" else f"   errors: agifarm[{ae}] nginx[{ne}]"))
+PY

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <ostream>
 #include <sstream>
 
@@ -345,8 +346,11 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     (void)supervise::write_file_atomic(r.paths.state(), boost::json::serialize(to_json(st)) + "\n");
   };
   bool started_up = false;
+  std::set<std::string> tried;  // backends that became ready, crashed or failed at least once
   supervise::supervisor_events ev;
   ev.on_change = [&](const supervise::backend_status& b) {
+    if (b.state == backend_state::ready || b.state == backend_state::backoff || b.state == backend_state::failed)
+      tried.insert(b.name);
     if (gw) (void)gw->set_replica_ready(b.name, b.state == backend_state::ready);
     std::string line = fmt::format("  {}: {}", b.name, supervise::to_string(b.state));
     if (b.state == backend_state::starting) line += fmt::format(" (pid {}, port {})", b.pid, b.port);
@@ -382,23 +386,30 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   rep.say(fmt::format("agifarm: starting {} backends (state and logs in {})", sup->backends().size(), r.paths.dir));
   int signal_seen = 0;
   int exit_code = 0;
-  // Start-up: until every pool can answer and nothing is still starting, or everything settled.
-  auto pools_servable = [&] {
-    std::map<std::string, backend_state> st;
-    bool any_starting = false;
-    for (const auto& b : sup->backends()) {
-      st[b.name] = b.state;
-      any_starting = any_starting || b.state == backend_state::starting || b.state == backend_state::waiting;
+  // Start-up is over when every backend has had its chance: it became ready, or it crashed or failed
+  // at least once (a crash-looping backend must not keep the rest of the farm from serving), or it
+  // waits on a dependency that did.
+  auto startup_over = [&] {
+    const auto& bs = sup->backends();
+    std::map<std::string, std::size_t> at;
+    for (std::size_t i = 0; i < bs.size(); ++i) at[bs[i].name] = i;
+    for (std::size_t i = 0; i < bs.size(); ++i) {
+      if (tried.count(bs[i].name)) continue;
+      if (bs[i].state == backend_state::waiting) {
+        const auto& deps = sup->deployment().backends[i].depends_on;
+        if (std::any_of(deps.begin(), deps.end(), [&](auto& n) {
+              auto st = bs[at[n]].state;
+              return st == backend_state::backoff || st == backend_state::failed;
+            }))
+          continue;
+      }
+      return false;
     }
-    if (any_starting) return false;
-    for (const auto& p : sup->deployment().pools)
-      if (std::none_of(p.backends.begin(), p.backends.end(), [&](auto& n) { return st[n] == backend_state::ready; }))
-        return false;
     return true;
   };
-  while (!sup->all_settled() && !pools_servable()) {
+  while (!sup->all_settled() && !startup_over()) {
     auto next = sup->step();
-    if (sup->all_settled() || pools_servable()) break;
+    if (sup->all_settled() || startup_over()) break;
     int s = wait_signal(sigs, next);
     if (s == SIGINT || s == SIGTERM || s == SIGHUP) { signal_seen = s; break; }
   }

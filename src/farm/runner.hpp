@@ -4,7 +4,8 @@
 // run_up, foreground:  lock the state dir (a running farm is reported, never twinned) -> clean up what
 // a crashed earlier run left -> get the deployment (plan file | farm file | embedded demo) -> allocate
 // ports -> start backends (dependencies first) showing llama-server's load progress -> start the gateway
-// once every pool has a ready replica (or everything settled) -> print endpoint, roles, memory, speed
+// once every backend became ready or crashed at least once (a crash loop does not hold the farm back)
+// and one is ready -> print endpoint, roles, memory, speed
 // and snippets -> run until SIGINT/SIGTERM/SIGHUP -> stop the gateway (drain), the backends (SIGTERM,
 // then SIGKILL), remove the state files.
 // run_up with detach: the same in a daemon (setsid, output to <state_dir>/agifarm.log); the calling

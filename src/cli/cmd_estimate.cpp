@@ -12,6 +12,7 @@
 #include "plan/devices.hpp"
 #include "plan/memory_model.hpp"
 #include "plan/server_args.hpp"
+#include "plan/speed_model.hpp"
 
 namespace agifarm::cli {
 namespace {
@@ -37,11 +38,14 @@ void add_estimate_command(CLI::App& app) {
   static int n_devices = -1;
   static std::uint64_t device_gib = 24;
   static bool as_json = false;
+  static bool with_speed = false;
   static std::vector<std::string> server;
   cmd->add_option("--inventory", inventory_file, "inventory YAML: devices are its GPUs in order");
   cmd->add_option("--devices", n_devices, "N identical devices (plus the host) instead of an inventory");
   cmd->add_option("--device-gib", device_gib, "memory of each --devices device in GiB (default 24)");
   cmd->add_flag("--json", as_json, "print JSON");
+  cmd->add_flag("--speed", with_speed,
+                "also predict decode / prefill tokens/s (GPU figures from the inventory; the host from this machine's discovery)");
   cmd->add_option("server_args", server, "llama-server arguments (after --)")->required();
   cmd->callback([] {
     auto args = plan::parse_server_args(server);
@@ -50,6 +54,8 @@ void add_estimate_command(CLI::App& app) {
     auto shape = plan::load_model_shape(args->model);
     if (!shape) fail(shape.err());
     std::vector<plan::device_desc> devices = plan::rpc_devices(args->rpc);
+    std::vector<plan::compute_unit> units(devices.size(), plan::compute_unit{"rpc", 500e9, 30e12, false});
+    plan::compute_unit host_unit{"host", 0, 0, true};
     if (!inventory_file.empty()) {
       auto cat = hw::load_default_catalogue();
       if (!cat) fail(cat.err());
@@ -57,12 +63,35 @@ void add_estimate_command(CLI::App& app) {
       if (!inv) fail(inv.err());
       auto more = plan::inventory_devices(*inv);
       devices.insert(devices.end(), more.begin(), more.end());
+      for (const auto& n : inv->nodes)
+        for (const auto& g : n.gpus) units.push_back({g.name, g.bandwidth_bytes_per_s, g.fp16_tflops * 1e12, false});
+      if (!inv->nodes.empty())
+        host_unit = {"host", inv->nodes[0].ram_bandwidth_bytes_per_s, inv->nodes[0].cpu_peak_flops, true};
     } else if (n_devices >= 0) {
       auto more = plan::identical_devices(n_devices, device_gib << 30);
       devices.insert(devices.end(), more.begin(), more.end());
     }
     auto est = plan::estimate_memory(*shape, *args, devices);
     if (!est) fail(est.err());
+    plan::speed_estimate speed;
+    if (with_speed) {
+      if (host_unit.bandwidth_bytes_per_s <= 0) {
+        auto cat = hw::load_default_catalogue();
+        if (!cat) fail(cat.err());
+        auto d = hw::discover_local(hw::real_system(), *cat);
+        if (!d) fail(d.err());
+        host_unit = {"host", d->local.ram_bandwidth_bytes_per_s, d->local.cpu_peak_flops, true};
+      }
+      while (units.size() < devices.size()) units.push_back({"device", 500e9, 30e12, false});
+      plan::speed_input si;
+      si.shape = &*shape;
+      si.placement = &*est;
+      si.devices = units;
+      si.host = host_unit;
+      si.slots = est->n_slots;
+      for (std::size_t i = 0; i + 1 < devices.size(); ++i) si.hops.push_back({20e9, 10e-6});
+      speed = plan::estimate_speed(si);
+    }
     std::vector<std::string> warnings = est->warnings;
     for (const auto& f : args->ignored)
       if (f.rfind("-", 0) == 0 && f != "--host" && f != "--port") warnings.push_back("not modelled: " + f);
@@ -77,6 +106,9 @@ void add_estimate_command(CLI::App& app) {
                             {"flash_attn", est->flash_attn},
                             {"expert_layers_on_host", est->expert_layers_on_host},
                             {"output_buffer_bytes", est->output_buffer_bytes},
+                            {"decode_tps", speed.decode_tps},
+                            {"prefill_tps", speed.prefill_tps},
+                            {"aggregate_decode_tps", speed.aggregate_decode_tps},
                             {"warnings", boost::json::array(warnings.begin(), warnings.end())}};
       std::cout << boost::json::serialize(o) << "\n";
       return;
@@ -90,6 +122,9 @@ void add_estimate_command(CLI::App& app) {
     };
     for (const auto& d : est->devices) row(d);
     row(est->host);
+    if (with_speed)
+      fmt::print("predicted: decode {:.1f} tok/s, prefill {:.1f} tok/s, {:.1f} tok/s with {} slots busy\n", speed.decode_tps,
+                 speed.prefill_tps, speed.aggregate_decode_tps, est->n_slots);
     for (const auto& w : warnings) fmt::print("warning: {}\n", w);
   });
 }

@@ -70,6 +70,31 @@ result<checked_plan> check(const emit_input& in, const emit_options& opt) {
     for (const auto& dep : b.depends_on)
       if (!by_name.count(dep))
         return make_error(fmt::format("plan: backend '{}' depends on '{}', which is not in the deployment", b.name, dep), 2);
+  // RPC servers: bound to one address (never all interfaces: ggml-rpc-server has no authentication),
+  // reachable from the llama-server that uses them, and named by its --rpc.
+  for (const auto& b : d.backends) {
+    if (b.kind != plan::backend_kind::rpc_server) continue;
+    if (b.host == "0.0.0.0" || b.host == "::" || b.host.empty())
+      return make_error(fmt::format("plan: ggml-rpc-server '{}' binds to all interfaces ({}); give it node '{}''s private address "
+                                    "(it has no authentication)", b.name, b.host, b.node), 2);
+  }
+  for (const auto& b : d.backends) {
+    if (b.kind != plan::backend_kind::llama_server) continue;
+    std::string rpc_list;
+    for (std::size_t i = 0; i + 1 < b.args.size(); ++i)
+      if (b.args[i] == "--rpc") rpc_list = "," + b.args[i + 1] + ",";
+    for (const auto& dep : b.depends_on) {
+      const auto* r = by_name[dep];
+      if (r->kind != plan::backend_kind::rpc_server) continue;
+      std::string endpoint = fmt::format("{}:{}", r->host, r->port);
+      if (rpc_list.find("," + endpoint + ",") == std::string::npos)
+        return make_error(fmt::format("plan: llama-server '{}' depends on ggml-rpc-server '{}' at {}, which its --rpc does not list",
+                                      b.name, dep, endpoint), 2);
+      if (r->node != b.node && (r->host == "127.0.0.1" || r->host == "::1" || r->host == "localhost"))
+        return make_error(fmt::format("plan: ggml-rpc-server '{}' on node '{}' binds to {}, which llama-server '{}' on node '{}' "
+                                      "cannot reach", dep, r->node, r->host, b.name, b.node), 2);
+    }
+  }
   for (const auto& p : d.pools)
     for (const auto& name : p.backends)
       if (!by_name.count(name))

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <map>
 
 #include "emit/emit.hpp"
@@ -21,6 +22,7 @@ constexpr double k_gib = 1024.0 * 1024 * 1024;
 struct placement {
   std::vector<std::string> nodes;               // head (the llama-server's node) first
   std::map<std::string, std::vector<int>> gpus; // per node
+  bool trimmed = false;                         // nodes had unequal GPU counts; the smallest is used on each
 };
 
 placement place(const checked_plan& p, const plan::backend_spec& b) {
@@ -34,6 +36,17 @@ placement place(const checked_plan& p, const plan::backend_spec& b) {
     auto& g = pl.gpus[db->node];
     for (int x : db->gpus)
       if (std::find(g.begin(), g.end(), x) == g.end()) g.push_back(x);
+  }
+  // vLLM's multi-node layout is tensor parallel inside a node x pipeline parallel across nodes: every node
+  // must bring the same number of GPUs, so each gives the smallest count (its first GPUs).
+  if (pl.nodes.size() > 1) {
+    std::size_t least = SIZE_MAX;
+    for (const auto& n : pl.nodes) least = std::min(least, pl.gpus[n].size());
+    for (const auto& n : pl.nodes)
+      if (pl.gpus[n].size() > least) {
+        pl.gpus[n].resize(least);
+        pl.trimmed = true;
+      }
   }
   return pl;
 }
@@ -117,8 +130,8 @@ result<files> emit_vllm(const emit_input& in, const emit_options& opt) {
     } else {
       tp = std::max(1, per_node);
       pp = static_cast<int>(n_nodes);
-      if (tp * pp != total)
-        comment += fmt::format("#   nodes hold different GPU counts; vLLM needs equal ones: {} GPU(s) per node are used\n", tp);
+      if (pl.trimmed)
+        comment += fmt::format("#   the nodes bring different GPU counts; vLLM needs equal ones: {} GPU(s) per node are used\n", tp);
     }
     if (total == 0) comment += "#   this backend uses no GPU: it needs vLLM's CPU build\n";
     l.world = tp * pp;

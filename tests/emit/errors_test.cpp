@@ -63,6 +63,25 @@ TEST(EmitErrors, NamesWhatIsWrong) {
   }
   {
     auto in = base;
+    in.deployment.backends[2].host = "0.0.0.0";
+    EXPECT_NE(first_error(in).find("ggml-rpc-server 'rpc-old-gpu0' binds to all interfaces"), std::string::npos);
+  }
+  {
+    auto in = base;
+    in.deployment.backends[2].port = 50099;
+    EXPECT_EQ(first_error(in), "plan: llama-server 'qwen3-235b-a22b-shard' depends on ggml-rpc-server 'rpc-old-gpu0' at "
+                               "192.168.1.12:50099, which its --rpc does not list");
+  }
+  {
+    auto in = base;
+    in.deployment.backends[2].host = "127.0.0.1";
+    for (auto& a : in.deployment.backends[3].args)
+      if (a.find("192.168.1.12:50052") != std::string::npos) a.replace(a.find("192.168.1.12"), 12, "127.0.0.1");
+    EXPECT_EQ(first_error(in), "plan: ggml-rpc-server 'rpc-old-gpu0' on node 'old' binds to 127.0.0.1, which llama-server "
+                               "'qwen3-235b-a22b-shard' on node 'big' cannot reach");
+  }
+  {
+    auto in = base;
     in.deployment.pools[0].backends.push_back("nobody");
     EXPECT_EQ(first_error(in), "plan: pool 'qwen3-235b-a22b' names backend 'nobody', which is not in the deployment");
   }

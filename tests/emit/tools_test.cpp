@@ -30,7 +30,9 @@ fs::path emit_to(const std::string& plan, const std::string& target, emit_option
   fs::remove_all(d);
   auto out = emit_target(target, load_plan(plan), opt);
   EXPECT_TRUE(out.ok()) << (out.ok() ? "" : out.err().message);
-  if (out.ok()) EXPECT_TRUE(write_files(d.string(), *out, false).ok());
+  if (out.ok()) {
+    EXPECT_TRUE(write_files(d.string(), *out, false).ok());
+  }
   return d;
 }
 
@@ -228,7 +230,9 @@ TEST(EmitTools, GatewayConfigsLoadInTheGateway) {
       for (const auto& f : files_named(d, std::regex("gateway\\.yaml"))) {
         auto cfg = gateway::load_config(f.string());
         EXPECT_TRUE(cfg.ok()) << f << ": " << (cfg.ok() ? "" : cfg.err().message);
-        if (cfg.ok()) EXPECT_EQ(cfg->pools.size(), load_plan(plan).deployment.pools.size());
+        if (cfg.ok()) {
+          EXPECT_EQ(cfg->pools.size(), load_plan(plan).deployment.pools.size());
+        }
         ++checked;
       }
     }

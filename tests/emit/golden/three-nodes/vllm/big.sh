@@ -14,14 +14,14 @@ PROCESSES=(ray-head qwen3-235b-a22b-shard)  # start order
 
 # The Ray head of the multi-node vLLM servers started below.
 run_ray_head() {
-  exec env CUDA_VISIBLE_DEVICES=0,1,2 ray start --head --block --port=6379 --node-ip-address=192.168.1.10 --num-gpus=3
+  exec env CUDA_VISIBLE_DEVICES=0 ray start --head --block --port=6379 --node-ip-address=192.168.1.10 --num-gpus=1
 }
 
 # qwen3-235b-a22b-shard: model qwen3-235b-a22b = Hugging Face Qwen/Qwen3-235B-A22B (named by the GGUF metadata)
-#   nodes hold different GPU counts; vLLM needs equal ones: 1 GPU(s) per node are used
-#   16-bit weights 438 GiB exceed the GPUs' share: 44 GiB per GPU offloaded to CPU memory
+#   the nodes bring different GPU counts; vLLM needs equal ones: 1 GPU(s) per node are used
+#   16-bit weights 438 GiB exceed the GPUs' share: 106 GiB per GPU offloaded to CPU memory
 run_qwen3_235b_a22b_shard() {
-  exec env CUDA_VISIBLE_DEVICES=0,1,2 vllm serve Qwen/Qwen3-235B-A22B \
+  exec env CUDA_VISIBLE_DEVICES=0 vllm serve Qwen/Qwen3-235B-A22B \
     --served-model-name qwen3-235b-a22b think \
     --host 127.0.0.1 \
     --port 8081 \
@@ -31,7 +31,7 @@ run_qwen3_235b_a22b_shard() {
     --max-model-len 32768 \
     --max-num-seqs 2 \
     --enable-expert-parallel \
-    --cpu-offload-gb 44
+    --cpu-offload-gb 106
 }
 
 log() { printf '%s\n' "$*" >&2; }

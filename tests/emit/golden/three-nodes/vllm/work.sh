@@ -14,7 +14,7 @@ PROCESSES=(ray-worker)  # start order
 
 # A Ray worker of the head on node 'big'.
 run_ray_worker() {
-  exec env CUDA_VISIBLE_DEVICES=0,1 ray start --block --address=192.168.1.10:6379 --node-ip-address=192.168.1.11 --num-gpus=2
+  exec env CUDA_VISIBLE_DEVICES=0 ray start --block --address=192.168.1.10:6379 --node-ip-address=192.168.1.11 --num-gpus=1
 }
 
 log() { printf '%s\n' "$*" >&2; }

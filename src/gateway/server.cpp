@@ -74,7 +74,8 @@ std::string error_type_for(int status) {
 
 // One backend connection with its read buffer; lives in a worker's idle pool between requests.
 struct upstream_conn {
-  explicit upstream_conn(net::any_io_executor ex) : stream(ex) {}
+  // Beast reads max(512, free capacity) bytes at a time: reserve, so a burst of SSE events is one read.
+  explicit upstream_conn(net::any_io_executor ex) : stream(ex) { buffer.reserve(65536); }
   beast::tcp_stream stream;
   beast::flat_buffer buffer;
   bool reused = false;
@@ -391,6 +392,7 @@ struct server::impl {
     bool upstream_failed = false;
     std::string failure;
     for (;;) {
+      if (parser.is_done()) break;  // the rest goes out with the final write below
       if (!out_buf.empty()) {
         client.expires_after(idle);
         auto [wec, wn] = co_await net::async_write(client, net::buffer(out_buf), k_tuple);
@@ -398,6 +400,7 @@ struct server::impl {
         out_buf.clear();
         if (wec || st->client_gone) {
           // The client went away: close the upstream at once so the backend stops generating.
+          st->client_gone = true;
           st->upstream = nullptr;
           beast::error_code ignored;
           conn->stream.socket().close(ignored);
@@ -406,7 +409,6 @@ struct server::impl {
           co_return gone();
         }
       }
-      if (parser.is_done()) break;
       conn->stream.expires_after(idle);
       ec = co_await read_some();
       if (st->client_gone) {
@@ -464,8 +466,9 @@ struct server::impl {
 
   // Watches the client socket while a request is in flight: EOF or error means the client went away,
   // and the upstream is closed at once. Armed k_watch_delay after the request starts, so requests
-  // that finish sooner (most non-streaming ones through a fast backend) cost no extra syscall.
-  static constexpr auto k_watch_delay = std::chrono::milliseconds(2);
+  // that finish sooner (most through a fast backend) cost no extra syscall. Mid-stream, a client that
+  // left is also noticed at once by the next failed write.
+  static constexpr auto k_watch_delay = std::chrono::milliseconds(100);
   static void watch_client(beast::tcp_stream& client, const std::shared_ptr<request_state>& st) {
     st->watch_timer.expires_after(k_watch_delay);
     st->watch_timer.async_wait([&client, st](boost::system::error_code ec) {
@@ -658,6 +661,7 @@ struct server::impl {
         if (sched.release(*l, failed ? outcome::failure : outcome::success, clock_type::now()))
           spdlog::warn("gateway: replica {} ejected after repeated failures", sched.replica_name(l->replica));
       } else if (r.k == attempt_result::client_gone) {
+        st->client_gone = true;
         sched.release(*l, outcome::neutral, clock_type::now());
         break;
       } else {
@@ -782,6 +786,7 @@ struct server::impl {
     beast::tcp_stream stream(std::move(sock));
     stream.socket().set_option(tcp::no_delay(true));
     beast::flat_buffer buffer;
+    buffer.reserve(8192);
     const auto header_timeout = std::chrono::milliseconds(cfg.limits.header_timeout_ms);
     const auto idle_timeout = std::chrono::milliseconds(cfg.limits.idle_timeout_ms);
     bool first = true;

@@ -337,3 +337,21 @@ TEST(gateway_fixture, max_connections_and_loopback_rule) {
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.err().message.find("binds to loopback only"), std::string::npos);
 }
+
+// A client that gives up while the backend has not answered yet (a long prefill, a queue wait): the
+// watch on the client socket notices the EOF and closes the upstream; nothing stays outstanding.
+TEST(gateway_fixture, client_leaving_before_the_first_byte_closes_the_upstream) {
+  auto hung = start_fixture({"--mode", "hang"});
+  auto c = base_config({hung.url()}, 1);
+  c.limits.first_byte_timeout_ms = 60000;
+  running_gateway gw(c);
+  int fd = connect_loopback(gw.port());
+  ASSERT_TRUE(send_all(fd, post("/v1/chat/completions", k_chat)));
+  ASSERT_TRUE(test::wait_until([&] { return gw.srv.stats().replicas[0].outstanding == 1; }, 5s));
+  ::close(fd);
+  ASSERT_TRUE(test::wait_until([&] { return gw.srv.stats().replicas[0].outstanding == 0; }, 5s));
+  // The slot is free again: a queued request would now be placed (the hung backend still hangs).
+  auto m = test::http_request(gw.port(), "GET", "/metrics").body;
+  EXPECT_NE(m.find("replica=\"r0\",code=\"499\"} 1"), std::string::npos) << m;
+  EXPECT_TRUE(gw.srv.stats().replicas[0].healthy);  // a client leaving says nothing about the replica
+}

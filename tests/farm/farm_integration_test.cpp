@@ -282,6 +282,20 @@ TEST(farm_up, busy_gateway_port_is_refused_and_a_crash_loop_does_not_hold_the_fa
   EXPECT_EQ(f.cli({"down", "--state-dir", f.dir}).exit_code, 0);
 }
 
+TEST(farm_up, a_farm_where_nothing_starts_exits_non_zero_with_the_reason_and_leaves_nothing) {
+  farm_fixture f("farm-none");
+  auto file = f.write("farm.yaml", "models:\n  missing: /nonexistent/m.gguf\nroles:\n  fast: {model: missing}\n"
+                                   "strategy: replica\nsupervisor: {max_failures: 1}\n");
+  auto up = f.up(file);
+  EXPECT_EQ(up.exit_code, 1) << up.output;
+  EXPECT_NE(up.output.find("no backend became ready"), std::string::npos) << up.output;
+  EXPECT_NE(up.output.find("(No such file or directory)"), std::string::npos) << up.output;
+  auto st = f.cli({"status", "--state-dir", f.dir});
+  EXPECT_EQ(st.exit_code, 1);
+  EXPECT_EQ(st.output.find("did not stop cleanly"), std::string::npos) << st.output;
+  EXPECT_FALSE(fs::exists(f.dir + "/farm.json"));
+}
+
 TEST(farm_up, malformed_farm_file_names_file_line_column_and_key) {
   farm_fixture f("farm-malformed");
   auto file = f.write("bad.yaml", "models:\n  tiny: tiny.gguf\nroles:\n  fast: {model: tiny, ctx: lots}\n");

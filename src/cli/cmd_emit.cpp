@@ -1,4 +1,4 @@
-// agifarm emit llama|compose|systemd|vllm|deepspeed|all --plan PLAN.json -o DIR [--force] [...]
+// agifarm emit llama|compose|systemd|vllm|deepspeed|all --plan PLAN.json|- -o DIR [--force] [...]
 // Writes the files that run a plan with other tools; see docs/emit.md.
 #include <fmt/format.h>
 
@@ -22,7 +22,7 @@ void add_emit_command(CLI::App& app) {
   cmd->add_option("target", target, "llama | compose | systemd | vllm | deepspeed | all (each into its own subdirectory)")
       ->required()
       ->check(CLI::IsMember(targets));
-  cmd->add_option("--plan", plan_file, "plan JSON (`agifarm plan --json`)")->required();
+  cmd->add_option("--plan", plan_file, "plan JSON (`agifarm plan --json`); - reads standard input")->required();
   cmd->add_option("-o,--output", out_dir, "output directory")->required();
   cmd->add_flag("--force", force, "overwrite files that already exist");
   cmd->add_option("--llama-bin-dir", opt.llama_bin_dir, "where llama-server and ggml-rpc-server live on the nodes")
@@ -53,10 +53,14 @@ void add_emit_command(CLI::App& app) {
       opt.gateway_host = listen.substr(0, colon);
       opt.gateway_port = port;
     }
-    std::ifstream f(plan_file, std::ios::binary);
-    if (!f) fail(fmt::format("cannot read the plan {}", plan_file), 2);
     std::stringstream ss;
-    ss << f.rdbuf();
+    if (plan_file == "-") {
+      ss << std::cin.rdbuf();
+    } else {
+      std::ifstream f(plan_file, std::ios::binary);
+      if (!f) fail(fmt::format("cannot read the plan {}", plan_file), 2);
+      ss << f.rdbuf();
+    }
     auto in = emit::input_from_plan_text(ss.str());
     if (!in) fail(fmt::format("{}: {}", plan_file, in.err().message), in.err().exit_code);
     std::vector<std::string> todo = target == "all" ? emit::target_names() : std::vector<std::string>{target};

@@ -191,6 +191,10 @@ TEST(EmitCli, BadInputExitsTwoAndAllWritesEveryTarget) {
   auto forced = run({agifarm_cli(), "emit", "all", "--plan", plan, "-o", (root / "all").string(), "--force"});
   EXPECT_EQ(forced.exit_code, 0) << forced.output;
   EXPECT_TRUE(fs::exists(root / "all" / "vllm" / "README.md"));
+  // --plan - reads the plan from standard input (agifarm plan --json | agifarm emit ...).
+  auto piped = run({"/bin/sh", "-c", agifarm_cli() + " emit vllm --plan - -o " + (root / "piped").string() + " < " + plan});
+  EXPECT_EQ(piped.exit_code, 0) << piped.output;
+  EXPECT_TRUE(fs::exists(root / "piped" / "big.sh"));
 }
 
 }  // namespace

@@ -16,6 +16,8 @@ namespace fs = std::filesystem;
 struct golden_case {
   std::string plan, target;
 };
+// Keeps ctest's test names readable (gtest would print the raw bytes of the struct).
+void PrintTo(const golden_case& c, std::ostream* os) { *os << c.plan << "/" << c.target; }
 
 class EmitGolden : public ::testing::TestWithParam<golden_case> {};
 

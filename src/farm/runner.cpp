@@ -200,10 +200,11 @@ void print_summary(reporter& rep, const supervise::supervisor& sup, const std::s
   rep.say(fmt::format(R"(      -d '{{"model":"{}","messages":[{{"role":"user","content":"Hello"}}],"max_tokens":32}}')",
                       first_alias));
   rep.say(fmt::format(R"(    python3 -c 'import os; from openai import OpenAI; c = OpenAI(base_url="{}/v1", api_key={}); )"
-                      R"(print(c.chat.completions.create(model="{}", messages=[{{"role":"user","content":"Hello"}}]).choices[0].message.content)')",
+                      R"(print(c.chat.completions.create(model="{}", max_tokens=32, messages=[{{"role":"user","content":"Hello"}}]).choices[0].message.content)')",
                       endpoint, key, first_alias));
-  rep.say(fmt::format(R"(    node -e 'const OpenAI=require("openai"); new OpenAI({{baseURL:"{}/v1",apiKey:"none"}}).chat.completions.create({{model:"{}",messages:[{{role:"user",content:"Hello"}}]}}).then(r=>console.log(r.choices[0].message.content))')",
-                      endpoint, first_alias));
+  std::string node_key = gc.api_keys.empty() ? "\"none\"" : "process.env.AGIFARM_KEY";
+  rep.say(fmt::format(R"(    node -e 'const OpenAI=require("openai"); new OpenAI({{baseURL:"{}/v1",apiKey:{}}}).chat.completions.create({{model:"{}",max_tokens:32,messages:[{{role:"user",content:"Hello"}}]}}).then(r=>console.log(r.choices[0].message.content))')",
+                      endpoint, node_key, first_alias));
   rep.say("  agifarm status | agifarm logs NAME | agifarm down");
 }
 

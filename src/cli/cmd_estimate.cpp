@@ -39,17 +39,21 @@ void add_estimate_command(CLI::App& app) {
   static std::uint64_t device_gib = 24;
   static bool as_json = false;
   static bool with_speed = false;
+  static std::string tool = "llama-server";
   static std::vector<std::string> server;
   cmd->add_option("--inventory", inventory_file, "inventory YAML: devices are its GPUs in order");
   cmd->add_option("--devices", n_devices, "N identical devices (plus the host) instead of an inventory");
   cmd->add_option("--device-gib", device_gib, "memory of each --devices device in GiB (default 24)");
   cmd->add_flag("--json", as_json, "print JSON");
+  cmd->add_option("--tool", tool, "whose reservation to model: llama-server (logits for one token per slot) or llama-fit-params (a whole micro-batch)")
+      ->check(CLI::IsMember({"llama-server", "llama-fit-params"}));
   cmd->add_flag("--speed", with_speed,
                 "also predict decode / prefill tokens/s (GPU figures from the inventory; the host from this machine's discovery)");
   cmd->add_option("server_args", server, "llama-server arguments (after --)")->required();
   cmd->callback([] {
     auto args = plan::parse_server_args(server);
     if (!args) fail(args.err());
+    if (tool == "llama-fit-params") args->n_outputs_max = 0;
     if (args->model.empty()) fail(make_error("the llama-server arguments have no -m MODEL", 2));
     auto shape = plan::load_model_shape(args->model);
     if (!shape) fail(shape.err());

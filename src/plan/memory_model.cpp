@@ -291,7 +291,8 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
   const double act_attn = std::min(act_full, 48.0 * E);
   const double mask_b = e.flash_attn ? 2.0 : 4.0;    // f16 mask with flash attention, f32 without
   const double kq = e.flash_attn ? 0.0 : 4.0 * static_cast<double>(shape.n_head) * K;  // KQ scores per token
-  const double logits = 4.0 * static_cast<double>(shape.n_vocab) * T;
+  const double n_out = args.n_outputs_max < 0 ? std::min<double>(T, slots) : args.n_outputs_max == 0 ? T : std::min<double>(T, args.n_outputs_max);
+  const double logits = 4.0 * static_cast<double>(shape.n_vocab) * n_out;
   int n_with_layers = 0;
   for (int i = 0; i < nd; ++i) n_with_layers += dev_has_layer[i] ? 1 : 0;
   // Does every layer of device i keep its experts on the device?

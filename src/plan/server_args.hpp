@@ -40,6 +40,9 @@ struct server_args {
   bool no_mmap = false;
   std::vector<std::string> rpc;  // --rpc host:port,...
   std::vector<std::string> ignored;  // flags accepted but not modelled
+  // Outputs the compute graph is reserved for. llama-server reserves one per slot (no speculative
+  // decoding); llama-fit-params (and llama-cli) reserve a whole micro-batch: set 0 to model those.
+  int n_outputs_max = -1;  // -1: llama-server (= slots), 0: n_ubatch
   // The values llama-server really uses: n_parallel resolved (auto -> 4 + unified).
   int slots() const { return n_parallel < 0 ? 4 : n_parallel; }
   bool unified() const { return kv_unified || n_parallel < 0; }

@@ -135,9 +135,15 @@ TEST(memory_model, unknown_buffer_and_bad_regex_are_errors) {
 
 TEST(memory_model, compute_of_one_device_is_at_least_the_logits) {
   auto s = fixtures::make_shape(4, 64 * k_mib, 80 * k_mib);
-  auto e = estimate_memory(s, args_of({"-m", "f", "-c", "8192", "-np", "1", "-ub", "512"}), identical_devices(1, 24ull << 30));
+  auto fit_args = args_of({"-m", "f", "-c", "8192", "-np", "1", "-ub", "512"});
+  fit_args.n_outputs_max = 0;  // llama-fit-params: a micro-batch of logits
+  auto e = estimate_memory(s, fit_args, identical_devices(1, 24ull << 30));
   ASSERT_TRUE(e.ok());
   EXPECT_GE(e->devices[0].compute_bytes, 151936ull * 512 * 4);
+  // llama-server reserves logits for one token per slot only
+  auto srv = estimate_memory(s, args_of({"-m", "f", "-c", "8192", "-np", "1", "-ub", "512"}), identical_devices(1, 24ull << 30));
+  ASSERT_TRUE(srv.ok());
+  EXPECT_LT(srv->devices[0].compute_bytes, e->devices[0].compute_bytes);
   // pipeline parallelism (2 devices, all layers) keeps 4 copies of the inputs: the mask term grows
   auto two = estimate_memory(s, args_of({"-m", "f", "-c", "65536", "-np", "1", "-ub", "512"}), identical_devices(2, 24ull << 30));
   ASSERT_TRUE(two.ok());

@@ -1,0 +1,93 @@
+// Integration: agifarm's estimate against the buffers a real llama-server allocates. A tiny runnable
+// Qwen3 model (agifarm synth tiny) is served over two real ggml-rpc-server devices; llama-server's log
+// (-lv 4) prints every model / KV / compute buffer with 0.01 MiB resolution. Weights and KV must agree
+// within 1% (or 1 MiB) per device; compute is reported (build/test-work/server_buffers.txt) and bounded.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <boost/asio.hpp>
+#include <fstream>
+#include <map>
+#include <regex>
+
+#include "plan/devices.hpp"
+#include "plan/memory_model.hpp"
+#include "plan/server_args.hpp"
+#include "support/support.hpp"
+
+namespace agifarm::plan {
+namespace {
+
+bool port_open(int port) {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket s(io);
+  boost::system::error_code ec;
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)}, ec);
+  return !ec;
+}
+
+struct mib3 {
+  double model = 0, kv = 0, compute = 0;
+};
+
+TEST(server_buffers, estimate_matches_a_real_llama_server_on_rpc_devices) {
+  std::string model = test::tiny_model("qwen3", {"--n-layer", "6", "--n-embd", "512", "--n-head", "8", "--n-head-kv", "4",
+                                                 "--head-dim", "64", "--n-ff", "1536"});
+  std::string dir = test::temp_dir("server_buffers");
+  std::vector<test::child> rpcs;
+  std::vector<std::string> eps;
+  for (int i = 0; i < 2; ++i) {
+    int port = test::free_port();
+    rpcs.emplace_back(std::vector<std::string>{test::llama_bin() + "/ggml-rpc-server", "-H", "127.0.0.1", "-p", std::to_string(port)},
+                      dir + fmt::format("/rpc{}.log", i));
+    ASSERT_TRUE(test::wait_until([&] { return port_open(port); }, std::chrono::seconds(30)));
+    eps.push_back(fmt::format("127.0.0.1:{}", port));
+  }
+  std::vector<std::string> extra{"--rpc", eps[0] + "," + eps[1], "-c", "8192", "-np", "2", "-ctk", "q8_0", "-ctv", "q8_0", "-lv", "4"};
+  auto srv = test::start_llama_server(model, extra);
+  ASSERT_TRUE(srv.proc.running()) << srv.proc.log();
+  std::string log = srv.proc.log();
+  // "<NAME> model buffer size = X MiB", "<NAME> KV buffer size = X MiB", "<NAME> compute buffer size = X MiB"
+  std::map<std::string, mib3> real;
+  std::regex line(R"((load_tensors|llama_kv_cache|sched_reserve):\s+(\S+) (model|KV|compute) buffer size =\s+([0-9.]+) MiB)");
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator(); ++it) {
+    std::string buf = (*it)[2];
+    std::string key = "host";
+    for (std::size_t i = 0; i < eps.size(); ++i)
+      if (buf.find(eps[i]) != std::string::npos) key = fmt::format("RPC{}", i);
+    double v = std::stod((*it)[4]);
+    std::string kind = (*it)[3];
+    (kind == "model" ? real[key].model : kind == "KV" ? real[key].kv : real[key].compute) += v;
+  }
+  ASSERT_EQ(real.count("RPC0") + real.count("RPC1"), 2u) << log;
+
+  std::vector<std::string> args{"-m", model};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto sa = parse_server_args(args);
+  ASSERT_TRUE(sa.ok());
+  auto shape = load_model_shape(model);
+  ASSERT_TRUE(shape.ok());
+  auto est = estimate_memory(*shape, *sa, rpc_devices(sa->rpc));
+  ASSERT_TRUE(est.ok());
+  std::ofstream report(test::work_dir() + "/server_buffers.txt");
+  auto check = [&](const std::string& name, const device_memory& ours) {
+    const auto& r = real[name];
+    const double mib = 1024.0 * 1024.0;
+    double m = ours.model_bytes / mib, k = ours.context_bytes / mib, c = ours.compute_bytes / mib;
+    report << fmt::format("{:<5} llama-server model {:8.2f} KV {:8.2f} compute {:8.2f} | agifarm {:8.2f} {:8.2f} {:8.2f} MiB\n",
+                          name, r.model, r.kv, r.compute, m, k, c);
+    EXPECT_NEAR(m, r.model, std::max(1.0, 0.01 * r.model)) << name;
+    EXPECT_NEAR(k, r.kv, std::max(1.0, 0.01 * r.kv)) << name;
+    // compute: llama-server's real reservation; agifarm's formula is fitted to fit-params and is
+    // conservative for small models (never below, at most 2x + 16 MiB above)
+    EXPECT_GE(c + 1.0, r.compute) << name;
+    EXPECT_LE(c, 2 * r.compute + 16) << name;
+  };
+  check("RPC0", est->devices[0]);
+  check("RPC1", est->devices[1]);
+  check("host", est->host);
+}
+
+}  // namespace
+}  // namespace agifarm::plan

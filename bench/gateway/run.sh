@@ -5,8 +5,9 @@
 # streaming, all in one run. Prints requests/s, p99 latency, the ratio gateway/nginx and the p99
 # each proxy adds over direct.
 #
-#   bench/gateway/run.sh [BUILD_DIR] [SECONDS] [PROXY_THREADS]
+#   [ROUNDS=3] bench/gateway/run.sh [BUILD_DIR] [SECONDS] [PROXY_THREADS]
 #
+# Each (target, workload, connections) is measured ROUNDS times, interleaved; the table shows medians.
 # BUILD_DIR defaults to build/release (needs src/cli/agifarm and tests/gateway/gateway_fixture_backend).
 # PROXY_THREADS (default 1) is used for both proxies: agifarm threads = nginx worker_processes.
 set -euo pipefail
@@ -106,12 +107,15 @@ run_wrk() {  # name port kind conns
   errs=$(awk '/Non-2xx/ {print $NF} /Socket errors/ {print "sock:" $0}' <<<"$out" | tr '\n' ' ')
   echo "$1 $3 $4 $rps $p99 ${errs:-none}" >>"$results"
 }
-for kind in plain stream; do
-  for conns in 64 256; do
-    # Interleave the three targets so drifting machine load hits all of them alike.
-    run_wrk direct "$be_port" "$kind" "$conns"
-    run_wrk agifarm "$gw_port" "$kind" "$conns"
-    run_wrk nginx "$ng_port" "$kind" "$conns"
+rounds="${ROUNDS:-3}"
+for _ in $(seq 1 "$rounds"); do
+  for kind in plain stream; do
+    for conns in 64 256; do
+      # Interleave the three targets so drifting machine load hits all of them alike.
+      run_wrk direct "$be_port" "$kind" "$conns"
+      run_wrk agifarm "$gw_port" "$kind" "$conns"
+      run_wrk nginx "$ng_port" "$kind" "$conns"
+    done
   done
 done
 
@@ -123,8 +127,14 @@ def ms(s):
     if s.endswith("ms"): return float(s[:-2])
     if s.endswith("s"): return float(s[:-1]) * 1000
     return float(s)
-d = {(r[0], r[1], r[2]): (float(r[3]), ms(r[4]), r[5].strip()) for r in rows}
-print(f"proxy threads/workers: {sys.argv[2]}")
+import statistics
+runs = {}
+for r in rows:
+    runs.setdefault((r[0], r[1], r[2]), []).append((float(r[3]), ms(r[4]), r[5].strip()))
+# Median over the rounds (the machine is shared; single runs swing).
+d = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v),
+         " ".join(x[2] for x in v if x[2] != "none") or "none") for k, v in runs.items()}
+print(f"proxy threads/workers: {sys.argv[2]}; median of {len(next(iter(runs.values())))} rounds")
 print(f"{'workload':<16}{'conns':>6}{'direct rps':>12}{'agifarm rps':>13}{'nginx rps':>11}{'ratio a/n':>10}"
       f"{'p99 direct':>11}{'+p99 agifarm':>13}{'+p99 nginx':>11}")
 for kind in ("plain", "stream"):

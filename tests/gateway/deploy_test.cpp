@@ -1,0 +1,47 @@
+#include <gtest/gtest.h>
+
+#include "gateway/deploy.hpp"
+
+using namespace agifarm;
+
+TEST(gateway_deploy, pools_from_a_deployment_with_resolved_urls) {
+  plan::deployment d;
+  d.strategy = "hybrid";
+  plan::backend_spec r0, r1, rpc;
+  r0.name = "q8-r0";
+  r0.slots = 4;
+  r1.name = "q8-r1";
+  r1.slots = 2;
+  rpc.name = "rpc0";
+  rpc.kind = plan::backend_kind::rpc_server;
+  d.backends = {r0, r1, rpc};
+  plan::pool_spec p;
+  p.name = "qwen3-8b";
+  p.aliases = {"fast"};
+  p.backends = {"q8-r0", "q8-r1"};
+  p.balance = plan::balance_policy::prefix_affinity;
+  p.priority = 5;
+  d.pools = {p};
+  std::map<std::string, std::string> urls{{"q8-r0", "http://127.0.0.1:9001"}, {"q8-r1", "http://127.0.0.1:9002"}};
+  gateway::config base;
+  base.queue.max = 7;
+  auto c = gateway::config_from_deployment(d, urls, base);
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  ASSERT_EQ(c->pools.size(), 1u);
+  EXPECT_EQ(c->pools[0].policy, gateway::balance::prefix_affinity);
+  EXPECT_EQ(c->pools[0].slots_per_replica, 2);  // the smallest -np of the pool
+  EXPECT_EQ(c->pools[0].priority, 5);
+  EXPECT_EQ(c->pools[0].replicas[1].url, "http://127.0.0.1:9002");
+  EXPECT_EQ(c->queue.max, 7);
+
+  urls.erase("q8-r1");
+  auto missing = gateway::config_from_deployment(d, urls, base);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.err().message, "pool 'qwen3-8b': no URL resolved for backend 'q8-r1'");
+  d.pools[0].backends = {"rpc0"};
+  auto wrong = gateway::config_from_deployment(d, {{"rpc0", "http://127.0.0.1:1"}}, base);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.err().message.find("is an rpc server"), std::string::npos);
+  d.pools[0].backends = {"nope"};
+  EXPECT_FALSE(gateway::config_from_deployment(d, {}, base).ok());
+}

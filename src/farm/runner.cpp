@@ -321,6 +321,7 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     source = "embedded default";
   }
   if (auto st = check_runnable(d); !st) { err << st.err().message << '\n'; return st.err().exit_code; }
+  predict_on_this_machine(d);
   for (const auto& b : d.backends) {
     std::error_code ec;
     if (b.kind == plan::backend_kind::llama_server && !b.model_file.empty() && !fs::exists(b.model_file, ec))

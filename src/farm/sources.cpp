@@ -16,6 +16,8 @@
 #include "hw/hw.hpp"
 #include "plan/memory_model.hpp"
 #include "plan/planner.hpp"
+#include "plan/server_args.hpp"
+#include "plan/speed_model.hpp"
 #define AGIFARM_HAVE_PLANNER 1
 #endif
 
@@ -85,6 +87,45 @@ bool planner_available() {
   return true;
 #else
   return false;
+#endif
+}
+
+void predict_on_this_machine(plan::deployment& d) {
+#ifdef AGIFARM_HAVE_PLANNER
+  // Deployments built here (the demo, `strategy: replica`) run their backends on this machine's CPU
+  // and RAM, which is what these predictions assume; planner deployments carry their own.
+  std::optional<hw::discovery> local;
+  for (auto& b : d.backends) {
+    if (b.predicted || b.kind != plan::backend_kind::llama_server) continue;
+    if (!local) {
+      auto cat = hw::load_default_catalogue();
+      if (!cat) return;
+      auto disc = hw::discover_local(hw::real_system(), *cat);
+      if (!disc) return;
+      local = std::move(*disc);
+    }
+    if (!local->local.gpus.empty()) return;  // GPU placement is the planner's job (`agifarm plan`)
+    auto args = plan::parse_server_args(b.args);
+    if (!args) continue;
+    auto shape = plan::load_model_shape(b.model_file);
+    if (!shape) continue;
+    auto est = plan::estimate_memory(*shape, *args, {});
+    if (!est) continue;
+    plan::speed_input in;
+    in.shape = &*shape;
+    in.placement = &*est;
+    in.host = {"host", local->local.ram_bandwidth_bytes_per_s, local->local.cpu_peak_flops, true};
+    in.slots = est->n_slots;
+    auto speed = plan::estimate_speed(in);
+    plan::backend_prediction p;
+    p.host = est->host;
+    p.decode_tps = speed.decode_tps;
+    p.prefill_tps = speed.prefill_tps;
+    p.aggregate_decode_tps = speed.aggregate_decode_tps;
+    b.predicted = p;
+  }
+#else
+  (void)d;
 #endif
 }
 

@@ -29,6 +29,9 @@ bool planner_available();
 // notes: human lines worth showing (discovery notes, the planner's reasons). Exit code 3: nothing fits.
 result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std::string>& notes);
 plan::deployment demo_deployment(const std::string& model_file);
+// Fills in the planner's memory and speed predictions for backends that have none and run on this
+// machine's CPU (the demo and `strategy: replica` deployments), so `up` and `status` can show them.
+void predict_on_this_machine(plan::deployment& d);
 
 // Writes the tiny demo model to path unless a file is already there (atomic: temp file + rename).
 // Returns true if it was written now.

@@ -80,7 +80,7 @@ TEST(gateway_balancer, prefix_affinity_respects_the_load_bound) {
 TEST(gateway_balancer, property_choice_is_a_free_candidate) {
   std::mt19937 rng(7);
   std::vector<std::string> names;
-  for (int i = 0; i < 8; ++i) names.push_back("r" + std::to_string(i));
+  for (int i = 0; i < 8; ++i) names.push_back(std::string("r").append(std::to_string(i)));
   std::vector<std::unique_ptr<balancer>> policies;
   policies.push_back(make_least_outstanding());
   policies.push_back(make_prefix_affinity(names));

@@ -234,7 +234,7 @@ TEST(gateway_scheduler, property_random_scripts_keep_invariants) {
       } else if (op == 7) {
         s.probe_result(rng() % 4, rng() % 2 == 0, clk.now());
       } else {
-        s.set_ready("r" + std::to_string(rng() % 4), rng() % 4 != 0, clk.now());
+        s.set_ready(std::string("r").append(std::to_string(rng() % 4)), rng() % 4 != 0, clk.now());
       }
       // invariants
       auto rs = s.replica_states();

@@ -5,18 +5,11 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
+#include "common/format.hpp"
 #include "gguf/gguf.hpp"
 
 namespace agifarm::cli {
 namespace {
-
-std::string human_bytes(std::uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) { v /= 1024; ++u; }
-  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.2f} {}", v, units[u]);
-}
 
 boost::json::object to_json(const gguf::summary& s) {
   boost::json::object by_class, by_type;
@@ -33,16 +26,16 @@ boost::json::object to_json(const gguf::summary& s) {
 void print_human(const gguf::summary& s) {
   fmt::print("{}\n", s.file);
   fmt::print("  architecture   {}{}\n", s.architecture, s.name.empty() ? "" : fmt::format("  ({})", s.name));
-  fmt::print("  parameters     {:.3f} B   file {}{}\n", static_cast<double>(s.n_params) / 1e9, human_bytes(s.file_bytes),
+  fmt::print("  parameters     {:.3f} B   file {}{}\n", static_cast<double>(s.n_params) / 1e9, human_bytes(s.file_bytes, 2),
              s.n_split > 1 ? fmt::format(" in {} parts", s.n_split) : "");
   fmt::print("  layers {}  embd {}  heads {} (kv {})  head dim k/v {}/{}  ctx {}  vocab {}\n", s.n_layers, s.n_embd,
              s.n_head, s.n_head_kv, s.key_length, s.value_length, s.context_length, s.n_vocab);
   if (s.n_experts) fmt::print("  experts {} (used {})  expert ffn {}\n", s.n_experts, s.n_experts_used, s.n_ff_exp);
   fmt::print("  bytes by tensor class:\n");
   for (const auto& [k, v] : s.tensor_bytes_by_class)
-    if (v) fmt::print("    {:<18} {:>12}\n", k, human_bytes(v));
+    if (v) fmt::print("    {:<18} {:>12}\n", k, human_bytes(v, 2));
   fmt::print("  bytes by type:\n");
-  for (const auto& [k, v] : s.bytes_by_type) fmt::print("    {:<18} {:>12}\n", k, human_bytes(v));
+  for (const auto& [k, v] : s.bytes_by_type) fmt::print("    {:<18} {:>12}\n", k, human_bytes(v, 2));
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include "emit/internal.hpp"
+#include "common/format.hpp"
 
 #include <fmt/format.h>
 
@@ -213,14 +214,6 @@ std::string slug(const std::string& s) {
   }
   while (!out.empty() && out.back() == '-') out.pop_back();
   return out.empty() ? "x" : out;
-}
-
-std::string human_bytes(std::uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 4) { v /= 1024; ++u; }
-  return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", v, units[u]);
 }
 
 std::string reach_host(const std::string& bind_host) {

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "common/format.hpp"
 #include "emit/emit.hpp"
 
 namespace agifarm::emit::detail {
@@ -40,7 +41,6 @@ std::string sh_join(const std::vector<std::string>& words);
 // Makes a name safe for file names, unit names and compose service names: [a-z0-9-].
 std::string slug(const std::string& s);
 // "12.5 GiB"
-std::string human_bytes(std::uint64_t bytes);
 // The address used to reach a bound host from the same machine (0.0.0.0 -> 127.0.0.1).
 std::string reach_host(const std::string& bind_host);
 // Comma-joined.

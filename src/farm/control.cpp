@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "farm/farm_file.hpp"
+#include "common/format.hpp"
 #include "farm/runner.hpp"
 #include "farm/state.hpp"
 #include "supervise/files.hpp"
@@ -20,14 +21,6 @@
 namespace agifarm::farm {
 namespace {
 namespace fs = std::filesystem;
-
-std::string human_bytes(std::uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) { v /= 1024; ++u; }
-  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.1f} {}", v, units[u]);
-}
 
 std::string human_duration(std::int64_t s) {
   if (s < 0) s = 0;

@@ -1,4 +1,5 @@
 #include "farm/runner.hpp"
+#include "common/format.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -35,14 +36,6 @@ namespace fs = std::filesystem;
 using supervise::backend_state;
 
 constexpr const char* k_exit_marker = "@@agifarm-up-exit ";
-
-std::string human_bytes(std::uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) { v /= 1024; ++u; }
-  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.1f} {}", v, units[u]);
-}
 
 // Output of `up`: the terminal in the foreground; in a daemon, the pipe to the waiting parent (until
 // start-up is over) and the daemon log (stdout, redirected).

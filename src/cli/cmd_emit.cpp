@@ -1,4 +1,4 @@
-// agifarm emit llama|compose|systemd|vllm|deepspeed|all --plan PLAN.json|- -o DIR [--force] [...]
+// agifarm emit llama|compose|systemd|vllm|deepspeed|all --plan PLAN.json|- | --farm FARM.yaml -o DIR [--force] [...]
 // Writes the files that run a plan with other tools; see docs/emit.md.
 #include <fmt/format.h>
 
@@ -8,13 +8,16 @@
 
 #include "cli/commands.hpp"
 #include "emit/emit.hpp"
+#include "farm/farm_file.hpp"
+#include "farm/sources.hpp"
+#include "plan/plan_document.hpp"
 
 namespace agifarm::cli {
 
 void add_emit_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("emit", "Write the files that run a plan: llama.cpp scripts, docker-compose, systemd units, "
                                          "vLLM command lines, DeepSpeed ZeRO-3 + Accelerate configs");
-  static std::string target, plan_file, out_dir, listen;
+  static std::string target, plan_file, farm_path, out_dir, listen;
   static bool force = false;
   static emit::emit_options opt;
   std::vector<std::string> targets = emit::target_names();
@@ -22,7 +25,10 @@ void add_emit_command(CLI::App& app) {
   cmd->add_option("target", target, "llama | compose | systemd | vllm | deepspeed | all (each into its own subdirectory)")
       ->required()
       ->check(CLI::IsMember(targets));
-  cmd->add_option("--plan", plan_file, "plan JSON (`agifarm plan --json`); - reads standard input")->required();
+  auto* plan_opt = cmd->add_option("--plan", plan_file, "plan JSON (`agifarm plan --json`); - reads standard input");
+  auto* farm_opt = cmd->add_option("--farm", farm_path, "a farm file: plan it first (its inventory, or this machine)");
+  plan_opt->excludes(farm_opt);
+  farm_opt->excludes(plan_opt);
   cmd->add_option("-o,--output", out_dir, "output directory")->required();
   cmd->add_flag("--force", force, "overwrite files that already exist");
   cmd->add_option("--llama-bin-dir", opt.llama_bin_dir, "where llama-server and ggml-rpc-server live on the nodes")
@@ -53,16 +59,28 @@ void add_emit_command(CLI::App& app) {
       opt.gateway_host = listen.substr(0, colon);
       opt.gateway_port = port;
     }
-    std::stringstream ss;
-    if (plan_file == "-") {
-      ss << std::cin.rdbuf();
+    if (plan_file.empty() && farm_path.empty()) fail("give the plan to emit: --plan PLAN.json or --farm FARM.yaml", 2);
+    result<emit::emit_input> in = make_error("no input");
+    if (!farm_path.empty()) {
+      auto ff = farm::load_farm_file(farm_path);
+      if (!ff) fail(ff.err().message, ff.err().exit_code);
+      std::vector<std::string> notes;
+      auto doc = farm::plan_farm_file(*ff, notes);
+      if (!doc) fail(doc.err().message, doc.err().exit_code);
+      for (const auto& n : notes) std::cerr << "agifarm emit: " << n << "\n";
+      in = emit::input_from_plan(*doc, boost::json::serialize(plan::to_json(*doc)));
     } else {
-      std::ifstream f(plan_file, std::ios::binary);
-      if (!f) fail(fmt::format("cannot read the plan {}", plan_file), 2);
-      ss << f.rdbuf();
+      std::stringstream ss;
+      if (plan_file == "-") {
+        ss << std::cin.rdbuf();
+      } else {
+        std::ifstream f(plan_file, std::ios::binary);
+        if (!f) fail(fmt::format("cannot read the plan {}", plan_file), 2);
+        ss << f.rdbuf();
+      }
+      in = emit::input_from_plan_text(ss.str());
+      if (!in) fail(fmt::format("{}: {}", plan_file, in.err().message), in.err().exit_code);
     }
-    auto in = emit::input_from_plan_text(ss.str());
-    if (!in) fail(fmt::format("{}: {}", plan_file, in.err().message), in.err().exit_code);
     std::vector<std::string> todo = target == "all" ? emit::target_names() : std::vector<std::string>{target};
     std::vector<std::pair<std::string, emit::files>> outputs;
     for (const auto& t : todo) {

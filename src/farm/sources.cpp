@@ -130,6 +130,12 @@ void predict_on_this_machine(plan::deployment& d) {
 }
 
 result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std::string>& notes) {
+  auto doc = plan_farm_file(f, notes);
+  if (!doc) return doc.err();
+  return doc->chosen;
+}
+
+result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::string>& notes) {
 #ifdef AGIFARM_HAVE_PLANNER
   const std::string where = f.path.empty() ? "farm" : f.path;
   if (f.models.empty()) return make_error(fmt::format("{}: no models (add `models: {{name: file.gguf}}`)", where), 2);
@@ -168,7 +174,7 @@ result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std:
     return make_error(fmt::format("{}: no strategy fits this hardware:{}", where, why), 3);
   }
   for (const auto& r : doc->recommendation.reasons) notes.push_back("plan: " + r);
-  return doc->chosen;
+  return std::move(*doc);
 #else
   (void)f;
   (void)notes;

@@ -18,6 +18,7 @@
 #include "common/result.hpp"
 #include "farm/farm_file.hpp"
 #include "plan/deployment.hpp"
+#include "plan/plan_document.hpp"
 
 namespace agifarm::farm {
 
@@ -28,6 +29,9 @@ result<plan::deployment> replica_deployment(const farm_file& f);
 bool planner_available();
 // notes: human lines worth showing (discovery notes, the planner's reasons). Exit code 3: nothing fits.
 result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std::string>& notes);
+// The whole plan document the planner makes for a farm file (its inventory, or this machine when it
+// names none); what `agifarm emit --farm` writes files from. No fitting strategy: exit code 3.
+result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::string>& notes);
 plan::deployment demo_deployment(const std::string& model_file);
 // Fills in the planner's memory and speed predictions for backends that have none and run on this
 // machine's CPU (the demo and `strategy: replica` deployments), so `up` and `status` can show them.

@@ -197,4 +197,25 @@ TEST(EmitCli, BadInputExitsTwoAndAllWritesEveryTarget) {
   EXPECT_TRUE(fs::exists(root / "piped" / "big.sh"));
 }
 
+TEST(EmitCli, FarmFileIsPlannedThenEmitted) {
+  fs::path root = temp_dir("emit-farm");
+  std::string model = tiny_model("qwen3moe");
+  std::ofstream(root / "farm.yaml") << "models:\n  tiny: " << model << "\nroles:\n  fast: {model: tiny, ctx: 2048, agents: 2}\n";
+  auto r = run({agifarm_cli(), "emit", "llama", "--farm", (root / "farm.yaml").string(), "-o", (root / "out").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream script(root / "out" / "local.sh");
+  std::stringstream text;
+  text << script.rdbuf();
+  EXPECT_NE(text.str().find(model), std::string::npos) << "the planned llama-server must load the farm's model";
+  EXPECT_TRUE(fs::exists(root / "out" / "README.md"));
+  auto both = run({agifarm_cli(), "emit", "llama", "--farm", (root / "farm.yaml").string(), "--plan", "x.json", "-o",
+                   (root / "o2").string()});
+  EXPECT_NE(both.exit_code, 0);
+  std::ofstream(root / "bad.yaml") << "models:\n  tiny: " << model << "\nroles:\n  - {name: fast}\n";
+  auto bad = run({agifarm_cli(), "emit", "llama", "--farm", (root / "bad.yaml").string(), "-o", (root / "o3").string()});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("bad.yaml:4:"), std::string::npos) << bad.output;
+  EXPECT_FALSE(fs::exists(root / "o3"));
+}
+
 }  // namespace

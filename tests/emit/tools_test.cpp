@@ -4,6 +4,7 @@
 // Accelerate files against schemas of their documented keys (tests/emit/schema/), and every gateway.yaml
 // through the gateway's own config loader.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <boost/json.hpp>
@@ -26,7 +27,8 @@ agifarm::test::run_result tool(std::vector<std::string> argv) {
 }
 
 fs::path emit_to(const std::string& plan, const std::string& target, emit_options opt = {}) {
-  fs::path d = fs::path(agifarm::test::work_dir()) / "emit-tools" / plan / target;
+  // Per process: ctest runs these tests in parallel and several emit the same plan and target.
+  fs::path d = fs::path(agifarm::test::work_dir()) / ("emit-tools-" + std::to_string(::getpid())) / plan / target;
   fs::remove_all(d);
   auto out = emit_target(target, load_plan(plan), opt);
   EXPECT_TRUE(out.ok()) << (out.ok() ? "" : out.err().message);

@@ -12,6 +12,68 @@ std::string ffn_exps_block_regex(int layer) { return fmt::format("blk\\.{}{}", l
 
 namespace {
 
+// std::regex (libstdc++, and so llama.cpp's own -ot matching) backtracks exponentially on nested
+// repetition: "p**x", "(a*)*", "(a|ab)*". Such a pattern would hang both us and llama-server, so it is
+// refused with a reason. Returns "" when the pattern is fine.
+std::string nested_repetition(std::string_view p) {
+  struct group { bool has_repeat = false, has_alt = false; };
+  std::vector<group> open;
+  group last_closed;
+  bool after_group = false;      // the previous token was ')'
+  bool after_repeat = false;     // the previous token was a quantifier (possibly made lazy by '?')
+  bool lazy_allowed = false;     // a '?' here would make the previous quantifier lazy
+  auto mark_repeat = [&] { if (!open.empty()) open.back().has_repeat = true; };
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    char c = p[i];
+    bool quant = c == '*' || c == '+' || c == '{' || (c == '?' && !lazy_allowed);
+    if (c == '?' && lazy_allowed) {
+      lazy_allowed = false;  // "*?" is one lazy quantifier
+      continue;
+    }
+    if (quant) {
+      if (after_repeat) return "a quantifier applied to a quantifier";
+      if (after_group && (last_closed.has_repeat || last_closed.has_alt))
+        return "a repeated group that itself repeats or alternates";
+      if (c == '{') {
+        auto close = p.find('}', i);
+        if (close == std::string_view::npos) return "";  // not a bound: std::regex reports the error
+        i = close;
+      }
+      mark_repeat();
+      after_repeat = true;
+      lazy_allowed = true;
+      after_group = false;
+      continue;
+    }
+    after_repeat = lazy_allowed = false;
+    after_group = false;
+    if (c == '\\') {
+      ++i;
+    } else if (c == '[') {
+      std::size_t j = i + 1;
+      if (j < p.size() && p[j] == '^') ++j;
+      if (j < p.size() && p[j] == ']') ++j;
+      while (j < p.size() && p[j] != ']') j += p[j] == '\\' ? 2 : 1;
+      i = j;
+    } else if (c == '(') {
+      open.push_back({});
+      if (i + 2 < p.size() && p[i + 1] == '?') i += 2;  // (?: (?= (?! are groups, not repetition
+    } else if (c == ')') {
+      if (open.empty()) return "";
+      last_closed = open.back();
+      open.pop_back();
+      if (!open.empty()) {
+        open.back().has_repeat |= last_closed.has_repeat;
+        open.back().has_alt |= last_closed.has_alt;
+      }
+      after_group = true;
+    } else if (c == '|') {
+      if (!open.empty()) open.back().has_alt = true;
+    }
+  }
+  return "";
+}
+
 constexpr std::size_t k_max_pattern = 512;
 
 bool to_int64(const std::string& s, std::int64_t& out) {
@@ -138,6 +200,12 @@ result<server_args> parse_server_args(std::span<const std::string> args) {
         }
         if (eq > k_max_pattern) {
           st = make_error(fmt::format("{}: pattern longer than {} characters", where(), k_max_pattern), 2);
+          break;
+        }
+        if (auto why = nested_repetition(std::string_view(item).substr(0, eq)); !why.empty()) {
+          st = make_error(fmt::format("{}: pattern '{}' has {}, which std::regex (and llama.cpp) can take "
+                                      "exponential time on; write it without nested repetition",
+                                      where(), item.substr(0, eq), why), 2);
           break;
         }
         a.overrides.push_back({item.substr(0, eq), item.substr(eq + 1)});

@@ -37,6 +37,22 @@ TEST(server_args, parses_the_placement_flags) {
   EXPECT_EQ(a.rpc.size(), 2u);
 }
 
+TEST(server_args, nested_repetition_in_ot_patterns_is_refused_not_hung_on) {
+  // std::regex backtracks exponentially on these (the fuzzer found "p****exs"); llama.cpp would hang too.
+  for (std::string bad : {"p****exs=CPU", "blk\\.(a*)*x=CPU", "(a|ab)*c=CPU", "x+*=CPU", "(y{2})+=CPU"}) {
+    auto r = parse_server_args(std::vector<std::string>{"-ot", bad});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.err().message.find("exponential"), std::string::npos) << r.err().message;
+  }
+  // What people (and agifarm's planner and emit) really write stays accepted.
+  for (std::string good : {"blk\\.(0|1|2)\\.ffn_.*_exps=CPU", "blk\\.([0-9]|12|[23][0-9]|4[0-7])\\.ffn_(up|down|gate)_(ch|)exps=CPU",
+                           "exps=CPU", "\\.ffn_(up|down)_exps\\.weight=CUDA0", "(?:blk)\\.[0-9]+\\.ffn_.*?_exps=CPU",
+                           "blk\\.[0-9]{2}\\.attn=CPU"}) {
+    auto r = parse_server_args(std::vector<std::string>{"-ot", good});
+    EXPECT_TRUE(r.ok()) << good << ": " << (r.ok() ? "" : r.err().message);
+  }
+}
+
 TEST(server_args, auto_parallel_means_four_unified_slots) {
   auto a = args_of({"-m", "x.gguf"});
   EXPECT_EQ(a.slots(), 4);

@@ -256,17 +256,7 @@ inventory local_inventory(const node& n) {
   inventory inv;
   inv.source = "local";
   inv.nodes.push_back(n);
-  for (const auto& g : n.gpus) {
-    link l;
-    l.kind = link_kind::pcie;
-    l.node_a = l.node_b = n.name;
-    l.gpus = {g.index};
-    l.pcie_gen = g.pcie_gen;
-    l.pcie_lanes = g.pcie_lanes;
-    l.bandwidth_bytes_per_s = pcie_bandwidth_bytes_per_s(g.pcie_gen, g.pcie_lanes);
-    l.latency_s = k_default_pcie_latency_s;
-    inv.links.push_back(std::move(l));
-  }
+  for (const auto& g : n.gpus) inv.links.push_back(gpu_pcie_link(n.name, g));
   return inv;
 }
 

@@ -25,6 +25,18 @@ std::string_view to_string(link_kind k) {
   return "ethernet";
 }
 
+link gpu_pcie_link(const std::string& node_name, const gpu& g) {
+  link l;
+  l.kind = link_kind::pcie;
+  l.node_a = l.node_b = node_name;
+  l.gpus = {g.index};
+  l.pcie_gen = g.pcie_gen;
+  l.pcie_lanes = g.pcie_lanes;
+  l.bandwidth_bytes_per_s = pcie_bandwidth_bytes_per_s(g.pcie_gen, g.pcie_lanes);
+  l.latency_s = k_default_pcie_latency_s;
+  return l;
+}
+
 double pcie_bandwidth_bytes_per_s(int gen, int lanes) {
   // Per lane, one direction, after 8b/10b (gen 1-2) or 128b/130b (gen 3+) coding; gen 6 (PAM4, FLIT)
   // is counted as twice gen 5.

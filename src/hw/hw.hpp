@@ -83,6 +83,9 @@ inline constexpr double k_default_pcie_latency_s = 5e-6;
 inline constexpr double k_default_nvlink_latency_s = 2e-6;
 inline constexpr double k_loopback_bandwidth_bytes_per_s = 10e9;  // a node to itself (RPC on loopback)
 
+// The PCIe link of one GPU to its host, from the GPU's generation and lanes.
+link gpu_pcie_link(const std::string& node_name, const gpu& g);
+
 struct inventory {
   std::vector<node> nodes;
   std::vector<link> links;  // declared ethernet + nvlink links, and one pcie link per GPU

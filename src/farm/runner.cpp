@@ -342,11 +342,20 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   };
   bool started_up = false;
   std::set<std::string> tried;  // backends that became ready, crashed or failed at least once
+  std::map<std::string, std::string> gw_urls;  // what the gateway was told, per llama-server backend
   supervise::supervisor_events ev;
   ev.on_change = [&](const supervise::backend_status& b) {
     if (b.state == backend_state::ready || b.state == backend_state::backoff || b.state == backend_state::failed)
       tried.insert(b.name);
-    if (gw) (void)gw->set_replica_ready(b.name, b.state == backend_state::ready);
+    if (gw && b.kind == plan::backend_kind::llama_server) {
+      // A restart may have moved the backend to another port (its old one was taken meanwhile).
+      std::string url = fmt::format("http://{}:{}", b.host, b.port);
+      if (auto it = gw_urls.find(b.name); it != gw_urls.end() && it->second != url) {
+        if (auto st = gw->set_replica_url(b.name, url); st) it->second = url;
+        else rep.say("agifarm: " + st.err().message);
+      }
+      (void)gw->set_replica_ready(b.name, b.state == backend_state::ready);
+    }
     std::string line = fmt::format("  {}: {}", b.name, supervise::to_string(b.state));
     if (b.state == backend_state::starting) line += fmt::format(" (pid {}, port {})", b.pid, b.port);
     if (b.state == backend_state::ready)
@@ -372,10 +381,13 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   (void)supervise::write_file_atomic(r.paths.pid(), fmt::format("{}\n", ::getpid()));
   write_state();
 
-  std::map<std::string, std::string> urls;
-  for (const auto& b : sup->backends())
-    if (b.kind == plan::backend_kind::llama_server) urls[b.name] = fmt::format("http://{}:{}", b.host, b.port);
-  auto gcfg = gateway::config_from_deployment(sup->deployment(), urls, r.gateway);
+  auto gateway_config = [&] {
+    std::map<std::string, std::string> urls;
+    for (const auto& b : sup->backends())
+      if (b.kind == plan::backend_kind::llama_server) urls[b.name] = fmt::format("http://{}:{}", b.host, b.port);
+    return gateway::config_from_deployment(sup->deployment(), urls, r.gateway);
+  };
+  auto gcfg = gateway_config();  // checked now; built again below with the ports the backends ended up on
   if (!gcfg) { err << gcfg.err().message << '\n'; return gcfg.err().exit_code; }
 
   rep.say(fmt::format("agifarm: starting {} backends (state and logs in {})", sup->backends().size(), r.paths.dir));
@@ -415,6 +427,10 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     exit_code = 1;
   }
   if (!signal_seen && any_ready) {
+    gcfg = gateway_config();
+    if (!gcfg) { err << gcfg.err().message << '\n'; return gcfg.err().exit_code; }
+    for (const auto& p : gcfg->pools)
+      for (const auto& rc : p.replicas) gw_urls[rc.name] = rc.url;
     gw = std::make_unique<gateway::server>(*gcfg);
     if (auto st = gw->start(); !st) {
       rep.say("agifarm: the gateway did not start: " + st.err().message);

@@ -10,7 +10,7 @@
 //        \--start() fails (bind, usage db)--> constructed (may be destroyed, or started again)
 //
 // Thread-safety: start(), stop() and the destructor are called from one owning thread. While running,
-// set_replica_ready(), port(), snapshot() are safe from any thread. The server owns its worker
+// set_replica_ready(), set_replica_url(), port(), snapshot() are safe from any thread. The server owns its worker
 // threads (config.threads, 0 = one per core), each running its own io_context; stop() joins them.
 // The destructor calls stop() with the configured drain timeout if still running.
 #pragma once
@@ -112,6 +112,10 @@ class server {
   // Takes a replica (by replica_config::name) out of rotation (false) or puts it back (true). A replica
   // put back is healthy at once (the caller has checked it). Unknown names return an error.
   status set_replica_ready(const std::string& replica_name, bool ready);
+  // Points a replica at a new "http://host:port" (a backend restarted on another port); requests
+  // from then on go there and pooled connections to the old address are dropped. Errors name the
+  // replica or the URL.
+  status set_replica_url(const std::string& replica_name, const std::string& url);
   snapshot stats() const;
   // Stops accepting, lets in-flight requests finish for up to `drain`, then cancels the rest and joins.
   void stop(std::chrono::milliseconds drain);

@@ -81,7 +81,12 @@ class scheduler {
   std::size_t replica_count() const { return replicas_.size(); }
   std::size_t pool_count() const { return pools_.size(); }
   const std::string& replica_name(std::size_t r) const { return replicas_[r].name; }
+  // The URL is read only by server::start() and changed only by server::set_replica_url().
   const std::string& replica_url(std::size_t r) const { return replicas_[r].url; }
+  void set_replica_url(std::size_t r, const std::string& url) {
+    std::lock_guard lock(mu_);
+    replicas_[r].url = url;
+  }
   const std::string& pool_name(std::size_t p) const { return pools_[p].name; }
   std::optional<std::size_t> find_replica(const std::string& name) const;
 

@@ -100,13 +100,28 @@ struct request_state {
   bool waiting = false;
 };
 
+// "http://host:port" with a numeric host -> the endpoint and Host header; errors name the replica.
+result<backend_addr> resolve_backend(const std::string& name, const std::string& url) {
+  auto hp = parse_http_url(url);
+  if (!hp) return make_error(fmt::format("replica '{}': {}", name, hp.err().message));
+  std::string host = hp->host == "localhost" ? "127.0.0.1" : hp->host;
+  boost::system::error_code ec;
+  auto addr = net::ip::make_address(host, ec);
+  if (ec) return make_error(fmt::format("replica '{}': host '{}' is not a numeric IP address", name, hp->host));
+  std::string host_header = addr.is_v6() ? fmt::format("[{}]:{}", host, hp->port) : fmt::format("{}:{}", host, hp->port);
+  return backend_addr{tcp::endpoint(addr, static_cast<unsigned short>(hp->port)), host_header};
+}
+
 }  // namespace
 
 struct worker {
-  explicit worker(std::size_t replicas, unsigned seed) : acceptor(ioc), idle(replicas), rng(seed) {}
+  worker(std::vector<backend_addr> b, unsigned seed) : acceptor(ioc), backends(std::move(b)), idle(backends.size()), rng(seed) {}
   net::io_context ioc{1};
   tcp::acceptor acceptor;
   std::thread thread;
+  // Each worker's own copy of the backend addresses, changed only on its own thread (set_replica_url
+  // posts the change), so the request path reads it without a lock.
+  std::vector<backend_addr> backends;
   std::vector<std::vector<std::unique_ptr<upstream_conn>>> idle;  // per global replica
   std::minstd_rand rng;
   std::list<beast::tcp_stream*> idle_clients;  // connections waiting for their next request (closed on stop)
@@ -219,7 +234,7 @@ struct server::impl {
                                     bool client_keep_alive, const clock_type::time_point started, double& ttfb_s,
                                     token_usage& usage_out, bool& usage_found, int& status_out) {
     attempt_result out;
-    const backend_addr& b = backends[l.replica];
+    const backend_addr b = w.backends[l.replica];  // a copy: set_replica_url may change it meanwhile
     auto first_byte = std::chrono::milliseconds(cfg.limits.first_byte_timeout_ms);
     std::string up_head = fmt::format(
         "{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAccept: {}\r\n\r\n",
@@ -880,10 +895,10 @@ struct server::impl {
   awaitable<bool> probe(worker& w, std::size_t replica) {
     beast::tcp_stream s(w.ioc);
     s.expires_after(std::chrono::milliseconds(std::min(cfg.limits.health_interval_ms, 5000)));
-    auto [ec] = co_await s.async_connect(backends[replica].endpoint, k_tuple);
+    auto [ec] = co_await s.async_connect(w.backends[replica].endpoint, k_tuple);
     if (ec) co_return false;
     http::request<http::empty_body> req{http::verb::get, "/health", 11};
-    req.set(http::field::host, backends[replica].host_header);
+    req.set(http::field::host, w.backends[replica].host_header);
     req.keep_alive(false);
     auto [wec, wn] = co_await http::async_write(s, req, k_tuple);
     (void)wn;
@@ -932,6 +947,26 @@ status server::set_replica_ready(const std::string& name, bool ready) {
   return {};
 }
 
+status server::set_replica_url(const std::string& name, const std::string& url) {
+  auto& m = *impl_;
+  std::optional<std::size_t> idx;
+  for (std::size_t r = 0; r < m.sched.replica_count(); ++r)
+    if (m.sched.replica_name(r) == name) idx = r;
+  if (!idx) return make_error(fmt::format("set_replica_url: no replica named '{}'", name));
+  auto a = resolve_backend(name, url);
+  if (!a) return make_error(a.err().message);
+  for (auto& w : m.workers) {
+    worker* wp = w.get();
+    // Pooled connections go to the old address: drop them with it.
+    net::post(wp->ioc, [wp, r = *idx, addr = *a] {
+      wp->backends[r] = addr;
+      wp->idle[r].clear();
+    });
+  }
+  m.sched.set_replica_url(*idx, url);  // what a later start() uses
+  return {};
+}
+
 snapshot server::stats() const {
   snapshot s;
   for (const auto& r : impl_->sched.replica_states()) s.replicas.push_back({r.name, r.ready, !r.ejected, r.outstanding});
@@ -946,16 +981,9 @@ status server::start() {
   if (auto v = validate(m.cfg); !v) return v;
   m.backends.clear();
   for (std::size_t r = 0; r < m.sched.replica_count(); ++r) {
-    auto hp = parse_http_url(m.sched.replica_url(r));
-    if (!hp) return make_error(fmt::format("replica '{}': {}", m.sched.replica_name(r), hp.err().message));
-    std::string host = hp->host == "localhost" ? "127.0.0.1" : hp->host;
-    boost::system::error_code ec;
-    auto addr = net::ip::make_address(host, ec);
-    if (ec)
-      return make_error(fmt::format("replica '{}': host '{}' is not a numeric IP address", m.sched.replica_name(r),
-                                    hp->host));
-    std::string host_header = addr.is_v6() ? fmt::format("[{}]:{}", host, hp->port) : fmt::format("{}:{}", host, hp->port);
-    m.backends.push_back({tcp::endpoint(addr, static_cast<unsigned short>(hp->port)), host_header});
+    auto a = resolve_backend(m.sched.replica_name(r), m.sched.replica_url(r));
+    if (!a) return make_error(a.err().message);
+    m.backends.push_back(*a);
   }
   if (auto s = m.usage.open(m.cfg.usage_db); !s) return s;
 
@@ -967,7 +995,7 @@ status server::start() {
   m.workers.clear();
   int port = m.cfg.listen_port;
   for (unsigned i = 0; i < threads; ++i) {
-    auto w = std::make_unique<worker>(m.sched.replica_count(), 0x9e3779b9u * (i + 1));
+    auto w = std::make_unique<worker>(m.backends, 0x9e3779b9u * (i + 1));
     tcp::endpoint ep(addr, static_cast<unsigned short>(port));
     w->acceptor.open(ep.protocol(), ec);
     if (!ec) w->acceptor.set_option(net::socket_base::reuse_address(true), ec);

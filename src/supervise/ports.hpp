@@ -1,7 +1,7 @@
 // ports: finding free TCP ports for backends. allocate() asks the kernel for a free port on host (bind
 // to port 0, read it back, close); is_free() tries to bind the port. Both are inherently racy (another
 // process may take the port before the backend binds it); the supervisor checks again before each
-// (re)start and reports a taken port as a start failure.
+// (re)start: a port it chose itself moves to a new free one, a port the plan fixed is a start failure.
 //
 // Thread-safety: real_ports has no state.
 #pragma once

@@ -1,5 +1,7 @@
 #include "supervise/supervisor.hpp"
 
+#include <optional>
+
 #include <signal.h>
 
 #include <algorithm>
@@ -277,8 +279,26 @@ void supervisor::spawn(std::size_t i, time_point now) {
   s.health_fail = s.probe_fail = 0;
   s.last_progress.clear();
   if (!ports_.is_free(st.host, st.port)) {
-    record_failure(i, fmt::format("port {} on {} is in use by another process", st.port, st.host), now, false);
-    return;
+    // Another program took the port while the backend was down. A port we chose ourselves, that no
+    // other backend's arguments name (an RPC server's is in its users' --rpc), can simply move; the
+    // owner learns the new port from on_change.
+    std::optional<int> moved;
+    if (spec.port == 0 && s.dependents.empty()) {
+      for (int tries = 0; tries < 20 && !moved; ++tries) {
+        auto p = ports_.allocate(st.host);
+        if (!p) break;
+        bool clash = false;
+        for (std::size_t k = 0; k < status_.size(); ++k)
+          if (k != i && status_[k].host == st.host && status_[k].port == *p) clash = true;
+        if (!clash) moved = *p;
+      }
+    }
+    if (!moved) {
+      record_failure(i, fmt::format("port {} on {} is in use by another process", st.port, st.host), now, false);
+      return;
+    }
+    st.reason = fmt::format("port {} on {} was taken by another process; moved to port {}", st.port, st.host, *moved);
+    st.port = *moved;
   }
   st.argv = plan::backend_argv(spec, o_.llama_bin, st.port);
   std::string cmd;

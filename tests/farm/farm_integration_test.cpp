@@ -201,7 +201,11 @@ TEST(farm_up, kill_9_a_backend_while_requests_flow_farm_keeps_answering) {
     }
     return n > 0;
   };
-  EXPECT_TRUE(test::wait_until(served_since_restart, 60s, 100ms)) << "no request reached the restarted replica";
+  EXPECT_TRUE(test::wait_until(served_since_restart, 60s, 100ms))
+      << "no request reached the restarted replica\n--- gateway metrics:\n"
+      << test::http_request(f.port, "GET", "/metrics", "", {}, 5s).body << "\n--- tiny-r0 log (tail):\n"
+      << f.cli({"logs", "tiny-r0", "--state-dir", f.dir, "-n", "40"}).output << "\n--- daemon log (tail):\n"
+      << f.cli({"logs", "agifarm", "--state-dir", f.dir, "-n", "60"}).output;
   int before = ok;
   EXPECT_TRUE(test::wait_until([&] { return ok >= before + 3; }, 60s));
   stop = true;
@@ -210,6 +214,51 @@ TEST(farm_up, kill_9_a_backend_while_requests_flow_farm_keeps_answering) {
   EXPECT_GE(ok.load(), 9);
   EXPECT_EQ(f.cli({"down", "--state-dir", f.dir}).exit_code, 0);
   EXPECT_FALSE(alive(reborn));
+}
+
+// Another program takes a backend's port while it is down (on a busy machine a freed port is soon
+// handed out again). The supervisor restarts the backend on a new port and the gateway follows it.
+TEST(farm_up, a_port_taken_while_a_backend_restarts_moves_the_backend_and_the_gateway_follows) {
+  farm_fixture f("farm-port-taken");
+  auto file = f.write("farm.yaml", two_replica_farm("supervisor: {backoff_initial_s: 1, health_interval_s: 0.5}\n"));
+  auto up = f.up(file);
+  ASSERT_EQ(up.exit_code, 0) << up.output;
+  auto bs = f.backends();
+  ASSERT_EQ(bs.size(), 2u);
+  int victim = num(bs["tiny-r0"], "pid");
+  int old_port = num(bs["tiny-r0"], "port");
+  ASSERT_GT(old_port, 0);
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  // Squat on the port as soon as the dead process has released it (within the 1 s backoff).
+  int squatter = -1;
+  ASSERT_TRUE(test::wait_until([&] {
+    squatter = test::listen_on(old_port);
+    return squatter >= 0;
+  }, 5s, 5ms)) << "port " << old_port << " was not released";
+  int moved_to = 0;
+  ASSERT_TRUE(test::wait_until([&] {
+    auto b = f.backends()["tiny-r0"];
+    moved_to = num(b, "port");
+    return str(b, "state") == "ready" && moved_to != old_port && moved_to > 0;
+  }, 90s, 200ms)) << "tiny-r0 did not come back on another port\n" << f.cli({"logs", "agifarm", "--state-dir", f.dir}).output;
+  // The gateway sends traffic to the new port: requests keep succeeding and the restarted process serves some.
+  auto log_path = f.dir + "/logs/tiny-r0.log";
+  auto served_since_restart = [&] {
+    std::ifstream in(log_path);
+    std::string line;
+    bool after_marker = false;
+    int n = 0;
+    while (std::getline(in, line)) {
+      if (line.rfind("[agifarm] start #2", 0) == 0) after_marker = true;
+      if (after_marker && line.find("print_timing") != std::string::npos) ++n;
+    }
+    return n > 0;
+  };
+  int ok = 0;
+  for (int i = 0; i < 40 && !served_since_restart(); ++i) ok += f.chat("fast").status == 200;
+  EXPECT_TRUE(served_since_restart()) << "no request reached tiny-r0 on its new port " << moved_to;
+  EXPECT_GT(ok, 0);
+  ::close(squatter);
 }
 
 TEST(farm_up, backends_that_cannot_start_are_reported_with_their_log_and_the_farm_runs) {

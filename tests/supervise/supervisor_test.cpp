@@ -334,16 +334,51 @@ TEST(supervisor, spawn_error_is_a_failure_with_its_message) {
   EXPECT_NE(h.get("a").reason.find("No such file"), std::string::npos) << h.get("a").reason;
 }
 
-TEST(supervisor, port_taken_before_restart_is_reported) {
+TEST(supervisor, a_chosen_port_taken_before_restart_moves_to_a_free_one) {
   harness h;
-  h.make({llama("a")});
+  h.make({llama("a"), llama("b")});
   h.step();
   h.make_ready("a");
-  h.ports.busy.insert(h.get("a").port);
+  h.make_ready("b");
+  int old_port = h.get("a").port;
+  h.ports.busy.insert(old_port);
+  h.crash("a");
+  h.run_for(1s);
+  EXPECT_EQ(h.state("a"), backend_state::starting);
+  EXPECT_NE(h.get("a").port, old_port);
+  EXPECT_NE(h.get("a").port, h.get("b").port);
+  EXPECT_NE(h.get("a").reason.find("moved to port"), std::string::npos) << h.get("a").reason;
+  // The process is started on the new port.
+  auto want = plan::backend_argv(h.sup->deployment().backends[0], "/opt/llama/bin", h.get("a").port);
+  EXPECT_EQ(h.procs.procs.at(h.get("a").pid).req.argv, want);
+}
+
+TEST(supervisor, a_fixed_port_taken_before_restart_is_reported) {
+  harness h;
+  auto a = llama("a");
+  a.port = 18080;
+  h.make({a});
+  h.step();
+  h.make_ready("a");
+  h.ports.busy.insert(18080);
   h.crash("a");
   h.run_for(1s);
   EXPECT_EQ(h.state("a"), backend_state::backoff);
+  EXPECT_EQ(h.get("a").port, 18080);
   EXPECT_NE(h.get("a").reason.find("in use"), std::string::npos) << h.get("a").reason;
+}
+
+TEST(supervisor, an_rpc_server_whose_port_others_name_does_not_move) {
+  harness h;
+  h.make({rpc("r"), llama("a", {"r"})});
+  h.step();
+  h.make_ready("r");
+  int old_port = h.get("r").port;
+  h.ports.busy.insert(old_port);
+  h.crash("r");
+  h.run_for(1s);
+  EXPECT_EQ(h.get("r").port, old_port);
+  EXPECT_NE(h.get("r").reason.find("in use"), std::string::npos) << h.get("r").reason;
 }
 
 TEST(supervisor, prepare_rejects_bad_deployments) {

@@ -1,5 +1,7 @@
 #include "plan/memory_model.hpp"
 
+#include "plan/compute_graph.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -11,7 +13,6 @@ namespace agifarm::plan {
 namespace {
 
 constexpr std::uint64_t k_tensor_alignment = 32;
-constexpr int k_sched_max_copies = 4;  // GGML_SCHED_MAX_COPIES: input copies with pipeline parallelism
 
 std::uint64_t pad(std::uint64_t x, std::uint64_t n) { return (x + n - 1) / n * n; }
 
@@ -198,18 +199,14 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
   std::vector<std::uint64_t> model_bytes(nd, 0), ctx_bytes(nd, 0), comp_bytes(nd, 0);
   std::uint64_t host_model = 0, host_ctx = 0, host_comp = 0;
   auto add_model = [&](int dev, std::uint64_t b) { (dev < 0 ? host_model : model_bytes[dev]) += pad(b, k_tensor_alignment); };
-  std::vector<bool> dev_has_layer(nd, false);
-  bool host_has_layer = false, host_has_experts = false;
   std::set<int> host_expert_layers;
-  for (int il = 0; il < n_layer; ++il) {
-    if (e.layer_device[il] >= 0) dev_has_layer[e.layer_device[il]] = true;
-    else host_has_layer = true;
-  }
   e.dense_weight_bytes.assign(nd + 1, 0);
   e.expert_weight_bytes.assign(nd + 1, 0);
   e.layers_on_device.assign(nd + 1, 0);
   for (int il = 0; il < n_layer; ++il)
     ++e.layers_on_device[e.layer_device[il] < 0 ? nd : e.layer_device[il]];
+  std::vector<int> tensor_dev;  // per shape tensor: where it lives (-1 host), for the compute graph
+  tensor_dev.reserve(shape.tensors.size());
   for (const auto& t : shape.tensors) {
     int dev;
     if (t.block >= 0 && t.block < n_layer) dev = e.layer_device[t.block];
@@ -235,13 +232,13 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
       if (args.split == split_mode::row && nd > 1 && dev >= 0 && t.block >= 0) dev = row_main;
       add_model(dev, t.bytes);
     }
+    tensor_dev.push_back(row_matrix ? row_main : dev);
     {
       std::size_t slot = dev < 0 ? static_cast<std::size_t>(nd) : static_cast<std::size_t>(dev);
       if (t.cls == gguf::tensor_class::ffn_expert) e.expert_weight_bytes[slot] += t.bytes;
       else if (t.cls != gguf::tensor_class::token_embd) e.dense_weight_bytes[slot] += t.bytes;
     }
     if (t.cls == gguf::tensor_class::ffn_expert && dev < 0 && t.block >= 0) {
-      host_has_experts = true;
       host_expert_layers.insert(t.block);
     }
     // Tied embeddings: the output layer gets its own copy of token_embd unless it is on the host too.
@@ -275,68 +272,99 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
   if (!e.flash_attn && (args.type_v != "f16" && args.type_v != "f32" && args.type_v != "bf16"))
     e.warnings.push_back("a quantized V cache needs flash attention (-fa on); llama.cpp will refuse this");
 
-  // Compute buffers: the graph reserve's peak, fitted to llama.cpp (docs/planning.md, "compute").
-  const bool has_overrides = !args.overrides.empty();
-  const bool pipeline = nd > 1 && ngl > n_layer && args.split == split_mode::layer && !args.no_kv_offload && !has_overrides;
-  const double copies = pipeline ? k_sched_max_copies : 1;
-  const double n_batch = std::min<double>(static_cast<double>(n_ctx), args.n_batch);
-  const double T = std::min<double>(n_batch, std::min(args.n_ubatch, args.n_batch));
-  const double K = static_cast<double>(args.unified() ? n_ctx : n_ctx_seq);
-  const double E = static_cast<double>(shape.n_embd);
-  // Live activations of one layer per token (bytes), fitted on Qwen3 / Llama shapes: dense
-  // 24.4*n_embd + 13.2*n_ff; MoE 33.3*n_ff_exp*n_expert_used; layers whose experts live in system RAM
-  // keep only the attention part (48*n_embd) on the device.
-  const double ff_moe = static_cast<double>(shape.n_ff_exp * shape.n_expert_used);
-  const double act_full = shape.is_moe() ? 33.3 * ff_moe : 24.4 * E + 13.2 * static_cast<double>(shape.n_ff);
-  const double act_attn = std::min(act_full, 48.0 * E);
-  const double mask_b = e.flash_attn ? 2.0 : 4.0;    // f16 mask with flash attention, f32 without
-  const double kq = e.flash_attn ? 0.0 : 4.0 * static_cast<double>(shape.n_head) * K;  // KQ scores per token
-  const double n_out = args.n_outputs_max < 0 ? std::min<double>(T, slots) : args.n_outputs_max == 0 ? T : std::min<double>(T, args.n_outputs_max);
-  const double logits = 4.0 * static_cast<double>(shape.n_vocab) * n_out;
-  int n_with_layers = 0;
-  for (int i = 0; i < nd; ++i) n_with_layers += dev_has_layer[i] ? 1 : 0;
-  // Does every layer of device i keep its experts on the device?
-  std::vector<bool> dev_experts_home(nd, true);
-  for (int l : host_expert_layers)
-    if (e.layer_device[l] >= 0) dev_experts_home[e.layer_device[l]] = false;
-  bool first_seen = false;
-  for (int i = 0; i < nd; ++i) {
-    const bool has_out = i == out_dev;
-    double c = 0;
-    if (dev_has_layer[i]) {
-      const double base = copies * mask_b * K * T + kq * T;
-      const double act = dev_experts_home[i] ? act_full : act_attn;
-      const double a = act * (first_seen ? 1.18 : 1.0) * T;
-      first_seen = true;
-      if (!pipeline && n_with_layers == 1 && has_out) {
-        c = std::max(logits + 3.0 * E * T, base + 0.8 * a);  // one device: logits reuse the freed activations
-      } else if (!pipeline && has_out) {
-        c = std::max(logits + 8.0 * E * T, base + a);
-      } else if (has_out) {
-        c = base + std::max(0.6 * a, logits) + (copies + 5.0) * 4.0 * E * T;
-      } else {
-        c = base + a;
-      }
-    } else if (has_out) {
-      c = logits + (copies + 0.6) * 4.0 * E * T;
-    }
-    comp_bytes[i] = static_cast<std::uint64_t>(c);
-  }
+  // Compute buffers: llama.cpp's worst-case graph reserve replayed (plan/compute_graph.hpp).
   {
-    double h = copies * mask_b * K * T + 8.0 * E * T;
-    if (host_has_layer) h += 0.7 * (act_full + kq) * T;
-    if (host_has_experts) h += 5.3 * 4.0 * ff_moe * T;
-    if (nd == 0 || out_dev < 0) h += logits;
-    host_comp = static_cast<std::uint64_t>(h);
+    compute_graph_spec g;
+    g.moe = shape.is_moe();
+    g.n_embd = static_cast<std::int64_t>(shape.n_embd);
+    g.n_head = static_cast<std::int64_t>(shape.n_head);
+    g.n_head_kv = static_cast<std::int64_t>(shape.n_head_kv);
+    g.head_dim_k = static_cast<std::int64_t>(shape.head_dim_k);
+    g.head_dim_v = static_cast<std::int64_t>(shape.head_dim_v);
+    g.n_ff = static_cast<std::int64_t>(shape.n_ff);
+    g.n_expert = static_cast<std::int64_t>(shape.n_expert);
+    g.n_expert_used = static_cast<std::int64_t>(std::max<std::uint64_t>(1, shape.n_expert_used));
+    g.n_ff_exp = static_cast<std::int64_t>(shape.n_ff_exp ? shape.n_ff_exp : shape.n_ff / std::max<std::uint64_t>(1, shape.n_expert_used));
+    g.n_vocab = static_cast<std::int64_t>(shape.n_vocab);
+    g.layers.assign(n_layer, layer_weights{});
+    layer_weights::w rope_freqs;
+    bool has_output = false;
+    for (std::size_t k = 0; k < shape.tensors.size(); ++k) {
+      const auto& t = shape.tensors[k];
+      layer_weights::w w{tensor_dev[k], t.bytes};
+      if (t.block < 0 || t.block >= n_layer) {
+        if (t.name == "token_embd.weight") g.token_embd = w;
+        else if (t.name == "output.weight") g.output = w, has_output = true;
+        else if (t.name == "output_norm.weight") g.output_norm = w;
+        else if (t.name.rfind("rope_freqs", 0) == 0) rope_freqs = w;
+        continue;
+      }
+      auto& L = g.layers[t.block];
+      auto dot = t.name.find('.', 4);
+      std::string part = dot == std::string::npos ? t.name : t.name.substr(dot + 1);
+      if (part.size() > 7 && part.compare(part.size() - 7, 7, ".weight") == 0) part.resize(part.size() - 7);
+      if (part == "attn_norm") L.attn_norm = w;
+      else if (part == "attn_q") L.wq = w;
+      else if (part == "attn_k") L.wk = w;
+      else if (part == "attn_v") L.wv = w;
+      else if (part == "attn_output") L.wo = w;
+      else if (part == "attn_q_norm") L.q_norm = w, g.qk_norm = true;
+      else if (part == "attn_k_norm") L.k_norm = w;
+      else if (part == "ffn_norm") L.ffn_norm = w;
+      else if (part == "ffn_up") L.up = w;
+      else if (part == "ffn_gate") L.gate = w;
+      else if (part == "ffn_down") L.down = w;
+      else if (part == "ffn_gate_inp") L.gate_inp = w;
+      else if (part == "ffn_up_exps") L.up_exps = w;
+      else if (part == "ffn_gate_exps") L.gate_exps = w;
+      else if (part == "ffn_down_exps") L.down_exps = w;
+    }
+    if (!has_output) g.output = {out_dev, g.token_embd.bytes};  // tied embeddings: a copy on the output device
+    for (int il = 0; il < n_layer; ++il) {
+      auto& L = g.layers[il];
+      const int home = e.layer_device[il];
+      // a model without one of the matrices the graph multiplies by (a fused QKV, an unknown
+      // architecture): the op still runs on the layer's device
+      for (auto* m : {&L.wq, &L.wk, &L.wv, &L.wo})
+        if (m->bytes == 0) *m = {home, 1};
+      if (g.moe) {
+        for (auto* m : {&L.gate_inp, &L.up_exps, &L.gate_exps, &L.down_exps})
+          if (m->bytes == 0) *m = {home, 1};
+      } else {
+        for (auto* m : {&L.up, &L.gate, &L.down})
+          if (m->bytes == 0) *m = {home, 1};
+      }
+      if (rope_freqs.bytes) L.rope_freqs = {home, rope_freqs.bytes};
+    }
+    if (g.token_embd.bytes == 0) g.token_embd = {-1, 1};
+    if (g.output.bytes == 0) g.output = {out_dev, 1};
+    const std::int64_t n_batch = std::min<std::int64_t>(static_cast<std::int64_t>(n_ctx), args.n_batch);
+    std::int64_t T = std::min<std::int64_t>(n_batch, std::min(args.n_ubatch, args.n_batch));
+    T = std::max<std::int64_t>(T, 1);
+    g.n_seqs = slots;
+    if (T % g.n_seqs) T = (T + g.n_seqs - 1) / g.n_seqs * g.n_seqs;  // graph_reserve: a multiple of n_seqs
+    g.n_tokens = T;
+    g.n_outputs = args.n_outputs_max < 0 ? std::min<std::int64_t>(T, slots)
+                  : args.n_outputs_max == 0 ? T
+                                            : std::min<std::int64_t>(T, args.n_outputs_max);
+    g.n_outputs = std::max<std::int64_t>(g.n_outputs, 1);
+    g.kv_size = static_cast<std::int64_t>(n_ctx_seq);
+    g.n_stream = n_stream;
+    g.flash_attn = e.flash_attn;
+    g.type_k = args.type_k;
+    g.type_v = args.type_v;
+    g.n_devices = nd;
+    g.layer_device.assign(e.layer_device.begin(), e.layer_device.begin() + n_layer);
+    g.kv_on_host = args.no_kv_offload;
+    g.pipeline_parallel = nd > 1 && ngl > n_layer && args.split == split_mode::layer && !args.no_kv_offload &&
+                          args.overrides.empty();
+    g.full_offload = ngl > n_layer;
+    g.pins_dropped = args.n_outputs_max == 0;  // llama-fit-params' size-only reservation
+    for (int i = 0; i < nd; ++i) g.offload_ops.push_back(all_devices[dev_index[i]].offloads_ops);
+    auto sizes = simulate_compute_buffers(g);
+    for (int i = 0; i < nd; ++i) comp_bytes[i] = sizes[i];
+    host_comp = sizes[nd];
   }
-  // CUDA-like devices copy host weights in for large batches (op offload): room for the largest
-  // host-resident matrix of a layer.
-  std::uint64_t largest_host_matrix = 0;
-  for (const auto& t : shape.tensors)
-    if (t.block >= 0 && (t.cls == gguf::tensor_class::ffn_expert || t.cls == gguf::tensor_class::ffn_dense))
-      largest_host_matrix = std::max(largest_host_matrix, t.bytes);
-  for (int i = 0; i < nd; ++i)
-    if (all_devices[dev_index[i]].offloads_ops && (host_has_experts || host_has_layer)) comp_bytes[i] += largest_host_matrix;
 
   e.output_buffer_bytes = static_cast<std::uint64_t>(4.0 * static_cast<double>(shape.n_vocab) * slots);
   std::vector<device_memory> out(all_devices.size());

@@ -42,7 +42,7 @@ struct server_args {
   std::vector<std::string> ignored;  // flags accepted but not modelled
   // Outputs the compute graph is reserved for. llama-server reserves one per slot (no speculative
   // decoding); llama-fit-params (and llama-cli) reserve a whole micro-batch: set 0 to model those.
-  int n_outputs_max = -1;  // -1: llama-server (= slots), 0: n_ubatch
+  int n_outputs_max = -1;  // -1: llama-server (= slots), 0: llama-fit-params (n_ubatch outputs, size-only reserve)
   // The values llama-server really uses: n_parallel resolved (auto -> 4 + unified).
   int slots() const { return n_parallel < 0 ? 4 : n_parallel; }
   bool unified() const { return kv_unified || n_parallel < 0; }

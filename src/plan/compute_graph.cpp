@@ -555,12 +555,6 @@ sched_result schedule(graph& g, const compute_graph_spec& s, int cpu) {
 
   sched_result r;
   for (const auto& sp : splits) {
-      std::fprintf(stderr, "split backend %d nodes %d..%d inputs", sp.backend, sp.i_start, sp.i_end);
-      for (int in : sp.inputs) std::fprintf(stderr, " #%d(op%d,%lluB)", in, int(t[in].o), (unsigned long long)nbytes(t[in]));
-      std::fprintf(stderr, "\n");
-    }
-  }
-  for (const auto& sp : splits) {
     for (int in : sp.inputs) {
       tensor dep;  // ggml_view_tensor(input) with src[0] = input: keeps it alive until the copy
       dep.type = t[in].type;

@@ -77,6 +77,8 @@ model_shape model_shape_of(const gguf::model& m) {
     st.bytes = t->n_bytes;
     st.block = gguf::block_index(t->name).value_or(-1);
     st.cls = gguf::classify(t->name);
+    st.type = t->type;
+    st.n_elements = t->n_elements();
     max_block = std::max(max_block, st.block);
     if (t->name == "output.weight") has_output = true;
     if (t->name == "token_embd.weight" && t->shape.size() >= 2 && s.n_vocab == 0) s.n_vocab = t->shape[1];

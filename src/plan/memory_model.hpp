@@ -30,6 +30,8 @@ struct shape_tensor {
   std::uint64_t bytes = 0;
   int block = -1;  // blk.N, or -1
   gguf::tensor_class cls = gguf::tensor_class::other;
+  std::uint32_t type = 0;         // ggml type (the speed model's per-type CPU rates)
+  std::uint64_t n_elements = 0;
 };
 
 // What the memory and speed models need to know of a model.

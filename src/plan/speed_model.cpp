@@ -5,6 +5,60 @@
 
 namespace agifarm::plan {
 
+double cpu_matmul_efficiency(std::string_view type) {
+  // Fraction of the FP32 FMA peak that llama.cpp's CPU matrix kernels reach in prefill, per weight
+  // type (llama-bench pp512 on synthesized and llama-quantize'd models, docs/benchmarks.md). Q4_0 is
+  // repacked into interleaved rows at load time and runs fastest; Q6_K's unpacking costs the most.
+  struct rate {
+    std::string_view type;
+    double eta;
+  };
+  static constexpr rate k_rates[] = {{"Q4_0", 0.74}, {"Q4_1", 0.60}, {"Q5_0", 0.50}, {"Q5_1", 0.50},
+                                     {"Q8_0", 0.52}, {"Q2_K", 0.40}, {"Q3_K", 0.40}, {"Q4_K", 0.63},
+                                     {"Q5_K", 0.45}, {"Q6_K", 0.31}, {"F16", 0.57},  {"BF16", 0.57},
+                                     {"F32", 0.45},  {"MXFP4", 0.50}};
+  for (const auto& r : k_rates)
+    if (r.type == type) return r.eta;
+  return 0.35;  // IQ and ternary types: lookup-table kernels, slow on CPUs
+}
+
+namespace {
+
+// Work (FLOP / efficiency) per weight byte for one token through a group of tensors: the type mix of
+// the group decides the kernels' speed.
+struct work_per_byte {
+  double cpu = 0, gpu = 0;  // effective FLOP per byte (divide by peak FLOP/s for seconds)
+};
+
+work_per_byte group_work(const model_shape& s, bool (*in_group)(const shape_tensor&)) {
+  double bytes = 0, cpu = 0, gpu = 0;
+  for (const auto& t : s.tensors) {
+    if (!in_group(t) || t.bytes == 0) continue;
+    // Hand-made shapes may lack element counts: take the file's parameters per byte.
+    const double elements = t.n_elements ? static_cast<double>(t.n_elements)
+                                         : static_cast<double>(t.bytes) * static_cast<double>(s.n_params) /
+                                               std::max(1.0, static_cast<double>(s.file_bytes));
+    const double flops = 2.0 * elements;
+    const auto* ti = gguf::find_type(t.type);
+    bytes += static_cast<double>(t.bytes);
+    cpu += flops / cpu_matmul_efficiency(ti ? ti->name : std::string_view());
+    gpu += flops / k_eta_flops_gpu;
+  }
+  if (bytes <= 0) return {};
+  return {cpu / bytes, gpu / bytes};
+}
+
+bool is_expert(const shape_tensor& t) { return t.cls == gguf::tensor_class::ffn_expert; }
+bool is_output(const shape_tensor& t) { return t.cls == gguf::tensor_class::output; }
+// Matrices a token passes through in the repeating layers (norms are vectors: no matmul work).
+bool is_layer_dense(const shape_tensor& t) {
+  return t.cls != gguf::tensor_class::ffn_expert && t.cls != gguf::tensor_class::token_embd &&
+         t.cls != gguf::tensor_class::output && t.cls != gguf::tensor_class::norm;
+}
+bool is_token_embd(const shape_tensor& t) { return t.cls == gguf::tensor_class::token_embd; }
+
+}  // namespace
+
 speed_estimate estimate_speed(const speed_input& in) {
   speed_estimate out;
   if (!in.shape || !in.placement) return out;
@@ -15,33 +69,54 @@ speed_estimate estimate_speed(const speed_input& in) {
   const int slots = std::max(1, in.slots);
   // Share of an MoE layer's experts that N tokens touch: 1 - (1 - k/n)^N.
   const double batch_share = s.is_moe() ? 1.0 - std::pow(1.0 - used_share, slots) : 1.0;
-  // Active parameters per token (for FLOPs): weight bytes scaled to parameters by the file's ratio.
-  double total_w = 0;
-  for (std::size_t i = 0; i <= nd && i < p.dense_weight_bytes.size(); ++i)
-    total_w += static_cast<double>(p.dense_weight_bytes[i] + p.expert_weight_bytes[i]);
-  const double params_per_byte = total_w > 0 ? static_cast<double>(s.n_params) / (total_w + s.bytes_of(gguf::tensor_class::token_embd)) : 0;
+
+  const work_per_byte w_dense = group_work(s, is_layer_dense);
+  const work_per_byte w_expert = group_work(s, is_expert);
+  // The output matrix (logits): the tied token embedding plays its part when there is none.
+  const work_per_byte w_output = s.has_output_tensor ? group_work(s, is_output) : group_work(s, is_token_embd);
+  const double output_bytes = static_cast<double>(s.has_output_tensor ? s.bytes_of(gguf::tensor_class::output)
+                                                                      : s.bytes_of(gguf::tensor_class::token_embd));
+  // Where the output layer runs: the device of "layer n_layer" (-1 = host). A placement without a
+  // layer map (hand-made) keeps the output inside dense_weight_bytes, counted like a layer matrix.
+  std::size_t output_slot = static_cast<std::size_t>(-1);
+  if (p.layer_device.size() == s.n_layer + 1)
+    output_slot = p.layer_device.back() >= 0 ? static_cast<std::size_t>(p.layer_device.back()) : nd;
 
   double t_dec = 0, t_pre = 0, t_step_mem = 0, t_step_flops = 0, bytes_tok = 0;
   for (std::size_t i = 0; i <= nd && i < p.dense_weight_bytes.size(); ++i) {
     const compute_unit& u = i < nd ? in.devices[i] : in.host;
-    const double dense = static_cast<double>(p.dense_weight_bytes[i]);
+    const bool has_output = i == output_slot;
+    // dense_weight_bytes holds the output matrix when the file has one (a tied copy is not in it).
+    const double out_b = has_output ? output_bytes : 0;
+    const double layer_dense = std::max(0.0, static_cast<double>(p.dense_weight_bytes[i]) -
+                                                 (s.has_output_tensor ? out_b : 0.0));
     const double expert = static_cast<double>(p.expert_weight_bytes[i]);
     const int layers = i < p.layers_on_device.size() ? p.layers_on_device[i] : 0;
     const double kv = static_cast<double>(p.kv_bytes_per_cell_layer) * layers * in.depth;
-    if (dense + expert == 0 && layers == 0) continue;
+    if (layer_dense + expert + out_b == 0 && layers == 0) continue;
     const double eta_bw = u.is_cpu ? k_eta_bw_cpu : k_eta_bw_gpu;
-    const double eta_fl = u.is_cpu ? k_eta_flops_cpu : k_eta_flops_gpu;
     const double bw = std::max(1.0, u.bandwidth_bytes_per_s * eta_bw);
-    const double fl = std::max(1.0, u.flops * eta_fl);
-    const double read = dense + expert * used_share + kv;
+    const double peak = std::max(1.0, u.flops);
+    auto per_byte = [&](const work_per_byte& w) { return u.is_cpu ? w.cpu : w.gpu; };
+    const double expert_slowdown = u.is_cpu ? k_cpu_expert_slowdown : 1.0;
+
+    // Decode: every weight a token needs is read once per token (experts: the used share).
+    const double read = layer_dense + out_b + expert * used_share + kv;
     bytes_tok += read;
     const double overhead = layers * (u.is_cpu ? k_layer_overhead_cpu_s : k_layer_overhead_gpu_s);
     t_dec += read / bw + overhead;
-    const double active_params = (dense + expert * used_share) * params_per_byte;
+
+    // Prefill: compute-bound; logits are computed for the last prompt token only, so the output
+    // matrix costs nothing per prompt token.
     const double attn_flops = 4.0 * static_cast<double>(s.n_head * s.head_dim_k) * layers * in.depth;
-    t_pre += (2.0 * active_params + attn_flops) / fl;
-    t_step_mem += (dense + expert * batch_share + kv * slots) / bw + overhead;
-    t_step_flops += slots * (2.0 * active_params + attn_flops) / fl;
+    const double layer_work = layer_dense * per_byte(w_dense) + expert * used_share * per_byte(w_expert) * expert_slowdown;
+    const double eta_attn = u.is_cpu ? 0.5 : k_eta_flops_gpu;
+    t_pre += (layer_work + attn_flops / eta_attn) / peak;
+
+    // N slots decoding together: one step reads the weights once (experts: the share N tokens touch)
+    // and each slot's KV; each token pays the matmul work, logits included.
+    t_step_mem += (layer_dense + out_b + expert * batch_share + kv * slots) / bw + overhead;
+    t_step_flops += slots * (layer_work + out_b * per_byte(w_output) + attn_flops / eta_attn) / peak;
   }
   double t_hops = 0;
   for (const auto& h : in.hops)

@@ -2,7 +2,9 @@
 //
 //   decode:  t_tok = sum_d (W_d + KV_d(depth)) / (eta_bw * BW_d)  +  hops * (latency + 4*n_embd / link_bw)
 //            W_d = dense weight bytes on d + expert bytes on d * n_expert_used / n_expert
-//   prefill: t_tok = sum_d F_d / (eta_flops * FLOPS_d)  (F_d = 2 * active parameters on d + attention)
+//   prefill: t_tok = sum_d sum_type 2 * P_d,type / (eta(type) * FLOPS_d) + attention
+//            (P = active parameters of the repeating layers; the output matrix runs for the last
+//            prompt token only; CPU eta per weight type, MoE experts on the CPU k_cpu_expert_slowdown)
 //   N slots: one step reads the weights once for all N tokens (experts: the share N tokens touch) and
 //            each slot's KV; the step is bound by max(memory time, compute time); aggregate = N / t_step.
 //
@@ -12,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "plan/memory_model.hpp"
@@ -47,14 +50,22 @@ struct speed_estimate {
   double decode_bytes_per_token = 0;  // weights + KV read for one token, all devices
 };
 
-// Efficiency factors (fraction of the peak reached by llama.cpp).
+// Efficiency factors (fraction of the peak reached by llama.cpp). CPU figures are calibrated with
+// llama-bench on this project's machine (docs/benchmarks.md); GPU figures follow published llama.cpp
+// CUDA results.
 inline constexpr double k_eta_bw_gpu = 0.75;
 inline constexpr double k_eta_flops_gpu = 0.35;
-inline constexpr double k_eta_bw_cpu = 0.85;
-inline constexpr double k_eta_flops_cpu = 0.45;
+inline constexpr double k_eta_bw_cpu = 0.80;
+// MoE expert matmuls on the CPU (ggml's mul_mat_id: gathering rows per expert, small matrices) run
+// this many times slower per FLOP than a dense matmul of the same type.
+inline constexpr double k_cpu_expert_slowdown = 2.5;
 // Fixed cost per layer per decoded token (kernel launches, synchronisation), GPU and CPU.
 inline constexpr double k_layer_overhead_gpu_s = 60e-6;
 inline constexpr double k_layer_overhead_cpu_s = 20e-6;
+
+// Fraction of the FP32 FMA peak llama.cpp's CPU matmul kernels reach in prefill for a weight type
+// ("Q4_K", "F16", ...); unknown types get a conservative figure.
+double cpu_matmul_efficiency(std::string_view ggml_type_name);
 
 speed_estimate estimate_speed(const speed_input& in);
 

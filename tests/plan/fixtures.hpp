@@ -44,6 +44,11 @@ inline model_shape make_shape(std::uint64_t n_layer, std::uint64_t layer_bytes, 
   }
   s.tensors.push_back({"output_norm.weight", 4 * n_embd, -1, gguf::tensor_class::norm});
   s.tensors.push_back({"output.weight", embd_bytes, -1, gguf::tensor_class::output});
+  for (auto& t : s.tensors) {  // matrices Q4_K (4.5 bits per weight), norms F32
+    bool norm = t.cls == gguf::tensor_class::norm;
+    t.type = norm ? 0 : 12;
+    t.n_elements = norm ? t.bytes / 4 : t.bytes * 256 / 144;
+  }
   return s;
 }
 

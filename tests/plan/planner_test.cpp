@@ -82,6 +82,62 @@ TEST(speed_model, moe_reads_only_the_used_experts_share) {
   EXPECT_LT(slow.decode_tps, r.decode_tps / 2);
 }
 
+// One CPU placement of a shape (everything on the host, output layer included).
+memory_estimate all_on_host(const model_shape& s) {
+  memory_estimate e;
+  std::uint64_t dense = 0, expert = 0;
+  for (const auto& t : s.tensors) {
+    if (t.cls == gguf::tensor_class::ffn_expert) expert += t.bytes;
+    else if (t.cls != gguf::tensor_class::token_embd) dense += t.bytes;
+  }
+  e.dense_weight_bytes = {dense};
+  e.expert_weight_bytes = {expert};
+  e.layers_on_device = {static_cast<int>(s.n_layer)};
+  e.layer_device.assign(s.n_layer + 1, -1);
+  return e;
+}
+
+TEST(speed_model, prefill_skips_the_output_matrix_decode_reads_it) {
+  // Logits are computed for the last prompt token only: a bigger vocabulary slows decode, not prefill.
+  auto small_vocab = fixtures::make_shape(8, 64 * k_mib, 16 * k_mib);
+  auto big_vocab = fixtures::make_shape(8, 64 * k_mib, 256 * k_mib);
+  auto e1 = all_on_host(small_vocab), e2 = all_on_host(big_vocab);
+  compute_unit cpu{"cpu", 30e9, 300e9, true};
+  auto a = estimate_speed({&small_vocab, &e1, {}, cpu, {}, 1, 0});
+  auto b = estimate_speed({&big_vocab, &e2, {}, cpu, {}, 1, 0});
+  EXPECT_NEAR(a.prefill_tps, b.prefill_tps, 1e-9 * a.prefill_tps);
+  EXPECT_LT(b.decode_tps, a.decode_tps * 0.8);
+  EXPECT_NEAR(b.decode_bytes_per_token - a.decode_bytes_per_token, 240.0 * k_mib, 1.0);
+}
+
+TEST(speed_model, cpu_prefill_speed_depends_on_the_weight_type) {
+  // The same parameters as Q4_0 (repacked kernels) and as Q6_K: Q4_0 prefills faster on the CPU; on a
+  // GPU (one efficiency for all types) the two take the same time per parameter.
+  auto q4 = fixtures::make_shape(8, 64 * k_mib, 16 * k_mib);
+  auto q6 = q4;
+  for (auto& t : q4.tensors) if (t.type == 12) t.type = 2;   // Q4_0
+  for (auto& t : q6.tensors) if (t.type == 12) t.type = 14;  // Q6_K
+  auto e = all_on_host(q4);
+  compute_unit cpu{"cpu", 30e9, 300e9, true};
+  auto fast = estimate_speed({&q4, &e, {}, cpu, {}, 1, 0});
+  auto slow = estimate_speed({&q6, &e, {}, cpu, {}, 1, 0});
+  EXPECT_NEAR(fast.prefill_tps / slow.prefill_tps, cpu_matmul_efficiency("Q4_0") / cpu_matmul_efficiency("Q6_K"), 0.05);
+  EXPECT_GT(cpu_matmul_efficiency("Q4_0"), cpu_matmul_efficiency("Q8_0"));
+  EXPECT_GT(cpu_matmul_efficiency("Q8_0"), cpu_matmul_efficiency("Q6_K"));
+  EXPECT_GT(cpu_matmul_efficiency("IQ2_XXS"), 0);  // unknown to the table: a conservative figure
+}
+
+TEST(speed_model, moe_experts_on_the_cpu_prefill_slower_than_dense_work) {
+  auto moe = fixtures::make_shape(8, 64 * k_mib, 16 * k_mib, 64);
+  auto e = all_on_host(moe);
+  compute_unit cpu{"cpu", 30e9, 300e9, true};
+  auto r = estimate_speed({&moe, &e, {}, cpu, {}, 1, 0});
+  // attention (1/4 of the layer bytes) as dense work, experts (3/4, 8 of 64 used) slowed down
+  double per_byte = 2.0 * 256.0 / 144.0 / cpu_matmul_efficiency("Q4_K");
+  double t = 8.0 * 16 * k_mib * per_byte / 300e9 + 8.0 * 48 * k_mib / 8 * per_byte * k_cpu_expert_slowdown / 300e9;
+  EXPECT_NEAR(r.prefill_tps, 1.0 / t, 1e-3 / t);  // norms (vectors) ride along as dense bytes
+}
+
 TEST(planner, small_model_gets_replicas_one_per_gpu) {
   auto inv = farm(1, 4);
   std::vector<plan_model> models{model("small", fixtures::make_shape(28, 100 * k_mib, 300 * k_mib))};

@@ -472,12 +472,19 @@ sched_result schedule(graph& g, const compute_graph_spec& s, int cpu) {
     std::vector<int> inputs;
   };
   std::vector<split> splits;
-  std::vector<std::vector<int>> copy(t.size());  // per tensor: copies per backend (n_copies each)
+  // per original tensor: its copies, n_copies per backend, in one pool (copies are never copied)
+  const std::size_t stride = static_cast<std::size_t>(n_backends) * n_copies;
+  std::vector<int> copy_at(t.size(), -1);
+  std::vector<int> pool;
   auto copy_of = [&](int id, int b) -> int* {
-    auto& c = copy[id];
-    if (c.empty()) c.assign(static_cast<std::size_t>(n_backends) * n_copies, -1);
-    return &c[static_cast<std::size_t>(b) * n_copies];
+    if (static_cast<std::size_t>(id) >= copy_at.size()) copy_at.resize(static_cast<std::size_t>(id) + 1, -1);
+    if (copy_at[id] < 0) {
+      copy_at[id] = static_cast<int>(pool.size());
+      pool.resize(pool.size() + stride, -1);
+    }
+    return &pool[static_cast<std::size_t>(copy_at[id]) + static_cast<std::size_t>(b) * n_copies];
   };
+  auto copy = [&](int id, std::size_t k) { return pool[static_cast<std::size_t>(copy_at[id]) + k]; };
   std::vector<int> graph_inputs;
   const int N = static_cast<int>(g.nodes.size());
   int i = 0;
@@ -521,7 +528,6 @@ sched_result schedule(graph& g, const compute_graph_spec& s, int cpu) {
               x.nb = t[si].nb;
               x.backend = sb;
               cp = g.add(x);
-              copy.resize(t.size());
             }
             t[cp].flags |= k_input | k_output;
             copy_of(si, sb)[k] = cp;
@@ -541,7 +547,6 @@ sched_result schedule(graph& g, const compute_graph_spec& s, int cpu) {
             x.backend = cur_b;
             if (n_copies > 1) x.flags = k_input | k_output;
             int cp = g.add(x);
-            copy.resize(t.size());
             copy_of(si, cur_b)[k] = cp;
           }
           cur_split.inputs.push_back(si);
@@ -565,7 +570,7 @@ sched_result schedule(graph& g, const compute_graph_spec& s, int cpu) {
       int d = g.add(dep);
       r.nodes.push_back(d);
       r.node_backend.push_back(backend_of(in));
-      int cp = copy[in][static_cast<std::size_t>(sp.backend) * n_copies];
+      int cp = copy(in, static_cast<std::size_t>(sp.backend) * n_copies);
       r.nodes.push_back(cp);
       r.node_backend.push_back(sp.backend);
     }
@@ -578,14 +583,14 @@ sched_result schedule(graph& g, const compute_graph_spec& s, int cpu) {
     for (int in : graph_inputs) {
       int b = t[in].backend;
       for (int k = 0; k < n_copies; ++k) {
-        r.leafs.push_back(copy[in][static_cast<std::size_t>(b) * n_copies + k]);
+        r.leafs.push_back(copy(in, static_cast<std::size_t>(b) * n_copies + k));
         r.leaf_backend.push_back(b);
       }
     }
     for (const auto& sp : splits)
       for (int in : sp.inputs)
         for (int k = 0; k < n_copies; ++k) {
-          r.leafs.push_back(copy[in][static_cast<std::size_t>(sp.backend) * n_copies + k]);
+          r.leafs.push_back(copy(in, static_cast<std::size_t>(sp.backend) * n_copies + k));
           r.leaf_backend.push_back(sp.backend);
         }
   }

@@ -1,7 +1,8 @@
 // Integration: agifarm's estimate against the buffers a real llama-server allocates. A tiny runnable
 // Qwen3 model (agifarm synth tiny) is served over two real ggml-rpc-server devices; llama-server's log
 // (-lv 4) prints every model / KV / compute buffer with 0.01 MiB resolution. Weights and KV must agree
-// within 1% (or 1 MiB) per device; compute is reported (build/test-work/server_buffers.txt) and bounded.
+// within 1% (or 1 MiB) per device, compute buffers (llama-server's own reservation: one output per
+// slot, the graph callback's norm pins kept) within 1% or 0.05 MiB. Report: build/test-work/server_buffers.txt.
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
@@ -79,10 +80,8 @@ TEST(server_buffers, estimate_matches_a_real_llama_server_on_rpc_devices) {
                           name, r.model, r.kv, r.compute, m, k, c);
     EXPECT_NEAR(m, r.model, std::max(1.0, 0.01 * r.model)) << name;
     EXPECT_NEAR(k, r.kv, std::max(1.0, 0.01 * r.kv)) << name;
-    // compute: llama-server's real reservation; agifarm's formula is fitted to fit-params and is
-    // conservative for small models (never below, at most 2x + 16 MiB above)
-    EXPECT_GE(c + 1.0, r.compute) << name;
-    EXPECT_LE(c, 2 * r.compute + 16) << name;
+    // compute: agifarm replays llama.cpp's graph reserve (plan/compute_graph.hpp)
+    EXPECT_NEAR(c, r.compute, std::max(0.05, 0.01 * r.compute)) << name;
   };
   check("RPC0", est->devices[0]);
   check("RPC1", est->devices[1]);

@@ -605,10 +605,9 @@ sched_result schedule(graph& g, const compute_graph_spec& s, int cpu) {
 // ggml-alloc: ggml_gallocr_alloc_graph_impl over the scheduler's graph copy, one dynamic allocator
 // (ggml_dyn_tallocr) per backend buffer.
 
-constexpr std::uint64_t k_align = 32;
-std::uint64_t align_up(std::uint64_t x) { return (x + k_align - 1) / k_align * k_align; }
-
 struct dyn_alloc {
+  std::uint64_t align = 32;  // the buffer type's alignment: 32 CPU and RPC, 128 CUDA / ROCm
+  std::uint64_t align_up(std::uint64_t x) const { return (x + align - 1) / align * align; }
   struct block {
     std::uint64_t offset, size;
   };
@@ -661,7 +660,8 @@ struct dyn_alloc {
   }
 };
 
-std::vector<std::uint64_t> allocate(graph& g, const sched_result& r, int n_backends) {
+std::vector<std::uint64_t> allocate(graph& g, const sched_result& r, int n_backends,
+                                    const std::vector<std::uint64_t>& alignment) {
   auto& t = g.t;
   struct hnode {
     int n_children = 0, n_views = 0, buffer = -1;
@@ -670,6 +670,8 @@ std::vector<std::uint64_t> allocate(graph& g, const sched_result& r, int n_backe
   };
   std::vector<hnode> h(t.size());
   std::vector<dyn_alloc> bufs(n_backends);
+  for (int b = 0; b < n_backends && b < static_cast<int>(alignment.size()); ++b)
+    if (alignment[b]) bufs[b].align = alignment[b];
   auto is_view = [&](int id) { return t[id].view_src >= 0; };
   auto own = [&](int id) { return h[id].allocated; };
   auto allocated = [&](int id) { return t[id].buffer >= 0 && !is_view(id) ? true : own(id); };
@@ -742,7 +744,7 @@ std::vector<std::uint64_t> simulate_compute_buffers(const compute_graph_spec& sp
   g.t.reserve(spec.layers.size() * 64 + 64);
   build_graph(spec, g, cpu);
   auto r = schedule(g, spec, cpu);
-  return allocate(g, r, cpu + 1);
+  return allocate(g, r, cpu + 1, spec.device_alignment);
 }
 
 }  // namespace agifarm::plan

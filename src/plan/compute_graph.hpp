@@ -8,8 +8,8 @@
 //     their ops, GPU backends expand up and down, CPU last), cuts the graph into splits and adds the
 //     copies of every input that crosses backends (4 copies of each with pipeline parallelism);
 //  3. allocates the copied graph with ggml-alloc's rules (inputs and leafs first, in-place reuse of a
-//     parent with one consumer, freeing after the last consumer, best-fit free blocks, 32-byte
-//     alignment) and returns the high-water mark of each backend's buffer.
+//     parent with one consumer, freeing after the last consumer, best-fit free blocks, the
+//     alignment of the buffer type) and returns the high-water mark of each backend's buffer.
 // Sources: src/llama-graph.cpp, src/models/{qwen3,qwen3moe,llama}.cpp, src/llama-kv-cache.cpp,
 // ggml/src/ggml-backend.cpp, ggml/src/ggml-alloc.c of llama.cpp (docs/planning.md, "compute").
 //
@@ -58,6 +58,7 @@ struct compute_graph_spec {
   bool full_offload = false;
   bool pins_dropped = false;
   std::vector<bool> offload_ops;  // per device: CUDA-like op offload of host weights for batches >= 32
+  std::vector<std::uint64_t> device_alignment;  // per device buffer alignment (default 32; CUDA 128)
 };
 
 // Bytes of the compute buffer of each device (index 0..n_devices-1) and of the host (last entry).

@@ -362,7 +362,10 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
                           args.overrides.empty();
     g.full_offload = ngl > n_layer;
     g.pins_dropped = args.n_outputs_max == 0;  // llama-fit-params' size-only reservation
-    for (int i = 0; i < nd; ++i) g.offload_ops.push_back(all_devices[dev_index[i]].offloads_ops);
+    for (int i = 0; i < nd; ++i) {
+      g.offload_ops.push_back(all_devices[dev_index[i]].offloads_ops);
+      g.device_alignment.push_back(all_devices[dev_index[i]].offloads_ops ? 128 : 32);  // CUDA/ROCm: 128
+    }
     auto sizes = simulate_compute_buffers(g);
     for (int i = 0; i < nd; ++i) comp_bytes[i] = sizes[i];
     host_comp = sizes[nd];

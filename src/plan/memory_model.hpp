@@ -8,7 +8,8 @@
 //  - KV cache: llama_context + llama_kv_cache — n_ctx padded to 256, per stream n_ctx/np padded to 256
 //    unless unified, K/V rows of n_embd_k_gqa / n_embd_v_gqa elements of the cache type, on the
 //    device of the layer (host with -nkvo);
-//  - compute: a formula fitted to llama.cpp's graph reserve (logits, attention mask, activations).
+//  - compute: llama.cpp's worst-case graph reserve replayed node by node (plan/compute_graph.hpp):
+//    the model graph of one micro-batch, the scheduler's splits and input copies, ggml-alloc's peak.
 //
 // Contract: pure functions of plain data, thread-safe. model_shape_of never fails on an unknown
 // architecture: it falls back to generic hyperparameters and sets `known_architecture = false`.

@@ -12,6 +12,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <cerrno>
+#include <charconv>
 #include <list>
 #include <random>
 #include <thread>
@@ -222,7 +223,11 @@ struct server::impl {
   }
 
   static void append_chunk(std::string& out, std::string_view data) {
-    out += fmt::format("{:x}\r\n", data.size());
+    char size[24];
+    auto end = std::to_chars(size, size + sizeof size - 2, data.size(), 16).ptr;
+    *end++ = '\r';
+    *end++ = '\n';
+    out.append(size, end);
     out.append(data);
     out += "\r\n";
   }

@@ -1,9 +1,69 @@
+#include <string.h>
+
 #include <boost/json.hpp>
 
 #include "gateway/usage.hpp"
 
 namespace agifarm::gateway {
 namespace json = boost::json;
+
+namespace {
+
+// memmem: glibc's is a vectorised two-way search; string_view::find runs memchr on the needle's
+// first character, and '"' is everywhere in JSON.
+std::size_t find_bytes(std::string_view hay, std::string_view needle, std::size_t from = 0) {
+  if (from > hay.size()) return std::string_view::npos;
+  const void* p = ::memmem(hay.data() + from, hay.size() - from, needle.data(), needle.size());
+  return p ? static_cast<std::size_t>(static_cast<const char*>(p) - hay.data()) : std::string_view::npos;
+}
+
+// The JSON object that starts at text[open] ('{'), up to its matching '}', honouring strings and
+// escapes; empty if it does not close.
+std::string_view object_at(std::string_view text, std::size_t open) {
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = open; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '{') ++depth;
+    else if (c == '}' && --depth == 0) return text.substr(open, i - open + 1);
+  }
+  return {};
+}
+
+// usage_from_json on the last `"usage": {...}` member of a JSON text, without parsing the rest (a
+// completion body can be large; the usage object is small). Falls back to the whole text when the
+// quick look finds nothing it can read.
+std::optional<token_usage> usage_member(std::string_view text) {
+  constexpr std::string_view k_key = "\"usage\"";
+  std::size_t last = std::string_view::npos;
+  for (std::size_t at = find_bytes(text, k_key); at != std::string_view::npos; at = find_bytes(text, k_key, at + 1))
+    last = at;
+  if (last == std::string_view::npos) return std::nullopt;
+  std::size_t i = last + k_key.size();
+  while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
+  if (i < text.size() && text[i] == ':') {
+    ++i;
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
+    if (i < text.size() && text[i] == '{') {
+      auto obj = object_at(text, i);
+      if (!obj.empty()) {
+        std::string wrapped = "{\"usage\":";
+        wrapped.append(obj);
+        wrapped.push_back('}');
+        if (auto u = usage_from_json(wrapped)) return u;
+      }
+    }
+  }
+  return usage_from_json(text);
+}
+
+}  // namespace
 
 std::optional<token_usage> usage_from_json(std::string_view text) {
   boost::system::error_code ec;
@@ -46,7 +106,7 @@ void usage_scanner::line(std::string_view l) {
     done_ = true;
     return;
   }
-  if (l.find("\"usage\"") == std::string_view::npos) return;
+  if (find_bytes(l, "\"usage\"") == std::string_view::npos) return;
   if (auto u = usage_from_json(l)) {
     // Anthropic splits usage across message_start (input) and message_delta (output): merge.
     if (!found_) found_ = token_usage{};
@@ -96,7 +156,7 @@ void usage_scanner::feed(std::string_view bytes) {
 std::optional<token_usage> usage_scanner::finish() {
   if (!sse_) {
     if (overflow_ || buf_.empty()) return std::nullopt;
-    return usage_from_json(buf_);
+    return usage_member(buf_);
   }
   if (!buf_.empty() && !overflow_) {
     line(buf_);

@@ -111,6 +111,26 @@ TEST(gateway_usage, scanner_finds_usage_in_sse_split_anywhere) {
   EXPECT_FALSE(none.finish());
 }
 
+TEST(gateway_usage, json_body_usage_is_read_from_its_member_alone) {
+  // The word "usage" and braces inside strings do not confuse it; the usage object comes last.
+  std::string body = R"({"id":"x","choices":[{"message":{"content":"my \"usage\": {not json} of {braces}"}}],)"
+                     R"("usage" : {"prompt_tokens":3,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":1}}})";
+  usage_scanner j(false);
+  j.feed(body);
+  auto u = j.finish();
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->prompt, 3u);
+  EXPECT_EQ(u->completion, 4u);
+  // A usage object that never closes: nothing, no crash.
+  usage_scanner cut(false);
+  cut.feed(R"({"usage":{"prompt_tokens":3,)");
+  EXPECT_FALSE(cut.finish());
+  // "usage" only as a string value: nothing.
+  usage_scanner str(false);
+  str.feed(R"({"content":"usage","n":1})");
+  EXPECT_FALSE(str.finish());
+}
+
 TEST(gateway_usage, store_persists_across_reopen) {
   auto path = std::filesystem::temp_directory_path() / ("agifarm-usage-" + std::to_string(::getpid()) + ".db");
   std::filesystem::remove(path);

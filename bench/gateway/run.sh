@@ -38,7 +38,7 @@ wait_http() {  # port path
 }
 
 be_port=$(free_port); gw_port=$(free_port); ng_port=$(free_port)
-"$fixture" --port "$be_port" --threads 1 --chunks 16 >"$work/fixture.log" 2>&1 & pids+=($!)
+"$fixture" --port "$be_port" --threads 1 --chunks 16 >"$work/fixture.log" 2>&1 & pids+=($!); be_pid=$!
 wait_http "$be_port" /health
 
 cat >"$work/farm.yaml" <<YAML
@@ -52,7 +52,7 @@ pools:
     slots_per_replica: 4096
     replicas: [{name: fixture, url: "http://127.0.0.1:$be_port"}]
 YAML
-"$agifarm" serve --config "$work/farm.yaml" >"$work/gateway.log" 2>&1 & pids+=($!)
+"$agifarm" serve --config "$work/farm.yaml" >"$work/gateway.log" 2>&1 & pids+=($!); gw_pid=$!
 wait_http "$gw_port" /health
 
 mkdir -p "$work/nginx/logs" "$work/nginx/tmp"
@@ -82,7 +82,7 @@ http {
   }
 }
 NGINX
-"$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" >"$work/nginx/stdout.log" 2>&1 & pids+=($!)
+"$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" >"$work/nginx/stdout.log" 2>&1 & pids+=($!); ng_pid=$!
 wait_http "$ng_port" /health
 
 body_plain='{"model":"fast","messages":[{"role":"user","content":"hi"}]}'
@@ -98,30 +98,44 @@ done
 
 results="$work/results.txt"
 : >"$results"
-run_wrk() {  # name port kind conns
-  local out
+# CPU time (clock ticks, user + system) of a process and its children (nginx's workers).
+cpu_ticks() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+hz=$(getconf CLK_TCK)
+run_wrk() {  # name port kind conns pid
+  local out before after
+  before=$(cpu_ticks "$5")
   out=$(wrk -t2 -c"$4" -d"${secs}s" --latency -s "$work/$3.lua" "http://127.0.0.1:$2/v1/chat/completions")
-  local rps p99 errs
+  after=$(cpu_ticks "$5")
+  local rps p99 errs n cpu
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  # CPU microseconds the process (direct: the backend; otherwise the proxy) spent per request.
+  cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$n" 'BEGIN {printf "%.2f", (n > 0 ? t * 1e6 / hz / n : 0)}')
   errs=$(awk '/Non-2xx/ {print $NF} /Socket errors/ {print "sock:" $0}' <<<"$out" | tr '\n' ' ')
-  echo "$1 $3 $4 $rps $p99 ${errs:-none}" >>"$results"
+  echo "$1 $3 $4 $rps $p99 $cpu ${errs:-none}" >>"$results"
 }
 rounds="${ROUNDS:-3}"
 for _ in $(seq 1 "$rounds"); do
   for kind in plain stream; do
     for conns in 64 256; do
       # Interleave the three targets so drifting machine load hits all of them alike.
-      run_wrk direct "$be_port" "$kind" "$conns"
-      run_wrk agifarm "$gw_port" "$kind" "$conns"
-      run_wrk nginx "$ng_port" "$kind" "$conns"
+      run_wrk direct "$be_port" "$kind" "$conns" "$be_pid"
+      run_wrk agifarm "$gw_port" "$kind" "$conns" "$gw_pid"
+      run_wrk nginx "$ng_port" "$kind" "$conns" "$ng_pid"
     done
   done
 done
 
 python3 - "$results" "$pthreads" <<'PY'
 import sys
-rows = [l.split(None, 5) for l in open(sys.argv[1]) if l.strip()]
+rows = [l.split(None, 6) for l in open(sys.argv[1]) if l.strip()]
 def ms(s):
     if s.endswith("us"): return float(s[:-2]) / 1000
     if s.endswith("ms"): return float(s[:-2])
@@ -130,19 +144,21 @@ def ms(s):
 import statistics
 runs = {}
 for r in rows:
-    runs.setdefault((r[0], r[1], r[2]), []).append((float(r[3]), ms(r[4]), r[5].strip()))
+    runs.setdefault((r[0], r[1], r[2]), []).append((float(r[3]), ms(r[4]), float(r[5]), r[6].strip()))
 # Median over the rounds (the machine is shared; single runs swing).
-d = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v),
-         " ".join(x[2] for x in v if x[2] != "none") or "none") for k, v in runs.items()}
+d = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v), statistics.median(x[2] for x in v),
+         " ".join(x[3] for x in v if x[3] != "none") or "none") for k, v in runs.items()}
 print(f"proxy threads/workers: {sys.argv[2]}; median of {len(next(iter(runs.values())))} rounds")
+print("rps: requests/s; +p99: the proxy's p99 minus direct's; CPU/req: the proxy process's CPU time per request")
 print(f"{'workload':<16}{'conns':>6}{'direct rps':>12}{'agifarm rps':>13}{'nginx rps':>11}{'ratio a/n':>10}"
-      f"{'p99 direct':>11}{'+p99 agifarm':>13}{'+p99 nginx':>11}")
+      f"{'p99 direct':>11}{'+p99 agifarm':>13}{'+p99 nginx':>11}{'CPU/req agifarm':>16}{'CPU/req nginx':>14}")
 for kind in ("plain", "stream"):
     for c in ("64", "256"):
-        dr, dp, _ = d[("direct", kind, c)]
-        ar, ap, ae = d[("agifarm", kind, c)]
-        nr, np_, ne = d[("nginx", kind, c)]
+        dr, dp, _, _ = d[("direct", kind, c)]
+        ar, ap, ac, ae = d[("agifarm", kind, c)]
+        nr, np_, nc, ne = d[("nginx", kind, c)]
         name = "non-streaming" if kind == "plain" else "streaming(SSE)"
         print(f"{name:<16}{c:>6}{dr:>12.0f}{ar:>13.0f}{nr:>11.0f}{ar/nr:>10.2f}{dp:>9.2f}ms{ap-dp:>11.2f}ms{np_-dp:>9.2f}ms"
+              f"{ac:>14.1f}us{nc:>12.1f}us"
               + ("" if ae == "none" and ne == "none" else f"   errors: agifarm[{ae}] nginx[{ne}]"))
 PY

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
+#include <cstddef>
 
 namespace agifarm::gateway {
 namespace json = boost::json;
@@ -69,7 +70,13 @@ std::string position_of(std::string_view body, std::size_t offset) {
 }  // namespace
 
 result<request_info> inspect_request(std::string_view body, endpoint kind) {
-  json::stream_parser p;
+  // The parsed value lives only in this call: a stack arena spares the allocator for typical requests
+  // (bigger bodies spill over to the heap).
+  unsigned char temp[2048];
+  alignas(std::max_align_t) unsigned char arena[8192];
+  json::monotonic_resource mr(arena, sizeof arena);
+  json::stream_parser p(json::storage_ptr(), json::parse_options(), temp, sizeof temp);
+  p.reset(&mr);
   boost::system::error_code ec;
   std::size_t n = p.write_some(body.data(), body.size(), ec);
   if (!ec && n < body.size()) {

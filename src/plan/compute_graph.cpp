@@ -211,14 +211,14 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
   int mask = input(fa ? dtype::f16 : dtype::f32, {kv, T / ns, 1, ns});
   int k_rot = -1, v_rot = -1;
   std::int64_t nrot_k = 0, nrot_v = 64;
-  if (quantized(tk) && hk % 64 == 0) {
+  if (quantized(tk) && hk > 0 && hk % 64 == 0) {
     nrot_k = 64;
     do nrot_k *= 2;
     while (hk % nrot_k == 0);
     nrot_k /= 2;
     k_rot = input(dtype::f32, {nrot_k, nrot_k, 1, 1});
   }
-  if (quantized(tv) && hv % 64 == 0) v_rot = input(dtype::f32, {nrot_v, nrot_v, 1, 1});
+  if (quantized(tv) && hv > 0 && hv % 64 == 0) v_rot = input(dtype::f32, {nrot_v, nrot_v, 1, 1});
   int out_ids = input(dtype::i32, {s.n_outputs, 1, 1, 1});
 
   for (int il = 0; il < n_layer; ++il) {

@@ -13,6 +13,7 @@ namespace agifarm::plan {
 namespace {
 
 constexpr std::uint64_t k_tensor_alignment = 32;
+constexpr std::uint64_t k_max_layers = 4096;  // real models have < 200; the compute replay is linear in it
 
 std::uint64_t pad(std::uint64_t x, std::uint64_t n) { return (x + n - 1) / n * n; }
 
@@ -125,6 +126,9 @@ std::uint64_t kv_row_bytes(const std::string& type, std::uint64_t n) {
 result<memory_estimate> estimate_memory(const model_shape& shape, const server_args& args,
                                         const std::vector<device_desc>& all_devices) {
   memory_estimate e;
+  if (shape.n_layer > k_max_layers)
+    return make_error(fmt::format("model '{}' declares {} layers; more than {} is not a model agifarm can plan",
+                                  shape.file.empty() ? shape.name : shape.file, shape.n_layer, k_max_layers), 2);
   const int n_layer = static_cast<int>(shape.n_layer);
 
   // Devices that take part: split mode none uses only the main GPU.

@@ -87,7 +87,7 @@ struct memory_estimate {
 };
 
 // Predicts the breakdown for `args` (the model in `shape`) on `devices`. Errors (exit 2): an -ot buffer
-// that names no device, a regex that does not compile.
+// that names no device, a regex that does not compile, a model declaring more than 4096 layers.
 result<memory_estimate> estimate_memory(const model_shape& shape, const server_args& args,
                                         const std::vector<device_desc>& devices);
 

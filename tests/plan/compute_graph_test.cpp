@@ -2,6 +2,8 @@
 // server_buffers_test) compare it with llama.cpp itself; these check properties that follow from how
 // ggml's scheduler and allocator work, without llama.cpp.
 #include "plan/compute_graph.hpp"
+#include "plan/memory_model.hpp"
+#include "plan/server_args.hpp"
 
 #include <gtest/gtest.h>
 
@@ -107,6 +109,26 @@ TEST(compute_graph, compute_grows_with_the_context_through_the_mask) {
   auto small = dense(4, 1, 512, 4096), big = dense(4, 1, 512, 65536);
   auto a = simulate_compute_buffers(small), b = simulate_compute_buffers(big);
   EXPECT_GE(b[1], a[1] + 2ull * (65536 - 4096) * 512);  // the f16 mask input lives on the host
+}
+
+TEST(compute_graph, degenerate_shapes_finish) {
+  auto s = dense(2, 1);
+  s.head_dim_k = s.head_dim_v = 0;  // a header without head sizes, quantized cache: no rotation search
+  s.type_k = s.type_v = "q8_0";
+  s.n_embd = 0;
+  auto c = simulate_compute_buffers(s);
+  EXPECT_EQ(c.size(), 2u);
+}
+
+TEST(compute_graph, absurd_layer_counts_are_an_error_not_an_allocation) {
+  model_shape m;
+  m.name = "hostile";
+  m.n_layer = 1u << 30;
+  m.n_embd = m.n_head = m.n_head_kv = m.head_dim_k = m.head_dim_v = 1;
+  auto r = estimate_memory(m, server_args{}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().exit_code, 2);
+  EXPECT_NE(r.err().message.find("layers"), std::string::npos) << r.err().message;
 }
 
 }  // namespace

@@ -77,15 +77,25 @@ std::optional<token_usage> usage_from_json(std::string_view text) {
     if (auto* m = o->if_contains("message"))
       if (auto* mo = m->if_object()) u = mo->if_contains("usage");
   }
-  if (!u || !u->is_object()) return std::nullopt;
-  const auto& uo = u->get_object();
-  auto get = [&](const char* k) -> std::optional<std::uint64_t> {
-    auto* x = uo.if_contains(k);
+  auto number = [](const json::object& obj, const char* k) -> std::optional<std::uint64_t> {
+    auto* x = obj.if_contains(k);
     if (!x) return std::nullopt;
     if (auto* i = x->if_int64()) return *i < 0 ? 0 : static_cast<std::uint64_t>(*i);
     if (auto* i = x->if_uint64()) return *i;
     return std::nullopt;
   };
+  if (!u || !u->is_object()) {
+    // llama-server's last stream chunk carries "timings" even when the client did not ask for usage
+    // (stream_options.include_usage): prompt tokens = processed + taken from the cache.
+    auto* tm = o->if_contains("timings");
+    auto* to = tm ? tm->if_object() : nullptr;
+    if (!to) return std::nullopt;
+    auto prompt = number(*to, "prompt_n"), predicted = number(*to, "predicted_n"), cached = number(*to, "cache_n");
+    if (!prompt || !predicted) return std::nullopt;
+    return token_usage{*prompt + cached.value_or(0), *predicted};
+  }
+  const auto& uo = u->get_object();
+  auto get = [&](const char* k) { return number(uo, k); };
   token_usage t;
   bool any = false;
   if (auto p = get("prompt_tokens")) t.prompt = *p, any = true;
@@ -106,7 +116,8 @@ void usage_scanner::line(std::string_view l) {
     done_ = true;
     return;
   }
-  if (find_bytes(l, "\"usage\"") == std::string_view::npos) return;
+  if (find_bytes(l, "\"usage\"") == std::string_view::npos && find_bytes(l, "\"timings\"") == std::string_view::npos)
+    return;
   if (auto u = usage_from_json(l)) {
     // Anthropic splits usage across message_start (input) and message_delta (output): merge.
     if (!found_) found_ = token_usage{};

@@ -131,6 +131,26 @@ TEST(gateway_usage, json_body_usage_is_read_from_its_member_alone) {
   EXPECT_FALSE(str.finish());
 }
 
+TEST(gateway_usage, llama_server_stream_without_usage_is_counted_from_its_timings) {
+  // The last chunk of a llama-server stream when the client did not set stream_options.include_usage.
+  usage_scanner s(true);
+  s.feed("data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n");
+  s.feed("data: {\"choices\":[{\"finish_reason\":\"length\",\"delta\":{}}],\"timings\":{\"cache_n\":20,"
+         "\"prompt_n\":5,\"prompt_ms\":1.5,\"predicted_n\":8,\"predicted_ms\":9.1}}\n\ndata: [DONE]\n\n");
+  auto u = s.finish();
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->prompt, 25u);  // processed + cached
+  EXPECT_EQ(u->completion, 8u);
+  // With include_usage the usage object wins over the timings in the same chunk.
+  usage_scanner both(true);
+  both.feed("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":9},"
+            "\"timings\":{\"cache_n\":0,\"prompt_n\":1,\"predicted_n\":1}}\n\n");
+  u = both.finish();
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->prompt, 30u);
+  EXPECT_EQ(u->completion, 9u);
+}
+
 TEST(gateway_usage, store_persists_across_reopen) {
   auto path = std::filesystem::temp_directory_path() / ("agifarm-usage-" + std::to_string(::getpid()) + ".db");
   std::filesystem::remove(path);

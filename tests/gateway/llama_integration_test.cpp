@@ -96,6 +96,19 @@ TEST(gateway_llama, openai_js_client_chats_and_streams_through_the_gateway) {
   // The gateway counted the backends' token usage for the non-streaming answers.
   auto m = test::http_request(gw.port(), "GET", "/metrics").body;
   EXPECT_EQ(m.find("agifarm_gateway_completion_tokens_total{pool=\"tiny\"} 0\n"), std::string::npos) << m;
+  // A stream whose client did not ask for usage is counted too (from llama-server's final timings).
+  auto completion_tokens = [&] {
+    auto text = test::http_request(gw.port(), "GET", "/metrics").body;
+    const std::string key = "agifarm_gateway_completion_tokens_total{pool=\"tiny\"} ";
+    auto at = text.find(key);
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + key.size()));
+  };
+  double before = completion_tokens();
+  std::string body = chat_body(true, 5);
+  body.insert(body.size() - 1, ",\"ignore_eos\":true");
+  auto r2 = raw_exchange(gw.port(), post("/v1/chat/completions", body));
+  ASSERT_NE(body_of(r2.data).find("data: [DONE]"), std::string::npos) << r2.data.substr(0, 400);
+  EXPECT_EQ(completion_tokens(), before + 5);
 }
 
 // 300 requests from 32 concurrent clients; one replica is SIGKILLed after 100 have finished. Every

@@ -29,6 +29,31 @@ result<config> config_from_deployment(const plan::deployment& d, const std::map<
       slots = slots == 0 ? it->slots : std::min(slots, it->slots);
     }
     p.slots_per_replica = std::max(1, slots);
+    // Roles of different priority on one model get a pool each over the same replicas, so a "fast"
+    // request waits behind no queue of "think" requests (the scheduler hands freed slots of shared
+    // replicas to the highest-priority pool first). Requests by model name queue at the lowest.
+    int lowest = 0, highest = 0;
+    for (std::size_t i = 0; i < ps.aliases.size(); ++i) {
+      int r = plan::role_priority(ps.aliases[i]);
+      lowest = i == 0 ? r : std::min(lowest, r);
+      highest = i == 0 ? r : std::max(highest, r);
+    }
+    if (ps.aliases.size() > 1 && lowest != highest) {
+      std::vector<std::string> aliases = std::move(p.aliases);
+      p.aliases.clear();
+      p.priority = lowest;
+      for (const auto& a : aliases) {
+        if (plan::role_priority(a) == lowest) {
+          p.aliases.push_back(a);
+          continue;
+        }
+        pool_config role = p;
+        role.name = a;
+        role.aliases.clear();
+        role.priority = plan::role_priority(a);
+        base.pools.push_back(std::move(role));
+      }
+    }
     base.pools.push_back(std::move(p));
   }
   if (auto v = validate(base); !v) return v.err();

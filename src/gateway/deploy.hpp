@@ -1,6 +1,8 @@
 // deploy: builds a gateway::config from the planner's deployment (plan/deployment.hpp), for the farm
 // runner. Pools come from deployment.pools; each pool's replicas are its backends, at the URLs the
 // runner resolved (backend name -> "http://host:port"). slots_per_replica is the backend's -np.
+// A pool whose roles differ in plan::role_priority is split: each higher-priority role becomes a pool
+// of its own over the same replicas (per-role queue priority); the model name and the lowest roles stay.
 // Pure function; thread-safe.
 #pragma once
 

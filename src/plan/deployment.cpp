@@ -6,6 +6,8 @@ namespace agifarm::plan {
 namespace json = boost::json;
 
 std::string to_string(backend_kind k) { return k == backend_kind::llama_server ? "llama-server" : "ggml-rpc-server"; }
+int role_priority(std::string_view role) { return role == "fast" ? 2 : role == "code" ? 1 : 0; }
+
 std::string to_string(balance_policy p) {
   return p == balance_policy::least_outstanding ? "least_outstanding" : "prefix_affinity";
 }

@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
@@ -78,5 +79,7 @@ result<deployment> deployment_from_json(const boost::json::value& v);  // errors
 
 std::string to_string(backend_kind k);
 std::string to_string(balance_policy p);
+// Queue priority of a role: interactive "fast" over "code" over everything else ("think", custom).
+int role_priority(std::string_view role);
 
 }  // namespace agifarm::plan

@@ -454,7 +454,7 @@ result<plan_document> make_plan(const hw::inventory& inv, const std::vector<plan
     d.ctx = std::max(d.ctx, r.ctx);
     d.ctx_total += static_cast<long>(r.ctx) * r.agents;
     d.agents += r.agents;
-    d.priority = std::max(d.priority, r.name == "fast" ? 2 : r.name == "code" ? 1 : 0);
+    d.priority = std::max(d.priority, role_priority(r.name));
     doc.roles.push_back({r.name, r.model, r.ctx, r.agents});
   }
 

@@ -45,3 +45,40 @@ TEST(gateway_deploy, pools_from_a_deployment_with_resolved_urls) {
   d.pools[0].backends = {"nope"};
   EXPECT_FALSE(gateway::config_from_deployment(d, {}, base).ok());
 }
+
+TEST(gateway_deploy, roles_of_one_model_get_their_own_priority_over_shared_replicas) {
+  plan::deployment d;
+  d.strategy = "replica";
+  plan::backend_spec r0, r1;
+  r0.name = "tiny-r0";
+  r1.name = "tiny-r1";
+  r0.slots = r1.slots = 2;
+  d.backends = {r0, r1};
+  plan::pool_spec p;
+  p.name = "tiny";
+  p.aliases = {"fast", "code", "think"};
+  p.backends = {"tiny-r0", "tiny-r1"};
+  p.priority = 2;
+  d.pools = {p};
+  std::map<std::string, std::string> urls{{"tiny-r0", "http://127.0.0.1:9001"}, {"tiny-r1", "http://127.0.0.1:9002"}};
+  auto c = gateway::config_from_deployment(d, urls, {});
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  std::map<std::string, const gateway::pool_config*> by_name;
+  for (const auto& pc : c->pools) by_name[pc.name] = &pc;
+  ASSERT_EQ(by_name.size(), 3u);
+  EXPECT_EQ(by_name["fast"]->priority, 2);
+  EXPECT_EQ(by_name["code"]->priority, 1);
+  EXPECT_EQ(by_name["tiny"]->priority, 0);
+  EXPECT_EQ(by_name["tiny"]->aliases, std::vector<std::string>{"think"});
+  for (const auto& [name, pc] : by_name) {
+    ASSERT_EQ(pc->replicas.size(), 2u) << name;
+    EXPECT_EQ(pc->replicas[1].url, "http://127.0.0.1:9002") << name;
+    EXPECT_EQ(pc->slots_per_replica, 2) << name;
+  }
+  // Roles of equal priority stay aliases of one pool.
+  d.pools[0].aliases = {"think", "research"};
+  auto same = gateway::config_from_deployment(d, urls, {});
+  ASSERT_TRUE(same.ok());
+  ASSERT_EQ(same->pools.size(), 1u);
+  EXPECT_EQ(same->pools[0].aliases.size(), 2u);
+}

@@ -257,7 +257,10 @@ bool choose_expert_offload(const planner_ctx& pc, const model_shape& m, placemen
     p.ot.clear();
     if (!chosen.empty()) {
       std::string alt;
-      for (int l : chosen) alt += (alt.empty() ? "" : "|") + std::to_string(l);
+      for (int l : chosen) {
+        if (!alt.empty()) alt += '|';
+        alt += std::to_string(l);
+      }
       p.ot.push_back(fmt::format("blk\\.({})\\.ffn_(up|down|gate)_exps=CPU", alt));
     }
     evaluate(pc, m, p);
@@ -352,7 +355,10 @@ result<offload_choice> choose_offload(const model_shape& m, const server_args& b
     out.ot_rule.clear();
     if (!chosen.empty()) {
       std::string alt;
-      for (int l : chosen) alt += (alt.empty() ? "" : "|") + std::to_string(l);
+      for (int l : chosen) {
+        if (!alt.empty()) alt += '|';
+        alt += std::to_string(l);
+      }
       out.ot_rule = fmt::format("blk\\.({})\\.ffn_(up|down|gate)_exps=CPU", alt);
       a.overrides.insert(a.overrides.begin(), {fmt::format("blk\\.({})\\.ffn_(up|down|gate)_exps", alt), "CPU"});
     }
@@ -859,7 +865,10 @@ std::string format_plan(const plan_document& d) {
   auto bar = [](std::uint64_t used, std::uint64_t cap) {
     int w = 20;
     int n = cap ? static_cast<int>(std::min<double>(w, std::round(w * static_cast<double>(used) / static_cast<double>(cap)))) : 0;
-    std::string s = "[" + std::string(n, '#') + std::string(w - n, '.') + "]";
+    std::string s(1, '[');  // appended piecewise: "[" + std::string(...) trips GCC 12's -Wrestrict
+    s.append(static_cast<std::size_t>(n), '#');
+    s.append(static_cast<std::size_t>(w - n), '.');
+    s += ']';
     if (cap && used > cap) s += "!";
     return s;
   };

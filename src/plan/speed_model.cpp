@@ -13,9 +13,9 @@ double cpu_matmul_efficiency(std::string_view type) {
     std::string_view type;
     double eta;
   };
-  static constexpr rate k_rates[] = {{"Q4_0", 0.74}, {"Q4_1", 0.60}, {"Q5_0", 0.50}, {"Q5_1", 0.50},
-                                     {"Q8_0", 0.52}, {"Q2_K", 0.40}, {"Q3_K", 0.40}, {"Q4_K", 0.63},
-                                     {"Q5_K", 0.45}, {"Q6_K", 0.31}, {"F16", 0.57},  {"BF16", 0.57},
+  static constexpr rate k_rates[] = {{"Q4_0", 0.78}, {"Q4_1", 0.65}, {"Q5_0", 0.55}, {"Q5_1", 0.55},
+                                     {"Q8_0", 0.60}, {"Q2_K", 0.50}, {"Q3_K", 0.50}, {"Q4_K", 0.80},
+                                     {"Q5_K", 0.60}, {"Q6_K", 0.43}, {"F16", 0.57},  {"BF16", 0.57},
                                      {"F32", 0.45},  {"MXFP4", 0.50}};
   for (const auto& r : k_rates)
     if (r.type == type) return r.eta;

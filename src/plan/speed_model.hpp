@@ -55,10 +55,10 @@ struct speed_estimate {
 // CUDA results.
 inline constexpr double k_eta_bw_gpu = 0.75;
 inline constexpr double k_eta_flops_gpu = 0.35;
-inline constexpr double k_eta_bw_cpu = 0.80;
+inline constexpr double k_eta_bw_cpu = 1.0;  // llama.cpp reads weights at the rate hw::measure_ram_bandwidth finds
 // MoE expert matmuls on the CPU (ggml's mul_mat_id: gathering rows per expert, small matrices) run
 // this many times slower per FLOP than a dense matmul of the same type.
-inline constexpr double k_cpu_expert_slowdown = 2.5;
+inline constexpr double k_cpu_expert_slowdown = 2.05;
 // Fixed cost per layer per decoded token (kernel launches, synchronisation), GPU and CPU.
 inline constexpr double k_layer_overhead_gpu_s = 60e-6;
 inline constexpr double k_layer_overhead_cpu_s = 20e-6;

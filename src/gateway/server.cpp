@@ -76,9 +76,12 @@ std::string error_type_for(int status) {
 // One backend connection with its read buffer; lives in a worker's idle pool between requests.
 struct upstream_conn {
   // Beast reads max(512, free capacity) bytes at a time: reserve, so a burst of SSE events is one read.
-  explicit upstream_conn(net::any_io_executor ex) : stream(ex) { buffer.reserve(65536); }
+  explicit upstream_conn(net::any_io_executor ex) : stream(ex), relay(new char[k_relay_buffer]) { buffer.reserve(65536); }
   beast::tcp_stream stream;
   beast::flat_buffer buffer;
+  // Body bytes on their way to the client; lives with the pooled connection, so a request's
+  // coroutine frame stays small (frames are heap-allocated per call).
+  std::unique_ptr<char[]> relay;
   bool reused = false;
 };
 
@@ -250,7 +253,7 @@ struct server::impl {
     std::optional<http::response_parser<http::buffer_body>> parser_holder;
     parser_holder.emplace();
     parser_holder->body_limit(boost::none);
-    char buf[k_relay_buffer];
+    char* buf = nullptr;  // conn->relay once connected
     std::size_t got = 0;
     for (int fresh_try = 0;; ++fresh_try) {
       conn = fresh_try == 0 ? take_idle(w, l.replica) : nullptr;
@@ -298,6 +301,7 @@ struct server::impl {
       break;
     }
     auto& parser = *parser_holder;
+    buf = conn->relay.get();
     auto& res = parser.get();
     int status = static_cast<int>(res.result_int());
     out.upstream_status = status;
@@ -310,7 +314,7 @@ struct server::impl {
     // anything is retried rather than committed.
     auto read_some = [&]() -> awaitable<boost::system::error_code> {
       res.body().data = buf;
-      res.body().size = sizeof buf;
+      res.body().size = k_relay_buffer;
       auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buffer, parser, k_tuple);
       (void)n;
       if (ec == http::error::need_buffer) ec = {};
@@ -326,7 +330,7 @@ struct server::impl {
         }
         if (used == 0) break;
       }
-      got = sizeof buf - res.body().size;
+      got = k_relay_buffer - res.body().size;
       co_return ec;
     };
     boost::system::error_code ec;

@@ -85,7 +85,9 @@ NGINX
 "$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" >"$work/nginx/stdout.log" 2>&1 & pids+=($!); ng_pid=$!
 wait_http "$ng_port" /health
 
+# shellcheck disable=SC2034  # read through ${!body_var} below
 body_plain='{"model":"fast","messages":[{"role":"user","content":"hi"}]}'
+# shellcheck disable=SC2034
 body_stream='{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}'
 for kind in plain stream; do
   body_var="body_$kind"

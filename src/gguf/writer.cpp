@@ -93,6 +93,7 @@ result<serialized_header> serialize_header(const writer_input& in) {
       if (auto a = kv.val.as_uint()) alignment = *a;
   if (alignment == 0 || (alignment & (alignment - 1))) return make_error("general.alignment must be a power of 2");
   byte_sink w;
+  w.out.reserve(4096);  // headers are a few KiB to a few MiB; also spares GCC 12 a -Wstringop false positive
   w.out.insert(w.out.end(), {std::byte{'G'}, std::byte{'G'}, std::byte{'U'}, std::byte{'F'}});
   w.put<std::uint32_t>(in.version);
   w.put<std::uint64_t>(in.tensors.size());

@@ -159,7 +159,11 @@ inline gateway::config base_config(const std::vector<std::string>& urls, int slo
   p.name = "tiny";
   p.aliases = {"fast"};
   p.slots_per_replica = slots;
-  for (std::size_t i = 0; i < urls.size(); ++i) p.replicas.push_back({"r" + std::to_string(i), urls[i]});
+  for (std::size_t i = 0; i < urls.size(); ++i) {
+    std::string name(1, 'r');  // not "r" + std::to_string(i): GCC 12 -Wrestrict false positive
+    name += std::to_string(i);
+    p.replicas.push_back({name, urls[i]});
+  }
   c.pools.push_back(p);
   return c;
 }

@@ -319,7 +319,7 @@ class split_model : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir); }
   std::string part(int i, int n) { return dir + "/m-" + fmt(i) + "-of-" + fmt(n) + ".gguf"; }
   static std::string fmt(int i) {
-    char b[8];
+    char b[16];
     std::snprintf(b, sizeof b, "%05d", i);
     return b;
   }

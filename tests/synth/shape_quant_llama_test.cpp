@@ -22,7 +22,10 @@ namespace {
 
 std::string type_name(std::uint32_t t) {
   const auto* i = gguf::find_type(t);
-  return i ? std::string(i->name) : "?" + std::to_string(t);
+  if (i) return std::string(i->name);
+  std::string s(1, '?');
+  s += std::to_string(t);
+  return s;
 }
 
 struct ggml_ctx_deleter {

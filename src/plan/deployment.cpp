@@ -1,5 +1,7 @@
 #include "plan/deployment.hpp"
 
+#include <cmath>
+
 #include <fmt/format.h>
 
 namespace agifarm::plan {
@@ -63,8 +65,12 @@ struct reader {
   double number(const json::object& o, const char* key, const std::string& path) {
     auto* v = o.if_contains(key);
     if (!v) return 0;
-    if (v->is_number()) return v->to_number<double>();
-    fail(path + "." + key, "expected a number");
+    if (v->is_number()) {
+      // 1e400 parses as infinity, which JSON cannot carry back out.
+      double d = v->to_number<double>();
+      if (std::isfinite(d)) return d;
+    }
+    fail(path + "." + key, "expected a finite number");
     return 0;
   }
   std::vector<std::string> strings(const json::object& o, const char* key, const std::string& path) {

@@ -77,6 +77,24 @@ TEST(plan_document, bad_deployment_is_reported_with_its_path) {
   EXPECT_NE(r.err().message.find("deployment.backends[0].port"), std::string::npos) << r.err().message;
 }
 
+TEST(plan_document, a_number_too_big_for_a_double_is_an_error_not_infinity) {
+  // 1e400 parses as infinity, which would serialize as the non-JSON "Infinity" (found by the fuzzer).
+  auto doc = sample();
+  doc.chosen.backends[0].predicted = backend_prediction{};
+  doc.chosen.backends[0].predicted->decode_tps = 12.5;
+  auto text = boost::json::serialize(to_json(doc));
+  auto at = text.find("\"predicted\":{");
+  ASSERT_NE(at, std::string::npos) << "the sample has no predicted figures";
+  auto field = text.find("\"decode_tps\":", at);
+  ASSERT_NE(field, std::string::npos);
+  auto value = field + std::string("\"decode_tps\":").size();
+  auto end = text.find_first_of(",}", value);
+  text.replace(value, end - value, "1e400");
+  auto r = parse_plan_document(text);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.err().message.find("predicted.decode_tps: expected a finite number"), std::string::npos) << r.err().message;
+}
+
 TEST(plan_document, parse_rejects_garbage_text) {
   EXPECT_FALSE(parse_plan_document("{").ok());
   EXPECT_FALSE(parse_plan_document("[]").ok());

@@ -249,6 +249,16 @@ std::string fix_for(const planner_ctx& pc, const model_shape& m, const placement
   return s;
 }
 
+// The -ot tensor pattern of the expert tensors of these layers: blk\.(3|7|12)\.ffn_(up|down|gate)_exps
+std::string experts_of_layers(const std::set<int>& layers) {
+  std::string alt;  // appended piecewise: "|" + std::to_string(...) trips GCC 12's -Wrestrict
+  for (int l : layers) {
+    if (!alt.empty()) alt += '|';
+    alt += std::to_string(l);
+  }
+  return fmt::format("blk\\.({})\\.ffn_(up|down|gate)_exps", alt);
+}
+
 // Chooses layers whose experts move to RAM, biggest expert layers first, per overflowing device,
 // until every device fits. Returns false when even all experts in RAM do not fit.
 bool choose_expert_offload(const planner_ctx& pc, const model_shape& m, placement& p) {
@@ -256,12 +266,7 @@ bool choose_expert_offload(const planner_ctx& pc, const model_shape& m, placemen
   for (int iter = 0; iter < static_cast<int>(m.n_layer) + 2; ++iter) {
     p.ot.clear();
     if (!chosen.empty()) {
-      std::string alt;
-      for (int l : chosen) {
-        if (!alt.empty()) alt += '|';
-        alt += std::to_string(l);
-      }
-      p.ot.push_back(fmt::format("blk\\.({})\\.ffn_(up|down|gate)_exps=CPU", alt));
+      p.ot.push_back(experts_of_layers(chosen) + "=CPU");
     }
     evaluate(pc, m, p);
     if (p.fits) return true;
@@ -354,13 +359,9 @@ result<offload_choice> choose_offload(const model_shape& m, const server_args& b
     server_args a = base;
     out.ot_rule.clear();
     if (!chosen.empty()) {
-      std::string alt;
-      for (int l : chosen) {
-        if (!alt.empty()) alt += '|';
-        alt += std::to_string(l);
-      }
-      out.ot_rule = fmt::format("blk\\.({})\\.ffn_(up|down|gate)_exps=CPU", alt);
-      a.overrides.insert(a.overrides.begin(), {fmt::format("blk\\.({})\\.ffn_(up|down|gate)_exps", alt), "CPU"});
+      std::string pattern = experts_of_layers(chosen);
+      out.ot_rule = pattern + "=CPU";
+      a.overrides.insert(a.overrides.begin(), {pattern, "CPU"});
     }
     auto est = estimate_memory(m, a, devices);
     if (!est) return est.err();

@@ -86,6 +86,19 @@ int num(const json::object& o, const char* k) {
   return v && v->is_int64() ? static_cast<int>(v->as_int64()) : 0;
 }
 
+// Whether the backend's log shows a finished request (llama-server's print_timing) after the
+// supervisor's "[agifarm] start #N" marker, i.e. the N-th process served something.
+bool served_since_start(const std::string& log_path, int start) {
+  std::ifstream in(log_path);
+  const std::string marker = "[agifarm] start #" + std::to_string(start) + ":";
+  bool after_marker = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(marker, 0) == 0) after_marker = true;
+    if (after_marker && line.find("print_timing") != std::string::npos) return true;
+  }
+  return false;
+}
+
 std::string two_replica_farm(const std::string& extra = "") {
   return "models:\n  tiny: {file: " + test::tiny_model() + ", replicas: 2, args: [\"-t\", \"1\"]}\n"
          "roles:\n  fast: {model: tiny, ctx: 1024, agents: 2}\n  code: {model: tiny}\nstrategy: replica\n" + extra;
@@ -190,17 +203,7 @@ TEST(farm_up, kill_9_a_backend_while_requests_flow_farm_keeps_answering) {
   EXPECT_EQ(num(f.backends()["tiny-r0"], "restarts"), 1);
   // The restarted replica gets traffic again.
   auto log_path = f.dir + "/logs/tiny-r0.log";
-  auto served_since_restart = [&] {
-    std::ifstream in(log_path);
-    std::string line;
-    bool after_marker = false;
-    int n = 0;
-    while (std::getline(in, line)) {
-      if (line.rfind("[agifarm] start #2", 0) == 0) after_marker = true;
-      if (after_marker && line.find("print_timing") != std::string::npos) ++n;
-    }
-    return n > 0;
-  };
+  auto served_since_restart = [&] { return served_since_start(log_path, 2); };
   EXPECT_TRUE(test::wait_until(served_since_restart, 60s, 100ms))
       << "no request reached the restarted replica\n--- gateway metrics:\n"
       << test::http_request(f.port, "GET", "/metrics", "", {}, 5s).body << "\n--- tiny-r0 log (tail):\n"
@@ -243,17 +246,7 @@ TEST(farm_up, a_port_taken_while_a_backend_restarts_moves_the_backend_and_the_ga
   }, 90s, 200ms)) << "tiny-r0 did not come back on another port\n" << f.cli({"logs", "agifarm", "--state-dir", f.dir}).output;
   // The gateway sends traffic to the new port: requests keep succeeding and the restarted process serves some.
   auto log_path = f.dir + "/logs/tiny-r0.log";
-  auto served_since_restart = [&] {
-    std::ifstream in(log_path);
-    std::string line;
-    bool after_marker = false;
-    int n = 0;
-    while (std::getline(in, line)) {
-      if (line.rfind("[agifarm] start #2", 0) == 0) after_marker = true;
-      if (after_marker && line.find("print_timing") != std::string::npos) ++n;
-    }
-    return n > 0;
-  };
+  auto served_since_restart = [&] { return served_since_start(log_path, 2); };
   int ok = 0;
   for (int i = 0; i < 40 && !served_since_restart(); ++i) ok += f.chat("fast").status == 200;
   EXPECT_TRUE(served_since_restart()) << "no request reached tiny-r0 on its new port " << moved_to;

@@ -17,7 +17,6 @@
 #include <map>
 #include <sstream>
 
-#include <boost/asio.hpp>
 
 #include "plan/devices.hpp"
 #include "plan/memory_model.hpp"
@@ -64,14 +63,6 @@ std::map<std::string, mib_row> parse_breakdown(const std::string& out) {
   return rows;
 }
 
-bool port_open(int port) {
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::socket s(io);
-  boost::system::error_code ec;
-  s.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)}, ec);
-  return !ec;
-}
-
 class estimate_vs_llama : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -85,7 +76,7 @@ class estimate_vs_llama : public ::testing::Test {
                           *dir_ + fmt::format("/rpc{}.log", i));
       ports_->push_back(port);
     }
-    for (int p : *ports_) ASSERT_TRUE(test::wait_until([&] { return port_open(p); }, std::chrono::seconds(30)));
+    for (int p : *ports_) ASSERT_TRUE(test::wait_until([&] { return test::port_open(p); }, std::chrono::seconds(30)));
   }
   static void TearDownTestSuite() {
     delete rpcs_;

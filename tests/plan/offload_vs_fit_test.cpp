@@ -7,7 +7,6 @@
 
 #include <fmt/format.h>
 
-#include <boost/asio.hpp>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -22,14 +21,6 @@ namespace agifarm::plan {
 namespace {
 
 constexpr std::uint64_t k_mib = 1024 * 1024;
-
-bool port_open(int port) {
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::socket s(io);
-  boost::system::error_code ec;
-  s.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)}, ec);
-  return !ec;
-}
 
 // Device rows of the first memory breakdown table: name -> (total MiB, self MiB).
 std::vector<std::pair<long, long>> device_rows(const std::string& out) {
@@ -60,7 +51,7 @@ TEST_P(offload_vs_fit, keeps_at_least_as_many_expert_layers_on_gpu_and_projectio
     int port = test::free_port();
     rpcs.emplace_back(std::vector<std::string>{test::llama_bin() + "/ggml-rpc-server", "-H", "127.0.0.1", "-p", std::to_string(port)},
                       dir + fmt::format("/rpc{}.log", i));
-    ASSERT_TRUE(test::wait_until([&] { return port_open(port); }, std::chrono::seconds(30)));
+    ASSERT_TRUE(test::wait_until([&] { return test::port_open(port); }, std::chrono::seconds(30)));
     rpc += fmt::format("{}127.0.0.1:{}", i ? "," : "", port);
   }
   // Free-memory target that forces offload: leave all but ~12 GiB (1 device) / ~7 GiB each (2 devices).

@@ -7,7 +7,6 @@
 
 #include <fmt/format.h>
 
-#include <boost/asio.hpp>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -19,14 +18,6 @@
 
 namespace agifarm::plan {
 namespace {
-
-bool port_open(int port) {
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::socket s(io);
-  boost::system::error_code ec;
-  s.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)}, ec);
-  return !ec;
-}
 
 struct mib3 {
   double model = 0, kv = 0, compute = 0;
@@ -42,7 +33,7 @@ TEST(server_buffers, estimate_matches_a_real_llama_server_on_rpc_devices) {
     int port = test::free_port();
     rpcs.emplace_back(std::vector<std::string>{test::llama_bin() + "/ggml-rpc-server", "-H", "127.0.0.1", "-p", std::to_string(port)},
                       dir + fmt::format("/rpc{}.log", i));
-    ASSERT_TRUE(test::wait_until([&] { return port_open(port); }, std::chrono::seconds(30)));
+    ASSERT_TRUE(test::wait_until([&] { return test::port_open(port); }, std::chrono::seconds(30)));
     eps.push_back(fmt::format("127.0.0.1:{}", port));
   }
   std::vector<std::string> extra{"--rpc", eps[0] + "," + eps[1], "-c", "8192", "-np", "2", "-ctk", "q8_0", "-ctv", "q8_0", "-lv", "4"};

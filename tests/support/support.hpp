@@ -54,6 +54,8 @@ class child {
 int free_port();
 // A listening socket on 127.0.0.1:port (to hold a port as another program would); -1 if taken.
 int listen_on(int port);
+// Whether something accepts TCP connections on 127.0.0.1:port.
+bool port_open(int port);
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds poll = std::chrono::milliseconds(50));
 

@@ -1,8 +1,9 @@
 #include "emit/ot_rules.hpp"
 
+#include "common/tensor_pattern.hpp"
+
 #include <algorithm>
 #include <map>
-#include <regex>
 #include <set>
 
 namespace agifarm::emit {
@@ -102,26 +103,30 @@ std::string expert_offload_rule(const std::vector<int>& layers, const std::strin
 }
 
 std::optional<std::vector<int>> expert_rule_layers(const std::string& pattern, int max_layer) {
-  // libstdc++'s regex compiler and matcher recurse; a huge pattern from a hand-edited plan must not
-  // exhaust the stack. Real rules are a few hundred characters at most.
+  // libstdc++'s regex compiler recurses; a huge pattern from a hand-edited plan must not exhaust the
+  // stack. Real rules are a few hundred characters at most.
   if (pattern.size() > k_max_rule_pattern || max_layer > 4096) return std::nullopt;
-  std::regex re;
-  try {
-    re = std::regex(pattern);
-  } catch (const std::regex_error&) {
-    return std::nullopt;
-  }
-  auto hit = [&](const std::string& name) { return std::regex_search(name, re); };
+  auto re = tensor_pattern::compile(pattern);
+  if (!re) return std::nullopt;
+  // 1: matches, 0: does not, -1: the matcher gave up (a pathological pattern is not a rule we rewrite)
+  auto hit = [&](const std::string& name) {
+    auto r = re->search(name);
+    return r ? int{*r} : -1;
+  };
   for (const char* global : {"token_embd.weight", "output.weight", "output_norm.weight", "rope_freqs.weight"})
-    if (hit(global)) return std::nullopt;
+    if (hit(global) != 0) return std::nullopt;
   std::vector<int> layers;
   for (int l = 0; l <= max_layer; ++l) {
     std::string blk = "blk." + std::to_string(l) + ".";
     int experts = 0;
-    for (const char* t : {"ffn_up_exps.weight", "ffn_down_exps.weight", "ffn_gate_exps.weight"}) experts += hit(blk + t);
+    for (const char* t : {"ffn_up_exps.weight", "ffn_down_exps.weight", "ffn_gate_exps.weight"}) {
+      int h = hit(blk + t);
+      if (h < 0) return std::nullopt;
+      experts += h;
+    }
     for (const char* t : {"attn_q.weight", "attn_k.weight", "attn_output.weight", "attn_norm.weight", "ffn_up.weight",
                           "ffn_down.weight", "ffn_gate_inp.weight", "ffn_up_shexp.weight", "ffn_norm.weight"})
-      if (hit(blk + t)) return std::nullopt;
+      if (hit(blk + t) != 0) return std::nullopt;
     if (experts == 3) layers.push_back(l);
     else if (experts != 0) return std::nullopt;
   }

@@ -1,11 +1,11 @@
 #include "plan/memory_model.hpp"
 
+#include "common/tensor_pattern.hpp"
 #include "plan/compute_graph.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <regex>
 #include <set>
 
 namespace agifarm::plan {
@@ -174,7 +174,7 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
   const int out_dev = e.layer_device[n_layer];
 
   // Buffer-type names -> device slot (-1: host).
-  std::vector<std::regex> patterns;
+  std::vector<tensor_pattern> patterns;
   std::vector<int> target;
   for (const auto& o : args.overrides) {
     int t = -2;
@@ -194,11 +194,9 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
       return make_error(fmt::format("-ot {}={}: unknown buffer type '{}' (available: {})", o.pattern, o.buffer,
                                     o.buffer, names), 2);
     }
-    try {
-      patterns.emplace_back(o.pattern);
-    } catch (const std::regex_error& err) {
-      return make_error(fmt::format("-ot {}={}: the pattern is not a valid regex: {}", o.pattern, o.buffer, err.what()), 2);
-    }
+    auto compiled = tensor_pattern::compile(o.pattern);
+    if (!compiled) return make_error(fmt::format("-ot {}={}: {}", o.pattern, o.buffer, compiled.err().message), 2);
+    patterns.push_back(std::move(*compiled));
     target.push_back(t);
   }
 
@@ -219,7 +217,9 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
     else if (t.name.rfind("output", 0) == 0) dev = out_dev;  // output.weight, output_norm.weight
     else dev = -1;                                            // token_embd and other global tensors
     for (std::size_t k = 0; k < patterns.size(); ++k) {
-      if (std::regex_search(t.name, patterns[k])) {
+      auto hit = patterns[k].search(t.name);
+      if (!hit) return hit.err();
+      if (*hit) {
         dev = target[k];
         break;
       }

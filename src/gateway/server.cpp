@@ -2,12 +2,22 @@
 // with its own SO_REUSEPORT acceptor and its own keep-alive connection pools to the backends; the
 // shared state (scheduler, keys, metrics, usage) is thread-safe. See gateway.hpp for the contract and
 // docs/gateway.md for the behaviour.
+//
+// Cost per request matters here (the goal is nginx's requests/s on the same cores), hence:
+// - the io_context's concrete executor type everywhere, not any_io_executor (no type-erased executor
+//   copies per operation);
+// - deadlines as a time stamp per socket that the worker's sweeper checks a few times per second
+//   (timed_socket), not beast::tcp_stream's timer per operation, which costs a timer-queue insert, a
+//   cancel and one more handler run for every read and write;
+// - the client watch (noticing a client that leaves while its request waits) armed by the same
+//   sweeper, only for requests that have lasted, not by a timer per request.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/intrusive/list.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
@@ -33,9 +43,14 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using clock_type = std::chrono::steady_clock;
-using net::awaitable;
-using net::use_awaitable;
-constexpr auto k_tuple = net::as_tuple(use_awaitable);
+using executor_type = net::io_context::executor_type;
+using socket_type = net::basic_stream_socket<tcp, executor_type>;
+using acceptor_type = net::basic_socket_acceptor<tcp, executor_type>;
+using timer_type = net::basic_waitable_timer<clock_type, net::wait_traits<clock_type>, executor_type>;
+template <class T>
+using awaitable = net::awaitable<T, executor_type>;
+constexpr auto k_tuple = net::as_tuple(net::use_awaitable_t<executor_type>{});
+using auto_unlink_hook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
 namespace {
 
@@ -73,15 +88,46 @@ std::string error_type_for(int status) {
   }
 }
 
+// A socket with a deadline for its pending operations. The worker's sweeper cancels the socket's
+// operations once `deadline` has passed (they then fail with operation_aborted, which settle() turns
+// into beast::error::timeout). Arm before an operation, settle after it: an idle socket between
+// operations has no deadline, so a pending client watch on it is never cancelled by a stale one.
+struct timed_socket : auto_unlink_hook {
+  explicit timed_socket(socket_type s) : sock(std::move(s)) {}
+  explicit timed_socket(const executor_type& ex) : sock(ex) {}
+  void expires_after(clock_type::duration d) {
+    deadline = clock_type::now() + d;
+    fired = false;
+  }
+  void disarm() {
+    deadline = clock_type::time_point::max();
+    fired = false;
+  }
+  // After an operation: disarm, and name a cancellation by the sweeper a timeout.
+  void settle(boost::system::error_code& ec) {
+    if (ec && fired) ec = beast::error::timeout;
+    disarm();
+  }
+  socket_type sock;
+  clock_type::time_point deadline = clock_type::time_point::max();
+  bool fired = false;
+  bool idle_client = false;  // a client connection waiting for its next request (closed on stop)
+};
+using timed_list = boost::intrusive::list<timed_socket, boost::intrusive::constant_time_size<false>>;
+
 // One backend connection with its read buffer; lives in a worker's idle pool between requests.
 struct upstream_conn {
   // Beast reads max(512, free capacity) bytes at a time: reserve, so a burst of SSE events is one read.
-  explicit upstream_conn(net::any_io_executor ex) : stream(ex), relay(new char[k_relay_buffer]) { buffer.reserve(65536); }
-  beast::tcp_stream stream;
+  explicit upstream_conn(const executor_type& ex) : stream(ex), relay(new char[k_relay_buffer]) { buffer.reserve(65536); }
+  timed_socket stream;
   beast::flat_buffer buffer;
-  // Body bytes on their way to the client; lives with the pooled connection, so a request's
-  // coroutine frame stays small (frames are heap-allocated per call).
+  // Body bytes on their way to the client, and the texts built per request: they live with the pooled
+  // connection and keep their capacity, so a warm connection's requests allocate none of them.
   std::unique_ptr<char[]> relay;
+  std::string request_head;  // the request line and headers sent to the backend
+  std::string out;           // bytes to write to the client this round
+  std::string sse_tail;      // SSE: bytes after the last complete event
+  usage_scanner scanner;
   bool reused = false;
 };
 
@@ -91,11 +137,14 @@ struct backend_addr {
 };
 
 // Shared between a request coroutine and the client watcher / queue grant callback. All on one strand
-// (the worker's single-threaded io_context), except grant callbacks, which post here.
-struct request_state {
-  explicit request_state(net::any_io_executor ex) : timer(ex), watch_timer(ex) {}
-  net::steady_timer timer;
-  net::steady_timer watch_timer;  // the client watch starts only for requests that last (saves a syscall)
+// (the worker's single-threaded io_context), except grant callbacks, which post here. Linked into the
+// worker's in-flight list, where the sweeper arms the client watch of requests that have lasted.
+struct request_state : auto_unlink_hook, std::enable_shared_from_this<request_state> {
+  request_state(const executor_type& ex, timed_socket& c, clock_type::time_point t) : timer(ex), client(c), started(t) {}
+  timer_type timer;
+  timed_socket& client;
+  clock_type::time_point started;
+  bool watching = false;
   net::cancellation_signal watch_cancel;
   bool client_gone = false;
   bool done = false;
@@ -118,17 +167,21 @@ result<backend_addr> resolve_backend(const std::string& name, const std::string&
 
 }  // namespace
 
+using request_list = boost::intrusive::list<request_state, boost::intrusive::constant_time_size<false>>;
+
 struct worker {
-  worker(std::vector<backend_addr> b, unsigned seed) : acceptor(ioc), backends(std::move(b)), idle(backends.size()), rng(seed) {}
+  worker(std::vector<backend_addr> b, unsigned seed)
+      : acceptor(ioc.get_executor()), backends(std::move(b)), idle(backends.size()), rng(seed) {}
   net::io_context ioc{1};
-  tcp::acceptor acceptor;
+  acceptor_type acceptor;
   std::thread thread;
   // Each worker's own copy of the backend addresses, changed only on its own thread (set_replica_url
   // posts the change), so the request path reads it without a lock.
   std::vector<backend_addr> backends;
   std::vector<std::vector<std::unique_ptr<upstream_conn>>> idle;  // per global replica
   std::minstd_rand rng;
-  std::list<beast::tcp_stream*> idle_clients;  // connections waiting for their next request (closed on stop)
+  timed_list timed;                       // every open socket of this worker, for the sweeper and stop()
+  request_list in_flight;                 // requests being handled, for the client watch
 };
 
 struct server::impl {
@@ -172,17 +225,18 @@ struct server::impl {
                        reason(status), content_type, length, keep_alive ? "" : "Connection: close\r\n", extra);
   }
 
-  awaitable<bool> send(beast::tcp_stream& s, int status, std::string_view content_type, std::string_view body,
+  awaitable<bool> send(timed_socket& s, int status, std::string_view content_type, std::string_view body,
                        bool keep_alive, std::string_view extra = {}) {
     std::string h = head(status, content_type, body.size(), keep_alive, extra);
     std::array<net::const_buffer, 2> bufs{net::buffer(h), net::buffer(body)};
     s.expires_after(std::chrono::milliseconds(cfg.limits.idle_timeout_ms));
-    auto [ec, n] = co_await net::async_write(s, bufs, k_tuple);
+    auto [ec, n] = co_await net::async_write(s.sock, bufs, k_tuple);
     (void)n;
+    s.settle(ec);
     co_return !ec;
   }
 
-  awaitable<bool> send_error(beast::tcp_stream& s, int status, std::string_view message, std::string_view code,
+  awaitable<bool> send_error(timed_socket& s, int status, std::string_view message, std::string_view code,
                              bool keep_alive, std::string_view extra = {}) {
     std::string body = openai_error_body(message, error_type_for(status), code);
     co_return co_await send(s, status, "application/json", body, keep_alive, extra);
@@ -206,7 +260,7 @@ struct server::impl {
 
   void put_idle(worker& w, std::size_t replica, std::unique_ptr<upstream_conn> c) {
     if (stopping || w.idle[replica].size() >= k_max_idle_per_replica) return;
-    c->stream.expires_never();
+    c->stream.disarm();
     c->buffer.clear();
     w.idle[replica].push_back(std::move(c));
   }
@@ -237,18 +291,16 @@ struct server::impl {
 
   // One attempt on one replica: send the request, wait for the response header and its first body bytes
   // (the first-byte deadline), then commit and relay to the client until the end.
-  awaitable<attempt_result> attempt(worker& w, beast::tcp_stream& client, const http::request<http::string_body>& req,
+  awaitable<attempt_result> attempt(worker& w, timed_socket& client, const http::request<http::string_body>& req,
                                     std::shared_ptr<request_state> st, const lease& l, bool last_attempt,
                                     bool client_keep_alive, const clock_type::time_point started, double& ttfb_s,
                                     token_usage& usage_out, bool& usage_found, int& status_out) {
     attempt_result out;
     const backend_addr b = w.backends[l.replica];  // a copy: set_replica_url may change it meanwhile
     auto first_byte = std::chrono::milliseconds(cfg.limits.first_byte_timeout_ms);
-    std::string up_head = fmt::format(
-        "{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAccept: {}\r\n\r\n",
-        std::string_view(req.method_string()), std::string_view(req.target()), b.host_header, req.body().size(),
-        req[http::field::accept].empty() ? std::string_view("*/*") : std::string_view(req[http::field::accept]));
 
+    const std::string_view accept =
+        req[http::field::accept].empty() ? std::string_view("*/*") : std::string_view(req[http::field::accept]);
     std::unique_ptr<upstream_conn> conn;
     std::optional<http::response_parser<http::buffer_body>> parser_holder;
     parser_holder.emplace();
@@ -259,28 +311,39 @@ struct server::impl {
       conn = fresh_try == 0 ? take_idle(w, l.replica) : nullptr;
       if (!conn) {
         conn = std::make_unique<upstream_conn>(w.ioc.get_executor());
+        w.timed.push_back(conn->stream);
         conn->stream.expires_after(first_byte);
         st->upstream = conn.get();
-        auto [ec] = co_await conn->stream.async_connect(b.endpoint, k_tuple);
+        auto [ec] = co_await conn->stream.sock.async_connect(b.endpoint, k_tuple);
+        conn->stream.settle(ec);
         st->upstream = nullptr;
         if (st->client_gone) co_return gone();
         if (ec) {
           out.why = "connect: " + ec.message();
           co_return out;
         }
-        conn->stream.socket().set_option(tcp::no_delay(true));
+        conn->stream.sock.set_option(tcp::no_delay(true));
       }
       st->upstream = conn.get();
+      conn->request_head.clear();
+      fmt::format_to(std::back_inserter(conn->request_head),
+                     "{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAccept: {}\r\n\r\n",
+                     std::string_view(req.method_string()), std::string_view(req.target()), b.host_header,
+                     req.body().size(), accept);
+      // One deadline for the request's write, the response header and the first body bytes; settled
+      // once the first body bytes are in (or the attempt fails).
       conn->stream.expires_after(first_byte);
-      std::array<net::const_buffer, 2> bufs{net::buffer(up_head), net::buffer(req.body())};
-      auto [wec, wn] = co_await net::async_write(conn->stream, bufs, k_tuple);
+      std::array<net::const_buffer, 2> bufs{net::buffer(conn->request_head), net::buffer(req.body())};
+      auto [wec, wn] = co_await net::async_write(conn->stream.sock, bufs, k_tuple);
       (void)wn;
       boost::system::error_code rec;
       if (!wec) {
-        auto [ec2, n2] = co_await http::async_read_header(conn->stream, conn->buffer, *parser_holder, k_tuple);
+        auto [ec2, n2] = co_await http::async_read_header(conn->stream.sock, conn->buffer, *parser_holder, k_tuple);
         (void)n2;
         rec = ec2;
       }
+      if (wec) conn->stream.settle(wec);
+      else if (rec) conn->stream.settle(rec);
       if (st->client_gone) {
         st->upstream = nullptr;
         co_return gone();
@@ -312,12 +375,14 @@ struct server::impl {
     }
     // First body bytes (still under the first-byte deadline), so a backend that dies before producing
     // anything is retried rather than committed.
-    auto read_some = [&]() -> awaitable<boost::system::error_code> {
+    // (Not a lambda coroutine: that would allocate a frame per read.)
+    auto prepare_read = [&] {
       res.body().data = buf;
       res.body().size = k_relay_buffer;
-      auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buffer, parser, k_tuple);
-      (void)n;
+    };
+    auto after_read = [&](boost::system::error_code ec) {
       if (ec == http::error::need_buffer) ec = {};
+      if (ec) conn->stream.settle(ec);
       // Parse what else is already buffered, so a burst of chunks becomes one client write.
       while (!ec && !parser.is_done() && conn->buffer.size() > 0 && res.body().size > 0) {
         boost::system::error_code pec;
@@ -331,11 +396,14 @@ struct server::impl {
         if (used == 0) break;
       }
       got = k_relay_buffer - res.body().size;
-      co_return ec;
+      return ec;
     };
     boost::system::error_code ec;
     while (!parser.is_done() && got == 0) {
-      ec = co_await read_some();
+      prepare_read();
+      auto [rec, rn] = co_await http::async_read_some(conn->stream.sock, conn->buffer, parser, k_tuple);
+      (void)rn;
+      ec = after_read(rec);
       if (ec || st->client_gone) break;
     }
     if (st->client_gone) {
@@ -352,7 +420,7 @@ struct server::impl {
     // ---- committed: from here the response belongs to this replica --------------------------------
     out.k = attempt_result::committed;
     status_out = status;
-    std::string content_type(res[http::field::content_type]);
+    std::string_view content_type = res[http::field::content_type];
     if (content_type.empty()) content_type = "application/json";
     const bool sse = content_type.find("text/event-stream") != std::string::npos;
     const auto content_length = parser.content_length();
@@ -360,17 +428,20 @@ struct server::impl {
     const bool chunked = !has_length;
     const bool http11 = req.version() >= 11;
     bool keep_alive = client_keep_alive && !stopping && (has_length || http11);
-    usage_scanner scanner(sse);
-    std::string head_text =
-        fmt::format("HTTP/1.1 {} {}\r\nServer: agifarm\r\nContent-Type: {}\r\n", status, reason(status), content_type);
-    if (has_length) head_text += fmt::format("Content-Length: {}\r\n", *content_length);
-    else if (http11) head_text += "Transfer-Encoding: chunked\r\n";
-    if (sse) head_text += "Cache-Control: no-cache\r\n";
-    if (!keep_alive) head_text += "Connection: close\r\n";
-    head_text += "\r\n";
+    usage_scanner& scanner = conn->scanner;
+    scanner.reset(sse);
+    std::string& out_buf = conn->out;  // bytes to write to the client this round
+    out_buf.clear();
+    fmt::format_to(std::back_inserter(out_buf), "HTTP/1.1 {} {}\r\nServer: agifarm\r\nContent-Type: {}\r\n", status,
+                   reason(status), content_type);
+    if (has_length) fmt::format_to(std::back_inserter(out_buf), "Content-Length: {}\r\n", *content_length);
+    else if (http11) out_buf += "Transfer-Encoding: chunked\r\n";
+    if (sse) out_buf += "Cache-Control: no-cache\r\n";
+    if (!keep_alive) out_buf += "Connection: close\r\n";
+    out_buf += "\r\n";
 
-    std::string out_buf = std::move(head_text);  // bytes to write to the client this round
-    std::string sse_tail;                          // SSE: bytes after the last complete event
+    std::string& sse_tail = conn->sse_tail;
+    sse_tail.clear();
     bool tail_ended_event = true;
     auto frame = [&](std::string_view data) {
       if (data.empty()) return;
@@ -419,22 +490,26 @@ struct server::impl {
       if (parser.is_done()) break;  // the rest goes out with the final write below
       if (!out_buf.empty()) {
         client.expires_after(idle);
-        auto [wec, wn] = co_await net::async_write(client, net::buffer(out_buf), k_tuple);
+        auto [wec, wn] = co_await net::async_write(client.sock, net::buffer(out_buf), k_tuple);
         (void)wn;
+        client.settle(wec);
         out_buf.clear();
         if (wec || st->client_gone) {
           // The client went away: close the upstream at once so the backend stops generating.
           st->client_gone = true;
           st->upstream = nullptr;
           beast::error_code ignored;
-          conn->stream.socket().close(ignored);
+          conn->stream.sock.close(ignored);
           usage_found = false;
           if (auto u = scanner.finish()) usage_out = *u, usage_found = true;
           co_return gone();
         }
       }
       conn->stream.expires_after(idle);
-      ec = co_await read_some();
+      prepare_read();
+      auto [rec, rn] = co_await http::async_read_some(conn->stream.sock, conn->buffer, parser, k_tuple);
+      (void)rn;
+      ec = after_read(rec);
       if (st->client_gone) {
         st->upstream = nullptr;
         co_return gone();
@@ -462,8 +537,10 @@ struct server::impl {
         append_chunk(out_buf, frame_text);
         out_buf += "0\r\n\r\n";
         client.expires_after(idle);
-        co_await net::async_write(client, net::buffer(out_buf), k_tuple);
-        out.keep_alive = keep_alive;
+        auto [fec, fn] = co_await net::async_write(client.sock, net::buffer(out_buf), k_tuple);
+        (void)fn;
+        client.settle(fec);
+        out.keep_alive = keep_alive && !fec;
       } else {
         out.keep_alive = false;
       }
@@ -479,8 +556,9 @@ struct server::impl {
     if (chunked && http11) out_buf += "0\r\n\r\n";
     if (!out_buf.empty()) {
       client.expires_after(idle);
-      auto [wec, wn] = co_await net::async_write(client, net::buffer(out_buf), k_tuple);
+      auto [wec, wn] = co_await net::async_write(client.sock, net::buffer(out_buf), k_tuple);
       (void)wn;
+      client.settle(wec);
       if (wec) keep_alive = false;
     }
     if (res.keep_alive() && conn->buffer.size() == 0) put_idle(w, l.replica, std::move(conn));
@@ -488,30 +566,55 @@ struct server::impl {
     co_return out;
   }
 
-  // Watches the client socket while a request is in flight: EOF or error means the client went away,
-  // and the upstream is closed at once. Armed k_watch_delay after the request starts, so requests
-  // that finish sooner (most through a fast backend) cost no extra syscall. Mid-stream, a client that
-  // left is also noticed at once by the next failed write.
+  // Watches the client socket of a request that has lasted k_watch_delay (armed by the sweeper): EOF or
+  // error means the client went away, and the upstream is closed at once. Requests that finish sooner
+  // (most, through a fast backend) cost nothing. Mid-stream, a client that left is also noticed at once
+  // by the next failed write.
   static constexpr auto k_watch_delay = std::chrono::milliseconds(100);
-  static void watch_client(beast::tcp_stream& client, const std::shared_ptr<request_state>& st) {
-    st->watch_timer.expires_after(k_watch_delay);
-    st->watch_timer.async_wait([&client, st](boost::system::error_code ec) {
-      if (ec || st->done) return;
-      client.socket().async_wait(
-          tcp::socket::wait_read,
-          net::bind_cancellation_slot(st->watch_cancel.slot(), [&client, st](boost::system::error_code ec2) {
-            if (ec2 || st->done) return;
-            char byte;
-            ssize_t n = ::recv(client.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-            if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;  // pipelined data: not gone
-            st->client_gone = true;
-            if (st->upstream) {
-              beast::error_code ignored;
-              st->upstream->stream.socket().close(ignored);
-            }
-            if (st->waiting) st->timer.cancel();
-          }));
-    });
+  static void arm_watch(const std::shared_ptr<request_state>& st) {
+    st->watching = true;
+    st->client.sock.async_wait(
+        tcp::socket::wait_read, net::bind_cancellation_slot(st->watch_cancel.slot(), [st](boost::system::error_code ec) {
+          if (ec || st->done) return;
+          char byte;
+          ssize_t n = ::recv(st->client.sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+          if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;  // pipelined data: not gone
+          st->client_gone = true;
+          if (st->upstream) {
+            beast::error_code ignored;
+            st->upstream->stream.sock.close(ignored);
+          }
+          if (st->waiting) st->timer.cancel();
+        }));
+  }
+
+  // How often the sweeper looks: an eighth of the shortest timeout, between 10 and 250 ms (so a
+  // timeout fires at most an eighth late, and the client watch starts 100-350 ms into a request).
+  clock_type::duration sweep_interval() const {
+    const auto& l = cfg.limits;
+    int shortest = std::min({l.header_timeout_ms, l.idle_timeout_ms, l.first_byte_timeout_ms, l.stream_idle_timeout_ms});
+    return std::chrono::milliseconds(std::clamp(shortest / 8, 10, 250));
+  }
+
+  // Enforces the deadlines of this worker's sockets and arms the client watch of lasting requests.
+  awaitable<void> sweeper(worker& w) {
+    timer_type t(w.ioc.get_executor());
+    const auto tick = sweep_interval();
+    for (;;) {
+      t.expires_after(tick);
+      auto [ec] = co_await t.async_wait(k_tuple);
+      if (ec) co_return;
+      const auto now = clock_type::now();
+      for (auto& s : w.timed) {
+        if (!s.fired && s.deadline <= now) {
+          s.fired = true;
+          beast::error_code ignored;
+          s.sock.cancel(ignored);
+        }
+      }
+      for (auto& r : w.in_flight)
+        if (!r.watching && !r.done && now - r.started >= k_watch_delay) arm_watch(r.shared_from_this());
+    }
   }
 
   // Waits for a queued request's grant. Returns the grant, or nullopt when the client went away.
@@ -544,7 +647,7 @@ struct server::impl {
   }
 
   // Handles one POST to a model endpoint. Returns whether the client connection may be kept.
-  awaitable<bool> proxy(worker& w, beast::tcp_stream& client, http::request<http::string_body>& req, endpoint kind,
+  awaitable<bool> proxy(worker& w, timed_socket& client, http::request<http::string_body>& req, endpoint kind,
                         clock_type::time_point started) {
     bool keep = req.keep_alive() && !stopping;
     // 1. key
@@ -594,14 +697,14 @@ struct server::impl {
       pick.key = info->affinity_hash;
     }
 
-    auto st = std::make_shared<request_state>(w.ioc.get_executor());
-    watch_client(client, st);
+    auto st = std::make_shared<request_state>(w.ioc.get_executor(), client, started);
+    w.in_flight.push_back(*st);
     struct watch_guard {
       std::shared_ptr<request_state> st;
       ~watch_guard() {
         st->done = true;
-        st->watch_timer.cancel();
-        st->watch_cancel.emit(net::cancellation_type::all);
+        st->unlink();
+        if (st->watching) st->watch_cancel.emit(net::cancellation_type::all);
       }
     } guard{st};
 
@@ -745,7 +848,7 @@ struct server::impl {
                        rs.size(), usable);
   }
 
-  awaitable<bool> handle(worker& w, beast::tcp_stream& client, http::request<http::string_body>& req,
+  awaitable<bool> handle(worker& w, timed_socket& client, http::request<http::string_body>& req,
                          clock_type::time_point started) {
     bool keep = req.keep_alive() && !stopping;
     std::string_view target = req.target();
@@ -802,13 +905,14 @@ struct server::impl {
 
   // ---- client connections --------------------------------------------------------------------------
 
-  awaitable<void> session(worker& w, tcp::socket sock) {
+  awaitable<void> session(worker& w, socket_type sock) {
     struct conn_count {
       impl* self;
       ~conn_count() { self->open_connections--; }
     } counted{this};
-    beast::tcp_stream stream(std::move(sock));
-    stream.socket().set_option(tcp::no_delay(true));
+    timed_socket stream(std::move(sock));
+    w.timed.push_back(stream);
+    stream.sock.set_option(tcp::no_delay(true));
     beast::flat_buffer buffer;
     buffer.reserve(8192);
     const auto header_timeout = std::chrono::milliseconds(cfg.limits.header_timeout_ms);
@@ -818,10 +922,11 @@ struct server::impl {
       if (stopping) break;
       if (!first && buffer.size() == 0) {
         // Keep-alive: wait for the next request's first bytes (idle timeout), closable on stop.
-        auto it = w.idle_clients.insert(w.idle_clients.end(), &stream);
+        stream.idle_client = true;
         stream.expires_after(idle_timeout);
-        auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), k_tuple);
-        w.idle_clients.erase(it);
+        auto [ec, n] = co_await stream.sock.async_read_some(buffer.prepare(4096), k_tuple);
+        stream.idle_client = false;
+        stream.settle(ec);
         if (ec) break;
         buffer.commit(n);
       }
@@ -830,17 +935,17 @@ struct server::impl {
       parser.header_limit(cfg.limits.max_header_bytes);
       parser.body_limit(cfg.limits.max_body_bytes);
       stream.expires_after(header_timeout);
-      auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, k_tuple);
+      auto [hec, hn] = co_await http::async_read_header(stream.sock, buffer, parser, k_tuple);
       (void)hn;
+      stream.settle(hec);
       auto started = clock_type::now();
-      if (!hec) {
+      if (!hec && !parser.is_done()) {
         // The body: its own deadline (a slow uploader is held to the idle timeout).
         stream.expires_after(idle_timeout);
-        if (!parser.is_done()) {
-          auto [bec, bn] = co_await http::async_read(stream, buffer, parser, k_tuple);
-          (void)bn;
-          hec = bec;
-        }
+        auto [bec, bn] = co_await http::async_read(stream.sock, buffer, parser, k_tuple);
+        (void)bn;
+        stream.settle(bec);
+        hec = bec;
       }
       if (hec) {
         if (hec == http::error::body_limit) {
@@ -867,8 +972,8 @@ struct server::impl {
       if (!keep) break;
     }
     beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream.socket().close(ignored);
+    stream.sock.shutdown(tcp::socket::shutdown_send, ignored);
+    stream.sock.close(ignored);
   }
 
   awaitable<void> accept_loop(worker& w) {
@@ -878,7 +983,7 @@ struct server::impl {
         if (ec == net::error::operation_aborted || stopping) co_return;
         if (ec == net::error::no_descriptors) {
           // Out of fds: back off briefly instead of spinning.
-          net::steady_timer t(w.ioc, std::chrono::milliseconds(50));
+          timer_type t(w.ioc.get_executor(), std::chrono::milliseconds(50));
           co_await t.async_wait(k_tuple);
         }
         continue;
@@ -902,25 +1007,27 @@ struct server::impl {
   // ---- background: active health checks of ejected replicas, usage persistence --------------------
 
   awaitable<bool> probe(worker& w, std::size_t replica) {
-    beast::tcp_stream s(w.ioc);
+    timed_socket s(w.ioc.get_executor());
+    w.timed.push_back(s);
+    // One deadline for the whole probe.
     s.expires_after(std::chrono::milliseconds(std::min(cfg.limits.health_interval_ms, 5000)));
-    auto [ec] = co_await s.async_connect(w.backends[replica].endpoint, k_tuple);
+    auto [ec] = co_await s.sock.async_connect(w.backends[replica].endpoint, k_tuple);
     if (ec) co_return false;
     http::request<http::empty_body> req{http::verb::get, "/health", 11};
     req.set(http::field::host, w.backends[replica].host_header);
     req.keep_alive(false);
-    auto [wec, wn] = co_await http::async_write(s, req, k_tuple);
+    auto [wec, wn] = co_await http::async_write(s.sock, req, k_tuple);
     (void)wn;
     if (wec) co_return false;
     beast::flat_buffer b;
     http::response<http::string_body> res;
-    auto [rec, rn] = co_await http::async_read(s, b, res, k_tuple);
+    auto [rec, rn] = co_await http::async_read(s.sock, b, res, k_tuple);
     (void)rn;
     co_return !rec && res.result_int() == 200;
   }
 
   awaitable<void> background(worker& w) {
-    net::steady_timer t(w.ioc);
+    timer_type t(w.ioc.get_executor());
     auto interval = std::chrono::milliseconds(cfg.limits.health_interval_ms);
     auto last_flush = clock_type::now();
     while (!stopping) {
@@ -1023,7 +1130,10 @@ status server::start() {
   }
   m.bound_port = port;
   m.stopping = false;
-  for (auto& w : m.workers) net::co_spawn(w->ioc, m.accept_loop(*w), net::detached);
+  for (auto& w : m.workers) {
+    net::co_spawn(w->ioc, m.accept_loop(*w), net::detached);
+    net::co_spawn(w->ioc, m.sweeper(*w), net::detached);
+  }
   net::co_spawn(m.workers[0]->ioc, m.background(*m.workers[0]), net::detached);
   for (auto& w : m.workers) {
     worker* wp = w.get();
@@ -1060,7 +1170,8 @@ void server::stop(std::chrono::milliseconds drain) {
     net::post(wp->ioc, [wp] {
       beast::error_code ignored;
       wp->acceptor.close(ignored);
-      for (auto* s : wp->idle_clients) s->socket().cancel(ignored);
+      for (auto& s : wp->timed)
+        if (s.idle_client) s.sock.cancel(ignored);
     });
   }
   auto deadline = clock_type::now() + drain;

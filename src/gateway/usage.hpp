@@ -28,7 +28,15 @@ struct token_usage {
 class usage_scanner {
  public:
   static constexpr std::size_t k_max_line = 1 << 20;
-  explicit usage_scanner(bool sse) : sse_(sse) {}
+  explicit usage_scanner(bool sse = false) : sse_(sse) {}
+  // Starts over for another response, keeping the buffer's capacity (a scanner reused per connection
+  // allocates nothing once warm).
+  void reset(bool sse) {
+    sse_ = sse;
+    overflow_ = done_ = false;
+    buf_.clear();
+    found_.reset();
+  }
   void feed(std::string_view bytes);
   // Call after the last piece. The usage found, if any.
   std::optional<token_usage> finish();

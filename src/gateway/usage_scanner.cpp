@@ -39,6 +39,42 @@ std::string_view object_at(std::string_view text, std::size_t open) {
 // usage_from_json on the last `"usage": {...}` member of a JSON text, without parsing the rest (a
 // completion body can be large; the usage object is small). Falls back to the whole text when the
 // quick look finds nothing it can read.
+std::optional<std::uint64_t> number(const json::object& obj, const char* k) {
+  auto* x = obj.if_contains(k);
+  if (!x) return std::nullopt;
+  if (auto* i = x->if_int64()) return *i < 0 ? 0 : static_cast<std::uint64_t>(*i);
+  if (auto* i = x->if_uint64()) return *i;
+  return std::nullopt;
+}
+
+// The token counts of a usage object (OpenAI's or Anthropic's names).
+std::optional<token_usage> usage_of(const json::object& uo) {
+  auto get = [&](const char* k) { return number(uo, k); };
+  token_usage t;
+  bool any = false;
+  if (auto p = get("prompt_tokens")) t.prompt = *p, any = true;
+  else if (auto p2 = get("input_tokens")) t.prompt = *p2, any = true;
+  if (auto c = get("completion_tokens")) t.completion = *c, any = true;
+  else if (auto c2 = get("output_tokens")) t.completion = *c2, any = true;
+  if (!any) return std::nullopt;
+  return t;
+}
+
+// Parses `text` and calls f(value) if it is JSON. The value lives in a stack arena (this runs once per
+// proxied response; typical usage objects and stream events never touch the heap).
+template <class F>
+void with_parsed(std::string_view text, F&& f) {
+  alignas(std::max_align_t) unsigned char arena[4096];
+  unsigned char temp[1024];
+  json::monotonic_resource mr(arena, sizeof arena);
+  json::parser p(json::storage_ptr(), json::parse_options(), temp, sizeof temp);
+  p.reset(&mr);
+  boost::system::error_code ec;
+  p.write(text.data(), text.size(), ec);
+  if (ec) return;
+  f(p.release());
+}
+
 std::optional<token_usage> usage_member(std::string_view text) {
   constexpr std::string_view k_key = "\"usage\"";
   std::size_t last = std::string_view::npos;
@@ -53,10 +89,11 @@ std::optional<token_usage> usage_member(std::string_view text) {
     if (i < text.size() && text[i] == '{') {
       auto obj = object_at(text, i);
       if (!obj.empty()) {
-        std::string wrapped = "{\"usage\":";
-        wrapped.append(obj);
-        wrapped.push_back('}');
-        if (auto u = usage_from_json(wrapped)) return u;
+        std::optional<token_usage> u;
+        with_parsed(obj, [&](const json::value& v) {
+          if (auto* o = v.if_object()) u = usage_of(*o);
+        });
+        if (u) return u;
       }
     }
   }
@@ -66,44 +103,30 @@ std::optional<token_usage> usage_member(std::string_view text) {
 }  // namespace
 
 std::optional<token_usage> usage_from_json(std::string_view text) {
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec) return std::nullopt;
-  auto* o = v.if_object();
-  if (!o) return std::nullopt;
-  const json::value* u = o->if_contains("usage");
-  if (!u) {
-    // Anthropic streams: {"type":"message_start","message":{"usage":{...}}}
-    if (auto* m = o->if_contains("message"))
-      if (auto* mo = m->if_object()) u = mo->if_contains("usage");
-  }
-  auto number = [](const json::object& obj, const char* k) -> std::optional<std::uint64_t> {
-    auto* x = obj.if_contains(k);
-    if (!x) return std::nullopt;
-    if (auto* i = x->if_int64()) return *i < 0 ? 0 : static_cast<std::uint64_t>(*i);
-    if (auto* i = x->if_uint64()) return *i;
-    return std::nullopt;
-  };
-  if (!u || !u->is_object()) {
-    // llama-server's last stream chunk carries "timings" even when the client did not ask for usage
-    // (stream_options.include_usage): prompt tokens = processed + taken from the cache.
-    auto* tm = o->if_contains("timings");
-    auto* to = tm ? tm->if_object() : nullptr;
-    if (!to) return std::nullopt;
-    auto prompt = number(*to, "prompt_n"), predicted = number(*to, "predicted_n"), cached = number(*to, "cache_n");
-    if (!prompt || !predicted) return std::nullopt;
-    return token_usage{*prompt + cached.value_or(0), *predicted};
-  }
-  const auto& uo = u->get_object();
-  auto get = [&](const char* k) { return number(uo, k); };
-  token_usage t;
-  bool any = false;
-  if (auto p = get("prompt_tokens")) t.prompt = *p, any = true;
-  else if (auto p2 = get("input_tokens")) t.prompt = *p2, any = true;
-  if (auto c = get("completion_tokens")) t.completion = *c, any = true;
-  else if (auto c2 = get("output_tokens")) t.completion = *c2, any = true;
-  if (!any) return std::nullopt;
-  return t;
+  std::optional<token_usage> out;
+  with_parsed(text, [&](const json::value& v) {
+    auto* o = v.if_object();
+    if (!o) return;
+    const json::value* u = o->if_contains("usage");
+    if (!u) {
+      // Anthropic streams: {"type":"message_start","message":{"usage":{...}}}
+      if (auto* m = o->if_contains("message"))
+        if (auto* mo = m->if_object()) u = mo->if_contains("usage");
+    }
+    if (!u || !u->is_object()) {
+      // llama-server's last stream chunk carries "timings" even when the client did not ask for usage
+      // (stream_options.include_usage): prompt tokens = processed + taken from the cache.
+      auto* tm = o->if_contains("timings");
+      auto* to = tm ? tm->if_object() : nullptr;
+      if (!to) return;
+      auto prompt = number(*to, "prompt_n"), predicted = number(*to, "predicted_n"), cached = number(*to, "cache_n");
+      if (!prompt || !predicted) return;
+      out = token_usage{*prompt + cached.value_or(0), *predicted};
+      return;
+    }
+    out = usage_of(u->get_object());
+  });
+  return out;
 }
 
 void usage_scanner::line(std::string_view l) {

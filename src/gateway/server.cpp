@@ -10,7 +10,10 @@
 //   (timed_socket), not beast::tcp_stream's timer per operation, which costs a timer-queue insert, a
 //   cancel and one more handler run for every read and write;
 // - the client watch (noticing a client that leaves while its request waits) armed by the same
-//   sweeper, only for requests that have lasted, not by a timer per request.
+//   sweeper, only for requests that have lasted, not by a timer per request;
+// - work that can finish at once is done at once, without an asynchronous operation (each costs a
+//   trip through the scheduler): a request already in the read buffer is parsed in place, a write
+//   goes straight to the (non-blocking) socket and only what the socket does not take waits.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -115,6 +118,34 @@ struct timed_socket : auto_unlink_hook {
 };
 using timed_list = boost::intrusive::list<timed_socket, boost::intrusive::constant_time_size<false>>;
 
+// Writes what the socket takes now (it is non-blocking) and returns how many bytes of `bufs` are left
+// to write asynchronously; sets `ec` on an error other than would_block.
+template <class Buffers>
+std::size_t write_now(socket_type& sock, const Buffers& bufs, boost::system::error_code& ec) {
+  std::size_t total = net::buffer_size(bufs);
+  std::size_t n = sock.write_some(bufs, ec);
+  if (ec == net::error::would_block || ec == net::error::try_again) {
+    ec = {};
+    n = 0;
+  }
+  return ec ? 0 : total - n;
+}
+
+// Parses what is already buffered into `parser`. need_more is not an error here (the caller reads
+// more); need_buffer (a buffer body is full) neither.
+template <class Parser>
+void parse_buffered(Parser& parser, beast::flat_buffer& buffer, boost::system::error_code& ec) {
+  while (!ec && buffer.size() > 0 && !parser.is_done()) {
+    std::size_t used = parser.put(buffer.data(), ec);
+    buffer.consume(used);
+    if (ec == http::error::need_more || ec == http::error::need_buffer) {
+      ec = {};
+      break;
+    }
+    if (used == 0) break;
+  }
+}
+
 // One backend connection with its read buffer; lives in a worker's idle pool between requests.
 struct upstream_conn {
   // Beast reads max(512, free capacity) bytes at a time: reserve, so a burst of SSE events is one read.
@@ -172,7 +203,9 @@ using request_list = boost::intrusive::list<request_state, boost::intrusive::con
 struct worker {
   worker(std::vector<backend_addr> b, unsigned seed)
       : acceptor(ioc.get_executor()), backends(std::move(b)), idle(backends.size()), rng(seed) {}
-  net::io_context ioc{1};
+  // One thread runs it and does all its socket I/O (other threads only post), so the reactor needs no
+  // locks.
+  net::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   acceptor_type acceptor;
   std::thread thread;
   // Each worker's own copy of the backend addresses, changed only on its own thread (set_replica_url
@@ -229,10 +262,17 @@ struct server::impl {
                        bool keep_alive, std::string_view extra = {}) {
     std::string h = head(status, content_type, body.size(), keep_alive, extra);
     std::array<net::const_buffer, 2> bufs{net::buffer(h), net::buffer(body)};
-    s.expires_after(std::chrono::milliseconds(cfg.limits.idle_timeout_ms));
-    auto [ec, n] = co_await net::async_write(s.sock, bufs, k_tuple);
-    (void)n;
-    s.settle(ec);
+    boost::system::error_code ec;
+    std::size_t left = write_now(s.sock, bufs, ec);
+    if (!ec && left > 0) {
+      beast::buffers_suffix<std::array<net::const_buffer, 2>> rest(bufs);
+      rest.consume(net::buffer_size(bufs) - left);
+      s.expires_after(std::chrono::milliseconds(cfg.limits.idle_timeout_ms));
+      auto [wec, n] = co_await net::async_write(s.sock, rest, k_tuple);
+      (void)n;
+      s.settle(wec);
+      ec = wec;
+    }
     co_return !ec;
   }
 
@@ -323,6 +363,7 @@ struct server::impl {
           co_return out;
         }
         conn->stream.sock.set_option(tcp::no_delay(true));
+        conn->stream.sock.non_blocking(true);
       }
       st->upstream = conn.get();
       conn->request_head.clear();
@@ -334,8 +375,14 @@ struct server::impl {
       // once the first body bytes are in (or the attempt fails).
       conn->stream.expires_after(first_byte);
       std::array<net::const_buffer, 2> bufs{net::buffer(conn->request_head), net::buffer(req.body())};
-      auto [wec, wn] = co_await net::async_write(conn->stream.sock, bufs, k_tuple);
-      (void)wn;
+      boost::system::error_code wec;
+      if (std::size_t left = write_now(conn->stream.sock, bufs, wec); !wec && left > 0) {
+        beast::buffers_suffix<std::array<net::const_buffer, 2>> rest(bufs);
+        rest.consume(net::buffer_size(bufs) - left);
+        auto [ec3, wn] = co_await net::async_write(conn->stream.sock, rest, k_tuple);
+        (void)wn;
+        wec = ec3;
+      }
       boost::system::error_code rec;
       if (!wec) {
         auto [ec2, n2] = co_await http::async_read_header(conn->stream.sock, conn->buffer, *parser_holder, k_tuple);
@@ -401,6 +448,10 @@ struct server::impl {
     boost::system::error_code ec;
     while (!parser.is_done() && got == 0) {
       prepare_read();
+      if (conn->buffer.size() > 0) {  // the header's read usually brought body bytes too
+        ec = after_read({});
+        if (ec || got > 0 || parser.is_done()) break;
+      }
       auto [rec, rn] = co_await http::async_read_some(conn->stream.sock, conn->buffer, parser, k_tuple);
       (void)rn;
       ec = after_read(rec);
@@ -489,10 +540,14 @@ struct server::impl {
     for (;;) {
       if (parser.is_done()) break;  // the rest goes out with the final write below
       if (!out_buf.empty()) {
-        client.expires_after(idle);
-        auto [wec, wn] = co_await net::async_write(client.sock, net::buffer(out_buf), k_tuple);
-        (void)wn;
-        client.settle(wec);
+        boost::system::error_code wec;
+        if (std::size_t left = write_now(client.sock, net::buffer(out_buf), wec); !wec && left > 0) {
+          client.expires_after(idle);
+          auto [ec3, wn] = co_await net::async_write(client.sock, net::buffer(out_buf.data() + out_buf.size() - left, left), k_tuple);
+          (void)wn;
+          client.settle(ec3);
+          wec = ec3;
+        }
         out_buf.clear();
         if (wec || st->client_gone) {
           // The client went away: close the upstream at once so the backend stops generating.
@@ -505,11 +560,16 @@ struct server::impl {
           co_return gone();
         }
       }
-      conn->stream.expires_after(idle);
       prepare_read();
-      auto [rec, rn] = co_await http::async_read_some(conn->stream.sock, conn->buffer, parser, k_tuple);
-      (void)rn;
-      ec = after_read(rec);
+      got = 0;
+      ec = {};
+      if (conn->buffer.size() > 0) ec = after_read({});  // left over when the relay buffer filled up
+      if (!ec && got == 0 && !parser.is_done()) {
+        conn->stream.expires_after(idle);
+        auto [rec, rn] = co_await http::async_read_some(conn->stream.sock, conn->buffer, parser, k_tuple);
+        (void)rn;
+        ec = after_read(rec);
+      }
       if (st->client_gone) {
         st->upstream = nullptr;
         co_return gone();
@@ -555,10 +615,14 @@ struct server::impl {
     }
     if (chunked && http11) out_buf += "0\r\n\r\n";
     if (!out_buf.empty()) {
-      client.expires_after(idle);
-      auto [wec, wn] = co_await net::async_write(client.sock, net::buffer(out_buf), k_tuple);
-      (void)wn;
-      client.settle(wec);
+      boost::system::error_code wec;
+      if (std::size_t left = write_now(client.sock, net::buffer(out_buf), wec); !wec && left > 0) {
+        client.expires_after(idle);
+        auto [ec3, wn] = co_await net::async_write(client.sock, net::buffer(out_buf.data() + out_buf.size() - left, left), k_tuple);
+        (void)wn;
+        client.settle(ec3);
+        wec = ec3;
+      }
       if (wec) keep_alive = false;
     }
     if (res.keep_alive() && conn->buffer.size() == 0) put_idle(w, l.replica, std::move(conn));
@@ -913,6 +977,7 @@ struct server::impl {
     timed_socket stream(std::move(sock));
     w.timed.push_back(stream);
     stream.sock.set_option(tcp::no_delay(true));
+    stream.sock.non_blocking(true);
     beast::flat_buffer buffer;
     buffer.reserve(8192);
     const auto header_timeout = std::chrono::milliseconds(cfg.limits.header_timeout_ms);
@@ -934,10 +999,16 @@ struct server::impl {
       http::request_parser<http::string_body> parser;
       parser.header_limit(cfg.limits.max_header_bytes);
       parser.body_limit(cfg.limits.max_body_bytes);
-      stream.expires_after(header_timeout);
-      auto [hec, hn] = co_await http::async_read_header(stream.sock, buffer, parser, k_tuple);
-      (void)hn;
-      stream.settle(hec);
+      parser.eager(true);  // put() goes on into the body
+      boost::system::error_code hec;
+      parse_buffered(parser, buffer, hec);  // a keep-alive read usually brought the whole request
+      if (!hec && !parser.is_header_done()) {
+        stream.expires_after(header_timeout);
+        auto [ec2, hn] = co_await http::async_read_header(stream.sock, buffer, parser, k_tuple);
+        (void)hn;
+        stream.settle(ec2);
+        hec = ec2;
+      }
       auto started = clock_type::now();
       if (!hec && !parser.is_done()) {
         // The body: its own deadline (a slow uploader is held to the idle timeout).

@@ -14,6 +14,13 @@ struct tensor_pattern::compiled {
 
 result<tensor_pattern> tensor_pattern::compile(std::string_view pattern) {
   std::string text(pattern);
+  // libstdc++'s regex compiler reads a back-reference or {n,m} bound into a long without an overflow
+  // check (undefined behaviour on "\\88888888888888888888"); no tensor pattern needs such a number.
+  for (std::size_t i = 0, run = 0; i < text.size(); ++i) {
+    run = (text[i] >= '0' && text[i] <= '9') ? run + 1 : 0;
+    if (run > 9)
+      return make_error(fmt::format("-ot pattern '{}' has a number of more than 9 digits", text), 2);
+  }
   try {
     std::regex as_llama_cpp_reads_it(text);  // same acceptance as llama.cpp's -ot parsing
   } catch (const std::regex_error& e) {

@@ -30,6 +30,12 @@ TEST(tensor_pattern, an_invalid_pattern_is_an_error_naming_it) {
   EXPECT_NE(p.err().message.find("'blk\\.(1|2'"), std::string::npos) << p.err().message;
   EXPECT_EQ(p.err().exit_code, 2);
   EXPECT_FALSE(tensor_pattern::compile("[z-a]"));
+  // a number std::regex would overflow on (found by plan_server_args_fuzz)
+  auto big = tensor_pattern::compile("su+\\888888888888888888888attn_norm");
+  ASSERT_FALSE(big);
+  EXPECT_NE(big.err().message.find("more than 9 digits"), std::string::npos) << big.err().message;
+  EXPECT_FALSE(tensor_pattern::compile("a{99999999999}"));
+  EXPECT_TRUE(tensor_pattern::compile(R"(blk\.(1[0-9]|2[0-3])\.)"));
 }
 
 // std::regex (and so llama-server) runs for minutes on these; the bounded matcher answers at once.

@@ -734,47 +734,91 @@ struct server::impl {
     co_return st->granted;
   }
 
+  struct error_reply {
+    int status = 0;
+    std::string message;
+    const char* code = "";
+    std::string extra;  // more header lines
+  };
+  struct admitted {
+    std::optional<std::size_t> key;
+    request_info info;
+    std::size_t pool = 0;
+  };
+  // The checks before a request may take a slot, in order: API key, body, route, the key's models,
+  // the key's rate. Counts refusals in the metrics.
+  // (Out-parameters, not a returned variant: proxy()'s frame holds each only once.)
+  std::optional<error_reply> admit(const http::request<http::string_body>& req, endpoint kind, admitted& a) {
+    if (keys.enabled()) {
+      a.key = keys.authenticate(req[http::field::authorization], req["x-api-key"]);
+      if (!a.key) {
+        met.request_done(k_no_index, k_no_index, 401, 0);
+        return error_reply{401, "Missing or invalid API key (send Authorization: Bearer <key>).", "invalid_api_key", ""};
+      }
+    }
+    auto info = inspect_request(req.body(), kind);
+    if (!info) {
+      met.request_done(k_no_index, k_no_index, 400, 0);
+      return error_reply{400, info.err().message, "invalid_request", ""};
+    }
+    a.info = std::move(*info);
+    auto pool = rt.find(a.info.model);
+    if (!pool) {
+      met.request_done(k_no_index, k_no_index, 404, 0);
+      return error_reply{404, rt.unknown_model_message(a.info.model), "model_not_found", ""};
+    }
+    a.pool = *pool;
+    if (a.key && !keys.allows(*a.key, a.info.model, rt.pool_name(a.pool))) {
+      met.request_done(a.pool, k_no_index, 403, 0);
+      return error_reply{403, fmt::format("API key '{}' may not use model '{}'.", keys.name(*a.key), a.info.model),
+                         "model_not_allowed", ""};
+    }
+    if (a.key) {
+      if (int wait = keys.take(*a.key, clock_type::now())) {
+        met.request_done(a.pool, k_no_index, 429, 0);
+        return error_reply{429,
+                           fmt::format("API key '{}' is over its rate_per_minute; retry in {} s.", keys.name(*a.key), wait),
+                           "rate_limit_exceeded", fmt::format("Retry-After: {}\r\n", wait)};
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Asks the scheduler for a slot: a lease, a queue ticket (the grant comes to `st`), or a refusal.
+  // (A plain function: GCC keeps every local of a coroutine in its heap frame.)
+  void acquire_slot(worker& w, std::size_t pool, const pick_request& pick, const std::vector<std::size_t>& excluded,
+                    clock_type::time_point deadline, const std::shared_ptr<request_state>& st, std::optional<lease>& l,
+                    int& reject, std::optional<std::uint64_t>& ticket) {
+    auto ar = sched.acquire(pool, pick, excluded, clock_type::now(), deadline,
+                            [exec = w.ioc.get_executor(), weak = std::weak_ptr<request_state>(st)](grant g) {
+                              net::post(exec, [weak, g] {
+                                if (auto s = weak.lock()) {
+                                  s->granted = g;
+                                  s->timer.cancel();
+                                }
+                              });
+                            });
+    switch (ar.status) {
+      case acquire_status::granted: l = ar.l; break;
+      case acquire_status::queued: ticket = ar.ticket; break;
+      case acquire_status::queue_full: reject = 429; break;
+      case acquire_status::no_healthy: reject = 503; break;
+      case acquire_status::exhausted: reject = 502; break;
+    }
+  }
+
   // Handles one POST to a model endpoint. Returns whether the client connection may be kept.
   awaitable<bool> proxy(worker& w, timed_socket& client, http::request<http::string_body>& req, endpoint kind,
                         clock_type::time_point started) {
     bool keep = req.keep_alive() && !stopping;
-    // 1. key
-    std::optional<std::size_t> key;
-    if (keys.enabled()) {
-      key = keys.authenticate(req[http::field::authorization], req["x-api-key"]);
-      if (!key) {
-        met.request_done(k_no_index, k_no_index, 401, 0);
-        co_return co_await send_error(client, 401, "Missing or invalid API key (send Authorization: Bearer <key>).",
-                                      "invalid_api_key", keep) && keep;
-      }
-    }
-    // 2. body
-    auto info = inspect_request(req.body(), kind);
-    if (!info) {
-      met.request_done(k_no_index, k_no_index, 400, 0);
-      co_return co_await send_error(client, 400, info.err().message, "invalid_request", keep) && keep;
-    }
-    // 3. route
-    auto pool = rt.find(info->model);
-    if (!pool) {
-      met.request_done(k_no_index, k_no_index, 404, 0);
-      co_return co_await send_error(client, 404, rt.unknown_model_message(info->model), "model_not_found", keep) && keep;
-    }
-    if (key && !keys.allows(*key, info->model, rt.pool_name(*pool))) {
-      met.request_done(*pool, k_no_index, 403, 0);
-      co_return co_await send_error(client, 403,
-                                    fmt::format("API key '{}' may not use model '{}'.", keys.name(*key), info->model),
-                                    "model_not_allowed", keep) && keep;
-    }
-    if (key) {
-      if (int wait = keys.take(*key, clock_type::now())) {
-        met.request_done(*pool, k_no_index, 429, 0);
-        co_return co_await send_error(client, 429,
-                                      fmt::format("API key '{}' is over its rate_per_minute; retry in {} s.",
-                                                  keys.name(*key), wait),
-                                      "rate_limit_exceeded", keep, fmt::format("Retry-After: {}\r\n", wait)) && keep;
-      }
-    }
+    // One co_await site for every error reply: each site keeps its own temporaries in the coroutine
+    // frame, and a frame above 1 KiB is a malloc per request.
+    admitted ok;
+    std::optional<error_reply> fail = admit(req, kind, ok);
+    if (fail) co_return co_await send_error(client, fail->status, fail->message, fail->code, keep, fail->extra) && keep;
+    const std::optional<std::size_t>& key = ok.key;
+    const request_info* info = &ok.info;
+    const std::optional<std::size_t> pool = ok.pool;
     pick_request pick;
     if (auto sess = req[cfg.session_header]; !sess.empty()) {
       pick.has_key = true;
@@ -819,31 +863,17 @@ struct server::impl {
         if (st->client_gone) break;
       }
       auto deadline = clock_type::now() + std::chrono::milliseconds(cfg.queue.timeout_ms);
-      auto exec = w.ioc.get_executor();
-      std::weak_ptr<request_state> weak = st;
-      auto ar = sched.acquire(*pool, pick, excluded, clock_type::now(), deadline, [exec, weak](grant g) {
-        net::post(exec, [weak, g] {
-          if (auto s = weak.lock()) {
-            s->granted = g;
-            s->timer.cancel();
-          }
-        });
-      });
       std::optional<lease> l;
       int reject = 0;
-      switch (ar.status) {
-        case acquire_status::granted: l = ar.l; break;
-        case acquire_status::queued: {
-          auto g = co_await wait_grant(st, ar.ticket, deadline);
-          st->granted.reset();
-          if (!g) break;  // client gone
+      std::optional<std::uint64_t> ticket;
+      acquire_slot(w, *pool, pick, excluded, deadline, st, l, reject, ticket);
+      if (ticket) {
+        auto g = co_await wait_grant(st, *ticket, deadline);
+        st->granted.reset();
+        if (g) {  // else the client is gone
           if (g->status == grant_status::granted) l = g->l;
           else reject = g->status == grant_status::no_healthy ? 503 : 429;
-          break;
         }
-        case acquire_status::queue_full: reject = 429; break;
-        case acquire_status::no_healthy: reject = 503; break;
-        case acquire_status::exhausted: reject = 502; break;
       }
       if (st->client_gone) break;
       if (reject) {
@@ -853,8 +883,9 @@ struct server::impl {
                                         : fmt::format("All replicas of '{}' are busy and its queue is full or the wait "
                                                       "exceeded {} ms.", rt.pool_name(*pool), cfg.queue.timeout_ms);
         met.request_done(*pool, k_no_index, reject, std::chrono::duration<double>(clock_type::now() - started).count());
-        co_return co_await send_error(client, reject, msg, reject == 503 ? "no_healthy_replica" : "queue_full", keep,
-                                      "Retry-After: 1\r\n") && keep;
+        fail = error_reply{reject, std::move(msg), reject == 503 ? "no_healthy_replica" : "queue_full",
+                           "Retry-After: 1\r\n"};
+        break;
       }
       if (!l) break;
       final_replica = l->replica;
@@ -884,27 +915,28 @@ struct server::impl {
       }
     }
     double duration = std::chrono::duration<double>(clock_type::now() - started).count();
-    std::string key_name = key ? keys.name(*key) : std::string("anonymous");
+    auto key_name = [&] { return key ? keys.name(*key) : std::string("anonymous"); };
     if (st->client_gone) {
       met.request_done(*pool, final_replica, 499, duration, ttfb_s);
       if (usage_found) met.tokens(*pool, usage.prompt, usage.completion);
       usage.prompt = usage_found ? usage.prompt : 0;
-      this->usage.add(key_name, 1, usage_found ? usage : token_usage{});
+      this->usage.add(key_name(), 1, usage_found ? usage : token_usage{});
       co_return false;
     }
-    if (!committed) {
+    if (!committed && !fail) {  // (fail: refused by the queue, already counted)
       int status = final_status == 0 || final_status == 502 ? 502 : final_status;
       if (last_failure.empty() && final_status == 0) last_failure = "no attempt was made";
       if (last_failure.find("first_byte_timeout_ms") != std::string::npos) status = 504;
       met.request_done(*pool, final_replica, status, duration);
-      co_return co_await send_error(client, status,
-                                    fmt::format("Every attempt on pool '{}' failed before the first byte; last: {}",
-                                                rt.pool_name(*pool), last_failure),
-                                    "backend_unavailable", keep) && keep;
+      fail = error_reply{status,
+                         fmt::format("Every attempt on pool '{}' failed before the first byte; last: {}",
+                                     rt.pool_name(*pool), last_failure),
+                         "backend_unavailable", ""};
     }
+    if (fail) co_return co_await send_error(client, fail->status, fail->message, fail->code, keep, fail->extra) && keep;
     met.request_done(*pool, final_replica, final_status, duration, ttfb_s);
     if (usage_found) met.tokens(*pool, usage.prompt, usage.completion);
-    this->usage.add(key_name, 1, usage_found ? usage : token_usage{});
+    this->usage.add(key_name(), 1, usage_found ? usage : token_usage{});
     co_return result_keep;
   }
 

@@ -146,6 +146,16 @@ void parse_buffered(Parser& parser, beast::flat_buffer& buffer, boost::system::e
   }
 }
 
+void append_chunk(std::string& out, std::string_view data) {
+  char size[24];
+  auto end = std::to_chars(size, size + sizeof size - 2, data.size(), 16).ptr;
+  *end++ = '\r';
+  *end++ = '\n';
+  out.append(size, end);
+  out.append(data);
+  out += "\r\n";
+}
+
 // One backend connection with its read buffer; lives in a worker's idle pool between requests.
 struct upstream_conn {
   // Beast reads max(512, free capacity) bytes at a time: reserve, so a burst of SSE events is one read.
@@ -159,6 +169,57 @@ struct upstream_conn {
   std::string out;           // bytes to write to the client this round
   std::string sse_tail;      // SSE: bytes after the last complete event
   usage_scanner scanner;
+  // The response being read (kept here, not in attempt()'s coroutine frame).
+  std::optional<http::response_parser<http::buffer_body>> parser;
+  void begin_response() {
+    parser.emplace();
+    parser->body_limit(boost::none);
+  }
+  // How the body goes to the client (set when the response is committed).
+  bool sse = false;
+  bool chunked_out = false;  // HTTP/1.1 chunked framing towards the client
+  void frame(std::string_view data) {
+    if (data.empty()) return;
+    if (chunked_out) append_chunk(out, data);
+    else out.append(data);
+  }
+  // Body bytes from the backend: scanned for usage and framed into `out`. SSE is relayed in whole
+  // events only, so a backend dying mid-event never leaves half an event before our error event;
+  // llama-server writes one event per chunk, so this adds no delay in practice.
+  void take(std::string_view data) {
+    scanner.feed(data);
+    if (!sse) {
+      frame(data);
+      return;
+    }
+    if (sse_tail.empty()) {
+      auto end = data.rfind("\n\n");
+      if (end == data.size() - 2) {
+        frame(data);
+        return;
+      }
+      if (end != std::string_view::npos) {
+        frame(data.substr(0, end + 2));
+        data.remove_prefix(end + 2);
+      }
+      sse_tail.assign(data);
+    } else {
+      sse_tail.append(data);
+      auto end = sse_tail.rfind("\n\n");
+      if (end != std::string::npos) {
+        frame(std::string_view(sse_tail).substr(0, end + 2));
+        sse_tail.erase(0, end + 2);
+      } else if (sse_tail.size() > usage_scanner::k_max_line) {
+        frame(sse_tail);  // no event boundary in a megabyte: not SSE as we know it, pass it on
+        sse_tail.clear();
+      }
+    }
+  }
+  // The rest of a body that ended without a final blank line.
+  void flush_tail() {
+    frame(sse_tail);
+    sse_tail.clear();
+  }
   bool reused = false;
 };
 
@@ -319,21 +380,24 @@ struct server::impl {
     return r;
   }
 
+  // The end of an SSE stream whose backend died: a `data: {"error": ...}` event (after closing a
+  // half-written event) and the last chunk, replacing what `out` held.
+  static void write_error_event(std::string& out, bool tail_ended_event, const std::string& replica,
+                                const std::string& failure) {
+    std::string frame_text = (tail_ended_event ? "" : "\n\n");
+    std::string msg = fmt::format("backend '{}' failed mid-stream: {}", replica, failure);
+    frame_text += "data: " + openai_error_body(msg, "server_error", "backend_disconnected") + "\n\n";
+    out.clear();
+    append_chunk(out, frame_text);
+    out += "0\r\n\r\n";
+  }
+
   static void append_decimal(std::string& out, std::uint64_t v) {
     char digits[24];
     auto end = std::to_chars(digits, digits + sizeof digits, v).ptr;
     out.append(digits, end);
   }
 
-  static void append_chunk(std::string& out, std::string_view data) {
-    char size[24];
-    auto end = std::to_chars(size, size + sizeof size - 2, data.size(), 16).ptr;
-    *end++ = '\r';
-    *end++ = '\n';
-    out.append(size, end);
-    out.append(data);
-    out += "\r\n";
-  }
 
   // One attempt on one replica: send the request, wait for the response header and its first body bytes
   // (the first-byte deadline), then commit and relay to the client until the end.
@@ -343,15 +407,13 @@ struct server::impl {
                                     bool client_keep_alive, const clock_type::time_point started, double& ttfb_s,
                                     token_usage& usage_out, bool& usage_found, int& status_out) {
     attempt_result out;
-    const backend_addr b = w.backends[l.replica];  // a copy: set_replica_url may change it meanwhile
+    // set_replica_url assigns this entry in place (posted to this thread), so the reference stays valid.
+    const backend_addr& b = w.backends[l.replica];
     auto first_byte = std::chrono::milliseconds(cfg.limits.first_byte_timeout_ms);
 
     const std::string_view accept =
         req[http::field::accept].empty() ? std::string_view("*/*") : std::string_view(req[http::field::accept]);
     std::unique_ptr<upstream_conn> conn;
-    std::optional<http::response_parser<http::buffer_body>> parser_holder;
-    parser_holder.emplace();
-    parser_holder->body_limit(boost::none);
     char* buf = nullptr;  // conn->relay once connected
     std::size_t got = 0;
     for (int fresh_try = 0;; ++fresh_try) {
@@ -373,6 +435,7 @@ struct server::impl {
         conn->stream.sock.non_blocking(true);
       }
       st->upstream = conn.get();
+      conn->begin_response();
       std::string& h = conn->request_head;  // (plain appends: fmt's format parsing showed in profiles)
       h.clear();
       h.append(std::string_view(req.method_string())).append(" ").append(std::string_view(req.target()));
@@ -394,7 +457,7 @@ struct server::impl {
       }
       boost::system::error_code rec;
       if (!wec) {
-        auto [ec2, n2] = co_await http::async_read_header(conn->stream.sock, conn->buffer, *parser_holder, k_tuple);
+        auto [ec2, n2] = co_await http::async_read_header(conn->stream.sock, conn->buffer, *conn->parser, k_tuple);
         (void)n2;
         rec = ec2;
       }
@@ -407,8 +470,6 @@ struct server::impl {
       auto ec = wec ? wec : rec;
       if (ec && conn->reused && fresh_try == 0 && ec != beast::error::timeout) {
         // A pooled connection the backend closed as we used it: not the replica's fault, try a fresh one.
-        parser_holder.emplace();
-        parser_holder->body_limit(boost::none);
         continue;
       }
       if (ec) {
@@ -419,7 +480,7 @@ struct server::impl {
       }
       break;
     }
-    auto& parser = *parser_holder;
+    auto& parser = *conn->parser;
     buf = conn->relay.get();
     auto& res = parser.get();
     int status = static_cast<int>(res.result_int());
@@ -489,73 +550,13 @@ struct server::impl {
     // ---- committed: from here the response belongs to this replica --------------------------------
     out.k = attempt_result::committed;
     status_out = status;
-    std::string_view content_type = res[http::field::content_type];
-    if (content_type.empty()) content_type = "application/json";
-    const bool sse = content_type.find("text/event-stream") != std::string::npos;
-    const auto content_length = parser.content_length();
-    const bool has_length = content_length.has_value();
-    const bool chunked = !has_length;
-    const bool http11 = req.version() >= 11;
-    bool keep_alive = client_keep_alive && !stopping && (has_length || http11);
+    const response_shape shape = start_response(*conn, status, req.version() >= 11, client_keep_alive && !stopping);
+    const bool sse = shape.sse, chunked = shape.chunked, http11 = shape.http11, has_length = !shape.chunked;
+    bool keep_alive = shape.keep_alive;
     usage_scanner& scanner = conn->scanner;
-    scanner.reset(sse);
     std::string& out_buf = conn->out;  // bytes to write to the client this round
-    out_buf.clear();
-    out_buf.append("HTTP/1.1 ");
-    append_decimal(out_buf, static_cast<std::uint64_t>(status));
-    out_buf.append(" ").append(reason(status)).append("\r\nServer: agifarm\r\nContent-Type: ").append(content_type);
-    out_buf.append("\r\n");
-    if (has_length) {
-      out_buf.append("Content-Length: ");
-      append_decimal(out_buf, *content_length);
-      out_buf.append("\r\n");
-    }
-    else if (http11) out_buf += "Transfer-Encoding: chunked\r\n";
-    if (sse) out_buf += "Cache-Control: no-cache\r\n";
-    if (!keep_alive) out_buf += "Connection: close\r\n";
-    out_buf += "\r\n";
 
-    std::string& sse_tail = conn->sse_tail;
-    sse_tail.clear();
-    bool tail_ended_event = true;
-    auto frame = [&](std::string_view data) {
-      if (data.empty()) return;
-      if (chunked && http11) append_chunk(out_buf, data);
-      else out_buf.append(data);
-    };
-    auto take = [&](std::string_view data) {
-      scanner.feed(data);
-      if (!sse) {
-        frame(data);
-        return;
-      }
-      // Relay whole SSE events only, so a backend dying mid-event never leaves half an event before
-      // our error frame. llama-server writes one event per chunk, so this adds no delay in practice.
-      if (sse_tail.empty()) {
-        auto end = data.rfind("\n\n");
-        if (end == data.size() - 2) {
-          frame(data);
-          return;
-        }
-        if (end != std::string_view::npos) {
-          frame(data.substr(0, end + 2));
-          data.remove_prefix(end + 2);
-        }
-        sse_tail.assign(data);
-      } else {
-        sse_tail.append(data);
-        auto end = sse_tail.rfind("\n\n");
-        if (end != std::string::npos) {
-          frame(std::string_view(sse_tail).substr(0, end + 2));
-          sse_tail.erase(0, end + 2);
-        } else if (sse_tail.size() > usage_scanner::k_max_line) {
-          frame(sse_tail);  // no event boundary in a megabyte: not SSE as we know it, pass it on
-          sse_tail.clear();
-        }
-      }
-      tail_ended_event = sse_tail.empty();
-    };
-    take(std::string_view(buf, got));
+    conn->take(std::string_view(buf, got));
     ttfb_s = std::chrono::duration<double>(clock_type::now() - started).count();
 
     auto idle = std::chrono::milliseconds(cfg.limits.stream_idle_timeout_ms);
@@ -603,7 +604,7 @@ struct server::impl {
         failure = ec == beast::error::timeout ? std::string("backend went silent mid-response") : ec.message();
         break;
       }
-      take(std::string_view(buf, got));
+      conn->take(std::string_view(buf, got));
     }
     st->upstream = nullptr;
     if (auto u = scanner.finish()) {
@@ -614,12 +615,7 @@ struct server::impl {
       // Mid-stream death: never replayed. SSE clients get a final error event and a clean end (no
       // [DONE]); other bodies are cut (the client sees a truncated response).
       if (sse && chunked && http11) {
-        std::string frame_text = (tail_ended_event ? "" : "\n\n");
-        std::string msg = fmt::format("backend '{}' failed mid-stream: {}", sched.replica_name(l.replica), failure);
-        frame_text += "data: " + openai_error_body(msg, "server_error", "backend_disconnected") + "\n\n";
-        out_buf.clear();
-        append_chunk(out_buf, frame_text);
-        out_buf += "0\r\n\r\n";
+        write_error_event(out_buf, conn->sse_tail.empty(), sched.replica_name(l.replica), failure);
         client.expires_after(idle);
         auto [fec, fn] = co_await net::async_write(client.sock, net::buffer(out_buf), k_tuple);
         (void)fn;
@@ -633,10 +629,7 @@ struct server::impl {
       out.upstream_status = -1;
       co_return out;
     }
-    if (!sse_tail.empty()) {
-      frame(sse_tail);
-      sse_tail.clear();
-    }
+    conn->flush_tail();
     if (chunked && http11) out_buf += "0\r\n\r\n";
     if (!out_buf.empty()) {
       boost::system::error_code wec;
@@ -782,6 +775,44 @@ struct server::impl {
       }
     }
     return std::nullopt;
+  }
+
+  struct response_shape {
+    bool sse = false, chunked = false, http11 = false, keep_alive = false;
+  };
+  // Starts relaying the response whose header `conn` has read: the client's response head goes into
+  // conn.out, the usage scanner is reset for the body's kind. (A plain function: see acquire_slot.)
+  static response_shape start_response(upstream_conn& conn, int status, bool http11, bool client_keep_alive) {
+    auto& res = conn.parser->get();
+    std::string_view content_type = res[http::field::content_type];
+    if (content_type.empty()) content_type = "application/json";
+    response_shape r;
+    r.sse = content_type.find("text/event-stream") != std::string::npos;
+    const auto content_length = conn.parser->content_length();
+    r.chunked = !content_length.has_value();
+    r.http11 = http11;
+    r.keep_alive = client_keep_alive && (!r.chunked || http11);
+    conn.scanner.reset(r.sse);
+    conn.sse = r.sse;
+    conn.chunked_out = r.chunked && http11;
+    conn.sse_tail.clear();
+    std::string& out = conn.out;
+    out.clear();
+    out.append("HTTP/1.1 ");
+    append_decimal(out, static_cast<std::uint64_t>(status));
+    out.append(" ").append(reason(status)).append("\r\nServer: agifarm\r\nContent-Type: ").append(content_type);
+    out.append("\r\n");
+    if (content_length) {
+      out.append("Content-Length: ");
+      append_decimal(out, *content_length);
+      out.append("\r\n");
+    } else if (http11) {
+      out += "Transfer-Encoding: chunked\r\n";
+    }
+    if (r.sse) out += "Cache-Control: no-cache\r\n";
+    if (!r.keep_alive) out += "Connection: close\r\n";
+    out += "\r\n";
+    return r;
   }
 
   // Asks the scheduler for a slot: a lease, a queue ticket (the grant comes to `st`), or a refusal.

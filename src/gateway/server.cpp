@@ -563,7 +563,14 @@ struct server::impl {
     bool upstream_failed = false;
     std::string failure;
     for (;;) {
-      if (parser.is_done()) break;  // the rest goes out with the final write below
+      // One write site for the body and its end: the final round adds the rest of the body and the
+      // last chunk, and no longer watches for the client (nothing left to stop upstream).
+      const bool done = parser.is_done();
+      if (done) {
+        st->upstream = nullptr;
+        conn->flush_tail();
+        if (chunked && http11) out_buf += "0\r\n\r\n";
+      }
       if (!out_buf.empty()) {
         boost::system::error_code wec;
         if (std::size_t left = write_now(client.sock, net::buffer(out_buf), wec); !wec && left > 0) {
@@ -574,7 +581,9 @@ struct server::impl {
           wec = ec3;
         }
         out_buf.clear();
-        if (wec || st->client_gone) {
+        if (done) {
+          if (wec) keep_alive = false;
+        } else if (wec || st->client_gone) {
           // The client went away: close the upstream at once so the backend stops generating.
           st->client_gone = true;
           st->upstream = nullptr;
@@ -585,6 +594,7 @@ struct server::impl {
           co_return gone();
         }
       }
+      if (done) break;
       prepare_read();
       got = 0;
       ec = {};
@@ -628,19 +638,6 @@ struct server::impl {
       out.why = failure;
       out.upstream_status = -1;
       co_return out;
-    }
-    conn->flush_tail();
-    if (chunked && http11) out_buf += "0\r\n\r\n";
-    if (!out_buf.empty()) {
-      boost::system::error_code wec;
-      if (std::size_t left = write_now(client.sock, net::buffer(out_buf), wec); !wec && left > 0) {
-        client.expires_after(idle);
-        auto [ec3, wn] = co_await net::async_write(client.sock, net::buffer(out_buf.data() + out_buf.size() - left, left), k_tuple);
-        (void)wn;
-        client.settle(ec3);
-        wec = ec3;
-      }
-      if (wec) keep_alive = false;
     }
     if (res.keep_alive() && conn->buffer.size() == 0) put_idle(w, l.replica, std::move(conn));
     out.keep_alive = keep_alive && (has_length || http11);
@@ -848,16 +845,15 @@ struct server::impl {
     std::optional<error_reply> fail = admit(req, kind, ok);
     if (fail) co_return co_await send_error(client, fail->status, fail->message, fail->code, keep, fail->extra) && keep;
     const std::optional<std::size_t>& key = ok.key;
-    const request_info* info = &ok.info;
-    const std::optional<std::size_t> pool = ok.pool;
+    const std::size_t pool = ok.pool;
     pick_request pick;
     if (auto sess = req[cfg.session_header]; !sess.empty()) {
       pick.has_key = true;
       pick.session = true;
       pick.key = hash64(sess);
-    } else if (info->has_affinity) {
+    } else if (ok.info.has_affinity) {
       pick.has_key = true;
-      pick.key = info->affinity_hash;
+      pick.key = ok.info.affinity_hash;
     }
 
     auto st = std::make_shared<request_state>(w.ioc.get_executor(), client, started);
@@ -883,7 +879,7 @@ struct server::impl {
     const int attempts = 1 + std::max(0, cfg.limits.retries);
     for (int a = 0; a < attempts && !committed; ++a) {
       if (a > 0) {
-        met.retry(*pool);
+        met.retry(pool);
         // Jittered exponential backoff: base * 2^(a-1) * [0.5, 1.5).
         double base = cfg.limits.retry_backoff_ms * static_cast<double>(1 << std::min(a - 1, 8));
         std::uniform_real_distribution<double> jitter(0.5, 1.5);
@@ -897,7 +893,7 @@ struct server::impl {
       std::optional<lease> l;
       int reject = 0;
       std::optional<std::uint64_t> ticket;
-      acquire_slot(w, *pool, pick, excluded, deadline, st, l, reject, ticket);
+      acquire_slot(w, pool, pick, excluded, deadline, st, l, reject, ticket);
       if (ticket) {
         auto g = co_await wait_grant(st, *ticket, deadline);
         st->granted.reset();
@@ -910,10 +906,10 @@ struct server::impl {
       if (reject) {
         final_status = reject;
         if (reject == 502) break;  // every replica tried: report the last failure below
-        std::string msg = reject == 503 ? fmt::format("No healthy replica of '{}' is available.", rt.pool_name(*pool))
+        std::string msg = reject == 503 ? fmt::format("No healthy replica of '{}' is available.", rt.pool_name(pool))
                                         : fmt::format("All replicas of '{}' are busy and its queue is full or the wait "
-                                                      "exceeded {} ms.", rt.pool_name(*pool), cfg.queue.timeout_ms);
-        met.request_done(*pool, k_no_index, reject, std::chrono::duration<double>(clock_type::now() - started).count());
+                                                      "exceeded {} ms.", rt.pool_name(pool), cfg.queue.timeout_ms);
+        met.request_done(pool, k_no_index, reject, std::chrono::duration<double>(clock_type::now() - started).count());
         fail = error_reply{reject, std::move(msg), reject == 503 ? "no_healthy_replica" : "queue_full",
                            "Retry-After: 1\r\n"};
         break;
@@ -921,14 +917,14 @@ struct server::impl {
       if (!l) break;
       final_replica = l->replica;
       int status = 0;
-      auto r = co_await attempt(w, client, req, st, *l, a + 1 == attempts, *pool, excluded, keep, started, ttfb_s, usage, usage_found, status);
+      auto r = co_await attempt(w, client, req, st, *l, a + 1 == attempts, pool, excluded, keep, started, ttfb_s, usage, usage_found, status);
       if (r.k == attempt_result::committed) {
         committed = true;
         final_status = status;
         result_keep = r.keep_alive;
         bool failed = r.upstream_status == -1 || r.upstream_status >= 500;
         if (r.upstream_status == -1)
-          spdlog::warn("gateway: {} -> {}: failed mid-response: {}", rt.pool_name(*pool), sched.replica_name(l->replica),
+          spdlog::warn("gateway: {} -> {}: failed mid-response: {}", rt.pool_name(pool), sched.replica_name(l->replica),
                        r.why);
         if (sched.release(*l, failed ? outcome::failure : outcome::success, clock_type::now()))
           spdlog::warn("gateway: replica {} ejected after repeated failures", sched.replica_name(l->replica));
@@ -939,7 +935,7 @@ struct server::impl {
       } else {
         last_failure = r.why;
         excluded.push_back(l->replica);
-        spdlog::warn("gateway: {} -> {}: {} (attempt {} of {})", rt.pool_name(*pool), sched.replica_name(l->replica),
+        spdlog::warn("gateway: {} -> {}: {} (attempt {} of {})", rt.pool_name(pool), sched.replica_name(l->replica),
                      r.why, a + 1, attempts);
         if (sched.release(*l, outcome::failure, clock_type::now()))
           spdlog::warn("gateway: replica {} ejected after repeated failures", sched.replica_name(l->replica));
@@ -948,8 +944,8 @@ struct server::impl {
     double duration = std::chrono::duration<double>(clock_type::now() - started).count();
     auto key_name = [&] { return key ? keys.name(*key) : std::string("anonymous"); };
     if (st->client_gone) {
-      met.request_done(*pool, final_replica, 499, duration, ttfb_s);
-      if (usage_found) met.tokens(*pool, usage.prompt, usage.completion);
+      met.request_done(pool, final_replica, 499, duration, ttfb_s);
+      if (usage_found) met.tokens(pool, usage.prompt, usage.completion);
       usage.prompt = usage_found ? usage.prompt : 0;
       this->usage.add(key_name(), 1, usage_found ? usage : token_usage{});
       co_return false;
@@ -958,15 +954,15 @@ struct server::impl {
       int status = final_status == 0 || final_status == 502 ? 502 : final_status;
       if (last_failure.empty() && final_status == 0) last_failure = "no attempt was made";
       if (last_failure.find("first_byte_timeout_ms") != std::string::npos) status = 504;
-      met.request_done(*pool, final_replica, status, duration);
+      met.request_done(pool, final_replica, status, duration);
       fail = error_reply{status,
                          fmt::format("Every attempt on pool '{}' failed before the first byte; last: {}",
-                                     rt.pool_name(*pool), last_failure),
+                                     rt.pool_name(pool), last_failure),
                          "backend_unavailable", ""};
     }
     if (fail) co_return co_await send_error(client, fail->status, fail->message, fail->code, keep, fail->extra) && keep;
-    met.request_done(*pool, final_replica, final_status, duration, ttfb_s);
-    if (usage_found) met.tokens(*pool, usage.prompt, usage.completion);
+    met.request_done(pool, final_replica, final_status, duration, ttfb_s);
+    if (usage_found) met.tokens(pool, usage.prompt, usage.completion);
     this->usage.add(key_name(), 1, usage_found ? usage : token_usage{});
     co_return result_keep;
   }
@@ -998,21 +994,17 @@ struct server::impl {
   // one coroutine frame fewer per request than going through handle().)
   static std::optional<endpoint> proxied_endpoint(const http::request<http::string_body>& req) {
     if (req.method() != http::verb::post) return std::nullopt;
-    std::string_view target = req.target();
-    if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
-    if (target == "/v1/chat/completions") return endpoint::chat_completions;
-    if (target == "/v1/completions") return endpoint::completions;
-    if (target == "/v1/embeddings") return endpoint::embeddings;
-    if (target == "/v1/messages") return endpoint::messages;
-    return std::nullopt;
+    return model_endpoint(path_of(req));
   }
 
-  awaitable<bool> handle(worker& w, timed_socket& client, http::request<http::string_body>& req,
-                         clock_type::time_point started) {
-    bool keep = req.keep_alive() && !stopping;
+  // The request target without its query string.
+  static std::string_view path_of(const http::request<http::string_body>& req) {
     std::string_view target = req.target();
     if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
-    const auto method = req.method();
+    return target;
+  }
+
+  static std::optional<endpoint> model_endpoint(std::string_view path) {
     struct route {
       std::string_view path;
       endpoint kind;
@@ -1021,11 +1013,16 @@ struct server::impl {
                                          {"/v1/completions", endpoint::completions},
                                          {"/v1/embeddings", endpoint::embeddings},
                                          {"/v1/messages", endpoint::messages}};
-    for (const auto& r : k_routes) {
-      if (target != r.path) continue;
-      if (method != http::verb::post) break;
-      co_return co_await proxy(w, client, req, r.kind, started);
-    }
+    for (const auto& r : k_routes)
+      if (path == r.path) return r.kind;
+    return std::nullopt;
+  }
+
+  // Everything but a POST to a model endpoint (session() sends those to proxy()).
+  awaitable<bool> handle(timed_socket& client, http::request<http::string_body>& req) {
+    bool keep = req.keep_alive() && !stopping;
+    const std::string_view target = path_of(req);
+    const auto method = req.method();
     auto authed = [&]() -> std::optional<std::optional<std::size_t>> {
       if (!keys.enabled()) return std::optional<std::size_t>{};
       auto k = keys.authenticate(req[http::field::authorization], req["x-api-key"]);
@@ -1051,7 +1048,7 @@ struct server::impl {
       }
     }
     bool known = target == "/health" || target == "/metrics" || target == "/v1/models" || target == "/v1/usage";
-    for (const auto& r : k_routes) known = known || target == r.path;
+    known = known || model_endpoint(target).has_value();
     if (known) {
       co_return co_await send_error(client, 405, fmt::format("Method {} is not allowed on {}.",
                                                              std::string_view(req.method_string()), target),
@@ -1135,7 +1132,7 @@ struct server::impl {
       auto& req = parser.get();
       bool keep = false;
       if (auto kind = proxied_endpoint(req)) keep = co_await proxy(w, stream, req, *kind, started);
-      else keep = co_await handle(w, stream, req, started);
+      else keep = co_await handle(stream, req);
       requests_done++;
       if (!keep) break;
     }

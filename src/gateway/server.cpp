@@ -34,6 +34,7 @@
 #include "gateway/gateway.hpp"
 #include "gateway/keys.hpp"
 #include "gateway/metrics.hpp"
+#include "gateway/read_readiness.hpp"
 #include "gateway/request.hpp"
 #include "gateway/router.hpp"
 #include "gateway/scheduler.hpp"
@@ -433,6 +434,7 @@ struct server::impl {
         }
         conn->stream.sock.set_option(tcp::no_delay(true));
         conn->stream.sock.non_blocking(true);
+        readiness::watch_hangup(conn->stream.sock);
       }
       st->upstream = conn.get();
       conn->begin_response();
@@ -456,10 +458,23 @@ struct server::impl {
         wec = ec3;
       }
       boost::system::error_code rec;
-      if (!wec) {
-        auto [ec2, n2] = co_await http::async_read_header(conn->stream.sock, conn->buffer, *conn->parser, k_tuple);
-        (void)n2;
-        rec = ec2;
+      while (!wec && !rec && !conn->parser->is_header_done()) {
+        auto b = conn->buffer.prepare(beast::read_size(conn->buffer, 65536));
+        std::size_t n = 0;
+        if (!readiness::read_now(conn->stream.sock, b, rec, n)) {
+          auto [ec2, n2] = co_await conn->stream.sock.async_read_some(b, k_tuple);
+          rec = ec2;
+          n = n2;
+          readiness::after_wait(conn->stream.sock, rec, n, b.size());
+        }
+        if (rec == net::error::eof)
+          rec = conn->parser->got_some() || conn->buffer.size() > 0 ? http::error::partial_message : http::error::end_of_stream;
+        if (rec) break;
+        conn->buffer.commit(n);
+        // The parser is not eager: put() stops after the header, leaving body bytes in the buffer.
+        std::size_t used = conn->parser->put(conn->buffer.data(), rec);
+        conn->buffer.consume(used);
+        if (rec == http::error::need_more) rec = {};
       }
       if (wec) conn->stream.settle(wec);
       else if (rec) conn->stream.settle(rec);
@@ -506,6 +521,13 @@ struct server::impl {
       res.body().data = buf;
       res.body().size = k_relay_buffer;
     };
+    // Bytes read from the backend into its buffer; at EOF the parser decides whether the body ended
+    // (a body delimited by the connection's close) or was cut.
+    auto commit_read = [&](boost::system::error_code ec, std::size_t n) {
+      if (!ec) conn->buffer.commit(n);
+      else if (ec == net::error::eof) parser.put_eof(ec);
+      return ec;
+    };
     auto after_read = [&](boost::system::error_code ec) {
       if (ec == http::error::need_buffer) ec = {};
       if (ec) conn->stream.settle(ec);
@@ -531,9 +553,16 @@ struct server::impl {
         ec = after_read({});
         if (ec || got > 0 || parser.is_done()) break;
       }
-      auto [rec, rn] = co_await http::async_read_some(conn->stream.sock, conn->buffer, parser, k_tuple);
-      (void)rn;
-      ec = after_read(rec);
+      auto b = conn->buffer.prepare(beast::read_size(conn->buffer, 65536));
+      boost::system::error_code rec;
+      std::size_t rn = 0;
+      if (!readiness::read_now(conn->stream.sock, b, rec, rn)) {
+        auto [e, n] = co_await conn->stream.sock.async_read_some(b, k_tuple);
+        rec = e;
+        rn = n;
+        readiness::after_wait(conn->stream.sock, rec, rn, b.size());
+      }
+      ec = after_read(commit_read(rec, rn));
       if (ec || st->client_gone) break;
     }
     if (st->client_gone) {
@@ -601,9 +630,16 @@ struct server::impl {
       if (conn->buffer.size() > 0) ec = after_read({});  // left over when the relay buffer filled up
       if (!ec && got == 0 && !parser.is_done()) {
         conn->stream.expires_after(idle);
-        auto [rec, rn] = co_await http::async_read_some(conn->stream.sock, conn->buffer, parser, k_tuple);
-        (void)rn;
-        ec = after_read(rec);
+        auto b = conn->buffer.prepare(beast::read_size(conn->buffer, 65536));
+        boost::system::error_code rec;
+        std::size_t rn = 0;
+        if (!readiness::read_now(conn->stream.sock, b, rec, rn)) {
+          auto [e, n] = co_await conn->stream.sock.async_read_some(b, k_tuple);
+          rec = e;
+          rn = n;
+          readiness::after_wait(conn->stream.sock, rec, rn, b.size());
+        }
+        ec = after_read(commit_read(rec, rn));
       }
       if (st->client_gone) {
         st->upstream = nullptr;
@@ -1070,6 +1106,7 @@ struct server::impl {
     w.timed.push_back(stream);
     stream.sock.set_option(tcp::no_delay(true));
     stream.sock.non_blocking(true);
+    readiness::watch_hangup(stream.sock);
     beast::flat_buffer buffer;
     buffer.reserve(8192);
     const auto header_timeout = std::chrono::milliseconds(cfg.limits.header_timeout_ms);
@@ -1081,7 +1118,15 @@ struct server::impl {
         // Keep-alive: wait for the next request's first bytes (idle timeout), closable on stop.
         stream.idle_client = true;
         stream.expires_after(idle_timeout);
-        auto [ec, n] = co_await stream.sock.async_read_some(buffer.prepare(4096), k_tuple);
+        auto b = buffer.prepare(4096);
+        boost::system::error_code ec;
+        std::size_t n = 0;
+        if (!readiness::read_now(stream.sock, b, ec, n)) {
+          auto [rec, rn] = co_await stream.sock.async_read_some(b, k_tuple);
+          ec = rec;
+          n = rn;
+          readiness::after_wait(stream.sock, ec, n, b.size());
+        }
         stream.idle_client = false;
         stream.settle(ec);
         if (ec) break;

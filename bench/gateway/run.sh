@@ -8,6 +8,16 @@
 #   [ROUNDS=3] bench/gateway/run.sh [BUILD_DIR] [SECONDS] [PROXY_THREADS]
 #
 # Each (target, workload, connections) is measured ROUNDS times, interleaved; the table shows medians.
+#
+# Two measures, as proxy benchmarks usually separate them:
+# - saturation (wrk's closed loop: every connection sends its next request as soon as the last one is
+#   answered): requests/s, the throughput goal. Here latency is mostly queueing: by Little's law the
+#   mean is connections / requests/s, so whatever halves the machine's throughput (a proxy sharing the
+#   2 cores with wrk and the backend) adds connections/rps to it; at 256 connections that is several ms
+#   for any proxy, and "+p99" in this table measures throughput more than the proxy's own delay.
+# - paced (PACED_RPS, default 10000 requests/s offered in all, well below every target's capacity: each
+#   connection waits a random 0-2x connections/PACED_RPS between its requests, via wrk's delay() hook):
+#   the p99 the proxy itself adds to a request, the latency goal.
 # BUILD_DIR defaults to build/release (needs src/cli/agifarm and tests/gateway/gateway_fixture_backend).
 # PROXY_THREADS (default 1) is used for both proxies: agifarm threads = nginx worker_processes.
 set -euo pipefail
@@ -89,6 +99,7 @@ wait_http "$ng_port" /health
 body_plain='{"model":"fast","messages":[{"role":"user","content":"hi"}]}'
 # shellcheck disable=SC2034
 body_stream='{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+paced_rps="${PACED_RPS:-10000}"
 for kind in plain stream; do
   body_var="body_$kind"
   cat >"$work/$kind.lua" <<LUA
@@ -96,6 +107,14 @@ wrk.method = "POST"
 wrk.body = '${!body_var}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
+  for conns in 64 256; do
+    # Each connection's pause after an answer: uniform in [0, 2 x conns/paced_rps] ms (wrk's delay()
+    # has ms granularity), so that the connections do not fire in step (a fixed pause keeps all of
+    # them in phase: bursts of `conns` requests at once, whose queueing swamps the proxies' own delay).
+    { cat "$work/$kind.lua"
+      echo "function init(args) math.randomseed(math.floor(os.clock() * 1e9) + os.time()) end"
+      echo "function delay() return math.random(0, $(( 2 * conns * 1000 / paced_rps ))) end"; } >"$work/$kind-paced-$conns.lua"
+  done
 done
 
 results="$work/results.txt"
@@ -109,10 +128,10 @@ cpu_ticks() {
   echo "$t"
 }
 hz=$(getconf CLK_TCK)
-run_wrk() {  # name port kind conns pid
+run_wrk() {  # name port kind conns pid [script]
   local out before after
   before=$(cpu_ticks "$5")
-  out=$(wrk -t2 -c"$4" -d"${secs}s" --latency -s "$work/$3.lua" "http://127.0.0.1:$2/v1/chat/completions")
+  out=$(wrk -t2 -c"$4" -d"${secs}s" --latency -s "${6:-$work/$3.lua}" "http://127.0.0.1:$2/v1/chat/completions")
   after=$(cpu_ticks "$5")
   local rps p99 errs n cpu
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -131,6 +150,10 @@ for _ in $(seq 1 "$rounds"); do
       run_wrk direct "$be_port" "$kind" "$conns" "$be_pid"
       run_wrk agifarm "$gw_port" "$kind" "$conns" "$gw_pid"
       run_wrk nginx "$ng_port" "$kind" "$conns" "$ng_pid"
+      paced="$work/$kind-paced-$conns.lua"
+      run_wrk direct "$be_port" "$kind-paced" "$conns" "$be_pid" "$paced"
+      run_wrk agifarm "$gw_port" "$kind-paced" "$conns" "$gw_pid" "$paced"
+      run_wrk nginx "$ng_port" "$kind-paced" "$conns" "$ng_pid" "$paced"
     done
   done
 done
@@ -162,5 +185,18 @@ for kind in ("plain", "stream"):
         name = "non-streaming" if kind == "plain" else "streaming(SSE)"
         print(f"{name:<16}{c:>6}{dr:>12.0f}{ar:>13.0f}{nr:>11.0f}{ar/nr:>10.2f}{dp:>9.2f}ms{ap-dp:>11.2f}ms{np_-dp:>9.2f}ms"
               f"{ac:>14.1f}us{nc:>12.1f}us"
+              + ("" if ae == "none" and ne == "none" else f"   errors: agifarm[{ae}] nginx[{ne}]"))
+print()
+print("paced: a fixed offered load (see PACED_RPS above); +p99 here is the latency the proxy itself adds")
+print(f"{'workload':<16}{'conns':>6}{'direct rps':>12}{'agifarm rps':>13}{'nginx rps':>11}"
+      f"{'p99 direct':>11}{'+p99 agifarm':>13}{'+p99 nginx':>11}")
+for kind in ("plain", "stream"):
+    for c in ("64", "256"):
+        k = kind + "-paced"
+        dr, dp, _, _ = d[("direct", k, c)]
+        ar, ap, _, ae = d[("agifarm", k, c)]
+        nr, np_, _, ne = d[("nginx", k, c)]
+        name = "non-streaming" if kind == "plain" else "streaming(SSE)"
+        print(f"{name:<16}{c:>6}{dr:>12.0f}{ar:>13.0f}{nr:>11.0f}{dp:>9.2f}ms{ap-dp:>11.2f}ms{np_-dp:>9.2f}ms"
               + ("" if ae == "none" and ne == "none" else f"   errors: agifarm[{ae}] nginx[{ne}]"))
 PY

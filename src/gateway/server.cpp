@@ -13,7 +13,10 @@
 //   sweeper, only for requests that have lasted, not by a timer per request;
 // - work that can finish at once is done at once, without an asynchronous operation (each costs a
 //   trip through the scheduler): a request already in the read buffer is parsed in place, a write
-//   goes straight to the (non-blocking) socket and only what the socket does not take waits.
+//   goes straight to the (non-blocking) socket and only what the socket does not take waits;
+// - no recv() that is known to fail: after a read drained a socket, the next read waits for epoll
+//   instead of trying first (read_readiness.hpp; Asio alone tries, and fails with EAGAIN, on almost
+//   every read of a request/response connection).
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>

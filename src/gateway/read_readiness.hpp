@@ -19,6 +19,10 @@
 //   bytes than asked: marks the socket drained unless that event also reported a hang-up or error
 //   (FIN, RST), which no later event would announce again. Without EPOLLRDHUP registered it does
 //   nothing.
+//   "Straight from that event" holds only for the first operation the event completes: no other
+//   operation (a wait, a write) may be pending on the socket while such a read waits. The gateway
+//   never has one: it cancels a request's client watch before reading that client's next request, and
+//   it reads a backend's answer only after writing the request.
 // A short read that did not come from an epoll event proves nothing (a FIN may have come with it):
 // leave the flag alone; the next read then tries recv() at once, as Asio always does.
 //

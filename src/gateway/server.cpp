@@ -31,6 +31,7 @@
 #include <charconv>
 #include <list>
 #include <random>
+#include <tuple>
 #include <thread>
 
 #include "gateway/config.hpp"
@@ -162,10 +163,25 @@ void append_chunk(std::string& out, std::string_view data) {
 
 // One backend connection with its read buffer; lives in a worker's idle pool between requests.
 struct upstream_conn {
-  // Beast reads max(512, free capacity) bytes at a time: reserve, so a burst of SSE events is one read.
-  explicit upstream_conn(const executor_type& ex) : stream(ex), relay(new char[k_relay_buffer]) { buffer.reserve(65536); }
+  // Reads ask for up to k_read_size bytes: a burst of SSE events is one read.
+  static constexpr std::size_t k_read_size = 65536;
+  explicit upstream_conn(const executor_type& ex) : stream(ex), relay(new char[k_relay_buffer]) { buffer.reserve(k_read_size); }
   timed_socket stream;
   beast::flat_buffer buffer;
+  // A read from the backend into `buffer`, in halves so that the await stays in the caller's coroutine
+  // (a helper coroutine would cost a frame per read): read_now() settles it when it can (see
+  // readiness::read_now); otherwise `co_await wait_read()` and pass its result through waited(). The
+  // caller commits the bytes.
+  net::mutable_buffer space;
+  bool read_now(boost::system::error_code& ec, std::size_t& n) {
+    space = buffer.prepare(beast::read_size(buffer, k_read_size));
+    return readiness::read_now(stream.sock, space, ec, n);
+  }
+  auto wait_read() { return stream.sock.async_read_some(space, k_tuple); }
+  std::tuple<boost::system::error_code, std::size_t> waited(std::tuple<boost::system::error_code, std::size_t> r) {
+    readiness::after_wait(stream.sock, std::get<0>(r), std::get<1>(r), space.size());
+    return r;
+  }
   // Body bytes on their way to the client, and the texts built per request: they live with the pooled
   // connection and keep their capacity, so a warm connection's requests allocate none of them.
   std::unique_ptr<char[]> relay;
@@ -462,14 +478,8 @@ struct server::impl {
       }
       boost::system::error_code rec;
       while (!wec && !rec && !conn->parser->is_header_done()) {
-        auto b = conn->buffer.prepare(beast::read_size(conn->buffer, 65536));
         std::size_t n = 0;
-        if (!readiness::read_now(conn->stream.sock, b, rec, n)) {
-          auto [ec2, n2] = co_await conn->stream.sock.async_read_some(b, k_tuple);
-          rec = ec2;
-          n = n2;
-          readiness::after_wait(conn->stream.sock, rec, n, b.size());
-        }
+        if (!conn->read_now(rec, n)) std::tie(rec, n) = conn->waited(co_await conn->wait_read());
         if (rec == net::error::eof)
           rec = conn->parser->got_some() || conn->buffer.size() > 0 ? http::error::partial_message : http::error::end_of_stream;
         if (rec) break;
@@ -556,15 +566,9 @@ struct server::impl {
         ec = after_read({});
         if (ec || got > 0 || parser.is_done()) break;
       }
-      auto b = conn->buffer.prepare(beast::read_size(conn->buffer, 65536));
       boost::system::error_code rec;
       std::size_t rn = 0;
-      if (!readiness::read_now(conn->stream.sock, b, rec, rn)) {
-        auto [e, n] = co_await conn->stream.sock.async_read_some(b, k_tuple);
-        rec = e;
-        rn = n;
-        readiness::after_wait(conn->stream.sock, rec, rn, b.size());
-      }
+      if (!conn->read_now(rec, rn)) std::tie(rec, rn) = conn->waited(co_await conn->wait_read());
       ec = after_read(commit_read(rec, rn));
       if (ec || st->client_gone) break;
     }
@@ -633,15 +637,9 @@ struct server::impl {
       if (conn->buffer.size() > 0) ec = after_read({});  // left over when the relay buffer filled up
       if (!ec && got == 0 && !parser.is_done()) {
         conn->stream.expires_after(idle);
-        auto b = conn->buffer.prepare(beast::read_size(conn->buffer, 65536));
         boost::system::error_code rec;
         std::size_t rn = 0;
-        if (!readiness::read_now(conn->stream.sock, b, rec, rn)) {
-          auto [e, n] = co_await conn->stream.sock.async_read_some(b, k_tuple);
-          rec = e;
-          rn = n;
-          readiness::after_wait(conn->stream.sock, rec, rn, b.size());
-        }
+        if (!conn->read_now(rec, rn)) std::tie(rec, rn) = conn->waited(co_await conn->wait_read());
         ec = after_read(commit_read(rec, rn));
       }
       if (st->client_gone) {

@@ -1,6 +1,7 @@
 #include <string.h>
 
 #include <boost/json.hpp>
+#include <boost/json/basic_parser_impl.hpp>
 
 #include "gateway/usage.hpp"
 
@@ -15,6 +16,21 @@ std::size_t find_bytes(std::string_view hay, std::string_view needle, std::size_
   if (from > hay.size()) return std::string_view::npos;
   const void* p = ::memmem(hay.data() + from, hay.size() - from, needle.data(), needle.size());
   return p ? static_cast<std::size_t>(static_cast<const char*>(p) - hay.data()) : std::string_view::npos;
+}
+
+// The last occurrence of `needle`: memrchr finds each candidate for its first byte from the end. The
+// usage member sits near the end of a completion body, so this reads the body's tail, not all of it.
+std::size_t rfind_bytes(std::string_view hay, std::string_view needle) {
+  if (needle.empty() || needle.size() > hay.size()) return std::string_view::npos;
+  std::size_t end = hay.size() - needle.size() + 1;  // candidates start below this
+  while (end > 0) {
+    const void* p = ::memrchr(hay.data(), needle.front(), end);
+    if (!p) return std::string_view::npos;
+    std::size_t at = static_cast<std::size_t>(static_cast<const char*>(p) - hay.data());
+    if (std::memcmp(hay.data() + at, needle.data(), needle.size()) == 0) return at;
+    end = at;
+  }
+  return std::string_view::npos;
 }
 
 // The JSON object that starts at text[open] ('{'), up to its matching '}', honouring strings and
@@ -60,6 +76,86 @@ std::optional<token_usage> usage_of(const json::object& uo) {
   return t;
 }
 
+// The token counts of one usage object, read by a SAX handler (no DOM: this runs once per proxied
+// response): the integer members of the top-level object under OpenAI's and Anthropic's names, with
+// usage_of()'s rules (a later duplicate key wins, as in a parsed object; a negative count is 0; a
+// member that is not an integer does not count).
+class usage_object_handler {
+ public:
+  static constexpr std::size_t max_object_size = std::size_t(-1);
+  static constexpr std::size_t max_array_size = std::size_t(-1);
+  static constexpr std::size_t max_key_size = std::size_t(-1);
+  static constexpr std::size_t max_string_size = std::size_t(-1);
+  using ec_t = boost::system::error_code;
+
+  bool on_document_begin(ec_t&) { return true; }
+  bool on_document_end(ec_t&) { return true; }
+  bool on_object_begin(ec_t&) { return ++depth_, true; }
+  bool on_object_end(std::size_t, ec_t&) { return --depth_, true; }
+  bool on_array_begin(ec_t&) { return ++depth_, true; }
+  bool on_array_end(std::size_t, ec_t&) { return --depth_, true; }
+  bool on_key_part(std::string_view s, std::size_t, ec_t&) {
+    if (depth_ == 1) key_.append(s);
+    return true;
+  }
+  bool on_key(std::string_view s, std::size_t, ec_t&) {
+    if (depth_ != 1) return true;
+    key_.append(s);
+    slot_ = key_ == "prompt_tokens"       ? 0
+            : key_ == "input_tokens"      ? 1
+            : key_ == "completion_tokens" ? 2
+            : key_ == "output_tokens"     ? 3
+                                          : -1;
+    key_.clear();
+    if (slot_ >= 0) values_[slot_].reset();  // a later duplicate replaces an earlier member
+    return true;
+  }
+  bool on_string_part(std::string_view, std::size_t, ec_t&) { return true; }
+  bool on_string(std::string_view, std::size_t, ec_t&) { return true; }
+  bool on_number_part(std::string_view, ec_t&) { return true; }
+  bool on_int64(std::int64_t v, std::string_view, ec_t&) {
+    if (depth_ == 1 && slot_ >= 0) values_[slot_] = v < 0 ? 0 : static_cast<std::uint64_t>(v);
+    return true;
+  }
+  bool on_uint64(std::uint64_t v, std::string_view, ec_t&) {
+    if (depth_ == 1 && slot_ >= 0) values_[slot_] = v;
+    return true;
+  }
+  bool on_double(double, std::string_view, ec_t&) { return true; }
+  bool on_bool(bool, ec_t&) { return true; }
+  bool on_null(ec_t&) { return true; }
+  bool on_comment_part(std::string_view, ec_t&) { return true; }
+  bool on_comment(std::string_view, ec_t&) { return true; }
+
+  // After a complete parse of an object: the counts, or nullopt when none of the four names held an
+  // integer.
+  std::optional<token_usage> result() const {
+    token_usage t;
+    bool any = false;
+    if (values_[0]) t.prompt = *values_[0], any = true;
+    else if (values_[1]) t.prompt = *values_[1], any = true;
+    if (values_[2]) t.completion = *values_[2], any = true;
+    else if (values_[3]) t.completion = *values_[3], any = true;
+    if (!any) return std::nullopt;
+    return t;
+  }
+
+ private:
+  int depth_ = 0;
+  int slot_ = -1;
+  std::string key_;
+  std::optional<std::uint64_t> values_[4];
+};
+
+// `text` is one JSON object (object_at's result).
+std::optional<token_usage> parse_usage_object(std::string_view text) {
+  boost::json::basic_parser<usage_object_handler> p(boost::json::parse_options{});
+  boost::system::error_code ec;
+  std::size_t n = p.write_some(false, text.data(), text.size(), ec);
+  if (ec || n != text.size() || !p.done()) return std::nullopt;
+  return p.handler().result();
+}
+
 // Parses `text` and calls f(value) if it is JSON. The value lives in a stack arena (this runs once per
 // proxied response; typical usage objects and stream events never touch the heap).
 template <class F>
@@ -77,9 +173,7 @@ void with_parsed(std::string_view text, F&& f) {
 
 std::optional<token_usage> usage_member(std::string_view text) {
   constexpr std::string_view k_key = "\"usage\"";
-  std::size_t last = std::string_view::npos;
-  for (std::size_t at = find_bytes(text, k_key); at != std::string_view::npos; at = find_bytes(text, k_key, at + 1))
-    last = at;
+  const std::size_t last = rfind_bytes(text, k_key);
   if (last == std::string_view::npos) return std::nullopt;
   std::size_t i = last + k_key.size();
   while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
@@ -88,13 +182,8 @@ std::optional<token_usage> usage_member(std::string_view text) {
     while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
     if (i < text.size() && text[i] == '{') {
       auto obj = object_at(text, i);
-      if (!obj.empty()) {
-        std::optional<token_usage> u;
-        with_parsed(obj, [&](const json::value& v) {
-          if (auto* o = v.if_object()) u = usage_of(*o);
-        });
-        if (u) return u;
-      }
+      if (!obj.empty())
+        if (auto u = parse_usage_object(obj)) return u;
     }
   }
   return usage_from_json(text);

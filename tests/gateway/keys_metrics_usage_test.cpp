@@ -131,6 +131,35 @@ TEST(gateway_usage, json_body_usage_is_read_from_its_member_alone) {
   EXPECT_FALSE(str.finish());
 }
 
+TEST(gateway_usage, json_body_scan_agrees_with_a_full_parse) {
+  // The scanner reads only the usage member (found from the end, parsed without a DOM); a full parse
+  // of the body must give the same counts for every shape of usage object.
+  const char* usages[] = {
+      R"({"prompt_tokens":9,"completion_tokens":7,"total_tokens":16})",
+      R"({"input_tokens":5,"output_tokens":6})",
+      R"({"prompt_tokens":2,"input_tokens":5,"output_tokens":6,"completion_tokens":1})",
+      R"({"prompt_tokens":-3,"completion_tokens":18446744073709551615})",
+      R"({"prompt_tokens":1.5,"input_tokens":4,"completion_tokens":"7","output_tokens":[8]})",
+      R"({"prompt_tokens":1,"prompt_tokens":2,"completion_tokens":3,"completion_tokens":null})",
+      R"({"details":{"prompt_tokens":99,"completion_tokens":98},"list":[{"prompt_tokens":97}],"completion_tokens":5})",
+      R"({"total_tokens":16})",
+      R"({})",
+      R"( { "prompt_tokens" : 4 , "completion_tokens" : 2 } )",
+  };
+  for (const char* usage : usages) {
+    std::string body = std::string(R"({"id":"x","usage":{"prompt_tokens":1000},"choices":[],"usage":)") + usage + "}";
+    usage_scanner scan(false);
+    scan.feed(body);
+    auto got = scan.finish();
+    auto want = usage_from_json(body);
+    ASSERT_EQ(got.has_value(), want.has_value()) << body;
+    if (want) {
+      EXPECT_EQ(got->prompt, want->prompt) << body;
+      EXPECT_EQ(got->completion, want->completion) << body;
+    }
+  }
+}
+
 TEST(gateway_usage, llama_server_stream_without_usage_is_counted_from_its_timings) {
   // The last chunk of a llama-server stream when the client did not set stream_options.include_usage.
   usage_scanner s(true);

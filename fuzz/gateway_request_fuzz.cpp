@@ -1,6 +1,7 @@
 // libFuzzer target over the gateway's request path without sockets: Beast's HTTP request parser (with
 // the gateway's header/body limits), request inspection (JSON -> model/stream/affinity), routing,
 // the balancers' choice, and the usage scanner fed the same bytes as a response in random pieces.
+// Request inspection is checked against the DOM reference (tests/gateway/request_reference.hpp).
 // Byte 0 picks the endpoint, byte 1 the piece size; the rest is an HTTP request or a JSON body.
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -13,6 +14,7 @@
 #include "gateway/request.hpp"
 #include "gateway/router.hpp"
 #include "gateway/usage.hpp"
+#include "../tests/gateway/request_reference.hpp"
 
 namespace {
 
@@ -31,6 +33,13 @@ const router& the_router() {
 
 void inspect_and_route(std::string_view body, endpoint kind) {
   auto info = inspect_request(body, kind);
+  // Differential: the gateway's SAX reader must say what the DOM reference says.
+  auto want = reference::inspect_request_dom(body, kind);
+  if (info.ok() != want.ok()) __builtin_trap();
+  if (!want.ok() && info.err().message != want.err().message) __builtin_trap();
+  if (want.ok() && (info->model != want->model || info->stream != want->stream ||
+                    info->has_affinity != want->has_affinity || info->affinity_hash != want->affinity_hash))
+    __builtin_trap();
   if (!info) return;
   const router& r = the_router();
   auto pool = r.find(info->model);

@@ -33,25 +33,6 @@ std::size_t rfind_bytes(std::string_view hay, std::string_view needle) {
   return std::string_view::npos;
 }
 
-// The JSON object that starts at text[open] ('{'), up to its matching '}', honouring strings and
-// escapes; empty if it does not close.
-std::string_view object_at(std::string_view text, std::size_t open) {
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t i = open; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    else if (c == '{') ++depth;
-    else if (c == '}' && --depth == 0) return text.substr(open, i - open + 1);
-  }
-  return {};
-}
-
 // usage_from_json on the last `"usage": {...}` member of a JSON text, without parsing the rest (a
 // completion body can be large; the usage object is small). Falls back to the whole text when the
 // quick look finds nothing it can read.
@@ -147,12 +128,12 @@ class usage_object_handler {
   std::optional<std::uint64_t> values_[4];
 };
 
-// `text` is one JSON object (object_at's result).
+// The usage object at the start of `text` (what follows it is not read).
 std::optional<token_usage> parse_usage_object(std::string_view text) {
   boost::json::basic_parser<usage_object_handler> p(boost::json::parse_options{});
   boost::system::error_code ec;
-  std::size_t n = p.write_some(false, text.data(), text.size(), ec);
-  if (ec || n != text.size() || !p.done()) return std::nullopt;
+  p.write_some(true, text.data(), text.size(), ec);
+  if (ec || !p.done()) return std::nullopt;
   return p.handler().result();
 }
 
@@ -180,11 +161,8 @@ std::optional<token_usage> usage_member(std::string_view text) {
   if (i < text.size() && text[i] == ':') {
     ++i;
     while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
-    if (i < text.size() && text[i] == '{') {
-      auto obj = object_at(text, i);
-      if (!obj.empty())
-        if (auto u = parse_usage_object(obj)) return u;
-    }
+    if (i < text.size() && text[i] == '{')
+      if (auto u = parse_usage_object(text.substr(i))) return u;
   }
   return usage_from_json(text);
 }

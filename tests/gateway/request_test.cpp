@@ -4,6 +4,7 @@
 
 #include "gateway/request.hpp"
 #include "gateway/router.hpp"
+#include "request_reference.hpp"
 
 using namespace agifarm::gateway;
 
@@ -63,6 +64,57 @@ TEST(gateway_request, malformed_json_says_where) {
   EXPECT_EQ(inspect_request(R"({"model":"m"})", endpoint::completions).err().message, "'prompt' is required");
   std::string deep(100000, '[');
   EXPECT_FALSE(inspect_request(deep, endpoint::chat_completions).ok());
+}
+
+// The SAX reader against the DOM reference: the same value or the same error message, on every
+// endpoint, for bodies that probe member order, duplicates, types, parts, depth and bounds.
+TEST(gateway_request, agrees_with_the_dom_reference) {
+  const std::string big(9000, 'x');
+  std::vector<std::string> bodies = {
+      R"({"model":"fast","stream":true,"messages":[{"role":"system","content":"S"},{"role":"user","content":"hi"}]})",
+      R"({"messages":[{"content":"S","role":"system"},{"content":[{"text":"a"},{"type":"image"},{"text":1},"p",{"text":"b","text":"c"}],"role":"user"},{"role":"user","content":"later"}]})",
+      R"({"model":"a","model":"b","stream":false,"stream":null,"messages":1,"messages":[{"role":"user","role":2,"content":"x"}]})",
+      R"({"model":"a","messages":[{"role":"assistant","content":{"text":"obj"}},[1],{"role":"user"}]})",
+      R"({"model":"a","messages":[{"role":"user","content":"x"},5,[]]})",
+      R"({"messages":[{"role":"tool","content":null},{"role":"user","content":[[{"text":"deep"}],{"text":"ok"}]}]})",
+      R"({"system":[{"text":"sys1"},{"text":"sys2"}],"messages":[{"role":"user","content":"q"}],"system":"final"})",
+      R"({"messages":[{"role":"user","content":"q"}],"system":{"text":"no"}})",
+      R"({"prompt":["first","second"],"model":"m"})",
+      R"({"prompt":[1,"second"]})",
+      R"({"prompt":"p","prompt":{"a":1}})",
+      R"({"prompt":[]})",
+      R"({"input":null})",
+      R"({"input":"i","model":["m"]})",
+      R"({"model":"m","stream":0})",
+      R"({"model":"m","stream":"yes"})",
+      R"({"model":"\u00e9\n\"q\"","messages":[{"role":"us\u0065r","content":"\ud83d\ude00"}]})",
+      R"({"nested":{"model":5,"messages":3},"model":"ok","messages":[]})",
+      "{\"messages\":[{\"role\":\"system\",\"content\":\"" + big + "\"},{\"role\":\"user\",\"content\":\"" + big + "\"}]}",
+      "{\"system\":\"" + big + "\",\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"" + big + "\"}]}]}",
+      "{\"prompt\":\"" + big + "\"}",
+      R"([])", R"("s")", R"(7)", R"(null)", R"({})", R"({"a":[1,2,{"b":[true,false,null]}]})",
+      R"({"model":"m",})", R"({"model":"m"} {})", " \n{\"model\":\"m\"}\n ", R"({"model":"m","messages":[)",
+      std::string(40, '[') + std::string(40, ']'),
+      "{\"messages\":" + std::string(31, '[') + std::string(31, ']') + "}",
+  };
+  for (const auto& body : bodies) {
+    for (int k = 0; k < 4; ++k) {
+      auto kind = static_cast<endpoint>(k);
+      auto got = inspect_request(body, kind);
+      auto want = reference::inspect_request_dom(body, kind);
+      ASSERT_EQ(got.ok(), want.ok()) << "endpoint " << k << ": " << body << "\n got: "
+                                     << (got.ok() ? "ok" : got.err().message)
+                                     << "\n want: " << (want.ok() ? "ok" : want.err().message);
+      if (!want.ok()) {
+        EXPECT_EQ(got.err().message, want.err().message) << body;
+        continue;
+      }
+      EXPECT_EQ(got->model, want->model) << body;
+      EXPECT_EQ(got->stream, want->stream) << body;
+      EXPECT_EQ(got->has_affinity, want->has_affinity) << body;
+      EXPECT_EQ(got->affinity_hash, want->affinity_hash) << "endpoint " << k << ": " << body.substr(0, 200);
+    }
+  }
 }
 
 TEST(gateway_request, error_body_is_openai_shaped) {

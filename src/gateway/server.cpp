@@ -39,6 +39,7 @@
 #include "gateway/keys.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/read_readiness.hpp"
+#include "gateway/recycling_allocator.hpp"
 #include "gateway/request.hpp"
 #include "gateway/router.hpp"
 #include "gateway/scheduler.hpp"
@@ -58,6 +59,9 @@ using acceptor_type = net::basic_socket_acceptor<tcp, executor_type>;
 using timer_type = net::basic_waitable_timer<clock_type, net::wait_traits<clock_type>, executor_type>;
 template <class T>
 using awaitable = net::awaitable<T, executor_type>;
+// Requests and backend responses keep their header fields in recycled blocks (recycling_allocator.hpp).
+using field_allocator = agifarm::gateway::recycling_allocator<char>;
+using client_request = http::request<http::string_body, http::basic_fields<field_allocator>>;
 constexpr auto k_tuple = net::as_tuple(net::use_awaitable_t<executor_type>{});
 using auto_unlink_hook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
@@ -207,7 +211,7 @@ struct upstream_conn {
   std::string sse_tail;      // SSE: bytes after the last complete event
   usage_scanner scanner;
   // The response being read (kept here, not in attempt()'s coroutine frame).
-  std::optional<http::response_parser<http::buffer_body>> parser;
+  std::optional<http::response_parser<http::buffer_body, field_allocator>> parser;
   void begin_response() {
     parser.emplace();
     parser->body_limit(boost::none);
@@ -269,8 +273,18 @@ struct backend_addr {
 // (the worker's single-threaded io_context), except grant callbacks, which post here. Linked into the
 // worker's in-flight list, where the sweeper arms the client watch of requests that have lasted.
 struct request_state : auto_unlink_hook, std::enable_shared_from_this<request_state> {
-  request_state(const executor_type& ex, timed_socket& c, clock_type::time_point t) : timer(ex), client(c), started(t) {}
-  timer_type timer;
+  request_state(const executor_type& e, timed_socket& c, clock_type::time_point t) : ex(e), client(c), started(t) {}
+  // The timer for queue waits and retry backoff, made on first use: most requests need neither, and
+  // making and destroying a timer takes the timer service's lock twice.
+  timer_type& wait_timer() {
+    if (!timer) timer.emplace(ex);
+    return *timer;
+  }
+  void cancel_wait() {
+    if (timer) timer->cancel();
+  }
+  executor_type ex;
+  std::optional<timer_type> timer;
   timed_socket& client;
   clock_type::time_point started;
   bool watching = false;
@@ -438,7 +452,7 @@ struct server::impl {
 
   // One attempt on one replica: send the request, wait for the response header and its first body bytes
   // (the first-byte deadline), then commit and relay to the client until the end.
-  awaitable<attempt_result> attempt(worker& w, timed_socket& client, const http::request<http::string_body>& req,
+  awaitable<attempt_result> attempt(worker& w, timed_socket& client, const client_request& req,
                                     std::shared_ptr<request_state> st, const lease& l, bool last_by_count,
                                     std::size_t pool, std::vector<std::size_t>& excluded,
                                     bool client_keep_alive, const clock_type::time_point started, double& ttfb_s,
@@ -716,7 +730,7 @@ struct server::impl {
             beast::error_code ignored;
             st->upstream->stream.sock.close(ignored);
           }
-          if (st->waiting) st->timer.cancel();
+          if (st->waiting) st->cancel_wait();
         }));
   }
 
@@ -753,21 +767,21 @@ struct server::impl {
   awaitable<std::optional<grant>> wait_grant(std::shared_ptr<request_state> st, std::uint64_t ticket,
                                              clock_type::time_point deadline) {
     st->waiting = true;
-    st->timer.expires_at(deadline);
+    st->wait_timer().expires_at(deadline);
     for (;;) {
-      auto [ec] = co_await st->timer.async_wait(k_tuple);
+      auto [ec] = co_await st->wait_timer().async_wait(k_tuple);
       if (st->granted) break;
       if (st->client_gone) {
         if (sched.cancel(ticket)) {
           st->waiting = false;
           co_return std::nullopt;
         }
-        st->timer.expires_at(clock_type::time_point::max());  // a grant is on its way
+        st->wait_timer().expires_at(clock_type::time_point::max());  // a grant is on its way
         continue;
       }
       if (!ec) {
         sched.expire(clock_type::now());  // calls back every waiter past its deadline, us included
-        if (!st->granted) st->timer.expires_at(clock_type::now() + std::chrono::milliseconds(5));
+        if (!st->granted) st->wait_timer().expires_at(clock_type::now() + std::chrono::milliseconds(5));
       }
     }
     st->waiting = false;
@@ -792,7 +806,7 @@ struct server::impl {
   // The checks before a request may take a slot, in order: API key, body, route, the key's models,
   // the key's rate. Counts refusals in the metrics.
   // (Out-parameters, not a returned variant: proxy()'s frame holds each only once.)
-  std::optional<error_reply> admit(const http::request<http::string_body>& req, endpoint kind, admitted& a) {
+  std::optional<error_reply> admit(const client_request& req, endpoint kind, admitted& a) {
     if (keys.enabled()) {
       a.key = keys.authenticate(header_value(req, http::field::authorization), header_value(req, "x-api-key"));
       if (!a.key) {
@@ -868,17 +882,19 @@ struct server::impl {
 
   // Asks the scheduler for a slot: a lease, a queue ticket (the grant comes to `st`), or a refusal.
   // (A plain function: GCC keeps every local of a coroutine in its heap frame.)
-  void acquire_slot(worker& w, std::size_t pool, const pick_request& pick, const std::vector<std::size_t>& excluded,
+  void acquire_slot(std::size_t pool, const pick_request& pick, const std::vector<std::size_t>& excluded,
                     clock_type::time_point deadline, const std::shared_ptr<request_state>& st, std::optional<lease>& l,
                     int& reject, std::optional<std::uint64_t>& ticket) {
+    // The callback holds no more than a weak_ptr, so std::function keeps it inline (no allocation for
+    // the many requests that are granted at once and never call it).
     auto ar = sched.acquire(pool, pick, excluded, clock_type::now(), deadline,
-                            [exec = w.ioc.get_executor(), weak = std::weak_ptr<request_state>(st)](grant g) {
-                              net::post(exec, [weak, g] {
-                                if (auto s = weak.lock()) {
+                            [weak = std::weak_ptr<request_state>(st)](grant g) {
+                              if (auto s = weak.lock()) {
+                                net::post(s->ex, [s, g] {
                                   s->granted = g;
-                                  s->timer.cancel();
-                                }
-                              });
+                                  s->cancel_wait();
+                                });
+                              }
                             });
     switch (ar.status) {
       case acquire_status::granted: l = ar.l; break;
@@ -890,7 +906,7 @@ struct server::impl {
   }
 
   // Handles one POST to a model endpoint. Returns whether the client connection may be kept.
-  awaitable<bool> proxy(worker& w, timed_socket& client, http::request<http::string_body>& req, endpoint kind,
+  awaitable<bool> proxy(worker& w, timed_socket& client, client_request& req, endpoint kind,
                         clock_type::time_point started) {
     bool keep = req.keep_alive() && !stopping;
     // One co_await site for every error reply: each site keeps its own temporaries in the coroutine
@@ -910,7 +926,7 @@ struct server::impl {
       pick.key = ok.info.affinity_hash;
     }
 
-    auto st = std::make_shared<request_state>(w.ioc.get_executor(), client, started);
+    auto st = std::allocate_shared<request_state>(recycling_allocator<request_state>{}, w.ioc.get_executor(), client, started);
     w.in_flight.push_back(*st);
     struct watch_guard {
       std::shared_ptr<request_state> st;
@@ -937,9 +953,9 @@ struct server::impl {
         // Jittered exponential backoff: base * 2^(a-1) * [0.5, 1.5).
         double base = cfg.limits.retry_backoff_ms * static_cast<double>(1 << std::min(a - 1, 8));
         std::uniform_real_distribution<double> jitter(0.5, 1.5);
-        st->timer.expires_after(std::chrono::microseconds(static_cast<long long>(base * jitter(w.rng) * 1000)));
+        st->wait_timer().expires_after(std::chrono::microseconds(static_cast<long long>(base * jitter(w.rng) * 1000)));
         st->waiting = true;
-        co_await st->timer.async_wait(k_tuple);
+        co_await st->wait_timer().async_wait(k_tuple);
         st->waiting = false;
         if (st->client_gone) break;
       }
@@ -947,7 +963,7 @@ struct server::impl {
       std::optional<lease> l;
       int reject = 0;
       std::optional<std::uint64_t> ticket;
-      acquire_slot(w, pool, pick, excluded, deadline, st, l, reject, ticket);
+      acquire_slot(pool, pick, excluded, deadline, st, l, reject, ticket);
       if (ticket) {
         auto g = co_await wait_grant(st, *ticket, deadline);
         st->granted.reset();
@@ -1046,13 +1062,13 @@ struct server::impl {
 
   // A POST to one of the model endpoints: the kind. (session() calls proxy() for these straight away,
   // one coroutine frame fewer per request than going through handle().)
-  static std::optional<endpoint> proxied_endpoint(const http::request<http::string_body>& req) {
+  static std::optional<endpoint> proxied_endpoint(const client_request& req) {
     if (req.method() != http::verb::post) return std::nullopt;
     return model_endpoint(path_of(req));
   }
 
   // The request target without its query string.
-  static std::string_view path_of(const http::request<http::string_body>& req) {
+  static std::string_view path_of(const client_request& req) {
     std::string_view target = req.target();
     if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
     return target;
@@ -1073,7 +1089,7 @@ struct server::impl {
   }
 
   // Everything but a POST to a model endpoint (session() sends those to proxy()).
-  awaitable<bool> handle(timed_socket& client, http::request<http::string_body>& req) {
+  awaitable<bool> handle(timed_socket& client, client_request& req) {
     bool keep = req.keep_alive() && !stopping;
     const std::string_view target = path_of(req);
     const auto method = req.method();
@@ -1151,7 +1167,7 @@ struct server::impl {
         buffer.commit(n);
       }
       first = false;
-      http::request_parser<http::string_body> parser;
+      http::request_parser<http::string_body, field_allocator> parser;
       parser.header_limit(cfg.limits.max_header_bytes);
       parser.body_limit(cfg.limits.max_body_bytes);
       parser.eager(true);  // put() goes on into the body

@@ -72,7 +72,10 @@ class usage_object_handler {
   bool on_document_begin(ec_t&) { return true; }
   bool on_document_end(ec_t&) { return true; }
   bool on_object_begin(ec_t&) { return ++depth_, true; }
-  bool on_object_end(std::size_t, ec_t&) { return --depth_, true; }
+  bool on_object_end(std::size_t, ec_t&) {
+    if (--depth_ == 0) complete_ = true;
+    return true;
+  }
   bool on_array_begin(ec_t&) { return ++depth_, true; }
   bool on_array_end(std::size_t, ec_t&) { return --depth_, true; }
   bool on_key_part(std::string_view s, std::size_t, ec_t&) {
@@ -81,12 +84,13 @@ class usage_object_handler {
   }
   bool on_key(std::string_view s, std::size_t, ec_t&) {
     if (depth_ != 1) return true;
-    key_.append(s);
-    slot_ = key_ == "prompt_tokens"       ? 0
-            : key_ == "input_tokens"      ? 1
-            : key_ == "completion_tokens" ? 2
-            : key_ == "output_tokens"     ? 3
-                                          : -1;
+    std::string_view key = s;
+    if (!key_.empty()) key = key_.append(s);  // it came in pieces
+    slot_ = key == "prompt_tokens"       ? 0
+            : key == "input_tokens"      ? 1
+            : key == "completion_tokens" ? 2
+            : key == "output_tokens"     ? 3
+                                         : -1;
     key_.clear();
     if (slot_ >= 0) values_[slot_].reset();  // a later duplicate replaces an earlier member
     return true;
@@ -111,6 +115,7 @@ class usage_object_handler {
   // After a complete parse of an object: the counts, or nullopt when none of the four names held an
   // integer.
   std::optional<token_usage> result() const {
+    if (!complete_) return std::nullopt;
     token_usage t;
     bool any = false;
     if (values_[0]) t.prompt = *values_[0], any = true;
@@ -123,17 +128,19 @@ class usage_object_handler {
 
  private:
   int depth_ = 0;
+  bool complete_ = false;  // the top-level object closed
   int slot_ = -1;
   std::string key_;
   std::optional<std::uint64_t> values_[4];
 };
 
-// The usage object at the start of `text` (what follows it is not read).
+// The usage object at the start of `text`. What follows it is not read: the parser stops there with
+// extra_data (a final write, so that it never saves its state, which would allocate).
 std::optional<token_usage> parse_usage_object(std::string_view text) {
   boost::json::basic_parser<usage_object_handler> p(boost::json::parse_options{});
   boost::system::error_code ec;
-  p.write_some(true, text.data(), text.size(), ec);
-  if (ec || !p.done()) return std::nullopt;
+  p.write_some(false, text.data(), text.size(), ec);
+  if (ec && ec != boost::json::error::extra_data) return std::nullopt;
   return p.handler().result();
 }
 

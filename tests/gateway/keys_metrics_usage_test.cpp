@@ -125,6 +125,13 @@ TEST(gateway_usage, json_body_usage_is_read_from_its_member_alone) {
   usage_scanner cut(false);
   cut.feed(R"({"usage":{"prompt_tokens":3,)");
   EXPECT_FALSE(cut.finish());
+  // Only the usage member is read: the rest of the body need not even be JSON.
+  usage_scanner tail_only(false);
+  tail_only.feed(R"(<not json> "usage": {"prompt_tokens":5,"completion_tokens":6,"details":{"x":[1]}}})");
+  auto tu = tail_only.finish();
+  ASSERT_TRUE(tu);
+  EXPECT_EQ(tu->prompt, 5u);
+  EXPECT_EQ(tu->completion, 6u);
   // "usage" only as a string value: nothing.
   usage_scanner str(false);
   str.feed(R"({"content":"usage","n":1})");

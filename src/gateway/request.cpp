@@ -357,7 +357,9 @@ class inspect_handler {
 result<request_info> inspect_request(std::string_view body, endpoint kind) {
   json::basic_parser<inspect_handler> p(json::parse_options(), kind);
   boost::system::error_code ec;
-  std::size_t n = p.write_some(true, body.data(), body.size(), ec);
+  // One final write (more = false): the parser never has to save its state for a next write, which
+  // would allocate.
+  std::size_t n = p.write_some(false, body.data(), body.size(), ec);
   if (!ec && n < body.size()) {
     // write_some stops after one complete value: anything but whitespace after it is an error.
     std::size_t i = n;
@@ -365,7 +367,6 @@ result<request_info> inspect_request(std::string_view body, endpoint kind) {
     if (i < body.size())
       return make_error(fmt::format("malformed JSON at {}: unexpected data after the JSON value", position_of(body, i)));
   }
-  if (!ec) p.write_some(false, nullptr, 0, ec);
   if (ec) {
     std::size_t at = ec == json::error::incomplete || n >= body.size() ? body.size() : n;
     if (body.empty()) return make_error("malformed JSON: the request body is empty");

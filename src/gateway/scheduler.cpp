@@ -73,7 +73,12 @@ std::optional<std::size_t> scheduler::place(pool& p, const pick_request& req, co
 }
 
 acquire_result scheduler::acquire(std::size_t pi, const pick_request& req, const std::vector<std::size_t>& excluded,
-                                  time_point, time_point deadline, grant_callback cb) {
+                                  time_point now, time_point deadline, grant_callback cb) {
+  return acquire_lazy(pi, req, excluded, now, deadline, [&cb] { return std::move(cb); });
+}
+
+acquire_result scheduler::acquire_lazy(std::size_t pi, const pick_request& req, const std::vector<std::size_t>& excluded,
+                                       time_point, time_point deadline, const std::function<grant_callback()>& make_cb) {
   std::lock_guard lock(mu_);
   pool& p = pools_.at(pi);
   acquire_result out;
@@ -102,7 +107,7 @@ acquire_result scheduler::acquire(std::size_t pi, const pick_request& req, const
   }
   out.status = acquire_status::queued;
   out.ticket = next_ticket_++;
-  p.queue.push_back(waiter{out.ticket, req, excluded, deadline, std::move(cb)});
+  p.queue.push_back(waiter{out.ticket, req, excluded, deadline, make_cb()});
   return out;
 }
 

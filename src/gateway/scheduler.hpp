@@ -64,6 +64,11 @@ class scheduler {
   // will be called. no_healthy: the pool has no ready, healthy replica; exhausted: all were tried.
   acquire_result acquire(std::size_t pool, const pick_request& req, const std::vector<std::size_t>& excluded,
                          time_point now, time_point deadline, grant_callback cb);
+  // The same, with the callback made by `make_cb` only when the request is queued: most requests are
+  // granted at once, and a callback holding a weak_ptr does not fit std::function's inline storage (a
+  // heap allocation per request for nothing).
+  acquire_result acquire_lazy(std::size_t pool, const pick_request& req, const std::vector<std::size_t>& excluded,
+                              time_point now, time_point deadline, const std::function<grant_callback()>& make_cb);
   // True if the pool has a ready, healthy replica not in `excluded` (a retry has somewhere to go).
   bool has_untried(std::size_t pool, const std::vector<std::size_t>& excluded) const;
   // Removes a queued waiter; true if it was still queued (its callback will not be called).

@@ -59,9 +59,11 @@ using acceptor_type = net::basic_socket_acceptor<tcp, executor_type>;
 using timer_type = net::basic_waitable_timer<clock_type, net::wait_traits<clock_type>, executor_type>;
 template <class T>
 using awaitable = net::awaitable<T, executor_type>;
-// Requests and backend responses keep their header fields in recycled blocks (recycling_allocator.hpp).
+// Requests (header fields and body) and backend responses (header fields) live in recycled blocks
+// (recycling_allocator.hpp).
 using field_allocator = agifarm::gateway::recycling_allocator<char>;
-using client_request = http::request<http::string_body, http::basic_fields<field_allocator>>;
+using client_body = http::basic_string_body<char, std::char_traits<char>, field_allocator>;
+using client_request = http::request<client_body, http::basic_fields<field_allocator>>;
 constexpr auto k_tuple = net::as_tuple(net::use_awaitable_t<executor_type>{});
 using auto_unlink_hook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
@@ -885,17 +887,17 @@ struct server::impl {
   void acquire_slot(std::size_t pool, const pick_request& pick, const std::vector<std::size_t>& excluded,
                     clock_type::time_point deadline, const std::shared_ptr<request_state>& st, std::optional<lease>& l,
                     int& reject, std::optional<std::uint64_t>& ticket) {
-    // The callback holds no more than a weak_ptr, so std::function keeps it inline (no allocation for
-    // the many requests that are granted at once and never call it).
-    auto ar = sched.acquire(pool, pick, excluded, clock_type::now(), deadline,
-                            [weak = std::weak_ptr<request_state>(st)](grant g) {
-                              if (auto s = weak.lock()) {
-                                net::post(s->ex, [s, g] {
-                                  s->granted = g;
-                                  s->cancel_wait();
-                                });
-                              }
-                            });
+    // The grant callback is made only if the request is queued (see acquire_lazy).
+    auto ar = sched.acquire_lazy(pool, pick, excluded, clock_type::now(), deadline, [&st]() -> grant_callback {
+      return [weak = std::weak_ptr<request_state>(st)](grant g) {
+        if (auto s = weak.lock()) {
+          net::post(s->ex, [s, g] {
+            s->granted = g;
+            s->cancel_wait();
+          });
+        }
+      };
+    });
     switch (ar.status) {
       case acquire_status::granted: l = ar.l; break;
       case acquire_status::queued: ticket = ar.ticket; break;
@@ -1167,7 +1169,7 @@ struct server::impl {
         buffer.commit(n);
       }
       first = false;
-      http::request_parser<http::string_body, field_allocator> parser;
+      http::request_parser<client_body, field_allocator> parser;
       parser.header_limit(cfg.limits.max_header_bytes);
       parser.body_limit(cfg.limits.max_body_bytes);
       parser.eager(true);  // put() goes on into the body

@@ -134,8 +134,8 @@ class usage_object_handler {
   std::optional<std::uint64_t> values_[4];
 };
 
-// The usage object at the start of `text`. What follows it is not read: the parser stops there with
-// extra_data (a final write, so that it never saves its state, which would allocate).
+// The usage object at the start of `text`. What follows it is not read: the parser stops after one
+// complete value (a final write, so that it never saves its state for a next one, which would allocate).
 std::optional<token_usage> parse_usage_object(std::string_view text) {
   boost::json::basic_parser<usage_object_handler> p(boost::json::parse_options{});
   boost::system::error_code ec;

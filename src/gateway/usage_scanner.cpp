@@ -1,5 +1,7 @@
 #include <string.h>
 
+#include <cstring>
+
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 
@@ -10,12 +12,21 @@ namespace json = boost::json;
 
 namespace {
 
-// memmem: glibc's is a vectorised two-way search; string_view::find runs memchr on the needle's
-// first character, and '"' is everywhere in JSON.
-std::size_t find_bytes(std::string_view hay, std::string_view needle, std::size_t from = 0) {
-  if (from > hay.size()) return std::string_view::npos;
-  const void* p = ::memmem(hay.data() + from, hay.size() - from, needle.data(), needle.size());
-  return p ? static_cast<std::size_t>(static_cast<const char*>(p) - hay.data()) : std::string_view::npos;
+// Whether an SSE event's data holds "usage" or "timings" (as a key or anywhere): one memchr pass over
+// the 'g' both words contain, checking the bytes around each, instead of two memmem passes for every
+// event of a stream (they were a quarter of the gateway's instructions on streams).
+bool names_usage_or_timings(std::string_view l) {
+  constexpr std::string_view k_usage = "\"usage\"", k_timings = "\"timings\"";
+  const char* const begin = l.data();
+  const char* const end = begin + l.size();
+  for (const char* g = begin; g < end; ++g) {
+    g = static_cast<const char*>(std::memchr(g, 'g', static_cast<std::size_t>(end - g)));
+    if (!g) return false;
+    const std::size_t at = static_cast<std::size_t>(g - begin);
+    if (at >= 4 && l.substr(at - 4, k_usage.size()) == k_usage) return true;
+    if (at >= 6 && l.substr(at - 6, k_timings.size()) == k_timings) return true;
+  }
+  return false;
 }
 
 // The last occurrence of `needle`: memrchr finds each candidate for its first byte from the end. The
@@ -213,8 +224,7 @@ void usage_scanner::line(std::string_view l) {
     done_ = true;
     return;
   }
-  if (find_bytes(l, "\"usage\"") == std::string_view::npos && find_bytes(l, "\"timings\"") == std::string_view::npos)
-    return;
+  if (!names_usage_or_timings(l)) return;
   if (auto u = usage_from_json(l)) {
     // Anthropic splits usage across message_start (input) and message_delta (output): merge.
     if (!found_) found_ = token_usage{};

@@ -145,7 +145,7 @@ bool read_now(Socket& sock, const Buffer& b, boost::system::error_code& ec, std:
   n = 0;
   if (!would_try_at_once(sock)) return false;
   n = sock.read_some(b, ec);
-  if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
+  if (ec && (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again)) {
     ec = {};
     n = 0;
     mark_drained(sock);

@@ -130,13 +130,15 @@ struct timed_socket : auto_unlink_hook {
 };
 using timed_list = boost::intrusive::list<timed_socket, boost::intrusive::constant_time_size<false>>;
 
+// (Error codes are tested for being set before being compared: error_code's operator== is an
+// out-of-line call, and these run on every read and write of the relay.)
 // Writes what the socket takes now (it is non-blocking) and returns how many bytes of `bufs` are left
 // to write asynchronously; sets `ec` on an error other than would_block.
 template <class Buffers>
 std::size_t write_now(socket_type& sock, const Buffers& bufs, boost::system::error_code& ec) {
   std::size_t total = net::buffer_size(bufs);
   std::size_t n = sock.write_some(bufs, ec);
-  if (ec == net::error::would_block || ec == net::error::try_again) {
+  if (ec && (ec == net::error::would_block || ec == net::error::try_again)) {
     ec = {};
     n = 0;
   }
@@ -150,7 +152,7 @@ void parse_buffered(Parser& parser, beast::flat_buffer& buffer, boost::system::e
   while (!ec && buffer.size() > 0 && !parser.is_done()) {
     std::size_t used = parser.put(buffer.data(), ec);
     buffer.consume(used);
-    if (ec == http::error::need_more || ec == http::error::need_buffer) {
+    if (ec && (ec == http::error::need_more || ec == http::error::need_buffer)) {
       ec = {};
       break;
     }
@@ -513,14 +515,14 @@ struct server::impl {
       while (!wec && !rec && !conn->parser->is_header_done()) {
         std::size_t n = 0;
         if (!conn->read_now(rec, n)) std::tie(rec, n) = conn->waited(co_await conn->wait_read());
-        if (rec == net::error::eof)
+        if (rec && rec == net::error::eof)
           rec = conn->parser->got_some() || conn->buffer.size() > 0 ? http::error::partial_message : http::error::end_of_stream;
         if (rec) break;
         conn->buffer.commit(n);
         // The parser is not eager: put() stops after the header, leaving body bytes in the buffer.
         std::size_t used = conn->parser->put(conn->buffer.data(), rec);
         conn->buffer.consume(used);
-        if (rec == http::error::need_more) rec = {};
+        if (rec && rec == http::error::need_more) rec = {};
       }
       if (wec) conn->stream.settle(wec);
       else if (rec) conn->stream.settle(rec);
@@ -575,14 +577,14 @@ struct server::impl {
       return ec;
     };
     auto after_read = [&](boost::system::error_code ec) {
-      if (ec == http::error::need_buffer) ec = {};
+      if (ec && ec == http::error::need_buffer) ec = {};
       if (ec) conn->stream.settle(ec);
       // Parse what else is already buffered, so a burst of chunks becomes one client write.
       while (!ec && !parser.is_done() && conn->buffer.size() > 0 && res.body().size > 0) {
         boost::system::error_code pec;
         std::size_t used = parser.put(conn->buffer.data(), pec);
         conn->buffer.consume(used);
-        if (pec == http::error::need_buffer || pec == http::error::need_more) break;
+        if (pec && (pec == http::error::need_buffer || pec == http::error::need_more)) break;
         if (pec) {
           ec = pec;
           break;

@@ -26,57 +26,14 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() {  # port
-  for _ in $(seq 1 300); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$1/health" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing answers on port $1" >&2; exit 1
-}
+# shellcheck source=bench/gateway/common.sh
+source "$root/bench/gateway/common.sh"
 
 be_port=$(free_port); gw_port=$(free_port); ng_port=$(free_port)
 "$fixture" --port "$be_port" --threads 1 --chunks 16 >"$work/fixture.log" 2>&1 & pids+=($!)
-wait_http "$be_port"
-cat >"$work/farm.yaml" <<YAML
-listen: 127.0.0.1:$gw_port
-threads: 1
-gateway:
-  queue: {max: 100000, timeout_ms: 60000}
-pools:
-  - name: fixture
-    aliases: [fast]
-    slots_per_replica: 4096
-    replicas: [{name: fixture, url: "http://127.0.0.1:$be_port"}]
-YAML
-mkdir -p "$work/nginx/logs" "$work/nginx/tmp"
-cat >"$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-master_process off;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/tmp/body;
-  proxy_temp_path $work/nginx/tmp/proxy;
-  fastcgi_temp_path $work/nginx/tmp/fastcgi;
-  uwsgi_temp_path $work/nginx/tmp/uwsgi;
-  scgi_temp_path $work/nginx/tmp/scgi;
-  upstream backend { server 127.0.0.1:$be_port; keepalive 512; }
-  server {
-    listen 127.0.0.1:$ng_port;
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }
-  }
-}
-NGINX
+wait_http "$be_port" /health
+write_farm_yaml "$work/farm.yaml" "$gw_port" "$be_port" 1
+write_nginx_conf "$work/nginx" "$ng_port" "$be_port" 1 "master_process off;"
 
 # Instructions of one proxy under a load of `kind` requests: instrumentation is switched on only for
 # the measured wrk run (after a warm-up run), then the profile is dumped and summed.
@@ -86,7 +43,7 @@ measure() {  # name port kind cmd...
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/$name-$kind.cg" "$@" \
     >"$work/$name-$kind.log" 2>&1 &
   local vpid=$!
-  wait_http "$port"
+  wait_http "$port" /health
   wrk -t1 -c"$conns" -d2s -s "$work/$kind.lua" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null
   callgrind_control -i on "$vpid" >/dev/null 2>&1
   local out

@@ -38,60 +38,18 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 [[ -n "${KEEP:-}" ]] && trap - EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() {  # port path
-  for _ in $(seq 1 200); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$1$2" 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing answers on port $1" >&2; exit 1
-}
+# shellcheck source=bench/gateway/common.sh
+source "$root/bench/gateway/common.sh"
 
 be_port=$(free_port); gw_port=$(free_port); ng_port=$(free_port)
 "$fixture" --port "$be_port" --threads 1 --chunks 16 >"$work/fixture.log" 2>&1 & pids+=($!); be_pid=$!
 wait_http "$be_port" /health
 
-cat >"$work/farm.yaml" <<YAML
-listen: 127.0.0.1:$gw_port
-threads: $pthreads
-gateway:
-  queue: {max: 100000, timeout_ms: 60000}
-pools:
-  - name: fixture
-    aliases: [fast]
-    slots_per_replica: 4096
-    replicas: [{name: fixture, url: "http://127.0.0.1:$be_port"}]
-YAML
+write_farm_yaml "$work/farm.yaml" "$gw_port" "$be_port" "$pthreads"
 "$agifarm" serve --config "$work/farm.yaml" >"$work/gateway.log" 2>&1 & pids+=($!); gw_pid=$!
 wait_http "$gw_port" /health
 
-mkdir -p "$work/nginx/logs" "$work/nginx/tmp"
-cat >"$work/nginx/nginx.conf" <<NGINX
-worker_processes $pthreads;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/tmp/body;
-  proxy_temp_path $work/nginx/tmp/proxy;
-  fastcgi_temp_path $work/nginx/tmp/fastcgi;
-  uwsgi_temp_path $work/nginx/tmp/uwsgi;
-  scgi_temp_path $work/nginx/tmp/scgi;
-  upstream backend { server 127.0.0.1:$be_port; keepalive 512; }
-  server {
-    listen 127.0.0.1:$ng_port;
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;   # relay SSE as it arrives, like the gateway
-    }
-  }
-}
-NGINX
+write_nginx_conf "$work/nginx" "$ng_port" "$be_port" "$pthreads"
 "$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" >"$work/nginx/stdout.log" 2>&1 & pids+=($!); ng_pid=$!
 wait_http "$ng_port" /health
 

@@ -31,7 +31,6 @@ class block_cache {
       --l.count;
       return n;
     }
-    s.owner_armed();  // the first block this thread takes: arrange for its cache to be freed at exit
     return ::operator new((c + 1) * k_granule);
   }
 
@@ -42,6 +41,7 @@ class block_cache {
       ::operator delete(p);
       return;
     }
+    s.owner_armed();  // this thread caches a block: arrange for its cache to be freed when it ends
     list& l = s.lists[c];
     l.head = new (p) node{l.head};
     ++l.count;

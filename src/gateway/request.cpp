@@ -188,10 +188,8 @@ class inspect_handler {
     return part_;
   }
   static void set_capped(std::string& out, std::string_view s) {
-    out.assign(s.substr(0, std::min(s.size(), k_affinity_bytes)));
-  }
-  static void append_capped(std::string& out, std::string_view s) {
-    if (out.size() < k_affinity_bytes) out.append(s.substr(0, k_affinity_bytes - out.size()));
+    out.clear();
+    append_bounded(out, s);
   }
 
   slot value_slot() const {
@@ -252,7 +250,7 @@ class inspect_handler {
         break;
       case slot::part_text:
         has_part_text_ = v == value::string;
-        if (has_part_text_) part_text_.assign(text.substr(0, std::min(text.size(), k_affinity_bytes)));
+        if (has_part_text_) set_capped(part_text_, text);
         break;
       default: break;
     }
@@ -329,7 +327,7 @@ class inspect_handler {
     } else if (f.what == slot::part && has_part_text_) {
       // A part of a message's content, or of the system prompt.
       std::string& dest = stack_[depth_ - 1].what == slot::system ? system_text_ : current_.content;
-      append_capped(dest, part_text_);
+      append_bounded(dest, part_text_);
     }
     value_done();
     return true;

@@ -810,9 +810,14 @@ struct server::impl {
   // The checks before a request may take a slot, in order: API key, body, route, the key's models,
   // the key's rate. Counts refusals in the metrics.
   // (Out-parameters, not a returned variant: proxy()'s frame holds each only once.)
+  // The configured key the request presents (Authorization: Bearer, or x-api-key), if any.
+  std::optional<std::size_t> presented_key(const client_request& req) const {
+    return keys.authenticate(header_value(req, http::field::authorization), header_value(req, "x-api-key"));
+  }
+
   std::optional<error_reply> admit(const client_request& req, endpoint kind, admitted& a) {
     if (keys.enabled()) {
-      a.key = keys.authenticate(header_value(req, http::field::authorization), header_value(req, "x-api-key"));
+      a.key = presented_key(req);
       if (!a.key) {
         met.request_done(k_no_index, k_no_index, 401, 0);
         return error_reply{401, "Missing or invalid API key (send Authorization: Bearer <key>).", "invalid_api_key", ""};
@@ -1099,7 +1104,7 @@ struct server::impl {
     const auto method = req.method();
     auto authed = [&]() -> std::optional<std::optional<std::size_t>> {
       if (!keys.enabled()) return std::optional<std::size_t>{};
-      auto k = keys.authenticate(req[http::field::authorization], req["x-api-key"]);
+      auto k = presented_key(req);
       if (!k) return std::nullopt;
       return k;
     };

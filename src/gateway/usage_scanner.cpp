@@ -44,9 +44,7 @@ std::size_t rfind_bytes(std::string_view hay, std::string_view needle) {
   return std::string_view::npos;
 }
 
-// usage_from_json on the last `"usage": {...}` member of a JSON text, without parsing the rest (a
-// completion body can be large; the usage object is small). Falls back to the whole text when the
-// quick look finds nothing it can read.
+// An integer member as a token count (a negative one counts 0); nullopt when absent or not an integer.
 std::optional<std::uint64_t> number(const json::object& obj, const char* k) {
   auto* x = obj.if_contains(k);
   if (!x) return std::nullopt;
@@ -55,17 +53,22 @@ std::optional<std::uint64_t> number(const json::object& obj, const char* k) {
   return std::nullopt;
 }
 
+// The token counts from a usage object's members: OpenAI's names first, Anthropic's otherwise;
+// nullopt when none of the four is there. (Both the DOM and the SAX reader end here.)
+std::optional<token_usage> usage_from_counts(std::optional<std::uint64_t> prompt_tokens,
+                                             std::optional<std::uint64_t> input_tokens,
+                                             std::optional<std::uint64_t> completion_tokens,
+                                             std::optional<std::uint64_t> output_tokens) {
+  auto prompt = prompt_tokens ? prompt_tokens : input_tokens;
+  auto completion = completion_tokens ? completion_tokens : output_tokens;
+  if (!prompt && !completion) return std::nullopt;
+  return token_usage{prompt.value_or(0), completion.value_or(0)};
+}
+
 // The token counts of a usage object (OpenAI's or Anthropic's names).
 std::optional<token_usage> usage_of(const json::object& uo) {
-  auto get = [&](const char* k) { return number(uo, k); };
-  token_usage t;
-  bool any = false;
-  if (auto p = get("prompt_tokens")) t.prompt = *p, any = true;
-  else if (auto p2 = get("input_tokens")) t.prompt = *p2, any = true;
-  if (auto c = get("completion_tokens")) t.completion = *c, any = true;
-  else if (auto c2 = get("output_tokens")) t.completion = *c2, any = true;
-  if (!any) return std::nullopt;
-  return t;
+  return usage_from_counts(number(uo, "prompt_tokens"), number(uo, "input_tokens"), number(uo, "completion_tokens"),
+                           number(uo, "output_tokens"));
 }
 
 // The token counts of one usage object, read by a SAX handler (no DOM: this runs once per proxied
@@ -127,14 +130,7 @@ class usage_object_handler {
   // integer.
   std::optional<token_usage> result() const {
     if (!complete_) return std::nullopt;
-    token_usage t;
-    bool any = false;
-    if (values_[0]) t.prompt = *values_[0], any = true;
-    else if (values_[1]) t.prompt = *values_[1], any = true;
-    if (values_[2]) t.completion = *values_[2], any = true;
-    else if (values_[3]) t.completion = *values_[3], any = true;
-    if (!any) return std::nullopt;
-    return t;
+    return usage_from_counts(values_[0], values_[1], values_[2], values_[3]);
   }
 
  private:
@@ -151,7 +147,7 @@ std::optional<token_usage> parse_usage_object(std::string_view text) {
   boost::json::basic_parser<usage_object_handler> p(boost::json::parse_options{});
   boost::system::error_code ec;
   p.write_some(false, text.data(), text.size(), ec);
-  if (ec && ec != boost::json::error::extra_data) return std::nullopt;
+  if (ec) return std::nullopt;
   return p.handler().result();
 }
 
@@ -170,6 +166,9 @@ void with_parsed(std::string_view text, F&& f) {
   f(p.release());
 }
 
+// The last `"usage": {...}` member of a JSON text, read without parsing the rest (a completion body
+// can be large; the usage object is small). Falls back to the whole text when the quick look finds
+// nothing it can read.
 std::optional<token_usage> usage_member(std::string_view text) {
   constexpr std::string_view k_key = "\"usage\"";
   const std::size_t last = rfind_bytes(text, k_key);

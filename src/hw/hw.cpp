@@ -136,6 +136,11 @@ boost::json::object to_json(const node& n) {
   boost::json::object o;
   o["name"] = n.name;
   o["address"] = n.address;
+  // How the farm reaches the node: only what the inventory declared.
+  if (!n.ssh.empty()) o["ssh"] = n.ssh;
+  if (!n.agifarm_path.empty()) o["agifarm"] = n.agifarm_path;
+  if (!n.llama_bin.empty()) o["llama_bin"] = n.llama_bin;
+  if (!n.state_dir.empty()) o["state_dir"] = n.state_dir;
   o["cpu_model"] = n.cpu_model;
   o["cpu_cores"] = n.cpu_cores;
   o["cpu_threads"] = n.cpu_threads;
@@ -190,6 +195,7 @@ std::string format_table(const inventory& inv) {
   std::string out;
   for (const auto& n : inv.nodes) {
     out += fmt::format("node {} ({})\n", n.name, n.address);
+    if (!n.ssh.empty()) out += fmt::format("  ssh   {}\n", n.ssh);
     out += fmt::format("  cpu   {} — {} cores / {} threads{}\n", n.cpu_model.empty() ? "?" : n.cpu_model, n.cpu_cores,
                        n.cpu_threads,
                        n.cpu_peak_flops > 0 ? fmt::format(", ~{:.0f} GFLOP/s FP32 peak", n.cpu_peak_flops / 1e9) : "");

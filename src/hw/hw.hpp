@@ -56,6 +56,12 @@ struct node {
   std::uint64_t ram_free_bytes = 0;  // MemAvailable for a discovered node; = ram_bytes when declared
   double ram_bandwidth_bytes_per_s = 0;
   std::string ram_bandwidth_source;  // "measured" | "declared" | "catalogue" | "cache"
+  // How `agifarm up` reaches this node (docs/multinode.md). A node without `ssh` is the machine `up`
+  // runs on. address is where its backends listen (its private-network address).
+  std::string ssh;            // "user@host[:port]"; "" = this machine
+  std::string agifarm_path;   // the agifarm binary there ("" = `agifarm` on its PATH)
+  std::string llama_bin;      // llama.cpp binaries there ("" = that machine's default)
+  std::string state_dir;      // its node state directory ("" = its default, per node name)
   std::uint64_t total_vram_bytes() const;
 };
 

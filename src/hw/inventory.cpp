@@ -5,6 +5,7 @@
 #include "hw/hw.hpp"
 #include "hw/names.hpp"
 #include "hw/yaml_util.hpp"
+#include "remote/remote.hpp"
 
 namespace agifarm::hw {
 
@@ -25,6 +26,15 @@ std::uint64_t gib_bytes(double g) { return static_cast<std::uint64_t>(g * k_gib)
 bool valid_node_name(const std::string& s) {
   if (s.empty() || s.size() > 128) return false;
   return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_' || c == '.'; });
+}
+
+// A path on the node (`agifarm`, `llama_bin`, `state_dir`): any non-empty text on one line.
+std::string read_path(const yaml_reader& r, const YAML::Node& map, std::string_view key) {
+  std::string v = r.str(map, key);
+  if (v.empty()) r.fail(map[std::string(key)], key, "is empty (leave the key out for the default)");
+  if (std::any_of(v.begin(), v.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+    r.fail(map[std::string(key)], key, "has a control character");
+  return v;
 }
 
 struct pcie_spec {
@@ -172,13 +182,31 @@ inventory parse(std::string_view text, std::string_view file, const catalogue& c
   std::vector<link> nvlinks;
   for (const auto& e : nodes) {
     r.check_keys(e, "a node",
-                 {"name", "address", "cpu", "ram_gb", "ram_free_gb", "ram_bandwidth_gbs", "pcie", "gpus", "nvlink"});
+                 {"name", "address", "ssh", "agifarm", "llama_bin", "state_dir", "cpu", "ram_gb", "ram_free_gb",
+                  "ram_bandwidth_gbs", "pcie", "gpus", "nvlink"});
     node n;
     n.name = r.str(e, "name");
     if (!valid_node_name(n.name))
       r.fail(e["name"], "name", fmt::format("'{}' is not a node name (letters, digits, '-', '_', '.')", n.name));
     if (inv.find_node(n.name)) r.fail(e["name"], "name", fmt::format("node '{}' is defined twice", n.name));
-    n.address = r.has(e, "address") ? r.str(e, "address") : n.name;
+    // A node reached over ssh listens on the ssh host unless `address` says otherwise (a private
+    // network); a node without ssh keeps the old default, its name.
+    std::string ssh_host;
+    if (r.has(e, "ssh")) {
+      n.ssh = r.str(e, "ssh");
+      auto t = remote::parse_ssh_target(n.ssh);
+      if (!t) r.fail(e["ssh"], "ssh", t.err().message);
+      ssh_host = t->host;
+    }
+    if (r.has(e, "agifarm")) n.agifarm_path = read_path(r, e, "agifarm");
+    if (r.has(e, "llama_bin")) n.llama_bin = read_path(r, e, "llama_bin");
+    if (r.has(e, "state_dir")) n.state_dir = read_path(r, e, "state_dir");
+    if (r.has(e, "address")) {
+      n.address = r.str(e, "address");
+      if (n.address.empty()) r.fail(e["address"], "address", "is empty");
+    } else {
+      n.address = ssh_host.empty() ? n.name : ssh_host;
+    }
     if (r.has(e, "cpu")) {
       YAML::Node c = e["cpu"];
       r.check_keys(c, "cpu", {"model", "cores", "threads", "ghz"});

@@ -1,5 +1,6 @@
 // `agifarm hw` end to end: the real binary on this machine, checked against /proc read here
-// independently; inventories; a stand-in nvidia-smi on PATH; the data directory lookup.
+// independently; inventories; a stand-in nvidia-smi on PATH; the data directory lookup; `--ssh`
+// through a stand-in ssh on PATH that runs the command here.
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -176,6 +177,89 @@ TEST(hw_cli, finds_the_catalogue_from_env_and_from_an_installed_layout) {
   auto k = run_json({"/usr/bin/env", "-u", "AGIFARM_DATA_DIR", dir + "/prefix/bin/agifarm", "hw", "--inventory",
                      std::string(AGIFARM_SOURCE_DIR) + "/docs/examples/two-3090.yaml", "--json"});
   EXPECT_EQ(k["catalogue"].as_string(), dir + "/prefix/share/agifarm/gpus.yaml");
+}
+
+// A stand-in `ssh` that runs the remote command on this machine; a host with "down" in its name is
+// refused like a real ssh client would report it. Returns the PATH to run agifarm with.
+std::string stand_in_ssh(const std::string& dir) {
+  {
+    std::ofstream s(dir + "/ssh");
+    s << "#!/bin/sh\n"
+         "for a; do last=$a; done\n"
+         "prev=; host=\n"
+         "for a; do [ \"$a\" = -- ] && host=$prev; prev=$a; done\n"
+         "echo \"$@\" >> \"$(dirname \"$0\")/ssh.log\"\n"
+         "case \"$host\" in *down*) echo \"ssh: connect to host $host port 22: Connection refused\" >&2; exit 255;; esac\n"
+         "exec sh -c \"$last\"\n";
+  }
+  ::chmod((dir + "/ssh").c_str(), 0755);
+  return dir + ":" + (std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
+}
+
+TEST(hw_cli, ssh_writes_an_inventory_that_reads_back) {
+  std::string dir = test::temp_dir("hw-cli-ssh");
+  std::string path = stand_in_ssh(dir);
+  std::string out = dir + "/farm-hw.yaml";
+  auto r = test::run({"/usr/bin/env", "PATH=" + path, "XDG_CACHE_HOME=" + dir, test::agifarm_cli(), "hw", "--ssh",
+                      "me@a.lan", "--ssh", "me@b.lan:2222", "--ssh-option=-F", "--ssh-option=/dev/null", "--agifarm",
+                      test::agifarm_cli(), "--no-measure", "-o", out});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("wrote " + out + " (2 nodes)"), std::string::npos) << r.output;
+  std::string log = slurp(dir + "/ssh.log");
+  EXPECT_NE(log.find("-F /dev/null -p 2222 me@b.lan -- "), std::string::npos) << log;
+  EXPECT_NE(log.find(" hw --json --no-measure"), std::string::npos) << log;
+
+  auto j = run_json({test::agifarm_cli(), "hw", "--inventory", out, "--json"});
+  ASSERT_EQ(j["nodes"].as_array().size(), 2u) << slurp(out);
+  auto a = j["nodes"].as_array()[0].as_object();
+  auto b = j["nodes"].as_array()[1].as_object();
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  EXPECT_EQ(a["name"].as_string(), host);  // both are this machine: the second gets -2
+  EXPECT_EQ(b["name"].as_string(), std::string(host) + "-2");
+  EXPECT_EQ(a["ssh"].as_string(), "me@a.lan");
+  EXPECT_EQ(b["ssh"].as_string(), "me@b.lan:2222");
+  EXPECT_EQ(a["address"].as_string(), "a.lan");
+  EXPECT_EQ(b["address"].as_string(), "b.lan");
+  EXPECT_EQ(a["agifarm"].as_string(), test::agifarm_cli());
+  EXPECT_EQ(a["cpu_threads"].as_int64(), ::sysconf(_SC_NPROCESSORS_CONF));
+  EXPECT_NEAR(static_cast<double>(a["ram_bytes"].as_int64()), static_cast<double>(meminfo_bytes("MemTotal")), 0.01 * 1073741824.0);
+
+  // Without -o the YAML goes to stdout.
+  auto p = test::run({"/usr/bin/env", "PATH=" + path, "XDG_CACHE_HOME=" + dir, test::agifarm_cli(), "hw", "--ssh",
+                      "me@a.lan", "--agifarm", test::agifarm_cli(), "--no-measure"});
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  EXPECT_NE(p.output.find("nodes:\n  - name: "), std::string::npos) << p.output;
+  EXPECT_NE(p.output.find("    ssh: me@a.lan\n"), std::string::npos) << p.output;
+}
+
+TEST(hw_cli, ssh_failures_name_the_target_and_write_nothing) {
+  std::string dir = test::temp_dir("hw-cli-ssh-fail");
+  std::string path = stand_in_ssh(dir);
+  std::string out = dir + "/farm-hw.yaml";
+  auto down = test::run({"/usr/bin/env", "PATH=" + path, "XDG_CACHE_HOME=" + dir, test::agifarm_cli(), "hw", "--ssh",
+                         "me@a.lan", "--ssh", "me@down.lan", "--agifarm", test::agifarm_cli(), "--no-measure", "-o", out});
+  EXPECT_EQ(down.exit_code, 1) << down.output;
+  EXPECT_NE(down.output.find("ssh me@down.lan: connection refused"), std::string::npos) << down.output;
+  EXPECT_FALSE(fs::exists(out));
+
+  auto missing = test::run({"/usr/bin/env", "PATH=" + path, test::agifarm_cli(), "hw", "--ssh", "me@a.lan", "--agifarm",
+                            dir + "/no/agifarm", "-o", out});
+  EXPECT_EQ(missing.exit_code, 1) << missing.output;
+  EXPECT_NE(missing.output.find("ssh me@a.lan: " + dir + "/no/agifarm is not found there"), std::string::npos)
+      << missing.output;
+  EXPECT_FALSE(fs::exists(out));
+
+  auto bad = test::run({"/usr/bin/env", "PATH=" + path, test::agifarm_cli(), "hw", "--ssh", "root@", "-o", out});
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("ssh target 'root@': empty host"), std::string::npos) << bad.output;
+  EXPECT_FALSE(fs::exists(out));
+
+  auto mixed = test::run({test::agifarm_cli(), "hw", "--ssh", "h", "--json"});
+  EXPECT_EQ(mixed.exit_code, 2) << mixed.output;
+  auto lone = test::run({test::agifarm_cli(), "hw", "-o", out});
+  EXPECT_EQ(lone.exit_code, 2) << lone.output;
+  EXPECT_FALSE(fs::exists(out));
 }
 
 }  // namespace

@@ -194,6 +194,72 @@ TEST(hw_inventory, ErrorsNameFileLineColumnAndKey) {
                "key 'threads': is less than cores");
 }
 
+TEST(hw_inventory, RemoteNodeKeys) {
+  auto r = parse(
+      "nodes:\n"
+      "  - name: a\n"
+      "    ssh: root@10.0.0.2:2222\n"
+      "    agifarm: /opt/agifarm/bin/agifarm\n"
+      "    llama_bin: /opt/llama.cpp/build/bin\n"
+      "    state_dir: /var/lib/agifarm\n"
+      "    ram_gb: 16\n"
+      "  - name: b\n"
+      "    ssh: gpu@b.lan\n"
+      "    address: 192.168.7.2\n"
+      "    ram_gb: 16\n"
+      "  - name: c\n"
+      "    ssh: c.lan\n"
+      "    ram_gb: 16\n"
+      "  - name: here\n"
+      "    ram_gb: 16\n");
+  ASSERT_TRUE(r) << r.err().message;
+  const node& a = r->nodes[0];
+  EXPECT_EQ(a.ssh, "root@10.0.0.2:2222");
+  EXPECT_EQ(a.address, "10.0.0.2");  // no address: the ssh target's host, not the name
+  EXPECT_EQ(a.agifarm_path, "/opt/agifarm/bin/agifarm");
+  EXPECT_EQ(a.llama_bin, "/opt/llama.cpp/build/bin");
+  EXPECT_EQ(a.state_dir, "/var/lib/agifarm");
+  EXPECT_EQ(r->nodes[1].address, "192.168.7.2");  // a declared address wins
+  EXPECT_EQ(r->nodes[2].address, "c.lan");
+  EXPECT_TRUE(r->nodes[2].agifarm_path.empty());
+  const node& here = r->nodes[3];
+  EXPECT_TRUE(here.ssh.empty());
+  EXPECT_EQ(here.address, "here");  // without ssh the name stays the default
+
+  auto j = to_json(*r);
+  const auto& ja = j.at("nodes").as_array()[0].as_object();
+  EXPECT_EQ(ja.at("ssh").as_string(), "root@10.0.0.2:2222");
+  EXPECT_EQ(ja.at("agifarm").as_string(), "/opt/agifarm/bin/agifarm");
+  EXPECT_EQ(ja.at("llama_bin").as_string(), "/opt/llama.cpp/build/bin");
+  EXPECT_EQ(ja.at("state_dir").as_string(), "/var/lib/agifarm");
+  const auto& jh = j.at("nodes").as_array()[3].as_object();
+  for (const char* k : {"ssh", "agifarm", "llama_bin", "state_dir"}) EXPECT_FALSE(jh.contains(k)) << k;
+
+  std::string table = format_table(*r);
+  EXPECT_NE(table.find("node a (10.0.0.2)\n  ssh   root@10.0.0.2:2222\n"), std::string::npos) << table;
+  EXPECT_EQ(table.find("node here (here)\n  ssh"), std::string::npos) << table;
+}
+
+TEST(hw_inventory, RemoteNodeKeyErrors) {
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    ssh: 'root@'\n", "4:10",
+               "key 'ssh': ssh target 'root@': empty host");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    ssh: h:99999\n", "4:10",
+               "key 'ssh': ssh target 'h:99999': port '99999' is not 1-65535");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    ssh: -oProxyCommand=x\n", "4:10",
+               "key 'ssh': ssh target '-oProxyCommand=x': a host may not start with '-'");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    ssh: 'a b@c'\n", "4:10", "key 'ssh': ssh target 'a b@c'");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    ssh: [h]\n", "4:10", "key 'ssh': must be a string");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    agifarm: ''\n", "4:14", "key 'agifarm': is empty");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    llama_bin: {x: 1}\n", "4:16", "key 'llama_bin': must be a string");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    state_dir: \"/x\\ny\"\n", "4:16",
+               "key 'state_dir': has a control character");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    address: ''\n", "4:14", "key 'address': is empty");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    sshh: h\n", "4:5", "key 'sshh': unknown key in a node");
+  // Two nodes may not share a name, with or without ssh.
+  expect_error("nodes:\n  - {name: a, ssh: h1, ram_gb: 8}\n  - {name: a, ssh: h2, ram_gb: 8}\n", "3:12",
+               "node 'a' is defined twice");
+}
+
 TEST(hw_inventory, SyntaxErrorsNameLineAndColumn) {
   auto r = parse("nodes:\n  - name: a\n    ram_gb: [8\n");
   ASSERT_FALSE(r);

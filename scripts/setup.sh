@@ -13,7 +13,7 @@ apt_packages=(
   libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev sqlite3
   nginx-light wrk prometheus docker-compose shellcheck systemd
-  procps psmisc iproute2 lsof xxd valgrind
+  procps psmisc iproute2 lsof xxd valgrind openssh-server openssh-client
 )
 
 if [[ "${AGIFARM_SKIP_APT:-0}" != 1 ]]; then

@@ -3,7 +3,9 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
+#include "farm/nodes.hpp"
 #include "farm/runner.hpp"
+#include "farm/state.hpp"
 
 namespace agifarm::cli {
 
@@ -50,10 +52,60 @@ void add_up_commands(CLI::App& app) {
     if (rc != 0) throw CLI::RuntimeError(rc);
   });
 
+  // agifarm node VERB: what a controller runs on a node over ssh (farm/nodes.hpp). Hidden from help:
+  // users run `up`, `status`, `down`, `logs` on the controller.
+  auto* node = app.add_subcommand("node", "A node daemon of a multi-node farm (run by `agifarm up` over ssh)");
+  node->group("");
+  node->require_subcommand(1);
+  static farm::up_options nup;
+  static farm::control_options nctl;
+  static std::string info_bin;
+  auto* ninfo = node->add_subcommand("info", "Print this node's agifarm and llama.cpp versions as JSON");
+  ninfo->add_option("--llama-bin", info_bin, "llama.cpp binaries (default: $AGIFARM_LLAMA_BIN, the agifarm cache)");
+  ninfo->callback([] { std::cout << farm::node_info_json(info_bin.empty() ? farm::default_llama_bin() : info_bin) << '\n'; });
+  auto* nup_cmd = node->add_subcommand("up", "Start this node's part of a farm (the deployment JSON on stdin), detached");
+  nup_cmd->add_option("--name", nup.node_name, "the node's name in the inventory")->required();
+  nup_cmd->add_option("--state-dir", nup.state_dir, "state directory (default: <default state dir>/node-NAME)");
+  nup_cmd->add_option("--llama-bin", nup.llama_bin, "directory with llama-server and ggml-rpc-server");
+  nup_cmd->callback([] {
+    nup.node_mode = true;
+    nup.detach = true;
+    nup.plan_file = "-";
+    int rc = farm::run_up(nup, std::cout, std::cerr);
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
+  auto add_node_common = [](CLI::App* c) {
+    c->add_option("--name", nctl.node_name, "the node's name in the inventory")->required();
+    c->add_option("--state-dir", nctl.state_dir, "state directory (default: <default state dir>/node-NAME)");
+  };
+  auto* nstatus = node->add_subcommand("status", "This node's farm as JSON (exit 1: none running)");
+  add_node_common(nstatus);
+  nstatus->callback([] {
+    nctl.brief = true;
+    int rc = farm::run_status(nctl, true, std::cout, std::cerr);
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
+  auto* ndown = node->add_subcommand("down", "Stop this node's backends");
+  add_node_common(ndown);
+  ndown->callback([] {
+    int rc = farm::run_down(nctl, 60, std::cout, std::cerr);
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
+  static std::string nlog_name;
+  static int nlog_lines = 100;
+  auto* nlogs = node->add_subcommand("logs", "The end of one of this node's backend logs");
+  add_node_common(nlogs);
+  nlogs->add_option("backend", nlog_name, "backend name")->required();
+  nlogs->add_option("-n,--lines", nlog_lines, "how many lines")->check(CLI::Range(1, 1000000));
+  nlogs->callback([] {
+    int rc = farm::run_logs(nctl, nlog_name, nlog_lines, std::cout, std::cerr);
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
+
   static std::string name;
   static int lines = 100;
   auto* logs = app.add_subcommand("logs", "Print the end of a backend's log ('agifarm' for the farm daemon's own)");
-  logs->add_option("name", name, "backend name (see `agifarm status`)")->required();
+  logs->add_option("name", name, "backend name (see `agifarm status`), or NODE/NAME for a remote node's backend")->required();
   logs->add_option("-n,--lines", lines, "how many lines (default 100)")->check(CLI::Range(1, 1000000));
   add_common(logs);
   logs->callback([] {

@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 
 #include "farm/farm_file.hpp"
+#include "farm/nodes.hpp"
+#include "remote/remote.hpp"
 #include "common/format.hpp"
 #include "farm/runner.hpp"
 #include "farm/state.hpp"
@@ -44,6 +46,8 @@ result<farm_paths> paths_for(const control_options& o) {
   farm_paths p;
   if (!o.state_dir.empty()) {
     p.dir = o.state_dir;
+  } else if (!o.node_name.empty()) {
+    p.dir = node_state_dir(o.node_name);
   } else if (!o.farm_file.empty()) {
     auto f = load_farm_file(o.farm_file);
     if (!f) return f.err();
@@ -69,13 +73,47 @@ int in_flight(const backend_record& b) {
   return n;
 }
 
+remote::ssh_shell shell_for(const farm_state& s) {
+  remote::ssh_settings ss;
+  ss.options = s.ssh_options;
+  ss.control_dir = remote::default_control_dir();
+  return remote::ssh_shell(ss);
+}
+
+result<remote_node> node_from_record(const node_record& n) {
+  auto t = remote::parse_ssh_target(n.ssh);
+  if (!t) return t.err();
+  remote_node rn;
+  rn.name = n.name;
+  rn.target = *t;
+  rn.address = n.address;
+  rn.agifarm = n.agifarm;
+  rn.llama_bin = n.llama_bin;
+  rn.state_dir = n.state_dir;
+  return rn;
+}
+
 }  // namespace
+
+// `agifarm node down` on every node a (dead) controller recorded: nothing of the farm is left anywhere.
+void stop_recorded_nodes(const farm_state& s, std::ostream& out) {
+  if (s.nodes.empty()) return;
+  auto sh = shell_for(s);
+  for (auto it = s.nodes.rbegin(); it != s.nodes.rend(); ++it) {
+    auto rn = node_from_record(*it);
+    if (!rn) { out << fmt::format("node {}: {}\n", it->name, rn.err().message); continue; }
+    auto r = sh.run(rn->target, rn->argv("down"), {}, std::chrono::seconds(90));
+    if (!r) out << fmt::format("node {}: could not stop it: {}\n", it->name, r.err().message);
+    else if (r->exit_code != 0) out << fmt::format("node {}: `agifarm node down` failed (exit {})\n", it->name, r->exit_code);
+    else out << fmt::format("node {}: stopped\n", it->name);
+  }
+}
 
 int kill_leftovers(const farm_state& s, std::ostream& out) {
   int killed = 0;
   std::vector<int> pids;
   for (const auto& b : s.backends) {
-    if (!runs_program(b.pid, b.program)) continue;
+    if (b.node != "local" || !runs_program(b.pid, b.program)) continue;
     out << fmt::format("stopping leftover backend {} (pid {})\n", b.name, b.pid);
     supervise::signal_process_group(b.pid, SIGTERM);
     pids.push_back(b.pid);
@@ -128,11 +166,17 @@ int run_status(const control_options& o, bool json, std::ostream& out, std::ostr
     for (std::size_t i = 0; i < s->backends.size(); ++i) {
       const auto& b = s->backends[i];
       auto& o2 = arr[i].as_object();
+      if (b.node != "local") {  // as its node last reported it
+        o2["alive"] = b.pid > 0 && b.state != "unreachable";
+        o2["uptime_s"] = b.pid ? now - b.started_wall : 0;
+        o2["in_flight"] = nullptr;
+        continue;
+      }
       bool alive = runs_program(b.pid, b.program);
       o2["alive"] = alive;
       o2["uptime_s"] = b.pid && alive ? now - b.started_wall : 0;
       o2["rss_bytes"] = alive ? supervise::process_rss_bytes(b.pid) : 0;
-      int f = in_flight(b);
+      int f = o.brief ? -1 : in_flight(b);
       if (f >= 0) o2["in_flight"] = f;
       else o2["in_flight"] = nullptr;
     }
@@ -147,14 +191,29 @@ int run_status(const control_options& o, bool json, std::ostream& out, std::ostr
     for (const auto& a : p.aliases) aliases += (aliases.empty() ? "" : ", ") + a;
     out << fmt::format("model {}{}\n", p.name, aliases.empty() ? "" : " (roles " + aliases + ")");
   }
-  out << fmt::format("{:<24} {:<9} {:>7} {:>6} {:>8} {:>8} {:>22} {:>9}  {}\n", "BACKEND", "STATE", "PID", "PORT",
+  if (!s->nodes.empty()) {
+    out << fmt::format("{:<12} {:<24} {:<16} {:<12} {:<14}  {}\n", "NODE", "SSH", "ADDRESS", "STATE", "SINCE", "VERSIONS / ERROR");
+    out << fmt::format("{:<12} {:<24} {:<16} {:<12} {:<14}  {}\n", "local", "-", "-", "up", "-", "this machine (controller)");
+    for (const auto& n : s->nodes)
+      out << fmt::format("{:<12} {:<24} {:<16} {:<12} {:<14}  {}\n", n.name, n.ssh, n.address, n.state,
+                         human_duration(now - n.since_wall) + " ago",
+                         !n.error.empty() ? n.error
+                                          : fmt::format("agifarm {}, llama.cpp {}{}", n.agifarm_version, n.llama_version,
+                                                        n.restarts ? fmt::format(", restarted {}x", n.restarts) : ""));
+  }
+  const bool nodes = !s->nodes.empty();
+  out << fmt::format("{:<24} {}{:<11} {:>7} {:>6} {:>8} {:>8} {:>22} {:>9}  {}\n", "BACKEND",
+                     nodes ? fmt::format("{:<12} ", "NODE") : "", "STATE", "PID", "PORT",
                      "RESTARTS", "UPTIME", "MEMORY (RSS/PREDICTED)", "IN-FLIGHT", "REASON");
   for (const auto& b : s->backends) {
-    bool alive = runs_program(b.pid, b.program);
-    std::string mem = alive ? human_bytes(supervise::process_rss_bytes(b.pid)) : "-";
+    const bool remote = b.node != "local";
+    bool alive = remote ? b.pid > 0 && b.state != "unreachable" : runs_program(b.pid, b.program);
+    std::string mem = !alive ? "-" : remote ? (b.rss_bytes ? human_bytes(b.rss_bytes) : "?")
+                                            : human_bytes(supervise::process_rss_bytes(b.pid));
     mem += " / " + (b.predicted_bytes ? human_bytes(b.predicted_bytes) : std::string("-"));
-    int f = in_flight(b);
-    out << fmt::format("{:<24} {:<9} {:>7} {:>6} {:>8} {:>8} {:>22} {:>9}  {}\n", b.name, b.state,
+    int f = remote || o.brief ? -1 : in_flight(b);
+    out << fmt::format("{:<24} {}{:<11} {:>7} {:>6} {:>8} {:>8} {:>22} {:>9}  {}\n", b.name,
+                       nodes ? fmt::format("{:<12} ", b.node) : "", b.state,
                        b.pid ? std::to_string(b.pid) : "-", b.port, b.restarts,
                        b.pid && alive ? human_duration(now - b.started_wall) : "-", mem,
                        f >= 0 ? fmt::format("{}/{}", f, b.slots) : "-", b.reason);
@@ -174,6 +233,7 @@ int run_down(const control_options& o, int timeout_s, std::ostream& out, std::os
     if (!s) { out << fmt::format("no farm is running in {}\n", paths->dir); return 0; }
     out << fmt::format("no farm is running in {}; cleaning up after pid {}\n", paths->dir, s->supervisor_pid);
     kill_leftovers(*s, out);
+    stop_recorded_nodes(*s, out);
     std::error_code ec;
     fs::remove(paths->state(), ec);
     fs::remove(paths->pid(), ec);
@@ -196,11 +256,12 @@ int run_down(const control_options& o, int timeout_s, std::ostream& out, std::os
   if (!stopped) {
     out << fmt::format("the farm did not stop within {} s; killing pid {}\n", timeout_s, pid);
     ::kill(pid, SIGKILL);
+    if (s) stop_recorded_nodes(*s, out);  // what the killed controller did not stop
   }
   int left = s ? kill_leftovers(*s, out) : 0;
   if (s) {
     for (const auto& b : s->backends)
-      if (runs_program(b.pid, b.program)) {
+      if (b.node == "local" && runs_program(b.pid, b.program)) {
         err << fmt::format("agifarm down: backend {} (pid {}) is still running\n", b.name, b.pid);
         return 1;
       }
@@ -212,6 +273,30 @@ int run_down(const control_options& o, int timeout_s, std::ostream& out, std::os
 int run_logs(const control_options& o, const std::string& name, int lines, std::ostream& out, std::ostream& err) {
   auto paths = paths_for(o);
   if (!paths) { err << "agifarm logs: " << paths.err().message << '\n'; return paths.err().exit_code; }
+  if (auto slash = name.find('/'); slash != std::string::npos) {
+    // NODE/NAME: a remote node's backend, read over ssh from the node's own state dir.
+    std::string node = name.substr(0, slash), backend = name.substr(slash + 1);
+    auto text = supervise::read_file(paths->state());
+    auto s = text ? farm_state_from_json(*text) : result<farm_state>(make_error("no farm state"));
+    if (!s) { err << fmt::format("agifarm logs: no farm with nodes is running in {}\n", paths->dir); return 1; }
+    auto n = std::find_if(s->nodes.begin(), s->nodes.end(), [&](auto& x) { return x.name == node; });
+    if (n == s->nodes.end()) {
+      std::string names;
+      for (const auto& x : s->nodes) names += (names.empty() ? "" : ", ") + x.name;
+      err << fmt::format("agifarm logs: no node '{}' in this farm (nodes: {})\n", node, names.empty() ? "none" : names);
+      return 2;
+    }
+    auto rn = node_from_record(*n);
+    if (!rn) { err << "agifarm logs: " << rn.err().message << '\n'; return 2; }
+    auto argv = rn->argv("logs");
+    argv.insert(argv.end(), {backend, "-n", std::to_string(lines)});
+    auto sh = shell_for(*s);
+    auto r = sh.run(rn->target, argv, {}, std::chrono::seconds(30));
+    if (!r) { err << "agifarm logs: node " << node << ": " << r.err().message << '\n'; return 1; }
+    out << r->out;
+    err << r->err;
+    return r->exit_code;
+  }
   std::string path = (name == "agifarm" || name == "daemon") ? paths->daemon_log() : paths->log(name);
   std::error_code ec;
   if (!fs::exists(path, ec)) {

@@ -97,7 +97,8 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
       r.fail(it->first, "pools", "a farm file does not list pools: they come from the plan (roles name their model)");
   }
   r.check_keys(root, "", {"models", "roles", "strategy", "inventory", "llama_bin", "state_dir", "supervisor",
-                          "listen", "threads", "session_header", "api_keys", "gateway"});
+                          "listen", "threads", "session_header", "api_keys", "gateway", "ssh_options",
+                          "allow_public_bind"});
 
   if (auto ms = root["models"]; defined(ms)) {
     if (!ms.IsMap()) r.fail(ms, "models", "must be a mapping of model name -> GGUF file");
@@ -174,6 +175,12 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
   if (auto n = root["inventory"]; defined(n)) f.inventory = expand_path(r.str(n, "inventory"), base_dir, home);
   if (auto n = root["llama_bin"]; defined(n)) f.llama_bin = expand_path(r.str(n, "llama_bin"), base_dir, home);
   if (auto n = root["state_dir"]; defined(n)) f.state_dir = expand_path(r.str(n, "state_dir"), base_dir, home);
+  if (auto n = root["ssh_options"]; defined(n)) f.ssh_options = r.strings(n, "ssh_options");
+  if (auto n = root["allow_public_bind"]; defined(n)) {
+    if (!n.IsScalar() || (n.Scalar() != "true" && n.Scalar() != "false"))
+      r.fail(n, "allow_public_bind", "must be true or false");
+    f.allow_public_bind = n.Scalar() == "true";
+  }
 
   if (auto s = root["supervisor"]; defined(s)) {
     if (!s.IsMap()) r.fail(s, "supervisor", "must be a mapping");

@@ -10,6 +10,8 @@
 //   inventory: machines.yaml     # optional hardware inventory for the planner
 //   llama_bin: ~/llama.cpp/build/bin   # default $AGIFARM_LLAMA_BIN, else the agifarm cache build
 //   state_dir: ~/.local/state/agifarm  # default $AGIFARM_STATE_DIR, else ~/.local/state/agifarm
+//   ssh_options: ["-F", "~/.ssh/farm_config"]  # extra ssh arguments for the inventory's remote nodes
+//   allow_public_bind: false          # a remote backend may bind 0.0.0.0 only with true (docs/multinode.md)
 //   supervisor: {start_timeout_s: 600, max_failures: 5, failure_window_s: 600, backoff_initial_s: 1,
 //                backoff_cap_s: 300, healthy_reset_s: 600, health_interval_s: 2, probe_interval_s: 30,
 //                probe_timeout_s: 60, stop_timeout_s: 10, log_max_mb: 16, log_keep: 3}
@@ -68,6 +70,8 @@ struct farm_file {
   std::string inventory;
   std::string llama_bin;                // "" = default
   std::string state_dir;                // "" = default
+  std::vector<std::string> ssh_options; // extra `ssh` arguments for every node (e.g. ["-F", "ssh_config"])
+  bool allow_public_bind = false;       // let a remote backend bind 0.0.0.0 (a warning is printed)
   supervisor_settings supervisor;
   gateway::config gateway;              // listen, keys, limits (pools empty: they come from the plan)
 };

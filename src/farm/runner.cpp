@@ -18,18 +18,27 @@
 #include <fmt/format.h>
 
 #include "farm/farm_file.hpp"
+#include "farm/nodes.hpp"
 #include "farm/sources.hpp"
 #include "farm/state.hpp"
 #include "gateway/config.hpp"
 #include "gateway/deploy.hpp"
 #include "gateway/gateway.hpp"
+#include "hw/hw.hpp"
+#include "remote/remote.hpp"
 #include "supervise/supervisor.hpp"
+
+#include <condition_variable>
+#include <iostream>
+#include <mutex>
+#include <thread>
 
 namespace agifarm::farm {
 
 // Defined in control.cpp.
 int kill_leftovers(const farm_state& s, std::ostream& out);
 void print_running_farm(const farm_paths& paths, std::ostream& out);
+void stop_recorded_nodes(const farm_state& s, std::ostream& out);
 
 namespace {
 namespace fs = std::filesystem;
@@ -100,15 +109,10 @@ std::uint64_t predicted_total(const plan::backend_spec& b) {
   return t;
 }
 
-farm_state make_state(const supervise::supervisor& sup, const std::string& phase, const std::string& endpoint,
-                      const std::string& source, std::int64_t started_wall) {
-  farm_state s;
-  s.supervisor_pid = static_cast<int>(::getpid());
-  s.started_wall = started_wall;
-  s.phase = phase;
-  s.endpoint = endpoint;
-  s.strategy = sup.deployment().strategy;
-  s.source = source;
+// Every backend of the farm as a record: this machine's from the supervisor, remote ones as their node
+// last reported them (a node not heard from yet: its backends "starting").
+std::vector<backend_record> local_records(const supervise::supervisor& sup) {
+  std::vector<backend_record> out;
   const auto& specs = sup.deployment().backends;
   for (std::size_t i = 0; i < sup.backends().size(); ++i) {
     const auto& b = sup.backends()[i];
@@ -129,28 +133,72 @@ farm_state make_state(const supervise::supervisor& sup, const std::string& phase
     r.program = b.argv.empty() ? std::string() : b.argv[0];
     r.slots = spec.slots;
     r.predicted_bytes = predicted_total(spec);
-    s.backends.push_back(std::move(r));
+    out.push_back(std::move(r));
   }
-  for (const auto& p : sup.deployment().pools) s.pools.push_back({p.name, p.aliases, p.backends});
-  return s;
+  return out;
 }
 
-void print_summary(reporter& rep, const supervise::supervisor& sup, const std::string& endpoint,
-                   const std::string& source, const gateway::config& gc) {
-  int ready = 0, failed = 0;
-  for (const auto& b : sup.backends()) {
-    ready += b.state == backend_state::ready;
-    failed += b.state == backend_state::failed;
+std::vector<backend_record> all_records(const plan::deployment& all, const std::vector<backend_record>& local,
+                                        const std::vector<node_status>& nodes) {
+  std::map<std::string, const backend_record*> seen;
+  for (const auto& r : local) seen[r.name] = &r;
+  for (const auto& n : nodes)
+    for (const auto& r : n.backends) seen[r.name] = &r;
+  std::vector<backend_record> out;
+  for (const auto& spec : all.backends) {
+    backend_record r;
+    if (auto it = seen.find(spec.name); it != seen.end()) {
+      r = *it->second;
+    } else {
+      r.name = spec.name;
+      r.kind = plan::to_string(spec.kind);
+      r.model = spec.model;
+      r.host = spec.host;
+      r.port = spec.port;
+      r.state = "starting";
+    }
+    r.node = spec.node.empty() ? "local" : spec.node;
+    for (const auto& n : nodes)
+      if (n.name == r.node && n.state != "up") {
+        r.reason = fmt::format("node {} is {}{}", n.name, n.state, n.error.empty() ? "" : ": " + n.error);
+        if (n.state == "unreachable") r.state = "unreachable";
+      }
+    r.slots = spec.slots;
+    r.predicted_bytes = predicted_total(spec);
+    out.push_back(std::move(r));
   }
-  rep.say(fmt::format("agifarm: farm is up: {} of {} backends ready{} (strategy {}, from {})", ready,
-                      sup.backends().size(), failed ? fmt::format(", {} FAILED", failed) : "",
-                      sup.deployment().strategy, source));
+  return out;
+}
+
+std::vector<node_record> node_records(const node_fleet* fleet) {
+  std::vector<node_record> out;
+  if (!fleet) return out;
+  auto snap = fleet->snapshot();
+  for (std::size_t i = 0; i < fleet->size(); ++i) {
+    const auto& n = fleet->node(i);
+    const auto& st = snap[i];
+    out.push_back({n.name, n.target.text(), n.address, n.agifarm, n.llama_bin, n.state_dir, st.state, st.since_wall,
+                   st.error, st.restarts, st.agifarm_version, st.llama_version});
+  }
+  return out;
+}
+
+void print_summary(reporter& rep, const plan::deployment& all, const std::vector<backend_record>& recs,
+                   const std::string& endpoint, const std::string& source, const gateway::config& gc) {
+  int ready = 0, failed = 0;
+  for (const auto& b : recs) {
+    ready += b.state == "ready";
+    failed += b.state == "failed";
+  }
+  rep.say(fmt::format("agifarm: farm is up: {} of {} backends ready{} (strategy {}, from {})", ready, recs.size(),
+                      failed ? fmt::format(", {} FAILED", failed) : "", all.strategy, source));
   rep.say(fmt::format("  endpoint  {}/v1  (OpenAI-compatible)", endpoint));
-  const auto& specs = sup.deployment().backends;
+  const auto& specs = all.backends;
   std::map<std::string, std::size_t> index;
   for (std::size_t i = 0; i < specs.size(); ++i) index[specs[i].name] = i;
+  const bool several_nodes = std::any_of(recs.begin(), recs.end(), [](auto& b) { return b.node != "local"; });
   std::string first_alias;
-  for (const auto& p : sup.deployment().pools) {
+  for (const auto& p : all.pools) {
     if (first_alias.empty()) first_alias = p.aliases.empty() ? p.name : p.aliases.front();
     std::string roles;
     for (const auto& a : p.aliases) roles += (roles.empty() ? "" : ", ") + a;
@@ -158,10 +206,11 @@ void print_summary(reporter& rep, const supervise::supervisor& sup, const std::s
     double tps = 0, tps1 = 0;
     for (const auto& name : p.backends) {
       auto i = index.at(name);
-      const auto& b = sup.backends()[i];
-      std::string line = fmt::format("    {:<24} {:<8} port {:<5}", b.name, supervise::to_string(b.state), b.port);
+      const auto& b = recs[i];
+      std::string line = fmt::format("    {:<24} {:<8} {}port {:<5}", b.name, b.state,
+                                     several_nodes ? fmt::format("node {:<8} {} ", b.node, b.host) : "", b.port);
       if (b.pid) line += fmt::format("  pid {}", b.pid);
-      if (b.state == backend_state::failed || b.state == backend_state::backoff) line += "  " + b.reason;
+      if (b.state != "ready" && !b.reason.empty()) line += "  " + b.reason;
       rep.say(line);
       if (specs[i].predicted) {
         tps += specs[i].predicted->aggregate_decode_tps;
@@ -177,11 +226,12 @@ void print_summary(reporter& rep, const supervise::supervisor& sup, const std::s
   std::map<std::string, std::uint64_t> per_device;
   for (const auto& s : specs) {
     if (!s.predicted) continue;
-    for (const auto& d : s.predicted->devices) per_device[d.name] += d.total_bytes;
-    if (s.predicted->host.total_bytes) per_device["host"] += s.predicted->host.total_bytes;
+    std::string node = s.node.empty() || s.node == "local" ? "" : s.node + "/";
+    for (const auto& d : s.predicted->devices) per_device[node + d.name] += d.total_bytes;
+    if (s.predicted->host.total_bytes) per_device[node + "host"] += s.predicted->host.total_bytes;
   }
   std::uint64_t rss = 0;
-  for (const auto& b : sup.backends()) rss += supervise::process_rss_bytes(b.pid);
+  for (const auto& b : recs) rss += b.node == "local" ? supervise::process_rss_bytes(b.pid) : b.rss_bytes;
   std::string mem;
   for (const auto& [d, bytes] : per_device) mem += fmt::format("{}{} {}", mem.empty() ? "" : ", ", d, human_bytes(bytes));
   rep.say(fmt::format("  memory    predicted: {}; in use now (RSS of all backends): {}",
@@ -198,7 +248,8 @@ void print_summary(reporter& rep, const supervise::supervisor& sup, const std::s
   std::string node_key = gc.api_keys.empty() ? "\"none\"" : "process.env.AGIFARM_KEY";
   rep.say(fmt::format(R"(    node -e 'const OpenAI=require("openai"); new OpenAI({{baseURL:"{}/v1",apiKey:{}}}).chat.completions.create({{model:"{}",max_tokens:32,messages:[{{role:"user",content:"Hello"}}]}}).then(r=>console.log(r.choices[0].message.content))')",
                       endpoint, node_key, first_alias));
-  rep.say("  agifarm status | agifarm logs NAME | agifarm down");
+  rep.say(several_nodes ? "  agifarm status | agifarm logs NODE/NAME | agifarm down"
+                        : "  agifarm status | agifarm logs NAME | agifarm down");
 }
 
 // Blocks the signals run_up waits for; every thread created afterwards inherits the mask.
@@ -229,6 +280,7 @@ int wait_signal(const sigset_t& set, supervise::time_point until) {
 
 struct resolved {
   std::optional<farm_file> ff;
+  std::string plan_text;  // --plan -: read before a daemon detaches from stdin
   farm_paths paths;
   std::string llama_bin;
   gateway::config gateway;
@@ -242,6 +294,8 @@ result<resolved> resolve(const up_options& o) {
     r.ff = std::move(*f);
   }
   r.paths.dir = !o.state_dir.empty() ? o.state_dir : (r.ff && !r.ff->state_dir.empty() ? r.ff->state_dir : default_state_dir());
+  if (o.node_mode && o.state_dir.empty()) r.paths.dir = node_state_dir(o.node_name);
+  if (o.plan_file == "-") r.plan_text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   r.llama_bin = !o.llama_bin.empty() ? o.llama_bin : (r.ff && !r.ff->llama_bin.empty() ? r.ff->llama_bin : default_llama_bin());
   r.gateway = r.ff ? r.ff->gateway : gateway::config{};
   if (!o.listen.empty()) {
@@ -261,6 +315,90 @@ result<resolved> resolve(const up_options& o) {
   return r;
 }
 
+// The deployment `up` runs: --plan (a file, or "-" for stdin: a node daemon's part), the farm file
+// (planned, or replicas), or the embedded demo.
+result<plan::deployment> get_deployment(const up_options& o, resolved& r, reporter& rep, std::string& source) {
+  if (o.plan_file == "-") {
+    source = o.node_mode ? "controller (node " + o.node_name + ")" : "stdin";
+    return deployment_from_plan_text(r.plan_text, "stdin");
+  }
+  if (!o.plan_file.empty()) {
+    source = o.plan_file;
+    return deployment_from_plan_file(o.plan_file);
+  }
+  if (r.ff) {
+    source = r.ff->path;
+    const bool forced = !r.ff->strategy.empty() || !r.ff->strategy_per_model.empty();
+    if (planner_available() && !forced) {
+      rep.say("agifarm: planning " + r.ff->path);
+      std::vector<std::string> notes;
+      auto p = planned_deployment(*r.ff, notes);
+      for (const auto& n : notes) rep.say("  " + n);
+      return p;
+    }
+    return replica_deployment(*r.ff);
+  }
+  std::string model = r.paths.models() + "/" + k_demo_model_name + ".gguf";
+  auto made = ensure_demo_model(model);
+  if (!made) return made.err();
+  if (*made) rep.say(fmt::format("agifarm: synthesized the tiny demo model {}", model));
+  source = "embedded default";
+  return demo_deployment(model);
+}
+
+bool has_remote_backends(const plan::deployment& d) {
+  return std::any_of(d.backends.begin(), d.backends.end(), [](auto& b) { return !b.node.empty() && b.node != "local"; });
+}
+
+// The remote nodes of a multi-node farm: the farm file's inventory says how to reach them.
+result<farm_split> split_for_nodes(const plan::deployment& d, const resolved& r) {
+  if (!r.ff || r.ff->inventory.empty())
+    return make_error("the deployment has backends on other nodes; give the farm file whose `inventory:` says how to "
+                      "reach them (`agifarm up farm.yaml --plan plan.json`; nodes need `ssh: user@host`)", 2);
+  auto cat = hw::load_default_catalogue();
+  if (!cat) return cat.err();
+  auto inv = hw::load_inventory(r.ff->inventory, *cat);
+  if (!inv) return inv.err();
+  return split_farm(d, *inv, make_backend_key(), r.ff->allow_public_bind);
+}
+
+// Polls every remote node on a thread of its own until stopped; wakes the main thread on a change.
+class node_watch {
+ public:
+  node_watch(node_fleet& f, std::function<void()> wake, std::chrono::milliseconds every)
+      : fleet_(f), wake_(std::move(wake)), every_(every) {
+    for (std::size_t i = 0; i < fleet_.size(); ++i)
+      threads_.emplace_back([this, i] {
+        std::unique_lock lk(mu_);
+        while (!stop_) {
+          lk.unlock();
+          if (fleet_.poll(i)) wake_();
+          lk.lock();
+          cv_.wait_for(lk, every_, [this] { return stop_; });
+        }
+      });
+  }
+  ~node_watch() { stop(); }
+  void stop() {
+    {
+      std::lock_guard lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
+
+ private:
+  node_fleet& fleet_;
+  std::function<void()> wake_;
+  std::chrono::milliseconds every_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
 // The farm itself, after locking (and in the daemon, after detaching).
 int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std::ostream& err) {
   (void)lock;
@@ -275,6 +413,7 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
       rep.say(fmt::format("agifarm: an earlier farm (pid {}) did not stop cleanly; cleaning up", old->supervisor_pid));
       std::ostringstream os;
       kill_leftovers(*old, os);
+      stop_recorded_nodes(*old, os);
       std::istringstream is(os.str());
       for (std::string l; std::getline(is, l);) rep.say("  " + l);
     }
@@ -282,47 +421,48 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     fs::remove(r.paths.state(), ec);
   }
 
-  // The deployment.
   std::string source;
-  plan::deployment d;
-  if (!o.plan_file.empty()) {
-    auto p = deployment_from_plan_file(o.plan_file);
-    if (!p) { err << p.err().message << '\n'; return p.err().exit_code; }
-    d = std::move(*p);
-    source = o.plan_file;
-  } else if (r.ff) {
-    const bool forced = !r.ff->strategy.empty() || !r.ff->strategy_per_model.empty();
-    if (planner_available() && !forced) {
-      rep.say("agifarm: planning " + r.ff->path);
-      std::vector<std::string> notes;
-      auto p = planned_deployment(*r.ff, notes);
-      if (!p) { err << p.err().message << '\n'; return p.err().exit_code; }
-      for (const auto& n : notes) rep.say("  " + n);
-      d = std::move(*p);
-    } else {
-      auto p = replica_deployment(*r.ff);
-      if (!p) { err << p.err().message << '\n'; return p.err().exit_code; }
-      d = std::move(*p);
-    }
-    source = r.ff->path;
-  } else {
-    std::string model = r.paths.models() + "/" + k_demo_model_name + ".gguf";
-    auto made = ensure_demo_model(model);
-    if (!made) { err << made.err().message << '\n'; return made.err().exit_code; }
-    if (*made) rep.say(fmt::format("agifarm: synthesized the tiny demo model {}", model));
-    d = demo_deployment(model);
-    source = "embedded default";
+  auto got = get_deployment(o, r, rep, source);
+  if (!got) { err << got.err().message << '\n'; return got.err().exit_code; }
+  plan::deployment all = std::move(*got);
+  predict_on_this_machine(all);
+
+  // Several machines: split the deployment; the remote nodes' daemons are driven over SSH.
+  plan::deployment local = all;
+  std::optional<farm_split> split;
+  std::unique_ptr<remote::ssh_shell> shell;
+  std::unique_ptr<node_fleet> fleet;
+  bool local_first = false;
+  if (has_remote_backends(all) && !o.node_mode) {
+    auto s = split_for_nodes(all, r);
+    if (!s) { err << s.err().message << '\n'; return s.err().exit_code; }
+    split = std::move(*s);
+    all = split->all;
+    local = split->local;
+    for (const auto& b : split->all.backends)
+      for (const auto& dep : b.depends_on)
+        for (const auto& lb : local.backends)
+          if (lb.name == dep && b.node != "local" && !b.node.empty()) local_first = true;
+    remote::ssh_settings ss;
+    ss.options = r.ff->ssh_options;
+    ss.control_dir = remote::default_control_dir();
+    shell = std::make_unique<remote::ssh_shell>(ss);
+    fleet = std::make_unique<node_fleet>(split->nodes, split->per_node, *shell);
   }
-  if (auto st = check_runnable(d); !st) { err << st.err().message << '\n'; return st.err().exit_code; }
-  predict_on_this_machine(d);
-  for (const auto& b : d.backends) {
+  if (auto st = check_runnable(all, o.node_mode ? runnable_check::node_part
+                                    : split ? runnable_check::multi_node : runnable_check::this_machine);
+      !st) {
+    err << st.err().message << '\n';
+    return st.err().exit_code;
+  }
+  for (const auto& b : local.backends) {
     std::error_code ec;
     if (b.kind == plan::backend_kind::llama_server && !b.model_file.empty() && !fs::exists(b.model_file, ec))
       rep.say(fmt::format("agifarm: warning: backend {}: model file {} does not exist", b.name, b.model_file));
   }
 
   supervise::real_ports ports;
-  if (r.gateway.listen_port != 0 && !ports.is_free(r.gateway.listen_host, r.gateway.listen_port)) {
+  if (!o.node_mode && r.gateway.listen_port != 0 && !ports.is_free(r.gateway.listen_host, r.gateway.listen_port)) {
     err << fmt::format("agifarm: {}:{} is already in use (another program, or a farm with another state "
                        "directory); choose another with --listen or `listen:` in the farm file\n",
                        r.gateway.listen_host, r.gateway.listen_port);
@@ -333,29 +473,62 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   supervise::http_prober prober([main_thread] { ::pthread_kill(main_thread, SIGUSR1); });
   supervise::real_files files;
   std::unique_ptr<gateway::server> gw;
+  std::unique_ptr<node_watch> watch;
   std::string endpoint;
   std::string phase = "starting";
   std::unique_ptr<supervise::supervisor> sup;
+  auto records = [&] {
+    auto loc = local_records(*sup);
+    return fleet ? all_records(all, loc, fleet->snapshot()) : loc;
+  };
   auto write_state = [&] {
-    auto st = make_state(*sup, phase, endpoint, source, started_wall);
+    farm_state st;
+    st.supervisor_pid = static_cast<int>(::getpid());
+    st.started_wall = started_wall;
+    st.phase = phase;
+    st.endpoint = endpoint;
+    st.strategy = all.strategy;
+    st.source = source;
+    st.backends = records();
+    for (const auto& p : all.pools) st.pools.push_back({p.name, p.aliases, p.backends});
+    st.nodes = node_records(fleet.get());
+    if (fleet) st.ssh_options = r.ff->ssh_options;
     (void)supervise::write_file_atomic(r.paths.state(), boost::json::serialize(to_json(st)) + "\n");
   };
   bool started_up = false;
   std::set<std::string> tried;  // backends that became ready, crashed or failed at least once
-  std::map<std::string, std::string> gw_urls;  // what the gateway was told, per llama-server backend
+  // What the gateway was last told, per llama-server backend: URL and readiness.
+  std::map<std::string, std::pair<std::string, bool>> told;
+  auto sync_gateway = [&] {
+    if (!gw) return;
+    auto view = replica_view(all, local_records(*sup), fleet ? fleet->snapshot() : std::vector<node_status>{});
+    for (const auto& [name, v] : view) {
+      auto& t = told[name];
+      // A restart may have moved the backend to another port (its old one was taken meanwhile).
+      if (!v.url.empty() && v.url != t.first) {
+        if (auto st = gw->set_replica_url(name, v.url); st) t.first = v.url;
+        else rep.say("agifarm: " + st.err().message);
+      }
+      if (v.ready != t.second) {
+        (void)gw->set_replica_ready(name, v.ready);
+        if (fleet) rep.say(fmt::format("  {}: {}", name, v.ready ? "back in its pool" : "out of its pool: " + v.reason));
+        t.second = v.ready;
+      }
+    }
+  };
+  std::vector<node_status> last_nodes;
+  auto report_nodes = [&] {
+    if (!fleet) return;
+    auto now = fleet->snapshot();
+    for (std::size_t i = 0; i < now.size(); ++i)
+      if (i >= last_nodes.size() || last_nodes[i].state != now[i].state)
+        rep.say(fmt::format("  node {}: {}{}", now[i].name, now[i].state, now[i].error.empty() ? "" : " — " + now[i].error));
+    last_nodes = std::move(now);
+  };
   supervise::supervisor_events ev;
   ev.on_change = [&](const supervise::backend_status& b) {
     if (b.state == backend_state::ready || b.state == backend_state::backoff || b.state == backend_state::failed)
       tried.insert(b.name);
-    if (gw && b.kind == plan::backend_kind::llama_server) {
-      // A restart may have moved the backend to another port (its old one was taken meanwhile).
-      std::string url = fmt::format("http://{}:{}", b.host, b.port);
-      if (auto it = gw_urls.find(b.name); it != gw_urls.end() && it->second != url) {
-        if (auto st = gw->set_replica_url(b.name, url); st) it->second = url;
-        else rep.say("agifarm: " + st.err().message);
-      }
-      (void)gw->set_replica_ready(b.name, b.state == backend_state::ready);
-    }
     std::string line = fmt::format("  {}: {}", b.name, supervise::to_string(b.state));
     if (b.state == backend_state::starting) line += fmt::format(" (pid {}, port {})", b.pid, b.port);
     if (b.state == backend_state::ready)
@@ -370,27 +543,38 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
       auto n = b.log_tail.size();
       for (auto i = n > 6 ? n - 6 : 0; i < n; ++i) rep.say("    | " + b.log_tail[i]);
     }
-    if (sup) write_state();
+    if (sup) {
+      sync_gateway();
+      write_state();
+    }
   };
   ev.on_progress = [&](const std::string& name, const std::string& line) {
     rep.say(fmt::format("  {} | {}", name, line.size() > 160 ? line.substr(0, 160) + "..." : line));
   };
-  sup = std::make_unique<supervise::supervisor>(d, make_options(r.ff, r.llama_bin, r.paths), clk, launcher, prober,
+  sup = std::make_unique<supervise::supervisor>(local, make_options(r.ff, r.llama_bin, r.paths), clk, launcher, prober,
                                                 files, ports, ev);
   if (auto st = sup->prepare(); !st) { err << st.err().message << '\n'; return st.err().exit_code; }
   (void)supervise::write_file_atomic(r.paths.pid(), fmt::format("{}\n", ::getpid()));
   write_state();
 
-  auto gateway_config = [&] {
+  auto gateway_config = [&]() -> result<gateway::config> {
     std::map<std::string, std::string> urls;
-    for (const auto& b : sup->backends())
-      if (b.kind == plan::backend_kind::llama_server) urls[b.name] = fmt::format("http://{}:{}", b.host, b.port);
-    return gateway::config_from_deployment(sup->deployment(), urls, r.gateway);
+    auto view = replica_view(all, local_records(*sup), fleet ? fleet->snapshot() : std::vector<node_status>{});
+    for (const auto& b : all.backends) {
+      if (b.kind != plan::backend_kind::llama_server) continue;
+      auto v = view.find(b.name);
+      // Not known yet (a remote backend whose node has not reported its port): a placeholder the
+      // gateway never uses, since the replica stays out of rotation until its real URL arrives.
+      urls[b.name] = v != view.end() && !v->second.url.empty() ? v->second.url
+                                                                 : fmt::format("http://{}:{}", b.host, b.port ? b.port : 9);
+    }
+    return gateway::config_from_deployment(all, urls, r.gateway);
   };
-  auto gcfg = gateway_config();  // checked now; built again below with the ports the backends ended up on
-  if (!gcfg) { err << gcfg.err().message << '\n'; return gcfg.err().exit_code; }
+  if (!o.node_mode) {
+    auto gcfg = gateway_config();  // checked now; built again below with the ports the backends ended up on
+    if (!gcfg) { err << gcfg.err().message << '\n'; return gcfg.err().exit_code; }
+  }
 
-  rep.say(fmt::format("agifarm: starting {} backends (state and logs in {})", sup->backends().size(), r.paths.dir));
   int signal_seen = 0;
   int exit_code = 0;
   // Start-up is over when every backend has had its chance: it became ready, or it crashed or failed
@@ -414,53 +598,114 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     }
     return true;
   };
-  while (!sup->all_settled() && !startup_over()) {
-    auto next = sup->step();
-    if (sup->all_settled() || startup_over()) break;
-    int s = wait_signal(sigs, next);
-    if (s == SIGINT || s == SIGTERM || s == SIGHUP) { signal_seen = s; break; }
+  auto start_local = [&] {
+    if (local.backends.empty()) return;
+    rep.say(fmt::format("agifarm: starting {} backends{} (state and logs in {})", sup->backends().size(),
+                        fleet ? " on this machine" : "", r.paths.dir));
+    while (!sup->all_settled() && !startup_over()) {
+      auto next = sup->step();
+      if (sup->all_settled() || startup_over()) break;
+      int s = wait_signal(sigs, next);
+      if (s == SIGINT || s == SIGTERM || s == SIGHUP) { signal_seen = s; break; }
+    }
+  };
+  auto start_nodes = [&]() -> bool {
+    if (!fleet || signal_seen) return true;
+    auto say = [&](const std::string& l) { rep.say("  " + l); };
+    rep.say(fmt::format("agifarm: checking {} remote nodes over ssh", fleet->size()));
+    if (auto st = fleet->check(say); !st) {
+      rep.say("agifarm: not starting: a node cannot run its part (nothing was started)");
+      return false;
+    }
+    rep.say("agifarm: starting the remote nodes (dependencies first)");
+    if (auto st = fleet->start(say); !st) {
+      rep.say("agifarm: a node did not start; stopped what had started");
+      return false;
+    }
+    for (std::size_t i = 0; i < fleet->size(); ++i) fleet->poll(i);
+    write_state();
+    report_nodes();
+    return true;
+  };
+  bool nodes_ok = true;
+  if (local_first) {
+    start_local();
+    nodes_ok = start_nodes();
+  } else {
+    nodes_ok = start_nodes();
+    if (nodes_ok) start_local();
   }
-  bool any_ready = std::any_of(sup->backends().begin(), sup->backends().end(),
-                               [](auto& b) { return b.state == backend_state::ready; });
-  if (!signal_seen && !any_ready) {
+  auto recs = records();
+  bool any_ready = std::any_of(recs.begin(), recs.end(), [](auto& b) { return b.state == "ready"; });
+  if (!nodes_ok) {
+    exit_code = 1;
+  } else if (!signal_seen && !any_ready) {
     rep.say("agifarm: no backend became ready; stopping (see the reasons above, `agifarm logs NAME`)");
     exit_code = 1;
   }
-  if (!signal_seen && any_ready) {
-    gcfg = gateway_config();
+  if (!signal_seen && exit_code == 0 && o.node_mode) {
+    // A node daemon: no gateway (the controller's gateway routes here); run until told to stop.
+    int ready = 0;
+    for (const auto& b : recs) ready += b.state == "ready";
+    phase = "running";
+    write_state();
+    started_up = true;
+    rep.say(fmt::format("agifarm: node {} is up: {} of {} backends ready", o.node_name, ready, recs.size()));
+    for (const auto& b : recs)
+      rep.say(fmt::format("  {:<24} {:<8} {}:{}{}", b.name, b.state, b.host, b.port, b.reason.empty() ? "" : "  " + b.reason));
+    rep.finish_startup(0);
+    while (!signal_seen) {
+      auto next = sup->step();
+      int s = wait_signal(sigs, next);
+      if (s == SIGINT || s == SIGTERM || (s == SIGHUP && !o.detach)) signal_seen = s;
+    }
+    rep.say(fmt::format("agifarm: {} received, stopping node {}", strsignal(signal_seen), o.node_name));
+  } else if (!signal_seen && exit_code == 0) {
+    auto gcfg = gateway_config();
     if (!gcfg) { err << gcfg.err().message << '\n'; return gcfg.err().exit_code; }
-    for (const auto& p : gcfg->pools)
-      for (const auto& rc : p.replicas) gw_urls[rc.name] = rc.url;
     gw = std::make_unique<gateway::server>(*gcfg);
     if (auto st = gw->start(); !st) {
       rep.say("agifarm: the gateway did not start: " + st.err().message);
       gw.reset();
       exit_code = 1;
     } else {
-      for (const auto& b : sup->backends())
-        if (b.kind == plan::backend_kind::llama_server) (void)gw->set_replica_ready(b.name, b.state == backend_state::ready);
+      for (const auto& p : gcfg->pools)
+        for (const auto& rc : p.replicas) told[rc.name] = {rc.url, true};
+      sync_gateway();
       endpoint = fmt::format("http://{}:{}", gcfg->listen_host.find(':') != std::string::npos
                                                  ? "[" + gcfg->listen_host + "]" : gcfg->listen_host, gw->port());
       phase = "running";
       write_state();
       started_up = true;
-      print_summary(rep, *sup, endpoint, source, *gcfg);
+      print_summary(rep, all, records(), endpoint, source, *gcfg);
       rep.finish_startup(0);
+      if (fleet)
+        watch = std::make_unique<node_watch>(*fleet, [main_thread] { ::pthread_kill(main_thread, SIGUSR1); },
+                                             std::chrono::milliseconds(1000));
       while (!signal_seen) {
         auto next = sup->step();
+        if (fleet) {
+          sync_gateway();
+          report_nodes();
+          write_state();
+          next = std::min(next, clk.now() + std::chrono::seconds(1));
+        }
         int s = wait_signal(sigs, next);
         if (s == SIGINT || s == SIGTERM || (s == SIGHUP && !o.detach)) signal_seen = s;
       }
       rep.say(fmt::format("agifarm: {} received, stopping the farm", strsignal(signal_seen)));
     }
   }
-  // Shutdown: the gateway first (no new requests), then the backends.
+  // Shutdown: the gateway first (no new requests), then the nodes (dependents first), then this
+  // machine's backends.
   phase = "stopping";
   write_state();
   if (gw) {
     gw->stop(std::chrono::seconds(3));
     gw.reset();
   }
+  if (watch) watch->stop();
+  if (fleet && started_up) fleet->stop([&](const std::string& l) { rep.say("  " + l); });
   sup->stop_all();
   auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!sup->all_stopped() && std::chrono::steady_clock::now() < hard) {
@@ -480,6 +725,8 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
 }
 
 }  // namespace
+
+std::string node_state_dir(const std::string& node_name) { return default_state_dir() + "/node-" + node_name; }
 
 int run_up(const up_options& o, std::ostream& out, std::ostream& err) {
   auto r = resolve(o);

@@ -27,17 +27,27 @@ struct up_options {
   std::string state_dir;   // "" = farm file's, else default_state_dir()
   std::string llama_bin;   // "" = farm file's, else default_llama_bin()
   std::string listen;      // "" = farm file's, else 127.0.0.1:8080
+  // A node daemon of a multi-node farm (`agifarm node up`, farm/nodes.hpp): no gateway, the plan's
+  // part for this node from stdin (plan_file "-"), state in node_state_dir(node_name) by default.
+  bool node_mode = false;
+  std::string node_name;
 };
+
+// The default state directory of a node daemon: default_state_dir()/node-<name>.
+std::string node_state_dir(const std::string& node_name);
 
 int run_up(const up_options& o, std::ostream& out, std::ostream& err);
 
 struct control_options {
   std::string state_dir;  // "" = default_state_dir()
   std::string farm_file;  // if given, its state_dir is used
+  std::string node_name;  // a node daemon's state (node_state_dir) unless state_dir is given
+  bool brief = false;     // status: skip asking each backend for its requests in flight
 };
 
 int run_status(const control_options& o, bool json, std::ostream& out, std::ostream& err);
 int run_down(const control_options& o, int timeout_s, std::ostream& out, std::ostream& err);
+// name: a backend, "agifarm" (the daemon's own log), or NODE/NAME for a remote node's backend (over ssh).
 int run_logs(const control_options& o, const std::string& name, int lines, std::ostream& out, std::ostream& err);
 
 }  // namespace agifarm::farm

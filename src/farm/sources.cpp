@@ -28,14 +28,18 @@ result<plan::deployment> deployment_from_plan_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return make_error(fmt::format("cannot read plan file {}", path), 2);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return deployment_from_plan_text(text, path);
+}
+
+result<plan::deployment> deployment_from_plan_text(std::string_view text, const std::string& where) {
   boost::system::error_code ec;
   auto v = boost::json::parse(text, ec);
-  if (ec) return make_error(fmt::format("{}: not JSON: {}", path, ec.message()), 2);
+  if (ec) return make_error(fmt::format("{}: not JSON: {}", where, ec.message()), 2);
   const boost::json::value* d = &v;
   if (auto* o = v.if_object(); o && o->contains("deployment")) d = &o->at("deployment");
   auto r = plan::deployment_from_json(*d);
-  if (!r) return make_error(fmt::format("{}: {}", path, r.err().message), 2);
-  if (r->backends.empty()) return make_error(fmt::format("{}: the deployment has no backends", path), 2);
+  if (!r) return make_error(fmt::format("{}: {}", where, r.err().message), 2);
+  if (r->backends.empty()) return make_error(fmt::format("{}: the deployment has no backends", where), 2);
   return r;
 }
 
@@ -221,15 +225,16 @@ result<bool> ensure_demo_model(const std::string& path) {
   return true;
 }
 
-status check_runnable(const plan::deployment& d) {
+status check_runnable(const plan::deployment& d, runnable_check mode) {
   if (d.backends.empty()) return make_error("the deployment has no backends", 2);
   std::set<std::string> llama;
   for (const auto& b : d.backends) {
-    if (b.node != "local" && !b.node.empty())
-      return make_error(fmt::format("backend '{}' runs on node '{}': `agifarm up` starts only this machine's "
-                                    "backends (node agents are not part of up)", b.name, b.node), 2);
+    if (mode != runnable_check::multi_node && b.node != "local" && !b.node.empty())
+      return make_error(fmt::format("backend '{}' runs on node '{}': this machine cannot run it (a multi-node "
+                                    "farm is started by `agifarm up farm.yaml`, whose inventory gives the node `ssh:`)", b.name, b.node), 2);
     if (b.kind == plan::backend_kind::llama_server) llama.insert(b.name);
   }
+  if (mode == runnable_check::node_part) return status::success();
   if (d.pools.empty()) return make_error("the deployment has no pools (nothing for the gateway to serve)", 2);
   for (const auto& p : d.pools)
     for (const auto& b : p.backends)

@@ -25,6 +25,8 @@ namespace agifarm::farm {
 inline constexpr const char* k_demo_model_name = "tiny-qwen3";
 
 result<plan::deployment> deployment_from_plan_file(const std::string& path);
+// The same from text; `where` names it in errors.
+result<plan::deployment> deployment_from_plan_text(std::string_view text, const std::string& where);
 result<plan::deployment> replica_deployment(const farm_file& f);
 bool planner_available();
 // notes: human lines worth showing (discovery notes, the planner's reasons). Exit code 3: nothing fits.
@@ -44,6 +46,9 @@ result<bool> ensure_demo_model(const std::string& path);
 // Checks a deployment is runnable here: backends present and local, pools name known llama-server
 // backends. (A missing model file is not refused here: that backend fails with llama-server's own
 // message while the rest of the farm runs.) Errors name the backend or pool.
-status check_runnable(const plan::deployment& d);
+// this_machine: every backend local; multi_node: backends anywhere (the nodes were split already);
+// node_part: a node daemon's part (no pools: the controller's gateway serves them).
+enum class runnable_check { this_machine, multi_node, node_part };
+status check_runnable(const plan::deployment& d, runnable_check mode = runnable_check::this_machine);
 
 }  // namespace agifarm::farm

@@ -21,14 +21,26 @@ json::object to_json(const farm_state& s) {
                                     {"reason", b.reason}, {"last_exit", b.last_exit},
                                     {"started_wall", b.started_wall}, {"log_path", b.log_path},
                                     {"program", b.program}, {"slots", b.slots},
-                                    {"predicted_bytes", b.predicted_bytes}});
+                                    {"predicted_bytes", b.predicted_bytes}, {"node", b.node},
+                                    {"rss_bytes", b.rss_bytes}});
   json::array pools;
   for (const auto& p : s.pools)
     pools.push_back(json::object{{"name", p.name}, {"aliases", json::array(p.aliases.begin(), p.aliases.end())},
                                  {"backends", json::array(p.backends.begin(), p.backends.end())}});
-  return {{"supervisor_pid", s.supervisor_pid}, {"started_wall", s.started_wall}, {"phase", s.phase},
-          {"endpoint", s.endpoint}, {"strategy", s.strategy}, {"source", s.source}, {"backends", backends},
-          {"pools", pools}};
+  json::array nodes;
+  for (const auto& n : s.nodes)
+    nodes.push_back(json::object{{"name", n.name}, {"ssh", n.ssh}, {"address", n.address}, {"agifarm", n.agifarm},
+                                 {"llama_bin", n.llama_bin}, {"state_dir", n.state_dir}, {"state", n.state},
+                                 {"since_wall", n.since_wall}, {"error", n.error}, {"restarts", n.restarts},
+                                 {"agifarm_version", n.agifarm_version}, {"llama_version", n.llama_version}});
+  json::object o{{"supervisor_pid", s.supervisor_pid}, {"started_wall", s.started_wall}, {"phase", s.phase},
+                 {"endpoint", s.endpoint}, {"strategy", s.strategy}, {"source", s.source}, {"backends", backends},
+                 {"pools", pools}};
+  if (!s.nodes.empty()) {
+    o["nodes"] = std::move(nodes);
+    o["ssh_options"] = json::array(s.ssh_options.begin(), s.ssh_options.end());
+  }
+  return o;
 }
 
 namespace {
@@ -101,6 +113,8 @@ result<farm_state> farm_state_from_json(std::string_view text) {
       r.program = str(b, "program", p);
       r.slots = static_cast<int>(num(b, "slots", p));
       r.predicted_bytes = static_cast<std::uint64_t>(num(b, "predicted_bytes", p));
+      if (b.contains("node")) r.node = str(b, "node", p);
+      if (b.contains("rss_bytes")) r.rss_bytes = static_cast<std::uint64_t>(num(b, "rss_bytes", p));
       s.backends.push_back(std::move(r));
     }
     auto& ps = need(o, "pools", "farm");
@@ -110,6 +124,28 @@ result<farm_state> farm_state_from_json(std::string_view text) {
       const auto& po = obj(ps.as_array()[i], p);
       s.pools.push_back({str(po, "name", p), strs(po, "aliases", p), strs(po, "backends", p)});
     }
+    if (auto* ns = o.if_contains("nodes")) {
+      if (!ns->is_array()) throw field_error{"farm.nodes: expected an array"};
+      for (std::size_t i = 0; i < ns->as_array().size(); ++i) {
+        std::string p = fmt::format("farm.nodes[{}]", i);
+        const auto& no = obj(ns->as_array()[i], p);
+        node_record n;
+        n.name = str(no, "name", p);
+        n.ssh = str(no, "ssh", p);
+        n.address = str(no, "address", p);
+        n.agifarm = str(no, "agifarm", p);
+        n.llama_bin = str(no, "llama_bin", p);
+        n.state_dir = str(no, "state_dir", p);
+        n.state = str(no, "state", p);
+        n.since_wall = num(no, "since_wall", p);
+        n.error = str(no, "error", p);
+        n.restarts = static_cast<int>(num(no, "restarts", p));
+        n.agifarm_version = str(no, "agifarm_version", p);
+        n.llama_version = str(no, "llama_version", p);
+        s.nodes.push_back(std::move(n));
+      }
+    }
+    if (o.contains("ssh_options")) s.ssh_options = strs(o, "ssh_options", "farm");
   } catch (const field_error& e) {
     return make_error("farm state at " + e.what, 2);
   }

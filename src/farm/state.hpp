@@ -48,6 +48,23 @@ struct backend_record {
   std::string program;            // argv[0]: `down` checks a pid still runs it before signalling
   int slots = 1;
   std::uint64_t predicted_bytes = 0;  // all devices + host, from the plan; 0 = not predicted
+  std::string node = "local";         // inventory node; "local" = the machine of this state dir
+  std::uint64_t rss_bytes = 0;        // remote backends: RSS as the node last reported it
+};
+
+// A remote node of a multi-node farm (farm/nodes.hpp), as the controller last saw it. Holds no secret.
+struct node_record {
+  std::string name;
+  std::string ssh;        // user@host[:port]
+  std::string address;
+  std::string agifarm;    // the agifarm binary there
+  std::string llama_bin;  // "" = its default
+  std::string state_dir;  // "" = its default
+  std::string state;      // starting | up | unreachable | restarting | down | failed
+  std::int64_t since_wall = 0;  // unix seconds when it entered `state`
+  std::string error;      // the last error talking to it
+  int restarts = 0;       // times the controller started its daemon again
+  std::string agifarm_version, llama_version;
 };
 
 struct pool_record {
@@ -65,6 +82,8 @@ struct farm_state {
   std::string source;     // farm file path, plan file path, or "embedded default"
   std::vector<backend_record> backends;
   std::vector<pool_record> pools;
+  std::vector<node_record> nodes;          // remote nodes (empty: a farm of this machine only)
+  std::vector<std::string> ssh_options;    // the farm file's ssh_options, for `down`/`logs` over SSH
 };
 
 boost::json::object to_json(const farm_state& s);

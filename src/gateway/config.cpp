@@ -78,7 +78,7 @@ struct reader {
   void read_gateway(const YAML::Node& g, config& c) const {
     check_keys(g, "gateway",
                {"max_body_bytes", "max_header_bytes", "header_timeout_ms", "idle_timeout_ms",
-                "first_byte_timeout_ms", "stream_idle_timeout_ms", "max_connections", "retries",
+                "first_byte_timeout_ms", "connect_timeout_ms", "stream_idle_timeout_ms", "max_connections", "retries",
                 "retry_backoff_ms", "eject_after_failures", "health_interval_ms", "drain_timeout_ms", "queue",
                 "usage_db"});
     auto& l = c.limits;
@@ -92,6 +92,7 @@ struct reader {
       else if (k == "header_timeout_ms") l.header_timeout_ms = int_in(v, key, 1, k_day_ms);
       else if (k == "idle_timeout_ms") l.idle_timeout_ms = int_in(v, key, 1, k_day_ms);
       else if (k == "first_byte_timeout_ms") l.first_byte_timeout_ms = int_in(v, key, 1, k_day_ms);
+      else if (k == "connect_timeout_ms") l.connect_timeout_ms = int_in(v, key, 1, k_day_ms);
       else if (k == "stream_idle_timeout_ms") l.stream_idle_timeout_ms = int_in(v, key, 1, k_day_ms);
       else if (k == "max_connections") l.max_connections = int_in(v, key, 1, 1 << 22);
       else if (k == "retries") l.retries = int_in(v, key, 0, 16);
@@ -108,6 +109,16 @@ struct reader {
     }
   }
 
+  // The value of the environment variable a `key_env` names; unset is an error naming the key.
+  std::string env_value(const YAML::Node& n, const std::string& key) const {
+    std::string var = str(n, key);
+    std::optional<std::string> value;
+    if (env) value = env(var);
+    else if (const char* p = std::getenv(var.c_str())) value = std::string(p);
+    if (!value) fail(n, key, "environment variable " + var + " is not set");
+    return *value;
+  }
+
   api_key_config read_key(const YAML::Node& n, const std::string& key) const {
     check_keys(n, key, {"name", "key", "key_env", "models", "rate_per_minute"});
     api_key_config k;
@@ -118,12 +129,7 @@ struct reader {
     if (n["key"]) {
       k.key = str(n["key"], key + ".key");
     } else if (n["key_env"]) {
-      std::string var = str(n["key_env"], key + ".key_env");
-      std::optional<std::string> value;
-      if (env) value = env(var);
-      else if (const char* p = std::getenv(var.c_str())) value = std::string(p);
-      if (!value) fail(n["key_env"], key + ".key_env", "environment variable " + var + " is not set");
-      k.key = *value;
+      k.key = env_value(n["key_env"], key + ".key_env");
     } else {
       fail(n, key, "missing key or key_env");
     }
@@ -153,8 +159,12 @@ struct reader {
     if (!rs.IsSequence() || rs.size() == 0) fail(rs, key + ".replicas", "expected a non-empty list");
     for (std::size_t i = 0; i < rs.size(); ++i) {
       std::string rk = fmt::format("{}.replicas[{}]", key, i);
-      check_keys(rs[i], rk, {"name", "url"});
+      check_keys(rs[i], rk, {"name", "url", "key", "key_env"});
       replica_config r;
+      if (rs[i]["key"] && rs[i]["key_env"]) fail(rs[i], rk, "give either key or key_env, not both");
+      if (rs[i]["key"]) r.api_key = str(rs[i]["key"], rk + ".key");
+      if (rs[i]["key_env"]) r.api_key = env_value(rs[i]["key_env"], rk + ".key_env");
+      if (r.api_key.find_first_of("\r\n") != std::string::npos) fail(rs[i], rk + ".key", "the key must be one line");
       if (!rs[i]["url"]) fail(rs[i], rk + ".url", "missing");
       r.url = str(rs[i]["url"], rk + ".url");
       auto u = parse_http_url(r.url);

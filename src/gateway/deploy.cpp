@@ -25,7 +25,9 @@ result<config> config_from_deployment(const plan::deployment& d, const std::map<
       auto url = backend_urls.find(bname);
       if (url == backend_urls.end())
         return make_error(fmt::format("pool '{}': no URL resolved for backend '{}'", ps.name, bname));
-      p.replicas.push_back({bname, url->second});
+      // A backend started with a key (a remote node's llama-server) is sent the same key.
+      auto key = it->env.find(std::string(plan::k_api_key_env));
+      p.replicas.push_back({bname, url->second, key == it->env.end() ? std::string() : key->second});
       slots = slots == 0 ? it->slots : std::min(slots, it->slots);
     }
     p.slots_per_replica = std::max(1, slots);

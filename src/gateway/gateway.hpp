@@ -30,6 +30,8 @@ enum class balance { least_outstanding, prefix_affinity };
 struct replica_config {
   std::string name;  // unique across the whole config (backend name), e.g. "qwen3-8b-r0"
   std::string url;   // "http://127.0.0.1:8081" (http only; host must be a numeric IPv4/IPv6 or "localhost")
+  std::string api_key = {};  // sent to the backend as "Authorization: Bearer <key>" (llama-server --api-key /
+                        // $LLAMA_API_KEY); "" = none. Never logged, never in /metrics or errors.
 };
 
 struct pool_config {
@@ -59,6 +61,8 @@ struct limits_config {
   int header_timeout_ms = 10000;            // a request's header must arrive within this (slow clients)
   int idle_timeout_ms = 60000;              // keep-alive client connections idle longer are closed
   int first_byte_timeout_ms = 60000;        // backend must produce its first body byte within this
+  int connect_timeout_ms = 3000;            // a backend (on another machine: its link may be down) must
+                                            // accept the connection within this, else failover
   int stream_idle_timeout_ms = 120000;      // longest silence of a backend mid-response
   int max_connections = 4096;               // client connections; beyond: 503 and close
   int retries = 2;                          // extra attempts on other replicas before the first byte

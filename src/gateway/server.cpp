@@ -271,6 +271,7 @@ struct upstream_conn {
 struct backend_addr {
   tcp::endpoint endpoint;
   std::string host_header;
+  std::string auth_lines;  // "\r\nAuthorization: Bearer <key>" for a backend with a key, else ""
 };
 
 // Shared between a request coroutine and the client watcher / queue grant callback. All on one strand
@@ -301,7 +302,7 @@ struct request_state : auto_unlink_hook, std::enable_shared_from_this<request_st
 };
 
 // "http://host:port" with a numeric host -> the endpoint and Host header; errors name the replica.
-result<backend_addr> resolve_backend(const std::string& name, const std::string& url) {
+result<backend_addr> resolve_backend(const std::string& name, const std::string& url, const std::string& key) {
   auto hp = parse_http_url(url);
   if (!hp) return make_error(fmt::format("replica '{}': {}", name, hp.err().message));
   std::string host = hp->host == "localhost" ? "127.0.0.1" : hp->host;
@@ -309,7 +310,8 @@ result<backend_addr> resolve_backend(const std::string& name, const std::string&
   auto addr = net::ip::make_address(host, ec);
   if (ec) return make_error(fmt::format("replica '{}': host '{}' is not a numeric IP address", name, hp->host));
   std::string host_header = addr.is_v6() ? fmt::format("[{}]:{}", host, hp->port) : fmt::format("{}:{}", host, hp->port);
-  return backend_addr{tcp::endpoint(addr, static_cast<unsigned short>(hp->port)), host_header};
+  return backend_addr{tcp::endpoint(addr, static_cast<unsigned short>(hp->port)), host_header,
+                      key.empty() ? std::string() : "\r\nAuthorization: Bearer " + key};
 }
 
 }  // namespace
@@ -340,6 +342,14 @@ struct server::impl {
         sched(cfg),
         keys(cfg.api_keys),
         met(pool_names(cfg), replica_names()) {}
+
+  // The key a replica's backend wants (the same replica may be listed in several pools).
+  std::string replica_key(const std::string& name) const {
+    for (const auto& p : cfg.pools)
+      for (const auto& r : p.replicas)
+        if (r.name == name && !r.api_key.empty()) return r.api_key;
+    return {};
+  }
 
   static std::vector<std::string> pool_names(const config& c) {
     std::vector<std::string> out;
@@ -476,7 +486,7 @@ struct server::impl {
       if (!conn) {
         conn = std::make_unique<upstream_conn>(w.ioc.get_executor());
         w.timed.push_back(conn->stream);
-        conn->stream.expires_after(first_byte);
+        conn->stream.expires_after(std::min(first_byte, std::chrono::milliseconds(cfg.limits.connect_timeout_ms)));
         st->upstream = conn.get();
         auto [ec] = co_await conn->stream.sock.async_connect(b.endpoint, k_tuple);
         conn->stream.settle(ec);
@@ -495,7 +505,7 @@ struct server::impl {
       std::string& h = conn->request_head;  // (plain appends: fmt's format parsing showed in profiles)
       h.clear();
       h.append(std::string_view(req.method_string())).append(" "sv).append(std::string_view(req.target()));
-      h.append(" HTTP/1.1\r\nHost: "sv).append(b.host_header);
+      h.append(" HTTP/1.1\r\nHost: "sv).append(b.host_header).append(b.auth_lines);
       h.append("\r\nContent-Type: application/json\r\nContent-Length: "sv);
       append_decimal(h, req.body().size());
       h.append("\r\nAccept: "sv).append(accept).append("\r\n\r\n"sv);
@@ -742,7 +752,8 @@ struct server::impl {
   // timeout fires at most an eighth late, and the client watch starts 100-350 ms into a request).
   clock_type::duration sweep_interval() const {
     const auto& l = cfg.limits;
-    int shortest = std::min({l.header_timeout_ms, l.idle_timeout_ms, l.first_byte_timeout_ms, l.stream_idle_timeout_ms});
+    int shortest = std::min({l.header_timeout_ms, l.idle_timeout_ms, l.first_byte_timeout_ms, l.connect_timeout_ms,
+                             l.stream_idle_timeout_ms});
     return std::chrono::milliseconds(std::clamp(shortest / 8, 10, 250));
   }
 
@@ -1322,7 +1333,7 @@ status server::set_replica_url(const std::string& name, const std::string& url) 
   for (std::size_t r = 0; r < m.sched.replica_count(); ++r)
     if (m.sched.replica_name(r) == name) idx = r;
   if (!idx) return make_error(fmt::format("set_replica_url: no replica named '{}'", name));
-  auto a = resolve_backend(name, url);
+  auto a = resolve_backend(name, url, m.replica_key(name));
   if (!a) return make_error(a.err().message);
   for (auto& w : m.workers) {
     worker* wp = w.get();
@@ -1350,7 +1361,7 @@ status server::start() {
   if (auto v = validate(m.cfg); !v) return v;
   m.backends.clear();
   for (std::size_t r = 0; r < m.sched.replica_count(); ++r) {
-    auto a = resolve_backend(m.sched.replica_name(r), m.sched.replica_url(r));
+    auto a = resolve_backend(m.sched.replica_name(r), m.sched.replica_url(r), m.replica_key(m.sched.replica_name(r)));
     if (!a) return make_error(a.err().message);
     m.backends.push_back(*a);
   }

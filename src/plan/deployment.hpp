@@ -21,6 +21,10 @@ namespace agifarm::plan {
 
 enum class backend_kind { llama_server, rpc_server };
 
+// The environment variable llama-server reads its --api-key from. A backend_spec whose env sets it
+// requires that key (the gateway sends it); it is kept out of argv so it never shows in `ps` or logs.
+inline constexpr std::string_view k_api_key_env = "LLAMA_API_KEY";
+
 struct device_memory {
   std::string name;  // llama.cpp device name (CUDA0, RPC0[127.0.0.1:50052], ...) or "host"
   std::uint64_t model_bytes = 0;

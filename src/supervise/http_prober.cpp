@@ -46,7 +46,8 @@ struct exchange_result {
 
 // One HTTP/1.1 exchange (or a bare connect) with a deadline covering connect, write and read.
 asio::awaitable<exchange_result> exchange(std::string host, int port, http::verb verb, std::string target,
-                                          std::string body, bool connect_only, duration timeout) {
+                                          std::string body, bool connect_only, duration timeout,
+                                          std::string api_key = {}) {
   exchange_result out;
   auto ex = co_await asio::this_coro::executor;
   beast::tcp_stream stream(ex);
@@ -72,6 +73,7 @@ asio::awaitable<exchange_result> exchange(std::string host, int port, http::verb
   http::request<http::string_body> req{verb, target, 11};
   req.set(http::field::host, fmt::format("{}:{}", host, port));
   req.set(http::field::user_agent, "agifarm-supervisor");
+  if (!api_key.empty()) req.set(http::field::authorization, "Bearer " + api_key);
   if (!body.empty()) {
     req.set(http::field::content_type, "application/json");
     req.body() = std::move(body);
@@ -139,9 +141,9 @@ void http_prober::start(const probe_request& r) {
           target = "/completion";
           body = R"({"prompt":"Hi","n_predict":1,"cache_prompt":false})";
         }
-        auto x = co_await exchange(r.host, r.port, verb, target, body, r.kind == probe_kind::tcp, r.timeout);
+        auto x = co_await exchange(r.host, r.port, verb, target, body, r.kind == probe_kind::tcp, r.timeout, r.api_key);
         if (r.kind == probe_kind::completion && x.outcome == probe_outcome::timeout) {
-          auto s = co_await exchange(r.host, r.port, http::verb::get, "/slots", "", false, r.timeout);
+          auto s = co_await exchange(r.host, r.port, http::verb::get, "/slots", "", false, r.timeout, r.api_key);
           if (s.status == 200) {
             x.outcome = probe_outcome::busy;
             x.detail = "completion slow but /slots answers (busy)";

@@ -42,6 +42,7 @@ struct probe_request {
   int port = 0;
   duration timeout{3000};
   std::uint64_t tag = 0;
+  std::string api_key = {};  // sent as "Authorization: Bearer" when the backend requires one
 };
 
 struct probe_result {

@@ -242,14 +242,16 @@ void supervisor::advance(std::size_t i, time_point now) {
       }
       if (!s.health_in_flight && now >= s.next_health) {
         prober_.start({st.name, is_rpc ? probe_kind::tcp : probe_kind::health, st.host, st.port,
-                       o_.health_timeout, s.gen});
+                       o_.health_timeout, s.gen, {}});
         s.health_in_flight = true;
         s.next_health = now + (st.state == backend_state::starting ? o_.health_interval_starting
                                                                     : o_.health_interval_ready);
       }
       if (st.state == backend_state::ready && !is_rpc && o_.probe_interval.count() > 0 && !s.probe_in_flight &&
           now >= s.next_probe) {
-        prober_.start({st.name, probe_kind::completion, st.host, st.port, o_.probe_timeout, s.gen});
+        auto key = d_.backends[i].env.find(std::string(plan::k_api_key_env));
+        prober_.start({st.name, probe_kind::completion, st.host, st.port, o_.probe_timeout, s.gen,
+                       key == d_.backends[i].env.end() ? std::string() : key->second});
         s.probe_in_flight = true;
         s.next_probe = now + o_.probe_interval;
       }

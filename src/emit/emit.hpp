@@ -6,6 +6,11 @@
 // overwrite anything unless told to. Generators never build a backend's argv themselves: they call
 // plan::backend_argv() (after merge_override_args() rewrites -ot rules to their minimal equivalent).
 // All functions are thread-safe (no shared state). Errors name the backend / node / model concerned.
+//
+// Multi-node farms (llama, compose, systemd): the gateway runs on gateway_node(); every llama-server on
+// another node binds its node's private address and requires the farm's backend key, which only the file
+// farm.env holds (mode 0600; docs/emit.md). The key is an input (emit_options::backend_key), so the
+// generators stay pure; new_backend_key() draws one.
 #pragma once
 
 #include <cstdint>
@@ -72,12 +77,25 @@ struct emit_options {
   std::string user = "agifarm";     // systemd: the account services run as
   std::string nvme_path = "/local_nvme";  // deepspeed: NVMe offload directory
   int vllm_base_port = 8000;
+  // The farm's backend key, written to farm.env when a backend requires one (letters, digits and ._+/=:-).
+  // Empty: a fresh new_backend_key() per call, so callers emitting several targets of one farm set it once.
+  // A key the plan carries (plan::k_api_key_env in a backend's env) takes precedence.
+  std::string backend_key;
 };
+
+// The variable farm.env gives the gateway the key in (gateway.yaml: `key_env: AGIFARM_BACKEND_KEY`);
+// farm.env also sets plan::k_api_key_env (LLAMA_API_KEY), which llama-server reads its --api-key from.
+inline constexpr const char* k_backend_key_var = "AGIFARM_BACKEND_KEY";
+inline constexpr const char* k_farm_env_file = "farm.env";
+
+// 64 hex characters (256 bits) from std::random_device (the kernel's random source).
+std::string new_backend_key();
 
 struct emitted_file {
   std::string path;                 // relative to the output directory
   std::string content;
   bool executable = false;
+  bool secret = false;              // holds the backend key: written with mode 0600, never wider
 };
 
 using files = std::vector<emitted_file>;
@@ -93,7 +111,8 @@ result<files> emit_target(const std::string& target, const emit_input& in, const
 const std::vector<std::string>& target_names();
 
 // Writes files under dir (created if missing). Without force, fails before writing anything when any of
-// the files already exists, naming it.
+// the files already exists, naming it. Secret files are created with mode 0600 before anything is written
+// to them (an existing one is chmod'ed to 0600 first) and are never followed through a symlink.
 status write_files(const std::string& dir, const files& out, bool force);
 
 }  // namespace agifarm::emit

@@ -1,6 +1,9 @@
 // Helpers shared by the emit generators (not part of the public API). Pure functions, thread-safe.
 #pragma once
 
+#include <functional>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -14,9 +17,38 @@ namespace agifarm::emit::detail {
 struct checked_plan {
   std::vector<plan::backend_spec> backends;  // start order
   std::vector<std::string> node_names;       // nodes that run something, in first-appearance order
+  std::string gateway_node;                  // where the gateway runs (see gateway_node_of)
+  // Filled by check_farm() only:
+  std::set<std::string> keyed;               // backends that require the farm's backend key
+  std::string key;                           // the farm's backend key; empty when no backend requires one
 };
 
 result<checked_plan> check(const emit_input& in, const emit_options& opt);
+
+// check() for the targets that run the plan's own backends across nodes (llama, compose, systemd):
+// every llama-server on a node other than the gateway's binds that node's inventory address (when the plan
+// left it on loopback or all interfaces) and requires the backend key, as does any backend whose plan env
+// sets plan::k_api_key_env. The key: the one the plan carries (all such values must agree), else
+// opt.backend_key, else new_backend_key().
+result<checked_plan> check_farm(const emit_input& in, const emit_options& opt);
+
+// The backend's environment as the files may print it: without plan::k_api_key_env (its value lives in
+// farm.env only).
+std::map<std::string, std::string> printable_env(const plan::backend_spec& b);
+
+// farm.env: the key as AGIFARM_BACKEND_KEY (gateway) and LLAMA_API_KEY (llama-server). Needs p.key.
+emitted_file farm_env_file(const checked_plan& p, const std::string& path);
+// The nodes that need farm.env: those with a keyed backend, and the gateway's.
+std::vector<std::string> key_nodes(const checked_plan& p);
+
+// README section "## Start order": which node starts what, dependencies first, the gateway last.
+// node_command(node) is how that node starts its part; gateway_command how the gateway starts (empty: with
+// its node's command).
+std::string start_order_md(const checked_plan& p, const std::function<std::string(const std::string&)>& node_command,
+                           const std::string& gateway_command);
+// README section "## Security" for multi-node farms: private addresses, the key, ggml-rpc-server.
+// key_install: how farm.env gets onto a node (a sentence).
+std::string security_md(const emit_input& in, const checked_plan& p, const std::string& key_install);
 
 // The backend's argv through the one argv builder (plan::backend_argv), its -ot rules merged.
 std::vector<std::string> argv_of(const plan::backend_spec& b, const std::string& binary_dir);
@@ -30,10 +62,12 @@ std::string vendor_of(const emit_input& in, const plan::backend_spec& b);
 // The GPUs of a node a backend uses (inventory order); empty when unknown.
 std::vector<gpu_info> gpus_of(const emit_input& in, const plan::backend_spec& b);
 
-// The gateway's farm YAML (src/gateway/config.hpp: listen + pools with replica URLs) for the plan's pools.
+// The gateway's farm YAML (src/gateway/config.hpp: listen + pools with replica URLs, `key_env` for the
+// replicas that require the backend key) for the plan's pools; p comes from check_farm().
 std::string gateway_yaml(const emit_input& in, const checked_plan& p, const emit_options& opt);
-// The node that runs the gateway: the one with the most llama-server backends (first on a tie).
-std::string gateway_node(const checked_plan& p);
+// The node that runs the gateway: the node named "local" when a backend runs there; else the one with the
+// most llama-server backends, the first in inventory order on a tie (start order when the inventory is empty).
+std::string gateway_node_of(const emit_input& in, const checked_plan& p);
 
 // Quotes a word for POSIX sh / bash (as is when it is safe, else single quotes).
 std::string sh_quote(const std::string& s);

@@ -28,7 +28,8 @@ std::string process_script(const script_spec& spec) {
   for (const auto& p : spec.processes) names.push_back(p.name);
   s += fmt::format("PROCESSES=({})  # start order\n\n", sh_join(names));
 
-  for (const auto& p : spec.processes) s += p.comment + fmt::format("run_{}() {{\n  exec {}\n}}\n\n", shell_ident(p.name), p.command);
+  for (const auto& p : spec.processes)
+    s += p.comment + fmt::format("run_{}() {{\n{}  exec {}\n}}\n\n", shell_ident(p.name), p.prelude, p.command);
 
   std::string comm_test;
   for (const auto& c : spec.comms) comm_test += fmt::format("\"$comm\" == {} || ", sh_quote(c));

@@ -11,6 +11,7 @@ namespace agifarm::emit::detail {
 struct script_process {
   std::string name;      // unique on the node
   std::string comment;   // lines starting with '#', each ending in '\n'
+  std::string prelude;   // shell lines run just before the exec (e.g. loading the key), each ending in '\n'
   std::string command;   // the shell command the process runs (exec'ed), already quoted
   std::string ready;     // shell condition: the process answers
   std::string wait_remote;  // shell commands run before starting it (e.g. wait_tcp ...), may be empty

@@ -62,9 +62,10 @@ std::string hardening(const std::string& vendor) {
 }  // namespace
 
 result<files> emit_systemd(const emit_input& in, const emit_options& opt) {
-  auto p = check(in, opt);
+  auto p = check_farm(in, opt);
   if (!p) return p.err();
-  std::string gw_node = gateway_node(*p);
+  const std::string& gw_node = p->gateway_node;
+  const std::string env_path = std::string("/etc/agifarm/") + k_farm_env_file;
   bool multi = p->node_names.size() > 1;
   std::set<std::string> seen;
   for (const auto& b : p->backends)
@@ -107,7 +108,16 @@ result<files> emit_systemd(const emit_input& in, const emit_options& opt) {
       if (!requires_.empty()) s += fmt::format("Requires={}\n", join(requires_, " "));
       s += "PartOf=agifarm.target\nStartLimitIntervalSec=0\n\n[Service]\nType=exec\n";
       s += fmt::format("User={}\n", opt.user);
-      for (const auto& [k, v] : b.env) s += fmt::format("Environment={}\n", unit_word(k + "=" + v));
+      for (const auto& [k, v] : printable_env(b)) s += fmt::format("Environment={}\n", unit_word(k + "=" + v));
+      if (p->keyed.count(b.name)) {
+        // No '-' prefix: without the file the unit fails instead of serving without a key.
+        s += fmt::format("# The farm's backend key as {} (llama-server's --api-key), from a root-only file; never on the command line.\n"
+                         "EnvironmentFile={}\n"
+                         "ExecStartPre=/bin/sh -c {}\n",
+                         plan::k_api_key_env, env_path,
+                         unit_word(fmt::format("test -n \"${}\" || {{ echo '{} sets no {}' >&2; exit 1; }}", plan::k_api_key_env,
+                                               env_path, plan::k_api_key_env)));
+      }
       for (const auto& r : remote) {
         auto colon = r.rfind(':');
         s += fmt::format(
@@ -128,6 +138,8 @@ result<files> emit_systemd(const emit_input& in, const emit_options& opt) {
       s += fmt::format("After=network-online.target {}\nWants=network-online.target {}\nPartOf=agifarm.target\n\n",
                        join(llama_units, " "), join(llama_units, " "));
       s += fmt::format("[Service]\nType=exec\nUser={}\n", opt.user);
+      if (!p->key.empty())
+        s += fmt::format("# {}: the backend key gateway.yaml's key_env names.\nEnvironmentFile={}\n", k_backend_key_var, env_path);
       s += fmt::format("ExecStart={}\n", exec_line({opt.agifarm_bin, "serve", "--config", "/etc/agifarm/gateway.yaml"}));
       s += "Restart=on-failure\nRestartSec=2\nTimeoutStopSec=30\n" + hardening("cpu") + "\n[Install]\nWantedBy=agifarm.target\n";
       out.push_back({dir + "agifarm-gateway.service", s, false});
@@ -146,6 +158,7 @@ result<files> emit_systemd(const emit_input& in, const emit_options& opt) {
       "```sh\nuseradd --system --no-create-home {0}       # the account the services run as\n"
       "cp *.service agifarm.target /etc/systemd/system/\n"
       "mkdir -p /etc/agifarm && cp gateway.yaml /etc/agifarm/   # on the gateway's node\n"
+      "{3}"
       "systemctl daemon-reload\n```\n\n"
       "The units run `{1}/llama-server`, `{1}/ggml-rpc-server` and `{2}` (change with `agifarm emit systemd "
       "--llama-bin-dir/--agifarm`). The account needs read access to the model files.\n\n"
@@ -157,7 +170,18 @@ result<files> emit_systemd(const emit_input& in, const emit_options& opt) {
       "with `DeviceAllow=` for the GPU device nodes (`/dev/nvidia*` through the `nvidia-frontend`, `nvidia-uvm` and "
       "`nvidia-caps` device classes; `/dev/kfd` and `/dev/dri` for AMD), and deliberately no `PrivateDevices=` or "
       "`MemoryDenyWriteExecute=`, which would break GPU access. Restart is `on-failure` after 5 s, without a start limit.\n",
-      opt.user, opt.llama_bin_dir, opt.agifarm_bin);
+      opt.user, opt.llama_bin_dir, opt.agifarm_bin,
+      p->key.empty() ? ""
+                     : fmt::format("install -D -m 0600 -o root -g root {0}{1} {2}   # on node(s) {3}: the backend key\n",
+                                   multi ? "../" : "", k_farm_env_file, env_path, join(key_nodes(*p), ", ")));
+  if (multi) {
+    readme += start_order_md(*p, [](const std::string&) { return std::string("`systemctl enable --now agifarm.target`"); }, "");
+    readme += security_md(in, *p, fmt::format("The units read it from `{}` (`EnvironmentFile=`, read by systemd as root) and fail "
+                                              "to start without it.", env_path));
+  } else if (!p->key.empty()) {
+    readme += security_md(in, *p, fmt::format("The units read it from `{}`.", env_path));
+  }
+  if (!p->key.empty()) out.push_back(farm_env_file(*p, k_farm_env_file));
   out.push_back({"README.md", readme, false});
   return out;
 }

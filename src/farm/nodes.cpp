@@ -348,10 +348,14 @@ bool node_fleet::poll(std::size_t i) {
   std::unique_lock lk(e.mu);
   const std::string before_state = e.st.state;
   if (!r) {
+    // One slow answer (a busy machine, a slow login shell) is not a lost node: it takes
+    // unreachable_after failures in a row.
+    if (++e.failures < o_.unreachable_after && e.st.state != "unreachable") return false;
     if (e.st.state == "unreachable") { e.st.error = r.err().message; return false; }
     set_state(e, "unreachable", r.err().message);
     return true;
   }
+  e.failures = 0;
   if (r->exit_code == 0) {
     auto s = farm_state_from_json(r->out);
     if (!s) {

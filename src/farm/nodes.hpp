@@ -86,7 +86,8 @@ struct node_status {
 struct fleet_options {
   std::chrono::milliseconds info_timeout{20000};
   std::chrono::milliseconds start_timeout{900000};  // `node up` returns once its backends started
-  std::chrono::milliseconds poll_timeout{4000};
+  std::chrono::milliseconds poll_timeout{5000};
+  int unreachable_after = 2;  // polls failing in a row before a node's replicas leave their pools
   std::chrono::milliseconds stop_timeout{90000};
   std::chrono::seconds restart_backoff_initial{2};
   std::chrono::seconds restart_backoff_cap{60};
@@ -120,6 +121,7 @@ class node_fleet {
     node_status st;
     std::int64_t next_restart = 0;
     std::int64_t backoff_s = 0;
+    int failures = 0;  // polls failed in a row
   };
   result<std::string> start_node(std::size_t i);
   void set_state(entry& e, const std::string& state, const std::string& error);

@@ -140,6 +140,7 @@ std::vector<backend_record> local_records(const supervise::supervisor& sup) {
 
 std::vector<backend_record> all_records(const plan::deployment& all, const std::vector<backend_record>& local,
                                         const std::vector<node_status>& nodes) {
+  const auto view = replica_view(all, local, nodes);
   std::map<std::string, const backend_record*> seen;
   for (const auto& r : local) seen[r.name] = &r;
   for (const auto& n : nodes)
@@ -165,6 +166,9 @@ std::vector<backend_record> all_records(const plan::deployment& all, const std::
       }
     r.slots = spec.slots;
     r.predicted_bytes = predicted_total(spec);
+    // A shard whose rpc server is on a lost node cannot serve either: say why.
+    if (auto v = view.find(spec.name); v != view.end() && !v->second.ready && r.reason.empty())
+      r.reason = v->second.reason;
     out.push_back(std::move(r));
   }
   return out;

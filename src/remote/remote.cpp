@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <functional>
 
 #include <fmt/format.h>
 
@@ -143,9 +144,14 @@ std::string first_line(std::string_view s) {
 }  // namespace
 
 std::string ssh_target::text() const {
-  std::string h = host.find(':') != std::string::npos && port ? "[" + host + "]" : host;
-  std::string s = user.empty() ? h : user + "@" + h;
-  if (port) s += ":" + std::to_string(port);
+  // Appends, not operator+ chains: GCC 12 reports a false -Wrestrict on those.
+  std::string s;
+  if (!user.empty()) s.append(user).append("@");
+  const bool bracket = host.find(':') != std::string::npos && port;
+  if (bracket) s.append("[");
+  s.append(host);
+  if (bracket) s.append("]");
+  if (port) s.append(":").append(std::to_string(port));
   return s;
 }
 
@@ -239,15 +245,26 @@ std::vector<std::string> ssh_shell::client_argv(const ssh_target& t, const std::
                              "-o", fmt::format("ServerAliveCountMax={}", s_.alive_count_max),
                              "-o", "LogLevel=ERROR"};
   if (!s_.control_dir.empty()) {
-    a.insert(a.end(), {"-o", "ControlMaster=auto", "-o", "ControlPath=" + s_.control_dir + "/%C",
-                       "-o", "ControlPersist=60"});
+    // One master connection per (options, target): a connection made with other options (another
+    // known_hosts, key or config) must never be reused, or its host check would be skipped.
+    std::string opts;
+    for (const auto& o : s_.options) opts += o + '\0';
+    std::string dir = fmt::format("{}/{:016x}", s_.control_dir, std::hash<std::string>{}(opts));
+    ::mkdir(dir.c_str(), 0700);
+    a.insert(a.end(), {"-o", "ControlMaster=auto", "-o", "ControlPath=" + dir + "/%C", "-o", "ControlPersist=60"});
   }
   a.insert(a.end(), s_.options.begin(), s_.options.end());
   if (t.port) a.insert(a.end(), {"-p", std::to_string(t.port)});
-  a.push_back(t.user.empty() ? t.host : t.user + "@" + t.host);
+  std::string dest;
+  if (!t.user.empty()) dest.append(t.user).append("@");
+  dest.append(t.host);
+  a.push_back(std::move(dest));
   a.push_back("--");
   std::string cmd;
-  for (const auto& w : argv) cmd += (cmd.empty() ? "" : " ") + shell_quote(w);
+  for (const auto& w : argv) {
+    if (!cmd.empty()) cmd.push_back(' ');
+    cmd.append(shell_quote(w));
+  }
   a.push_back(cmd);
   return a;
 }

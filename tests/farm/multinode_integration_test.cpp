@@ -253,10 +253,12 @@ TEST_F(multinode, a_lost_node_leaves_its_pools_under_load_and_rejoins_when_it_co
       while (!stop) {
         ++sent;
         auto r = f.chat("fast", 60s);
-        if (r.status == 200) ++ok;
-        else {
+        if (r.status == 200) {
+          ++ok;
+        } else {
           std::lock_guard lk(mu);
           failures.push_back(std::to_string(r.status) + " " + r.body);
+          std::this_thread::sleep_for(100ms);  // no busy loop on a failure
         }
       }
     });
@@ -265,6 +267,8 @@ TEST_F(multinode, a_lost_node_leaves_its_pools_under_load_and_rejoins_when_it_co
   // Within seconds the controller sees node 1 unreachable and takes chat-n1 out of its pool; the
   // shard whose rpc server is on node 1 is reported down with the reason.
   ASSERT_TRUE(test::wait_until([&] { return str(f.by_name("nodes")["n1"], "state") == "unreachable"; }, 30s));
+  // Node 0 stays up: a busy machine is not a lost one.
+  EXPECT_EQ(str(f.by_name("nodes")["n0"], "state"), "up");
   auto backends = f.by_name("backends");
   EXPECT_NE(str(backends["big-shard"], "reason").find("rpc-n1"), std::string::npos) << str(backends["big-shard"], "reason");
   int ok_at_loss = ok.load();
@@ -281,7 +285,10 @@ TEST_F(multinode, a_lost_node_leaves_its_pools_under_load_and_rejoins_when_it_co
   // No request was lost: every one answered 200 (those in flight on the cut link were retried).
   EXPECT_EQ(ok.load(), sent.load());
   EXPECT_TRUE(failures.empty()) << failures.size() << " failed, first: " << (failures.empty() ? "" : failures[0]);
-  EXPECT_EQ(f.chat("think", 120s).status, 200);
+  // The shard's llama-server lost its rpc connection with the link: its node's supervisor restarts it
+  // (a request may see it fail once, 502, before it does); it serves again without the user's help.
+  EXPECT_TRUE(test::wait_until([&] { return f.chat("think", 60s).status == 200; }, 120s, 1s))
+      << f.cli({"status", "--state-dir", f.dir + "/ctl"}).output;
 
   // The machine crashes (its daemon and backends killed) and comes back: the controller starts its
   // part again and its backends rejoin.

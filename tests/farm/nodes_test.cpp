@@ -256,6 +256,8 @@ TEST(node_fleet, poll_tracks_loss_return_and_restart) {
 
   f.sh.fallback.insert_or_assign("10.0.0.2 status", make_error("ssh root@10.0.0.2: no answer within 4 s"));
   f.now = 1010;
+  EXPECT_FALSE(f.fleet->poll(n1));  // one failed poll is not yet a lost node
+  EXPECT_EQ(f.fleet->snapshot()[n1].state, "up");
   EXPECT_TRUE(f.fleet->poll(n1));
   auto s = f.fleet->snapshot()[n1];
   EXPECT_EQ(s.state, "unreachable");

@@ -81,6 +81,8 @@ void add_emit_command(CLI::App& app) {
       in = emit::input_from_plan_text(ss.str());
       if (!in) fail(fmt::format("{}: {}", plan_file, in.err().message), in.err().exit_code);
     }
+    // One backend key per emitted farm: `all` writes the same key into each target's farm.env.
+    if (opt.backend_key.empty()) opt.backend_key = emit::new_backend_key();
     std::vector<std::string> todo = target == "all" ? emit::target_names() : std::vector<std::string>{target};
     std::vector<std::pair<std::string, emit::files>> outputs;
     for (const auto& t : todo) {
@@ -96,7 +98,12 @@ void add_emit_command(CLI::App& app) {
             fail(fmt::format("{}/{} already exists; use --force to overwrite", dir, file.path), 1);
     for (const auto& [dir, files] : outputs) {
       if (auto s = emit::write_files(dir, files, force); !s) fail(s.err().message, s.err().exit_code);
-      for (const auto& file : files) std::cout << dir << "/" << file.path << "\n";
+      for (const auto& file : files) {
+        std::cout << dir << "/" << file.path << "\n";
+        if (file.secret)
+          std::cerr << "agifarm emit: " << dir << "/" << file.path
+                    << " holds the farm's backend key (mode 0600): copy it to the nodes its README names and keep it secret\n";
+      }
     }
   });
 }

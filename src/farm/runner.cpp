@@ -441,6 +441,11 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     auto s = split_for_nodes(all, r);
     if (!s) { err << s.err().message << '\n'; return s.err().exit_code; }
     split = std::move(*s);
+    for (const auto& b : split->all.backends)
+      if (b.host == "0.0.0.0" || b.host == "::")
+        rep.say(fmt::format("agifarm: WARNING: backend {} on node {} listens on every network ({}): allow_public_bind "
+                            "is set; anyone who reaches that machine reaches it{}", b.name, b.node, b.host,
+                            b.kind == plan::backend_kind::rpc_server ? " (ggml-rpc-server has no authentication)" : ""));
     all = split->all;
     local = split->local;
     for (const auto& b : split->all.backends)

@@ -333,5 +333,30 @@ TEST_F(multinode, a_node_that_cannot_run_its_part_is_named_and_nothing_is_left_r
   }
 }
 
+TEST_F(multinode, hw_over_ssh_writes_an_inventory_of_the_machines_that_reads_back) {
+  std::string dir = test::temp_dir("mn-hw");
+  std::string out = dir + "/inventory.yaml";
+  auto r = test::run({test::agifarm_cli(), "hw", "--ssh", cluster->ssh_target(0), "--ssh", cluster->ssh_target(1),
+                      "--ssh-option", "-F", "--ssh-option", cluster->ssh_config(), "--agifarm", test::agifarm_cli(),
+                      "--no-measure", "-o", out},
+                     120s);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(out);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("ssh: " + cluster->ssh_target(0)), std::string::npos) << text;
+  EXPECT_NE(text.find("address: \"" + cluster->address(1) + "\""), std::string::npos) << text;
+  auto back = test::run({test::agifarm_cli(), "hw", "--inventory", out, "--json"}, 60s);
+  ASSERT_EQ(back.exit_code, 0) << back.output;
+  EXPECT_NE(back.output.find(cluster->address(0)), std::string::npos) << back.output;
+  // A machine that does not answer: named, and no file is written.
+  std::string none = dir + "/none.yaml";
+  auto bad = test::run({test::agifarm_cli(), "hw", "--ssh", "root@" + cluster->unused_address(), "--ssh-option", "-F",
+                        "--ssh-option", cluster->ssh_config(), "--agifarm", test::agifarm_cli(), "--no-measure", "-o", none},
+                       120s);
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find(cluster->unused_address()), std::string::npos) << bad.output;
+  EXPECT_FALSE(fs::exists(none));
+}
+
 }  // namespace
 }  // namespace agifarm

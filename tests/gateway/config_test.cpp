@@ -143,3 +143,20 @@ TEST(gateway_config, host_port_and_urls) {
   EXPECT_FALSE(load_config("/nonexistent/farm.yaml").ok());
   EXPECT_EQ(load_config("/nonexistent/farm.yaml").err().message, "/nonexistent/farm.yaml: cannot open the config file");
 }
+
+TEST(gateway_config, a_replica_may_carry_the_key_its_backend_requires) {
+  auto c = config_from_yaml("pools:\n  - name: a\n    replicas:\n      - {name: r0, url: 'http://10.0.0.2:8081', key: s3cr3t-k3y}\n"
+                            "      - {name: r1, url: 'http://10.0.0.3:8081', key_env: BOB_KEY}\n"
+                            "      - {name: r2, url: 'http://127.0.0.1:8081'}\n",
+                            "farm.yaml", env_with_bob());
+  ASSERT_TRUE(c.ok()) << c.err().message;
+  EXPECT_EQ(c->pools[0].replicas[0].api_key, "s3cr3t-k3y");
+  EXPECT_EQ(c->pools[0].replicas[1].api_key, "sk-bob-abcdefgh");
+  EXPECT_EQ(c->pools[0].replicas[2].api_key, "");
+  EXPECT_NE(error_of("pools:\n  - name: a\n    replicas: [{url: 'http://127.0.0.1:1', key: a, key_env: BOB_KEY}]\n")
+                .find("pools[0].replicas[0]: give either key or key_env, not both"),
+            std::string::npos);
+  EXPECT_NE(error_of("pools:\n  - name: a\n    replicas: [{url: 'http://127.0.0.1:1', key_env: NOPE}]\n")
+                .find("pools[0].replicas[0].key_env: environment variable NOPE is not set"),
+            std::string::npos);
+}

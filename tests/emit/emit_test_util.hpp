@@ -18,6 +18,9 @@ inline const std::vector<std::string>& plan_names() {
   return names;
 }
 
+// The backend key of the golden files: fixed so they compare byte for byte, and visibly not a secret.
+inline constexpr const char* k_golden_backend_key = "golden-test-key-not-a-secret-0123456789";
+
 inline std::string source_path(const std::string& rel) { return std::string(AGIFARM_SOURCE_DIR) + "/" + rel; }
 
 inline std::string read_text(const std::string& path) {

@@ -1,6 +1,7 @@
 // Golden files: every target on the four plan fixtures, byte for byte.
 // To regenerate after an intended change: AGIFARM_REGENERATE_GOLDENS=1 ctest -R EmitGolden (then review
-// the diff of tests/emit/golden/ before committing).
+// the diff of tests/emit/golden/ before committing). The backend key is an input of the generators
+// (emit_options::backend_key), so the goldens use an obviously fake fixed one and farm.env is compared too.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -24,7 +25,9 @@ class EmitGolden : public ::testing::TestWithParam<golden_case> {};
 TEST_P(EmitGolden, MatchesGoldenFiles) {
   const auto& c = GetParam();
   emit_input in = load_plan(c.plan);
-  auto out = emit_target(c.target, in, emit_options{});
+  emit_options opt;
+  opt.backend_key = k_golden_backend_key;
+  auto out = emit_target(c.target, in, opt);
   ASSERT_TRUE(out.ok()) << out.err().message;
   fs::path dir = source_path("tests/emit/golden/" + c.plan + "/" + c.target);
   const char* regen = std::getenv("AGIFARM_REGENERATE_GOLDENS");

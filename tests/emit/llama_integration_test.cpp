@@ -1,6 +1,7 @@
 // The `emit llama` script run for real: a plan for the tiny MoE model sharded over two loopback
 // ggml-rpc-server processes (with per-layer expert -ot rules the script must merge), emitted by the
-// agifarm CLI, started by the script, answering a completion, then stopped with no process left.
+// agifarm CLI, started by the script, answering a completion, then stopped with no process left; and a
+// llama-server that requires the farm's backend key (farm.env), reached through gateway.sh's gateway.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -160,6 +161,77 @@ TEST(EmitLlamaIntegration, FailedStartShowsTheLogAndStopsWhatItStarted) {
   for (const char* n : {"rpc0", "rpc1", "tiny-shard"}) EXPECT_FALSE(fs::exists(e.state / (std::string(n) + ".pid"))) << n;
 }
 
+// A llama-server whose plan env names LLAMA_API_KEY requires the farm's key: the script gives it from
+// farm.env through the environment (never argv), llama-server refuses requests without it, and the gateway
+// that gateway.sh starts sends it (gateway.yaml: key_env: AGIFARM_BACKEND_KEY).
+TEST(EmitLlamaIntegration, KeyedBackendAnswersOnlyWithTheKeyAndTheGatewaySendsIt) {
+  std::string model = tiny_model("qwen3");
+  int port = free_port(), gw_port = free_port();
+  json::object server{{"name", "tiny-r0"}, {"kind", "llama-server"}, {"node", "local"}, {"model", "tiny"},
+                      {"model_file", model}, {"host", "127.0.0.1"}, {"port", port},
+                      {"args", json::array{"-m", model, "-c", "512", "-np", "1"}}, {"env", {{"LLAMA_API_KEY", ""}}},
+                      {"slots", 1}, {"ctx", 512}};
+  json::object doc{
+      {"version", 1},
+      {"inventory", {{"nodes", json::array{json::object{{"name", "local"}, {"address", "127.0.0.1"}, {"cpu_cores", 2},
+                                                        {"gpus", json::array{}}}}}}},
+      {"models", json::array{json::object{{"name", "tiny"}, {"file", model}, {"architecture", "qwen3"}}}},
+      {"deployment", {{"strategy", "replica"},
+                      {"backends", json::array{server}},
+                      {"pools", json::array{json::object{{"name", "tiny"}, {"backends", json::array{"tiny-r0"}}}}}}}};
+  fs::path root = temp_dir("emit-llama-key");
+  emitted e{root / "out", root / "state", root / "out" / "local.sh"};
+  std::ofstream(root / "plan.json") << json::serialize(doc);
+  auto r = run({agifarm_cli(), "emit", "llama", "--plan", (root / "plan.json").string(), "-o", e.dir.string(), "--llama-bin-dir",
+                llama_bin(), "--agifarm", agifarm_cli(), "--listen", "127.0.0.1:" + std::to_string(gw_port)});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("farm.env holds the farm's backend key"), std::string::npos) << r.output;
+  EXPECT_EQ(fs::status(e.dir / "farm.env").permissions() & fs::perms::mask, fs::perms::owner_read | fs::perms::owner_write);
+  std::string env = slurp(e.dir / "farm.env");
+  auto at = env.find("\nLLAMA_API_KEY=");
+  ASSERT_NE(at, std::string::npos) << env;
+  std::string key = env.substr(at + 15, env.find('\n', at + 1) - at - 15);
+  ASSERT_EQ(key.size(), 64u);
+
+  // Without farm.env the script refuses to start anything.
+  fs::rename(e.dir / "farm.env", root / "farm.env.away");
+  auto refused = script(e, "start");
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_NE(refused.output.find("farm.env is missing or unreadable"), std::string::npos) << refused.output;
+  EXPECT_FALSE(fs::exists(e.state / "tiny-r0.pid"));
+  fs::rename(root / "farm.env.away", e.dir / "farm.env");
+
+  auto start = script(e, "start");
+  ASSERT_EQ(start.exit_code, 0) << start.output;
+  pid_t pid = static_cast<pid_t>(std::stol(slurp(e.state / "tiny-r0.pid")));
+  std::string cmdline = slurp("/proc/" + std::to_string(pid) + "/cmdline");
+  EXPECT_EQ(cmdline.find(key), std::string::npos) << "the key is in llama-server's argv";
+  EXPECT_NE(slurp("/proc/" + std::to_string(pid) + "/environ").find("LLAMA_API_KEY=" + key), std::string::npos);
+  const std::string body = R"({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})";
+  EXPECT_EQ(http_request(port, "POST", "/v1/chat/completions", body).status, 401);
+  EXPECT_EQ(http_request(port, "POST", "/v1/chat/completions", body, {{"Authorization", "Bearer " + key}}).status, 200);
+
+  // The gateway, started by gateway.sh with farm.env loaded, sends the key to the replica.
+  emitted g{e.dir, root / "gw-state", e.dir / "gateway.sh"};
+  auto gw = script(g, "start");
+  ASSERT_EQ(gw.exit_code, 0) << gw.output;
+  pid_t gw_pid = static_cast<pid_t>(std::stol(slurp(g.state / "agifarm-gateway.pid")));
+  EXPECT_EQ(slurp("/proc/" + std::to_string(gw_pid) + "/cmdline").find(key), std::string::npos);
+  http_response through;
+  // Until the gateway's health probe has marked the replica up.
+  wait_until([&] {
+    through = http_request(gw_port, "POST", "/v1/chat/completions",
+                           R"({"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})");
+    return through.status == 200;
+  }, std::chrono::seconds(30));
+  EXPECT_EQ(through.status, 200) << through.body;
+
+  EXPECT_EQ(script(g, "stop").exit_code, 0);
+  EXPECT_EQ(script(e, "stop").exit_code, 0);
+  EXPECT_FALSE(alive(gw_pid));
+  EXPECT_FALSE(alive(pid));
+}
+
 }  // namespace
 
 namespace {
@@ -183,6 +255,11 @@ TEST(EmitCli, BadInputExitsTwoAndAllWritesEveryTarget) {
   for (const char* t : {"llama", "compose", "systemd", "vllm", "deepspeed"})
     EXPECT_TRUE(fs::exists(root / "all" / t / "README.md")) << t;
   EXPECT_TRUE(fs::exists(root / "all" / "llama" / "work.sh"));
+  // One backend key per emitted farm: every target's farm.env holds the same one.
+  std::string env = slurp(root / "all" / "llama" / "farm.env");
+  EXPECT_NE(env.find("\nAGIFARM_BACKEND_KEY="), std::string::npos) << env;
+  EXPECT_EQ(slurp(root / "all" / "compose" / "farm.env"), env);
+  EXPECT_EQ(slurp(root / "all" / "systemd" / "farm.env"), env);
   // `all` again: refused as a whole, nothing rewritten; with --force it succeeds.
   fs::remove(root / "all" / "vllm" / "README.md");
   auto again = run({agifarm_cli(), "emit", "all", "--plan", plan, "-o", (root / "all").string()});

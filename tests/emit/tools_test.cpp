@@ -2,7 +2,7 @@
 // bash -n and shellcheck on every script, python3 -m py_compile on the inference program,
 // docker-compose config on every compose file, systemd-analyze verify on every unit, the DeepSpeed and
 // Accelerate files against schemas of their documented keys (tests/emit/schema/), and every gateway.yaml
-// through the gateway's own config loader.
+// through the gateway's own config loader (with the backend key farm.env holds).
 #include <gtest/gtest.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -229,11 +229,20 @@ TEST(EmitTools, GatewayConfigsLoadInTheGateway) {
   for (const auto& plan : plan_names())
     for (const char* target : {"llama", "compose", "systemd"}) {
       fs::path d = emit_to(plan, target);
+      // The gateway gets the backend key from farm.env (key_env: AGIFARM_BACKEND_KEY), as its start does.
+      std::smatch m;
+      std::string env = read_text((d / k_farm_env_file).string());
+      std::optional<std::string> key;
+      if (std::regex_search(env, m, std::regex("\nAGIFARM_BACKEND_KEY=([^\n]+)\n"))) key = m[1];
+      gateway::env_lookup lookup = [&](const std::string& var) { return var == k_backend_key_var ? key : std::nullopt; };
       for (const auto& f : files_named(d, std::regex("gateway\\.yaml"))) {
-        auto cfg = gateway::load_config(f.string());
+        auto cfg = gateway::load_config(f.string(), lookup);
         EXPECT_TRUE(cfg.ok()) << f << ": " << (cfg.ok() ? "" : cfg.err().message);
         if (cfg.ok()) {
           EXPECT_EQ(cfg->pools.size(), load_plan(plan).deployment.pools.size());
+          for (const auto& pool : cfg->pools)
+            for (const auto& r : pool.replicas)
+              if (r.url.find("127.0.0.1") == std::string::npos) EXPECT_EQ(r.api_key, key.value_or("-")) << r.name;
         }
         ++checked;
       }

@@ -4,7 +4,8 @@
 They are written by hand, not by the planner, so that emit's tests do not move when the planner's
 numbers change: one GPU; 2x RTX 3090 in one box (a 235B MoE with expert offload, written as one -ot
 rule per layer as a planner might); 8 GPUs in one box (hybrid: a 4-GPU sharded core + 4 helper
-replicas); 3 nodes (a cross-node RPC shard). Run: python3 make_plans.py (from this directory).
+replicas); 3 nodes (a cross-node RPC shard on 'big', plus a CPU replica of a small model on 'old', a node
+other than the gateway's, which emit binds to old's address behind the farm's backend key). Run: python3 make_plans.py (from this directory).
 """
 import json
 
@@ -116,14 +117,19 @@ plans["three-nodes"] = doc(
      node("work", "192.168.1.11", [gpu(0, "rtxa6000", 48), gpu(1, "RTX 4060 Ti 16GB", 16)], 24, 128),
      node("old", "192.168.1.12", [gpu(0, "rtx3090", 24)], 6, 64)],
     [model("qwen3-235b-a22b", QWEN235, "qwen3moe", "https://huggingface.co/Qwen/Qwen3-235B-A22B", 235093634560,
-           142652866560, 94, 128)],
-    [{"name": "think", "model": "qwen3-235b-a22b", "ctx": 32768, "agents": 2}],
+           142652866560, 94, 128),
+     model("qwen3-4b", QWEN4, "qwen3", "https://huggingface.co/Qwen/Qwen3-4B", 4022468096, 2497280960, 36)],
+    [{"name": "think", "model": "qwen3-235b-a22b", "ctx": 32768, "agents": 2},
+     {"name": "fast", "model": "qwen3-4b", "ctx": 8192, "agents": 2}],
     "shard_rpc",
     rpcs + [server("qwen3-235b-a22b-shard", "big", "qwen3-235b-a22b", QWEN235, [0, 1, 2], 8081,
                    ["-ngl", "999", "-ts", "96,32,32,48,16,24", "-sm", "layer", "-fa", "on", "--rpc",
                     "192.168.1.11:50052,192.168.1.11:50053,192.168.1.12:50052"], 2, 65536,
-                   deps=[r["name"] for r in rpcs])],
-    [pool("qwen3-235b-a22b", ["think"], ["qwen3-235b-a22b-shard"])],
+                   deps=[r["name"] for r in rpcs]),
+            # Planned on loopback, as the planner writes llama-servers; emit binds it to old's address.
+            server("qwen3-4b-old", "old", "qwen3-4b", QWEN4, [], 8081, ["-ngl", "0", "-t", "6"], 2, 16384, env={})],
+    [pool("qwen3-235b-a22b", ["think"], ["qwen3-235b-a22b-shard"]),
+     pool("qwen3-4b", ["fast"], ["qwen3-4b-old"], priority=10)],
     links=[{"kind": "ethernet", "node_a": "big", "node_b": "work", "gpus": [], "bandwidth_bytes_per_s": 1.25e9,
             "latency_s": 1e-4}])
 

@@ -5,6 +5,8 @@
 #   ./old.sh status   show each process's state
 # Environment: LLAMA_BIN_DIR (llama-server, ggml-rpc-server), AGIFARM_STATE_DIR (pid files, logs),
 #   START_TIMEOUT (seconds per backend, default 600), STOP_TIMEOUT (seconds, default 30).
+#   AGIFARM_ENV_FILE (default: farm.env next to this script): the farm's backend key. The llama-servers of
+#   this node listen on old's private address and require it; they get it as $LLAMA_API_KEY, never on the command line.
 #
 # WARNING: ggml-rpc-server has no authentication and no encryption. Anyone who can reach its port can
 # allocate memory on this machine's devices, run computations on them and read what they hold. It is
@@ -17,13 +19,27 @@ STATE_DIR="${AGIFARM_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/agifarm/ol
 START_TIMEOUT="${START_TIMEOUT:-600}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-30}"
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
-PROCESSES=(rpc-old-gpu0)  # start order
+PROCESSES=(rpc-old-gpu0 qwen3-4b-old)  # start order
 
 # rpc-old-gpu0: ggml-rpc-server, GPU 0 (rtx3090)
 run_rpc_old_gpu0() {
   exec env CUDA_VISIBLE_DEVICES=0 "${LLAMA_BIN_DIR}/ggml-rpc-server" \
     -H 192.168.1.12 \
     -p 50052
+}
+
+# qwen3-4b-old: llama-server, model qwen3-4b, CPU only, ctx 16384, 2 slot(s)
+run_qwen3_4b_old() {
+  load_backend_key LLAMA_API_KEY || exit 1
+  export LLAMA_API_KEY
+  exec "${LLAMA_BIN_DIR}/llama-server" \
+    -m /models/Qwen3-4B-Q4_K_M.gguf \
+    -c 16384 \
+    -np 2 \
+    -ngl 0 \
+    -t 6 \
+    --host 192.168.1.12 \
+    --port 8081
 }
 
 log() { printf '%s\n' "$*" >&2; }
@@ -54,10 +70,23 @@ wait_tcp() {  # WHAT NODE HOST PORT
   done
 }
 
+# load_backend_key VAR: reads farm.env (AGIFARM_ENV_FILE, default: next to this script), which must set VAR.
+load_backend_key() {
+  local f="${AGIFARM_ENV_FILE:-${SELF%/*}/farm.env}"
+  if [[ ! -r "$f" ]]; then
+    log "error: $f is missing or unreadable; copy farm.env (mode 0600) from where agifarm emit wrote it"
+    return 1
+  fi
+  # shellcheck source=/dev/null
+  . "$f"
+  if [[ -z "${!1:-}" ]]; then log "error: $f does not set $1"; return 1; fi
+}
+
 # ready NAME: does the process answer?
 ready() {
   case "$1" in
     rpc-old-gpu0) tcp_open 192.168.1.12 50052 ;;
+    qwen3-4b-old) http_ok 192.168.1.12 8081 /health ;;
     *) return 1 ;;
   esac
 }
@@ -115,6 +144,7 @@ stop_all() {
 case "${1:-}" in
   start)
     mkdir -p "$STATE_DIR"
+    load_backend_key LLAMA_API_KEY || exit 1
     log "warning: ggml-rpc-server has no authentication; keep its port off untrusted networks"
     for name in "${PROCESSES[@]}"; do
       if ! start_one "$name"; then
@@ -141,6 +171,7 @@ case "${1:-}" in
     printf '%s\n' "$$" >"$STATE_DIR/$2.pid"
     case "$2" in
       rpc-old-gpu0) run_rpc_old_gpu0 ;;
+      qwen3-4b-old) run_qwen3_4b_old ;;
       *) log "unknown process '$2'"; exit 2 ;;
     esac
     ;;

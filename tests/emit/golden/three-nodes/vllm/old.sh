@@ -10,11 +10,22 @@ STATE_DIR="${AGIFARM_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/agifarm/vl
 START_TIMEOUT="${START_TIMEOUT:-600}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-30}"
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
-PROCESSES=(ray-worker)  # start order
+PROCESSES=(ray-worker qwen3-4b-old)  # start order
 
 # A Ray worker of the head on node 'big'.
 run_ray_worker() {
   exec env CUDA_VISIBLE_DEVICES=0 ray start --block --address=192.168.1.10:6379 --node-ip-address=192.168.1.12 --num-gpus=1
+}
+
+# qwen3-4b-old: model qwen3-4b = Hugging Face Qwen/Qwen3-4B (named by the GGUF metadata)
+#   this backend uses no GPU: it needs vLLM's CPU build
+run_qwen3_4b_old() {
+  exec vllm serve Qwen/Qwen3-4B \
+    --served-model-name qwen3-4b fast \
+    --host 127.0.0.1 \
+    --port 8081 \
+    --max-model-len 8192 \
+    --max-num-seqs 2
 }
 
 log() { printf '%s\n' "$*" >&2; }
@@ -49,6 +60,7 @@ wait_tcp() {  # WHAT NODE HOST PORT
 ready() {
   case "$1" in
     ray-worker) pid_of ray-worker >/dev/null ;;
+    qwen3-4b-old) http_ok 127.0.0.1 8081 /health ;;
     *) return 1 ;;
   esac
 }
@@ -132,6 +144,7 @@ case "${1:-}" in
     printf '%s\n' "$$" >"$STATE_DIR/$2.pid"
     case "$2" in
       ray-worker) run_ray_worker ;;
+      qwen3-4b-old) run_qwen3_4b_old ;;
       *) log "unknown process '$2'"; exit 2 ;;
     esac
     ;;

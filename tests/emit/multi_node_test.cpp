@@ -125,7 +125,9 @@ TEST(EmitMultiNode, FarmEnvHoldsAFreshKeyThatNoOtherFileHolds) {
     EXPECT_FALSE(env->executable);
     EXPECT_NE(env->content.find("\nLLAMA_API_KEY=" + key + "\n"), std::string::npos) << env->content;
     for (const auto& f : out)
-      if (&f != env) EXPECT_EQ(f.content.find(key), std::string::npos) << t << ": the key is in " << f.path;
+      if (&f != env) {
+        EXPECT_EQ(f.content.find(key), std::string::npos) << t << ": the key is in " << f.path;
+      }
   }
   EXPECT_EQ(keys.size(), k_farm_targets.size()) << "each call without backend_key draws a new key";
   // A key given in the options is used as is (the CLI draws one per invocation, so `emit all` shares it).
@@ -165,7 +167,9 @@ TEST(EmitMultiNode, AKeyThePlanCarriesGoesToFarmEnvOnly) {
     files out = emit_ok(t, in, opt);
     EXPECT_EQ(key_in(out), planned) << t;
     for (const auto& f : out)
-      if (f.path != k_farm_env_file) EXPECT_EQ(f.content.find(planned), std::string::npos) << t << ": the key is in " << f.path;
+      if (f.path != k_farm_env_file) {
+        EXPECT_EQ(f.content.find(planned), std::string::npos) << t << ": the key is in " << f.path;
+      }
     // The shard on the gateway's node now requires the key too.
     const emitted_file* yaml = find(out, t == "llama" ? "gateway.yaml" : "big/gateway.yaml");
     ASSERT_NE(yaml, nullptr);
@@ -176,7 +180,9 @@ TEST(EmitMultiNode, AKeyThePlanCarriesGoesToFarmEnvOnly) {
   for (const auto& t : target_names()) {
     files out = emit_ok(t, in, opt);
     for (const auto& f : out)
-      if (f.path != k_farm_env_file) EXPECT_EQ(f.content.find(planned), std::string::npos) << t << ": the key is in " << f.path;
+      if (f.path != k_farm_env_file) {
+        EXPECT_EQ(f.content.find(planned), std::string::npos) << t << ": the key is in " << f.path;
+      }
   }
 }
 

@@ -147,7 +147,7 @@ std::string ssh_target::text() const {
   // Appends, not operator+ chains: GCC 12 reports a false -Wrestrict on those.
   std::string s;
   if (!user.empty()) s.append(user).append("@");
-  const bool bracket = host.find(':') != std::string::npos && port;
+  const bool bracket = host.find(':') != std::string::npos;  // an IPv6 address reads back only in []
   if (bracket) s.append("[");
   s.append(host);
   if (bracket) s.append("]");

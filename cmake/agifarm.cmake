@@ -11,7 +11,7 @@ endfunction()
 # agifarm_test(NAME LABEL unit|integration SOURCES ... DEPS ... [TIMEOUT s]): one GoogleTest binary,
 # registered with ctest as one test per TEST() so failures are named.
 function(agifarm_test name)
-  cmake_parse_arguments(A "" "LABEL;TIMEOUT" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(A "RUN_SERIAL" "LABEL;TIMEOUT" "SOURCES;DEPS" ${ARGN})
   if(A_LABEL STREQUAL "integration" AND NOT AGIFARM_INTEGRATION_TESTS)
     return()  # the asan preset builds and runs unit tests only
   endif()
@@ -28,6 +28,12 @@ function(agifarm_test name)
     AGIFARM_BINARY_DIR="${PROJECT_BINARY_DIR}"
     AGIFARM_CLI="$<TARGET_FILE:agifarm>")
   include(GoogleTest)
-  gtest_discover_tests(${name} PROPERTIES LABELS ${A_LABEL} TIMEOUT ${A_TIMEOUT}
+  # RUN_SERIAL: tests that make machines (network namespaces, sshd, several llama-servers each) run
+  # alone, so their timing is not at the mercy of whatever else ctest -j runs on 2 cores.
+  set(serial "")
+  if(A_RUN_SERIAL)
+    set(serial RUN_SERIAL TRUE)
+  endif()
+  gtest_discover_tests(${name} PROPERTIES LABELS ${A_LABEL} TIMEOUT ${A_TIMEOUT} ${serial}
                        DISCOVERY_TIMEOUT 60)
 endfunction()

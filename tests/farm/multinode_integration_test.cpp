@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <iostream>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -164,8 +165,11 @@ int status_of(const std::string& host, int port, const std::string& auth) {
 
 TEST_F(multinode, up_serves_every_pool_across_two_nodes_and_down_leaves_no_process_anywhere) {
   farm_dir f("mn-up");
+  const auto t0 = std::chrono::steady_clock::now();
   auto up = f.up();
   ASSERT_EQ(up.exit_code, 0) << up.output;
+  std::cout << "[measured] up of 2 nodes (4 backends, 1 cross-node shard): "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s\n";
   EXPECT_NE(up.output.find("node n0 (root@" + cluster->address(0)), std::string::npos) << up.output;
   EXPECT_NE(up.output.find("agifarm 0.1.0"), std::string::npos) << up.output;
   // The rpc server's node starts before the node whose llama-server uses it.
@@ -174,6 +178,11 @@ TEST_F(multinode, up_serves_every_pool_across_two_nodes_and_down_leaves_no_proce
   ASSERT_NE(n0_start, std::string::npos) << up.output;
   EXPECT_LT(n1_start, n0_start) << up.output;
 
+  auto all_ready = [&] {
+    auto b = f.by_name("backends");
+    return b.size() == 4 && std::all_of(b.begin(), b.end(), [](auto& kv) { return str(kv.second, "state") == "ready"; });
+  };
+  ASSERT_TRUE(test::wait_until(all_ready, 60s)) << f.cli({"status", "--state-dir", f.dir + "/ctl"}).output;
   // The official OpenAI client gets answers from every pool through the one gateway.
   std::string node_path = std::string(std::getenv("HOME")) + "/.cache/agifarm/node/node_modules";
   for (const char* model : {"fast", "think"}) {
@@ -246,6 +255,15 @@ TEST_F(multinode, a_lost_node_leaves_its_pools_under_load_and_rejoins_when_it_co
   std::atomic<bool> stop{false};
   std::atomic<int> sent{0}, ok{0};
   std::vector<std::thread> clients;
+  struct joiner {  // a failed ASSERT returns early: the clients still stop and are joined
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& ts;
+    ~joiner() {
+      stop = true;
+      for (auto& t : ts)
+        if (t.joinable()) t.join();
+    }
+  } join_clients{stop, clients};
   std::mutex mu;
   std::vector<std::string> failures;
   for (int c = 0; c < 3; ++c)
@@ -264,9 +282,14 @@ TEST_F(multinode, a_lost_node_leaves_its_pools_under_load_and_rejoins_when_it_co
     });
   ASSERT_TRUE(test::wait_until([&] { return ok.load() >= 6; }, 60s));
   cluster->link(1, false);
+  const auto cut_at = std::chrono::steady_clock::now();
+  auto since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
   // Within seconds the controller sees node 1 unreachable and takes chat-n1 out of its pool; the
   // shard whose rpc server is on node 1 is reported down with the reason.
   ASSERT_TRUE(test::wait_until([&] { return str(f.by_name("nodes")["n1"], "state") == "unreachable"; }, 30s));
+  std::cout << "[measured] node seen unreachable " << since(cut_at) << " s after its link was cut\n";
   // Node 0 stays up: a busy machine is not a lost one.
   EXPECT_EQ(str(f.by_name("nodes")["n0"], "state"), "up");
   auto backends = f.by_name("backends");
@@ -278,11 +301,15 @@ TEST_F(multinode, a_lost_node_leaves_its_pools_under_load_and_rejoins_when_it_co
 
   // The link comes back: node 1 is reachable again and its replica rejoins the pool by itself.
   cluster->link(1, true);
-  ASSERT_TRUE(test::wait_until([&] { return str(f.by_name("nodes")["n1"], "state") == "up"; }, 60s));
+  const auto back_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(test::wait_until([&] { return str(f.by_name("nodes")["n1"], "state") == "up"; }, 90s))
+      << f.cli({"status", "--state-dir", f.dir + "/ctl"}).output;
+  std::cout << "[measured] node up again " << since(back_at) << " s after its link came back\n";
   ASSERT_TRUE(test::wait_until(backends_ready, 120s));
   stop = true;
   for (auto& t : clients) t.join();
   // No request was lost: every one answered 200 (those in flight on the cut link were retried).
+  std::cout << "[measured] " << ok.load() << " of " << sent.load() << " requests answered 200 across the loss\n";
   EXPECT_EQ(ok.load(), sent.load());
   EXPECT_TRUE(failures.empty()) << failures.size() << " failed, first: " << (failures.empty() ? "" : failures[0]);
   // The shard's llama-server lost its rpc connection with the link: its node's supervisor restarts it
@@ -293,11 +320,13 @@ TEST_F(multinode, a_lost_node_leaves_its_pools_under_load_and_rejoins_when_it_co
   // The machine crashes (its daemon and backends killed) and comes back: the controller starts its
   // part again and its backends rejoin.
   cluster->kill_all(1);
+  const auto crash_at = std::chrono::steady_clock::now();
   ASSERT_TRUE(test::wait_until([&] {
     auto n = f.by_name("nodes")["n1"];
     return n.contains("restarts") && n.at("restarts").as_int64() >= 1;
   }, 60s));
   ASSERT_TRUE(test::wait_until(backends_ready, 120s)) << f.cli({"status", "--state-dir", f.dir + "/ctl"}).output;
+  std::cout << "[measured] crashed node serving again " << since(crash_at) << " s after its processes were killed\n";
   for (int i = 0; i < 4; ++i) EXPECT_EQ(f.chat("fast").status, 200);
 
   auto down = f.cli({"down", "--state-dir", f.dir + "/ctl"}, 180s);

@@ -87,11 +87,15 @@ std::unique_ptr<netns_cluster> netns_cluster::create(int nodes, std::string& err
     std::string key = d + "/host_key_" + std::to_string(i);
     if (auto r = sh("ssh-keygen -q -t ed25519 -N '' -f " + key); r.exit_code != 0) return fail("host key", r);
     known += addr + " " + slurp(key + ".pub");
+    // Sessions get a HOME of their own: root's shell start-up files (pyenv's rehash lock, say) are this
+    // machine's business, and a stale lock there costs every login 60 s.
+    std::string home = d + "/home_" + std::to_string(i);
+    fs::create_directories(home);
     std::ofstream(d + "/sshd_config_" + std::to_string(i))
         << "ListenAddress " << addr << "\nPort 22\nHostKey " << key << "\nPidFile " << d << "/sshd_" << i
         << ".pid\nAuthorizedKeysFile " << d << "/authorized_keys\nPermitRootLogin prohibit-password\n"
         << "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-        << "MaxStartups 100\nMaxSessions 100\nLogLevel ERROR\n";
+        << "MaxStartups 100\nMaxSessions 100\nLogLevel ERROR\nSetEnv HOME=" << home << "\n";
     // sshd -D stays in the foreground as a child of this process; -e logs to its log file.
     pid_t pid = ::fork();
     if (pid == 0) {
@@ -115,7 +119,7 @@ std::unique_ptr<netns_cluster> netns_cluster::create(int nodes, std::string& err
     bool ok = wait_until([&] {
       return sh("ssh -F " + c->ssh_config() + " -o BatchMode=yes -o ConnectTimeout=2 " + c->ssh_target(i) + " true", 10s)
                  .exit_code == 0;
-    }, 20s, 200ms);
+    }, 90s, 300ms);  // a loaded machine's login shell can take seconds per ssh
     if (!ok) {
       auto r = sh("ssh -F " + c->ssh_config() + " -o BatchMode=yes -o ConnectTimeout=2 " + c->ssh_target(i) + " true");
       return fail("ssh to node " + std::to_string(i) + " (" + slurp(d + "/sshd_" + std::to_string(i) + ".log") + ")", r);

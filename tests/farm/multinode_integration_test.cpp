@@ -236,6 +236,21 @@ TEST_F(multinode, up_serves_every_pool_across_two_nodes_and_down_leaves_no_proce
   EXPECT_NE(twin.exit_code, 0);
   EXPECT_NE(twin.output.find("already running"), std::string::npos) << twin.output;
 
+  // The controller crashes (SIGKILL: no clean-up of its own). The next `up` finds what the nodes still
+  // run, stops it, and brings the farm up again, serving.
+  auto st = f.status();
+  ASSERT_TRUE(st && st->contains("supervisor_pid"));
+  const pid_t controller = static_cast<pid_t>(st->at("supervisor_pid").as_int64());
+  ASSERT_GT(controller, 0);
+  ASSERT_EQ(::kill(controller, SIGKILL), 0);
+  ASSERT_TRUE(test::wait_until([&] { return ::kill(controller, 0) != 0; }, 20s));
+  auto again = f.up();
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("did not stop cleanly"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("node n1"), std::string::npos) << again.output;
+  EXPECT_EQ(f.chat("fast").status, 200);
+  EXPECT_EQ(f.chat("think").status, 200);
+
   auto down = f.cli({"down", "--state-dir", f.dir + "/ctl"}, 180s);
   EXPECT_EQ(down.exit_code, 0) << down.output;
   EXPECT_TRUE(test::wait_until(no_farm_process_anywhere, 20s)) << processes_text();

@@ -144,8 +144,7 @@ void print_running_farm(const farm_paths& paths, std::ostream& out) {
 int run_status(const control_options& o, bool json, std::ostream& out, std::ostream& err) {
   auto paths = paths_for(o);
   if (!paths) { err << "agifarm status: " << paths.err().message << '\n'; return paths.err().exit_code; }
-  auto lock = farm_lock::try_acquire(*paths);
-  bool running = lock && !lock->held();
+  const bool running = farm_lock::is_held(*paths);
   auto text = supervise::read_file(paths->state());
   if (!running) {
     if (json) out << R"({"running":false})" << '\n';

@@ -181,16 +181,39 @@ void farm_lock::release() {
   fd_ = -1;
 }
 
+namespace {
+struct flock whole_file(short type) {
+  struct flock l {};
+  l.l_type = type;
+  l.l_whence = SEEK_SET;
+  l.l_start = 0;
+  l.l_len = 0;
+  return l;
+}
+}  // namespace
+
 result<farm_lock> farm_lock::try_acquire(const farm_paths& p) {
   int fd = ::open(p.lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return make_error(fmt::format("cannot open {}: {}", p.lock(), std::strerror(errno)));
   farm_lock l;
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  struct flock want = whole_file(F_WRLCK);
+  if (::fcntl(fd, F_OFD_SETLK, &want) != 0) {
+    const int e = errno;
     ::close(fd);
-    return l;  // held by someone else
+    if (e == EAGAIN || e == EACCES) return l;  // held by someone else
+    return make_error(fmt::format("cannot lock {}: {}", p.lock(), std::strerror(e)));
   }
   l.fd_ = fd;
   return l;
+}
+
+bool farm_lock::is_held(const farm_paths& p) {
+  int fd = ::open(p.lock().c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct flock q = whole_file(F_WRLCK);
+  const bool held = ::fcntl(fd, F_OFD_GETLK, &q) == 0 && q.l_type != F_UNLCK;
+  ::close(fd);
+  return held;
 }
 
 }  // namespace agifarm::farm

@@ -1,7 +1,7 @@
 // state: the files a running farm keeps in its state directory, so `agifarm status`, `down` and `logs`
 // work from another terminal and a later `up` finds (or cleans up after) an earlier one.
 //
-//   <state_dir>/farm.lock        flock(LOCK_EX) held by the running farm for its whole life: a second
+//   <state_dir>/farm.lock        an OFD write lock held by the running farm for its whole life: a second
 //                                `up` cannot take it (twin), and it frees itself when the farm dies
 //   <state_dir>/farm.json        farm_state below, rewritten atomically on every backend state change
 //   <state_dir>/farm.pid         the supervisor's pid (the daemon's with --detach)
@@ -94,7 +94,9 @@ std::string default_state_dir();
 // The default llama.cpp binaries: $AGIFARM_LLAMA_BIN, else ~/.cache/agifarm/llama.cpp-node-llama-cpp-3.22.1/build/bin.
 std::string default_llama_bin();
 
-// An exclusive, non-blocking flock on <state_dir>/farm.lock.
+// An exclusive, non-blocking open-file-description lock (fcntl F_OFD_SETLK) on <state_dir>/farm.lock.
+// OFD locks, unlike flock, can be queried without being taken (is_held): `status` looking must never
+// make a concurrent `up` believe a farm is running. A forked daemon shares the lock with its parent.
 class farm_lock {
  public:
   farm_lock() = default;
@@ -103,6 +105,8 @@ class farm_lock {
   ~farm_lock();
   // ok + held(): we own the farm; ok + !held(): another live process owns it; error: cannot open.
   static result<farm_lock> try_acquire(const farm_paths& p);
+  // Whether a live process holds the lock, without taking it (false when the file does not exist).
+  static bool is_held(const farm_paths& p);
   bool held() const { return fd_ >= 0; }
   int fd() const { return fd_; }
   void release();

@@ -88,10 +88,12 @@ model_shape model_shape_of(const gguf::model& m) {
   }
   s.has_output_tensor = has_output;
   if (s.n_layer == 0 && max_block >= 0) s.n_layer = static_cast<std::uint64_t>(max_block) + 1;
+  s.cache = cache_layout_of(m.head());
+  if (s.cache.layers.size() != s.n_layer) s.cache = {};
   if (!s.known_architecture) {
     s.warnings.push_back(fmt::format(
-        "architecture '{}' is not one agifarm models exactly; memory is a generic estimate "
-        "(standard attention KV cache, generic compute buffers)",
+        "architecture '{}' is not one agifarm models exactly; its compute buffers are a generic estimate "
+        "(the KV cache follows the file's sliding-window, MLA and recurrent keys)",
         s.architecture.empty() ? "(none)" : s.architecture));
   }
   if (s.n_head == 0) {
@@ -268,12 +270,45 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
   e.n_stream = n_stream;
   e.n_slots = slots;
   e.flash_attn = args.flash_attn != "off";
-  const std::uint64_t kv_layer = (kv_row_bytes(args.type_k, shape.n_embd_k_gqa()) +
-                                  kv_row_bytes(args.type_v, shape.n_embd_v_gqa())) * n_ctx_seq * n_stream;
-  e.kv_bytes_per_cell_layer = kv_row_bytes(args.type_k, shape.n_embd_k_gqa()) + kv_row_bytes(args.type_v, shape.n_embd_v_gqa());
-  for (int il = 0; il < n_layer; ++il) {
-    int dev = args.no_kv_offload ? -1 : e.layer_device[il];
-    (dev < 0 ? host_ctx : ctx_bytes[dev]) += kv_layer;
+  {
+    const cache_layout layout = shape.cache.layers.size() == shape.n_layer
+                                    ? shape.cache
+                                    : uniform_cache_layout(shape.n_layer, shape.n_embd_k_gqa(), shape.n_embd_v_gqa());
+    // llama_context: n_batch = min(n_ctx, -b), n_ubatch = min(n_batch, -ub).
+    const std::uint64_t n_ubatch = std::max<std::int64_t>(
+        1, std::min<std::int64_t>(std::min<std::int64_t>(static_cast<std::int64_t>(n_ctx), args.n_batch), args.n_ubatch));
+    // llama_kv_cache_iswa: the window of every sequence plus one micro-batch, padded to 256.
+    std::uint64_t swa_cells = n_ctx_seq;
+    if (layout.any_swa() && !args.swa_full)
+      swa_cells = std::min<std::uint64_t>(
+          n_ctx_seq, pad(static_cast<std::uint64_t>(layout.n_swa) * (args.unified() ? slots : 1) + n_ubatch, 256));
+    const std::uint64_t v_max = layout.n_embd_v_max();
+    const std::uint64_t rs_size = static_cast<std::uint64_t>(std::max(1, slots));
+    e.kv_full_bytes_per_cell.assign(nd + 1, 0);
+    e.kv_swa_bytes_per_cell.assign(nd + 1, 0);
+    e.recurrent_state_bytes.assign(nd + 1, 0);
+    e.n_swa = layout.any_swa() ? layout.n_swa : 0;
+    e.swa_cells = layout.any_swa() ? static_cast<std::uint32_t>(swa_cells) : 0;
+    for (int il = 0; il < n_layer; ++il) {
+      const auto& L = layout.layers[il];
+      const int dev = args.no_kv_offload ? -1 : e.layer_device[il];
+      const std::size_t slot = dev < 0 ? static_cast<std::size_t>(nd) : static_cast<std::size_t>(dev);
+      std::uint64_t& column = dev < 0 ? host_ctx : ctx_bytes[dev];
+      if (L.kv) {
+        // [TAG_V_CACHE_VARIABLE]: a transposed V (no flash attention) uses the widest row in every layer.
+        const std::uint64_t cell = kv_row_bytes(args.type_k, L.n_embd_k) +
+                                   (L.has_v ? kv_row_bytes(args.type_v, e.flash_attn ? L.n_embd_v : v_max) : 0);
+        const std::uint64_t cells = L.swa ? swa_cells : n_ctx_seq;
+        column += cell * cells * n_stream;
+        (L.swa ? e.kv_swa_bytes_per_cell : e.kv_full_bytes_per_cell)[slot] += cell;
+        if (!L.swa && e.kv_bytes_per_cell_layer == 0) e.kv_bytes_per_cell_layer = cell;
+      }
+      if (L.recurrent) {
+        const std::uint64_t state = (static_cast<std::uint64_t>(L.n_embd_r) + L.n_embd_s) * 4;  // f32 r and s
+        column += state * rs_size;
+        e.recurrent_state_bytes[slot] += state;
+      }
+    }
   }
   if (!e.flash_attn && (args.type_v != "f16" && args.type_v != "f32" && args.type_v != "bf16"))
     e.warnings.push_back("a quantized V cache needs flash attention (-fa on); llama.cpp will refuse this");
@@ -395,6 +430,9 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
     };
     remap(e.dense_weight_bytes);
     remap(e.expert_weight_bytes);
+    remap(e.kv_full_bytes_per_cell);
+    remap(e.kv_swa_bytes_per_cell);
+    remap(e.recurrent_state_bytes);
     std::vector<int> l(all_devices.size() + 1, 0);
     for (int i = 0; i < nd; ++i) l[dev_index[i]] = e.layers_on_device[i];
     l.back() = e.layers_on_device[nd];

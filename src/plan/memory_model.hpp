@@ -7,7 +7,9 @@
 //    the output layer on the device of "layer n_layer", -ot / --cpu-moe / --n-cpu-moe rules first;
 //  - KV cache: llama_context + llama_kv_cache — n_ctx padded to 256, per stream n_ctx/np padded to 256
 //    unless unified, K/V rows of n_embd_k_gqa / n_embd_v_gqa elements of the cache type, on the
-//    device of the layer (host with -nkvo);
+//    device of the layer (host with -nkvo); sliding-window layers hold min(n_ctx_seq, window * seqs +
+//    n_ubatch) cells (llama_kv_cache_iswa), MLA layers K only, recurrent layers a fixed f32 state per
+//    sequence (plan/cache_layout.hpp);
 //  - compute: llama.cpp's worst-case graph reserve replayed node by node (plan/compute_graph.hpp):
 //    the model graph of one micro-batch, the scheduler's splits and input copies, ggml-alloc's peak.
 //
@@ -21,6 +23,7 @@
 
 #include "common/result.hpp"
 #include "gguf/gguf.hpp"
+#include "plan/cache_layout.hpp"
 #include "plan/deployment.hpp"
 #include "plan/server_args.hpp"
 
@@ -44,6 +47,7 @@ struct model_shape {
   std::uint64_t n_vocab = 0, n_ctx_train = 0, n_ff = 0, n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
   std::uint64_t n_params = 0, file_bytes = 0;
   bool has_output_tensor = true;  // false: tied embeddings, token_embd duplicated as the output
+  cache_layout cache;             // per-layer KV / recurrent state; empty: every layer full attention
   std::vector<shape_tensor> tensors;
   std::vector<std::string> warnings;
 
@@ -82,7 +86,12 @@ struct memory_estimate {
   // dense = every weight but token_embd (one row per token) and experts; expert = expert tensors.
   std::vector<std::uint64_t> dense_weight_bytes, expert_weight_bytes;
   std::vector<int> layers_on_device;  // repeating layers per input device, host last
-  std::uint64_t kv_bytes_per_cell_layer = 0;  // K + V bytes of one cell in one layer
+  std::uint64_t kv_bytes_per_cell_layer = 0;  // K + V bytes of one cell in one full-attention layer
+  // What decoding one token at depth d reads of the cache, per input device and the host (last entry):
+  // kv_full_bytes_per_cell * d + kv_swa_bytes_per_cell * min(d, n_swa) + recurrent_state_bytes.
+  std::vector<std::uint64_t> kv_full_bytes_per_cell, kv_swa_bytes_per_cell, recurrent_state_bytes;
+  std::uint32_t n_swa = 0;
+  std::uint32_t swa_cells = 0;  // cells per stream of the sliding-window layers (0: none)
   std::vector<std::string> warnings;
 };
 

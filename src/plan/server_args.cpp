@@ -118,7 +118,7 @@ const std::set<std::string>& ignored_flags() {
   static const std::set<std::string> s{
       "--jinja", "--no-jinja", "--metrics", "--slots", "--no-slots", "--props", "--verbose", "-v", "--log-disable",
       "--cont-batching", "-cb", "--no-cont-batching", "-nocb", "--mlock", "--no-warmup", "--warmup", "--embedding",
-      "--embeddings", "--no-webui", "--log-colors", "--check-tensors", "--no-perf", "--swa-full", "--no-op-offload",
+      "--embeddings", "--no-webui", "--log-colors", "--check-tensors", "--no-perf", "--no-op-offload",
       "--context-shift", "--no-context-shift", "--direct-io", "-dio"};
   return s;
 }
@@ -237,6 +237,8 @@ result<server_args> parse_server_args(std::span<const std::string> args) {
     } else if (f == "-ub" || f == "--ubatch-size") {
       st = int_value(1, 1 << 20, n);
       a.n_ubatch = static_cast<int>(n);
+    } else if (f == "--swa-full") {
+      a.swa_full = true;
     } else if (f == "-kvu" || f == "--kv-unified") {
       a.kv_unified = true;
     } else if (f == "-no-kvu" || f == "--no-kv-unified") {

@@ -37,6 +37,7 @@ struct server_args {
   int n_batch = 2048, n_ubatch = 512;
   bool kv_unified = false;      // -kvu; set by auto -np too
   bool no_kv_offload = false;   // -nkvo
+  bool swa_full = false;        // --swa-full: sliding-window layers keep the whole context
   bool no_mmap = false;
   std::vector<std::string> rpc;  // --rpc host:port,...
   std::vector<std::string> ignored;  // flags accepted but not modelled

@@ -92,7 +92,17 @@ speed_estimate estimate_speed(const speed_input& in) {
                                                  (s.has_output_tensor ? out_b : 0.0));
     const double expert = static_cast<double>(p.expert_weight_bytes[i]);
     const int layers = i < p.layers_on_device.size() ? p.layers_on_device[i] : 0;
-    const double kv = static_cast<double>(p.kv_bytes_per_cell_layer) * layers * in.depth;
+    // KV read per token: full-attention layers read every cell, sliding-window layers their window,
+    // recurrent layers their fixed state (a placement without the per-layer split: every layer full).
+    const double naive_kv = static_cast<double>(p.kv_bytes_per_cell_layer) * layers * in.depth;
+    double kv = naive_kv;
+    if (i < p.kv_full_bytes_per_cell.size() && i < p.kv_swa_bytes_per_cell.size() && i < p.recurrent_state_bytes.size()) {
+      const double window = p.n_swa ? std::min<double>(in.depth, p.n_swa) : in.depth;
+      kv = static_cast<double>(p.kv_full_bytes_per_cell[i]) * in.depth + static_cast<double>(p.kv_swa_bytes_per_cell[i]) * window +
+           static_cast<double>(p.recurrent_state_bytes[i]);
+    }
+    // Attention work scales like the cells it reads.
+    const double attn_share = naive_kv > 0 ? std::min(1.0, kv / naive_kv) : 1.0;
     if (layer_dense + expert + out_b == 0 && layers == 0) continue;
     const double eta_bw = u.is_cpu ? k_eta_bw_cpu : k_eta_bw_gpu;
     const double bw = std::max(1.0, u.bandwidth_bytes_per_s * eta_bw);
@@ -108,7 +118,7 @@ speed_estimate estimate_speed(const speed_input& in) {
 
     // Prefill: compute-bound; logits are computed for the last prompt token only, so the output
     // matrix costs nothing per prompt token.
-    const double attn_flops = 4.0 * static_cast<double>(s.n_head * s.head_dim_k) * layers * in.depth;
+    const double attn_flops = 4.0 * static_cast<double>(s.n_head * s.head_dim_k) * layers * in.depth * attn_share;
     const double layer_work = layer_dense * per_byte(w_dense) + expert * used_share * per_byte(w_expert) * expert_slowdown;
     const double eta_attn = u.is_cpu ? 0.5 : k_eta_flops_gpu;
     t_pre += (layer_work + attn_flops / eta_attn) / peak;

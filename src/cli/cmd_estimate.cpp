@@ -1,13 +1,21 @@
-// agifarm estimate --inventory FILE|--devices N [--json] -- <llama-server arguments>
+// agifarm estimate --inventory FILE|--devices N [--json] [--llama auto|on|off] -- <llama-server arguments>
 // Predicts llama.cpp's memory breakdown (model / context / compute per device and host) for exactly
 // that command line. Devices: the inventory's GPUs in order, or N identical devices, or the --rpc
-// servers of the command line (RPC0, RPC1, ... as llama.cpp names them).
+// servers of the command line (RPC0, RPC1, ... as llama.cpp names them). For an architecture whose
+// graph agifarm does not replay (or with --llama on) it asks llama.cpp itself (fit/fit.hpp) and says so.
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "cli/commands.hpp"
+#include "farm/state.hpp"
+#include "fit/fit.hpp"
 #include "hw/hw.hpp"
 #include "plan/devices.hpp"
 #include "plan/memory_model.hpp"
@@ -41,6 +49,8 @@ void add_estimate_command(CLI::App& app) {
   static bool with_speed = false;
   static std::string tool = "llama-server";
   static std::vector<std::string> server;
+  static std::string ask_llama = "auto";
+  static std::string llama_bin;
   cmd->add_option("--inventory", inventory_file, "inventory YAML: devices are its GPUs in order");
   cmd->add_option("--devices", n_devices, "N identical devices (plus the host) instead of an inventory");
   cmd->add_option("--device-gib", device_gib, "memory of each --devices device in GiB (default 24)");
@@ -49,6 +59,11 @@ void add_estimate_command(CLI::App& app) {
       ->check(CLI::IsMember({"llama-server", "llama-fit-params"}));
   cmd->add_flag("--speed", with_speed,
                 "also predict decode / prefill tokens/s (GPU figures from the inventory; the host from this machine's discovery)");
+  cmd->add_option("--llama", ask_llama,
+                  "ask llama.cpp itself (llama-fit-params over loopback RPC devices): auto = for architectures "
+                  "whose graph agifarm does not replay, when a llama.cpp build is found")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  cmd->add_option("--llama-bin", llama_bin, "llama.cpp binaries (default $AGIFARM_LLAMA_BIN or agifarm's own build)");
   cmd->add_option("server_args", server, "llama-server arguments (after --)")->required();
   cmd->callback([] {
     auto args = plan::parse_server_args(server);
@@ -77,6 +92,56 @@ void add_estimate_command(CLI::App& app) {
     }
     auto est = plan::estimate_memory(*shape, *args, devices);
     if (!est) fail(est.err());
+    // llama.cpp's own answer, for the graphs agifarm does not replay.
+    std::string source = "agifarm";
+    std::optional<plan::memory_estimate> ours;
+    std::vector<std::string> notes;
+    const bool exact = plan::replays_graph_exactly(shape->architecture);
+    const std::string bin = llama_bin.empty() ? farm::default_llama_bin() : llama_bin;
+    const bool have_llama = std::filesystem::exists(bin + "/llama-fit-params");
+    if (ask_llama == "on" || (ask_llama == "auto" && !exact && have_llama)) {
+      fit::fit_request req;
+      req.llama_bin = bin;
+      req.n_devices = static_cast<int>(devices.size());
+      req.work_dir = (std::filesystem::temp_directory_path() / fmt::format("agifarm-fit-{}", ::getpid())).string();
+      for (std::size_t i = 0; i < server.size(); ++i) {
+        if (server[i] == "--rpc") { ++i; continue; }  // the devices are ours, sized like the planned ones
+        req.server_args.push_back(server[i]);
+      }
+      supervise::posix_launcher launcher;
+      auto theirs = fit::ask_llama_fit(req, launcher);
+      std::error_code ec;
+      std::filesystem::remove_all(req.work_dir, ec);
+      if (!theirs) fail(make_error("asking llama.cpp: " + theirs.err().message, 1));
+      // llama-fit-params reserves a whole micro-batch of outputs, llama-server one per slot: the
+      // difference (the logits rows) comes from agifarm's replay of the tail of the graph.
+      auto as_fit = *args;
+      as_fit.n_outputs_max = 0;
+      auto ours_fit = plan::estimate_memory(*shape, as_fit, devices);
+      if (!ours_fit) fail(ours_fit.err());
+      auto adjust = [&](plan::device_memory& d, const plan::device_memory& mine, const plan::device_memory& mine_fit) {
+        const auto delta = static_cast<std::int64_t>(mine.compute_bytes) - static_cast<std::int64_t>(mine_fit.compute_bytes);
+        d.compute_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(0, static_cast<std::int64_t>(d.compute_bytes) + delta));
+        d.total_bytes = d.model_bytes + d.context_bytes + d.compute_bytes;
+      };
+      ours = *est;
+      for (std::size_t i = 0; i < est->devices.size() && i < theirs->devices.size(); ++i) {
+        theirs->devices[i].name = est->devices[i].name;
+        adjust(theirs->devices[i], est->devices[i], ours_fit->devices[i]);
+        est->devices[i] = theirs->devices[i];
+      }
+      adjust(theirs->host, est->host, ours_fit->host);
+      est->host = theirs->host;
+      source = "llama-fit-params";
+      est->warnings.erase(std::remove_if(est->warnings.begin(), est->warnings.end(),
+                                         [](const std::string& w) { return w.find("generic estimate") != std::string::npos; }),
+                          est->warnings.end());
+      notes.push_back(fmt::format("memory from llama.cpp itself ({}/llama-fit-params over {} loopback RPC devices, MiB "
+                                  "precision){}", bin, req.n_devices,
+                                  args->n_outputs_max == 0 ? "" : "; compute adjusted to llama-server's one output row per slot"));
+    } else if (!exact && !have_llama) {
+      notes.push_back(fmt::format("no llama.cpp build at {} to ask: the compute column is agifarm's generic estimate", bin));
+    }
     plan::speed_estimate speed;
     if (with_speed) {
       if (host_unit.bandwidth_bytes_per_s <= 0) {
@@ -113,7 +178,14 @@ void add_estimate_command(CLI::App& app) {
                             {"decode_tps", speed.decode_tps},
                             {"prefill_tps", speed.prefill_tps},
                             {"aggregate_decode_tps", speed.aggregate_decode_tps},
+                            {"source", source},
+                            {"notes", boost::json::array(notes.begin(), notes.end())},
                             {"warnings", boost::json::array(warnings.begin(), warnings.end())}};
+      if (ours) {
+        boost::json::array mine;
+        for (const auto& d : ours->devices) mine.push_back(mem_json(d));
+        o["agifarm"] = boost::json::object{{"devices", mine}, {"host", mem_json(ours->host)}};
+      }
       std::cout << boost::json::serialize(o) << "\n";
       return;
     }
@@ -129,6 +201,12 @@ void add_estimate_command(CLI::App& app) {
     if (with_speed)
       fmt::print("predicted: decode {:.1f} tok/s, prefill {:.1f} tok/s, {:.1f} tok/s with {} slots busy\n", speed.decode_tps,
                  speed.prefill_tps, speed.aggregate_decode_tps, est->n_slots);
+    if (ours) {
+      fmt::print("agifarm's own estimate, for comparison:\n");
+      for (const auto& d : ours->devices) row(d);
+      row(ours->host);
+    }
+    for (const auto& n : notes) fmt::print("source: {}\n", n);
     for (const auto& w : warnings) fmt::print("warning: {}\n", w);
   });
 }

@@ -24,6 +24,10 @@ const std::set<std::string>& known_architectures() {
 
 }  // namespace
 
+bool replays_graph_exactly(const std::string& architecture) {
+  return architecture == "qwen3" || architecture == "qwen3moe" || architecture == "llama";
+}
+
 std::uint64_t model_shape::bytes_of(gguf::tensor_class c) const {
   std::uint64_t s = 0;
   for (const auto& t : tensors)

@@ -60,6 +60,9 @@ struct model_shape {
 };
 
 model_shape model_shape_of(const gguf::model& m);
+// Whether estimate_memory replays this architecture's graph (compute column exact); others get a
+// generic compute estimate, and `agifarm estimate` asks llama.cpp itself (fit/fit.hpp) when it can.
+bool replays_graph_exactly(const std::string& architecture);
 result<model_shape> load_model_shape(const std::string& path);
 
 // A device as llama.cpp sees it: its name (CUDA0, RPC0, ...), the buffer names that address it in -ot

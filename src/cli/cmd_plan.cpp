@@ -8,6 +8,8 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
+#include "farm/state.hpp"
+#include "fit/fit.hpp"
 #include "hw/hw.hpp"
 #include "plan/planner.hpp"
 
@@ -69,11 +71,17 @@ void add_plan_command(CLI::App& app) {
   static std::vector<std::string> model_files, role_texts;
   static bool as_json = false;
   static std::string kv_type = "f16";
+  static std::string ask_llama = "auto", llama_bin;
   cmd->add_option("--inventory", inventory_file, "inventory YAML (default: discover this machine)");
   cmd->add_option("--model", model_files, "GGUF model file (repeatable); NAME=FILE names it")->required();
   cmd->add_option("--role", role_texts, "NAME[:MODEL][:ctx=N][:agents=N] (repeatable; default fast, code, think)");
   cmd->add_option("--kv-type", kv_type, "KV cache type of the planned backends (f16, q8_0, q4_0)");
   cmd->add_flag("--json", as_json, "print the plan document (docs/plan-format.md)");
+  cmd->add_option("--llama", ask_llama,
+                  "auto: for architectures whose graph agifarm does not replay, measure their compute buffers "
+                  "with llama.cpp's llama-fit-params (when a build is found); off: never")
+      ->check(CLI::IsMember({"auto", "off"}));
+  cmd->add_option("--llama-bin", llama_bin, "llama.cpp binaries (default $AGIFARM_LLAMA_BIN or agifarm's own build)");
   cmd->callback([] {
     auto cat = hw::load_default_catalogue();
     if (!cat) fail(cat.err());
@@ -89,6 +97,7 @@ void add_plan_command(CLI::App& app) {
       inv = hw::local_inventory(d->local);
     }
     std::vector<plan::plan_model> models;
+    std::vector<std::string> notes;
     for (const auto& spec : model_files) {
       std::string name, file = spec;
       if (auto eq = spec.find('='); eq != std::string::npos && eq > 0) {
@@ -101,6 +110,10 @@ void add_plan_command(CLI::App& app) {
       pm.shape = plan::model_shape_of(*m);
       pm.shape.file = std::filesystem::absolute(file).string();
       pm.name = name.empty() ? std::filesystem::path(file).stem().string() : name;
+      if (ask_llama != "off") {
+        auto note = fit::calibrate_compute(pm.shape, llama_bin.empty() ? farm::default_llama_bin() : llama_bin);
+        if (!note.empty()) notes.push_back(note);
+      }
       for (const char* key : {"general.source.repo_url", "general.base_model.0.repo_url"})
         if (auto v = m->head().get_string(key); v && pm.hf_repo.empty()) pm.hf_repo = *v;
       models.push_back(std::move(pm));
@@ -115,6 +128,7 @@ void add_plan_command(CLI::App& app) {
     opt.kv_type = kv_type;
     auto doc = plan::make_plan(inv, models, roles, opt);
     if (!doc) fail(doc.err());
+    doc->notes.insert(doc->notes.begin(), notes.begin(), notes.end());
     if (as_json) std::cout << boost::json::serialize(plan::to_json(*doc)) << "\n";
     else std::cout << plan::format_plan(*doc);
     if (!plan::plan_fits(*doc)) {

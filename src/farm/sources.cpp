@@ -1,4 +1,6 @@
 #include "farm/sources.hpp"
+#include "farm/state.hpp"
+#include "fit/fit.hpp"
 
 #include <unistd.h>
 
@@ -164,6 +166,11 @@ result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::
     pm.name = m.name;
     pm.shape = plan::model_shape_of(*g);
     pm.shape.file = m.file;
+    pm.shape.name = m.name;
+    // Architectures whose graph agifarm does not replay: llama.cpp measures their compute buffers.
+    if (auto note = fit::calibrate_compute(pm.shape, f.llama_bin.empty() ? default_llama_bin() : f.llama_bin);
+        !note.empty())
+      notes.push_back(note);
     models.push_back(std::move(pm));
   }
   std::vector<plan::role_request> roles;

@@ -1,6 +1,7 @@
 #include "fit/fit.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
 #include <fmt/format.h>
@@ -11,6 +12,9 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include "plan/devices.hpp"
+#include "plan/server_args.hpp"
 
 namespace agifarm::fit {
 
@@ -156,6 +160,44 @@ result<fit_breakdown> ask_llama_fit(const fit_request& req, supervise::process_l
   auto parsed = parse_fit_output(out, req.n_devices);
   if (!parsed) return make_error(fmt::format("{}\n{}", parsed.err().message, last_lines(out, 8)));
   return parsed;
+}
+
+std::string calibrate_compute(plan::model_shape& shape, const std::string& llama_bin, const std::string& work_dir) {
+  if (plan::replays_graph_exactly(shape.architecture)) return "";
+  std::error_code ec;
+  if (!fs::exists(llama_bin + "/llama-fit-params", ec))
+    return fmt::format("{}: no llama.cpp build at {} to measure '{}' compute buffers: they are a generic estimate",
+                       shape.name, llama_bin, shape.architecture);
+  const std::vector<std::string> args{"-m", shape.file, "-c", "4096", "-np", "1", "-fa", "on", "-ngl", "999"};
+  fit_request req;
+  req.llama_bin = llama_bin;
+  req.n_devices = 1;
+  req.work_dir = work_dir.empty() ? (fs::temp_directory_path() / fmt::format("agifarm-fit-{}", ::getpid())).string() : work_dir;
+  req.server_args = args;
+  supervise::posix_launcher launcher;
+  auto theirs = ask_llama_fit(req, launcher);
+  if (work_dir.empty()) fs::remove_all(req.work_dir, ec);
+  if (!theirs)
+    return fmt::format("{}: asking llama.cpp for its compute buffers failed, they are a generic estimate: {}", shape.name,
+                       theirs.err().message);
+  auto sa = plan::parse_server_args(args);
+  if (!sa) return "";
+  sa->n_outputs_max = 0;
+  auto mine = plan::estimate_memory(shape, *sa, plan::identical_devices(1, 1ull << 40));
+  if (!mine) return "";
+  auto ratio = [](std::uint64_t t, std::uint64_t o) {
+    if (o == 0 || t == 0) return 0.0;
+    return std::clamp(static_cast<double>(t) / static_cast<double>(o), 0.25, 4.0);
+  };
+  shape.compute_scale.device = ratio(theirs->devices[0].compute_bytes, mine->devices[0].compute_bytes);
+  shape.compute_scale.host = ratio(theirs->host.compute_bytes, mine->host.compute_bytes);
+  shape.compute_scale.source = "llama-fit-params";
+  shape.warnings.erase(std::remove_if(shape.warnings.begin(), shape.warnings.end(),
+                                      [](const std::string& w) { return w.find("generic estimate") != std::string::npos; }),
+                       shape.warnings.end());
+  return fmt::format("{}: compute buffers of '{}' measured by llama.cpp (llama-fit-params, -c 4096 on one device): "
+                     "x{:.2f} on devices, x{:.2f} on the host over agifarm's generic graph",
+                     shape.name, shape.architecture, shape.compute_scale.device, shape.compute_scale.host);
 }
 
 }  // namespace agifarm::fit

@@ -18,6 +18,7 @@
 
 #include "common/result.hpp"
 #include "plan/deployment.hpp"
+#include "plan/memory_model.hpp"
 #include "supervise/process.hpp"
 
 namespace agifarm::fit {
@@ -41,5 +42,13 @@ struct fit_request {
 
 // Runs the request. Errors (exit 1) name the tool and show the end of its log.
 result<fit_breakdown> ask_llama_fit(const fit_request& req, supervise::process_launcher& launcher);
+
+// For an architecture whose graph agifarm does not replay, asks llama.cpp once (one RPC device, the
+// model's layers all on it, -c 4096 -np 1 -fa on) and sets shape.compute_scale to llama.cpp's compute
+// buffers over agifarm's generic ones (clamped to 0.25..4), so every later estimate of the planner is
+// scaled. Returns a note for the user: what was measured, or why it was not (no build, an error).
+// work_dir "" = a temporary folder, removed afterwards. A measured model's "generic estimate" warning
+// is replaced by the note.
+std::string calibrate_compute(plan::model_shape& shape, const std::string& llama_bin, const std::string& work_dir = "");
 
 }  // namespace agifarm::fit

@@ -410,8 +410,11 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
       g.device_alignment.push_back(all_devices[dev_index[i]].offloads_ops ? 128 : 32);  // CUDA/ROCm: 128
     }
     auto sizes = simulate_compute_buffers(g);
-    for (int i = 0; i < nd; ++i) comp_bytes[i] = sizes[i];
-    host_comp = sizes[nd];
+    auto scaled = [](std::uint64_t b, double f) {
+      return f > 0 ? static_cast<std::uint64_t>(static_cast<double>(b) * f) : b;
+    };
+    for (int i = 0; i < nd; ++i) comp_bytes[i] = scaled(sizes[i], shape.compute_scale.device);
+    host_comp = scaled(sizes[nd], shape.compute_scale.host);
   }
 
   e.output_buffer_bytes = static_cast<std::uint64_t>(4.0 * static_cast<double>(shape.n_vocab) * slots);

@@ -48,6 +48,12 @@ struct model_shape {
   std::uint64_t n_params = 0, file_bytes = 0;
   bool has_output_tensor = true;  // false: tied embeddings, token_embd duplicated as the output
   cache_layout cache;             // per-layer KV / recurrent state; empty: every layer full attention
+  // llama.cpp's compute buffers over agifarm's generic replay, measured once for an architecture whose
+  // graph agifarm does not replay (fit/fit.hpp, calibrate_compute); 0: not measured.
+  struct compute_scale_t {
+    double device = 0, host = 0;
+    std::string source;  // what measured it
+  } compute_scale;
   std::vector<shape_tensor> tensors;
   std::vector<std::string> warnings;
 

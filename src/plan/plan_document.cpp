@@ -188,7 +188,8 @@ json::object to_json(const plan_document& d) {
                                           {"candidate", d.recommendation.candidate},
                                           {"reasons", strings(d.recommendation.reasons)}}},
           {"deployment", to_json(d.chosen)},
-          {"warnings", strings(d.warnings)}};
+          {"warnings", strings(d.warnings)},
+          {"notes", strings(d.notes)}};
 }
 
 result<plan_document> plan_document_from_json(const json::value& v) {
@@ -297,6 +298,7 @@ result<plan_document> plan_document_from_json(const json::value& v) {
     }
   }
   d.warnings = r.strs(*root, "warnings", "");
+  d.notes = r.strs(*root, "notes", "");
   if (r.failed()) return make_error(r.err, 2);
   if (auto* dep = root->if_contains("deployment")) {
     auto res = deployment_from_json(*dep);

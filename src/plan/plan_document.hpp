@@ -106,6 +106,7 @@ struct plan_document {
   doc_recommendation recommendation;
   deployment chosen;  // serialised as "deployment"
   std::vector<std::string> warnings;
+  std::vector<std::string> notes;  // where figures came from (e.g. compute buffers measured by llama.cpp)
 };
 
 boost::json::object to_json(const plan_document& d);

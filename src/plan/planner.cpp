@@ -925,6 +925,7 @@ std::string format_plan(const plan_document& d) {
     for (const auto& r : d.recommendation.reasons) out += "  - " + r + "\n";
   }
   for (const auto& w : d.warnings) out += "warning: " + w + "\n";
+  for (const auto& n : d.notes) out += "note: " + n + "\n";
   return out;
 }
 

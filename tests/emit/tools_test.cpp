@@ -242,7 +242,9 @@ TEST(EmitTools, GatewayConfigsLoadInTheGateway) {
           EXPECT_EQ(cfg->pools.size(), load_plan(plan).deployment.pools.size());
           for (const auto& pool : cfg->pools)
             for (const auto& r : pool.replicas)
-              if (r.url.find("127.0.0.1") == std::string::npos) EXPECT_EQ(r.api_key, key.value_or("-")) << r.name;
+              if (r.url.find("127.0.0.1") == std::string::npos) {
+                EXPECT_EQ(r.api_key, key.value_or("-")) << r.name;
+              }
         }
         ++checked;
       }

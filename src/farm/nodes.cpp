@@ -349,8 +349,9 @@ bool node_fleet::poll(std::size_t i) {
   const std::string before_state = e.st.state;
   if (!r) {
     // One slow answer (a busy machine, a slow login shell) is not a lost node: it takes
-    // unreachable_after failures in a row.
-    if (++e.failures < o_.unreachable_after && e.st.state != "unreachable") return false;
+    // unreachable_after failures in a row. A failed connection is: sshd itself did not answer.
+    const bool connection_failed = r.err().exit_code == remote::k_exit_connection_failed;
+    if (++e.failures < o_.unreachable_after && !connection_failed && e.st.state != "unreachable") return false;
     if (e.st.state == "unreachable") { e.st.error = r.err().message; return false; }
     set_state(e, "unreachable", r.err().message);
     return true;

@@ -87,7 +87,7 @@ struct fleet_options {
   std::chrono::milliseconds info_timeout{20000};
   std::chrono::milliseconds start_timeout{900000};  // `node up` returns once its backends started
   std::chrono::milliseconds poll_timeout{8000};
-  int unreachable_after = 2;  // polls failing in a row before a node's replicas leave their pools
+  int unreachable_after = 2;  // polls timing out in a row before a node's replicas leave their pools (a failed connection: 1)
   std::chrono::milliseconds stop_timeout{90000};
   std::chrono::seconds restart_backoff_initial{2};
   std::chrono::seconds restart_backoff_cap{60};

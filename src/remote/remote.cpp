@@ -276,12 +276,14 @@ result<command_output> ssh_shell::run(const ssh_target& t, const std::vector<std
   if (!r) return make_error(fmt::format("ssh {}: {}", t.text(), r.err().message));
   if (timed_out)
     return make_error(fmt::format("ssh {}: no answer within {:.0f} s (the machine is down or its network is cut)",
-                                  t.text(), std::chrono::duration<double>(timeout).count()));
+                                  t.text(), std::chrono::duration<double>(timeout).count()),
+                      k_exit_timed_out);
   if (r->exit_code == 127 && r->err.find("cannot run " + s_.ssh) != std::string::npos)
     return make_error(fmt::format("ssh {}: {}", t.text(), first_line(r->err)));
   if (r->exit_code == 255) {
     std::string why = describe_ssh_failure(r->err);
-    return make_error(fmt::format("ssh {}: {}", t.text(), why.empty() ? "ssh failed (exit 255)" : why));
+    return make_error(fmt::format("ssh {}: {}", t.text(), why.empty() ? "ssh failed (exit 255)" : why),
+                      k_exit_connection_failed);
   }
   return std::move(*r);
 }

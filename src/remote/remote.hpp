@@ -38,6 +38,11 @@ struct command_output {
   std::string err;
 };
 
+// error::exit_code of a failed run: the connection itself failed (ssh's exit 255: refused, host key,
+// keep-alives unanswered) or nothing answered before the deadline (a busy machine looks like this too).
+inline constexpr int k_exit_connection_failed = 255;
+inline constexpr int k_exit_timed_out = 124;
+
 class remote_shell {
  public:
   virtual ~remote_shell() = default;

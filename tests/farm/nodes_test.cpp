@@ -254,7 +254,7 @@ TEST(node_fleet, poll_tracks_loss_return_and_restart) {
   EXPECT_TRUE(f.fleet->poll(n1));
   EXPECT_FALSE(f.fleet->poll(n1));  // the same answer again: no change
 
-  f.sh.fallback.insert_or_assign("10.0.0.2 status", make_error("ssh root@10.0.0.2: no answer within 4 s"));
+  f.sh.fallback.insert_or_assign("10.0.0.2 status", make_error("ssh root@10.0.0.2: no answer within 4 s", remote::k_exit_timed_out));
   f.now = 1010;
   EXPECT_FALSE(f.fleet->poll(n1));  // one failed poll is not yet a lost node
   EXPECT_EQ(f.fleet->snapshot()[n1].state, "up");
@@ -266,6 +266,15 @@ TEST(node_fleet, poll_tracks_loss_return_and_restart) {
   EXPECT_EQ(s.backends.size(), 1u);  // what it last ran is kept
   EXPECT_FALSE(f.fleet->poll(n1));
 
+  f.sh.fallback.insert_or_assign("10.0.0.2 status", up_json);
+  EXPECT_TRUE(f.fleet->poll(n1));
+  EXPECT_EQ(f.fleet->snapshot()[n1].state, "up");
+
+  // A failed connection (sshd itself did not answer its keep-alives) is a lost node at once.
+  f.sh.fallback.insert_or_assign("10.0.0.2 status", make_error("ssh root@10.0.0.2: Timeout, server not responding",
+                                                              remote::k_exit_connection_failed));
+  EXPECT_TRUE(f.fleet->poll(n1));
+  EXPECT_EQ(f.fleet->snapshot()[n1].state, "unreachable");
   f.sh.fallback.insert_or_assign("10.0.0.2 status", up_json);
   EXPECT_TRUE(f.fleet->poll(n1));
   EXPECT_EQ(f.fleet->snapshot()[n1].state, "up");

@@ -75,6 +75,7 @@ void add_estimate_command(CLI::App& app) {
     std::vector<plan::device_desc> devices = plan::rpc_devices(args->rpc);
     std::vector<plan::compute_unit> units(devices.size(), plan::compute_unit{"rpc", 500e9, 30e12, false});
     plan::compute_unit host_unit{"host", 0, 0, true};
+    double first_gpu_link = 0;
     if (!inventory_file.empty()) {
       auto cat = hw::load_default_catalogue();
       if (!cat) fail(cat.err());
@@ -83,7 +84,10 @@ void add_estimate_command(CLI::App& app) {
       auto more = plan::inventory_devices(*inv);
       devices.insert(devices.end(), more.begin(), more.end());
       for (const auto& n : inv->nodes)
-        for (const auto& g : n.gpus) units.push_back({g.name, g.bandwidth_bytes_per_s, g.fp16_tflops * 1e12, false});
+        for (const auto& g : n.gpus) {
+          units.push_back({g.name, g.bandwidth_bytes_per_s, g.fp16_tflops * 1e12, false});
+          if (first_gpu_link == 0) first_gpu_link = hw::gpu_pcie_link(n.name, g).bandwidth_bytes_per_s;
+        }
       if (!inv->nodes.empty())
         host_unit = {"host", inv->nodes[0].ram_bandwidth_bytes_per_s, inv->nodes[0].cpu_peak_flops, true};
     } else if (n_devices >= 0) {
@@ -158,6 +162,11 @@ void add_estimate_command(CLI::App& app) {
       si.devices = units;
       si.host = host_unit;
       si.slots = est->n_slots;
+      si.n_ubatch = args->n_ubatch;
+      // op offload to the first inventory GPU over its PCIe link (llama.cpp's default unless --no-op-offload)
+      if (first_gpu_link > 0 && args->rpc.empty() &&
+          std::find(args->ignored.begin(), args->ignored.end(), "--no-op-offload") == args->ignored.end())
+        si.offload_link_bytes_per_s = first_gpu_link;
       for (std::size_t i = 0; i + 1 < devices.size(); ++i) si.hops.push_back({20e9, 10e-6});
       speed = plan::estimate_speed(si);
     }

@@ -174,6 +174,10 @@ void evaluate(const planner_ctx& pc, const model_shape& m, placement& p) {
   si.host = host_unit(main);
   si.slots = p.slots;
   si.depth = std::min<double>(static_cast<double>(p.ctx) / std::max(1, p.slots) / 2.0, 4096);
+  if (!all.empty()) {  // op offload to the first GPU over its PCIe link (0 when the inventory does not say)
+    const auto& g0 = gpu_of(pc.inv, all[0]);
+    si.offload_link_bytes_per_s = hw::gpu_pcie_link(pc.inv.nodes[all[0].node].name, g0).bandwidth_bytes_per_s;
+  }
   for (std::size_t i = 0; i + 1 < all.size(); ++i) {
     if (all[i].node != all[i + 1].node || all[i].node != p.main_node) {
       auto l = pc.inv.between(pc.inv.nodes[all[i].node].name, pc.inv.nodes[p.main_node].name);

@@ -121,7 +121,21 @@ speed_estimate estimate_speed(const speed_input& in) {
     const double attn_flops = 4.0 * static_cast<double>(s.n_head * s.head_dim_k) * layers * in.depth * attn_share;
     const double layer_work = layer_dense * per_byte(w_dense) + expert * used_share * per_byte(w_expert) * expert_slowdown;
     const double eta_attn = u.is_cpu ? 0.5 : k_eta_flops_gpu;
-    t_pre += (layer_work + attn_flops / eta_attn) / peak;
+    const bool op_offload = i == nd && nd > 0 && in.offload_link_bytes_per_s > 0 && !in.devices[0].is_cpu &&
+                            in.n_ubatch >= k_op_offload_min_batch;
+    if (op_offload) {
+      // The host's matmuls run on device 0: each micro-batch streams the host weights it touches (all
+      // experts a batch of U tokens routes to) over the link, then computes at the device's rate.
+      const double U = in.n_ubatch;
+      const double share_u = s.is_moe() ? 1.0 - std::pow(1.0 - used_share, U) : 1.0;
+      const double streamed = layer_dense + expert * share_u;
+      const auto& g = in.devices[0];
+      const double gpu_work = layer_dense * w_dense.gpu + expert * used_share * w_expert.gpu;
+      t_pre += streamed / (in.offload_link_bytes_per_s * k_eta_offload_link) / U +
+               (gpu_work + attn_flops / k_eta_flops_gpu) / std::max(1.0, g.flops);
+    } else {
+      t_pre += (layer_work + attn_flops / eta_attn) / peak;
+    }
 
     // N slots decoding together: one step reads the weights once (experts: the share N tokens touch)
     // and each slot's KV; each token pays the matmul work, logits included.

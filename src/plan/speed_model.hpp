@@ -41,6 +41,11 @@ struct speed_input {
   std::vector<speed_link> hops;                // one per device boundary a token crosses (RPC / PCIe)
   int slots = 1;
   double depth = 0;                            // tokens already in the context when decoding
+  // Op offload (llama.cpp's default on CUDA/ROCm): for micro-batches of >= 32 tokens the matmuls of
+  // weights in system RAM run on the first device, their weights streamed over its link once per
+  // micro-batch. 0: no op offload (--no-op-offload, no GPU, or the link is unknown).
+  double offload_link_bytes_per_s = 0;
+  int n_ubatch = 512;                          // -ub
 };
 
 struct speed_estimate {
@@ -59,6 +64,11 @@ inline constexpr double k_eta_bw_cpu = 1.0;  // llama.cpp reads weights at the r
 // MoE expert matmuls on the CPU (ggml's mul_mat_id: gathering rows per expert, small matrices) run
 // this many times slower per FLOP than a dense matmul of the same type.
 inline constexpr double k_cpu_expert_slowdown = 2.05;
+// Share of a PCIe link's nominal rate that op offload's weight streaming reaches: a 3090 streaming
+// gpt-oss-120b's experts of 26 layers (--n-cpu-moe 26, -ub 512) prefilled at 380 tok/s, which is the
+// nominal PCIe 4.0 x16 rate (data/gpu_measurements.yaml).
+inline constexpr double k_eta_offload_link = 1.0;
+inline constexpr int k_op_offload_min_batch = 32;  // ggml-cuda's offload_op threshold
 // Fixed cost per layer per decoded token (kernel launches, synchronisation), GPU and CPU.
 inline constexpr double k_layer_overhead_gpu_s = 60e-6;
 inline constexpr double k_layer_overhead_cpu_s = 20e-6;

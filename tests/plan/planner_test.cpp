@@ -138,6 +138,36 @@ TEST(speed_model, moe_experts_on_the_cpu_prefill_slower_than_dense_work) {
   EXPECT_NEAR(r.prefill_tps, 1.0 / t, 1e-3 / t);  // norms (vectors) ride along as dense bytes
 }
 
+TEST(speed_model, op_offload_streams_host_experts_over_the_link_once_per_micro_batch) {
+  // 8 MoE layers, experts in system RAM, attention on the GPU. With op offload prefill is bound by
+  // streaming the experts over PCIe once per micro-batch, not by the CPU; decode is unchanged.
+  auto moe = fixtures::make_shape(8, 64 * k_mib, 16 * k_mib, 64);
+  memory_estimate e;
+  e.dense_weight_bytes = {8 * 16 * k_mib + 16 * k_mib, 0};
+  e.expert_weight_bytes = {0, 8 * 48 * k_mib};
+  e.layers_on_device = {8, 0};
+  compute_unit gpu{"gpu", 936e9, 71e12, false};
+  compute_unit cpu{"cpu", 50e9, 1e12, true};
+  speed_input cpu_only{&moe, &e, {gpu}, cpu, {}, 1, 0};
+  auto without = estimate_speed(cpu_only);
+  speed_input off = cpu_only;
+  off.offload_link_bytes_per_s = 31.5e9;  // PCIe 4.0 x16
+  off.n_ubatch = 512;
+  auto with = estimate_speed(off);
+  EXPECT_GT(with.prefill_tps, 2 * without.prefill_tps);
+  EXPECT_DOUBLE_EQ(with.decode_tps, without.decode_tps);
+  // the streaming term: all experts cross the link once per micro-batch, so going from 512 to 4096
+  // tokens per micro-batch saves exactly 7/8 of it (the compute per token stays)
+  const double stream_bytes = 8.0 * 48 * k_mib;
+  EXPECT_GT(1.0 / with.prefill_tps, stream_bytes / 31.5e9 / 512);
+  off.n_ubatch = 4096;
+  const double saved = 1.0 / with.prefill_tps - 1.0 / estimate_speed(off).prefill_tps;
+  EXPECT_NEAR(saved, stream_bytes / 31.5e9 * (1.0 / 512 - 1.0 / 4096), 1e-3 * saved);
+  // below 32 tokens per micro-batch there is no op offload
+  off.n_ubatch = 16;
+  EXPECT_DOUBLE_EQ(estimate_speed(off).prefill_tps, without.prefill_tps);
+}
+
 TEST(planner, small_model_gets_replicas_one_per_gpu) {
   auto inv = farm(1, 4);
   std::vector<plan_model> models{model("small", fixtures::make_shape(28, 100 * k_mib, 300 * k_mib))};

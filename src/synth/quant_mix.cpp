@@ -26,7 +26,7 @@ const std::vector<quant_mix_info> k_mixes = {
     {quant_mix::q4_k_s, "Q4_K_S", 14, k_q4_k}, {quant_mix::q4_1, "Q4_1", 3, k_q4_1},
     {quant_mix::q4_0, "Q4_0", 2, k_q4_0},    {quant_mix::q3_k_l, "Q3_K_L", 13, k_q3_k},
     {quant_mix::q3_k_m, "Q3_K_M", 12, k_q3_k}, {quant_mix::q3_k_s, "Q3_K_S", 11, k_q3_k},
-    {quant_mix::q2_k, "Q2_K", 10, k_q2_k},
+    {quant_mix::q2_k, "Q2_K", 10, k_q2_k},     {quant_mix::mxfp4_moe, "MXFP4_MOE", 38, k_mxfp4},
 };
 
 enum class category { token_embd, attention_q, attention_v, attention_k, attention_qkv, attention_kv_b,
@@ -124,11 +124,19 @@ std::uint32_t get_type_impl(state& qs, const quant_model& m, const quant_tensor&
 
   if (cat == category::output || (qs.has_tied_embeddings && cat == category::token_embd)) {
     const std::uint64_t nx = t.shape.empty() ? 0 : t.shape[0];
-    if (falcon || nx % block_size(new_type) != 0) {
+    if (mix == q::mxfp4_moe) {
+      new_type = k_q8_0;
+    } else if (falcon || nx % block_size(new_type) != 0) {
       new_type = k_q8_0;
     } else if (new_type != k_q8_0) {
       new_type = k_q6_k;
     }
+  } else if (mix == q::mxfp4_moe) {
+    // MoE tensors MXFP4, every other matrix Q8_0 (bailingmoe3's 3-D MLA projections are no experts)
+    const bool bailing_expert = m.arch == "bailingmoe3" && (cat == category::ffn_up || cat == category::ffn_gate ||
+                                                            cat == category::ffn_down);
+    const bool three_d = t.shape.size() > 2 && t.shape[2] > 1;
+    new_type = three_d && (m.arch != "bailingmoe3" || bailing_expert) ? k_mxfp4 : k_q8_0;
   } else if (cat == category::token_embd) {
     // no change for the mixes ported here
   } else if (is_attn_v(cat)) {

@@ -2,7 +2,8 @@
 // ("mix") such as Q4_K_M. This is a port of llama_tensor_get_type() and its helpers in
 // llama.cpp's src/llama-quant.cpp (the version agifarm builds), without importance matrix, tensor
 // overrides or --pure, for the mixes listed in all_quant_mixes(). The F32/F16/BF16/Q8_0 mixes are also
-// what convert_hf_to_gguf.py writes for --outtype f32/f16/bf16/q8_0.
+// what convert_hf_to_gguf.py writes for --outtype f32/f16/bf16/q8_0. MXFP4_MOE is llama.cpp's mix for
+// gpt-oss as published: 3-D (expert) matrices MXFP4, every other matrix Q8_0.
 //
 // Contract: choose_types() is a pure function of its inputs; thread-safe. The tensors must be given in
 // the order llama-quantize visits them (llama_model_loader::weights_map: by block index, non-block
@@ -24,7 +25,7 @@ namespace agifarm::synth {
 
 enum class quant_mix {
   f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, q4_1, q4_0, q3_k_l, q3_k_m,
-  q3_k_s, q2_k,
+  q3_k_s, q2_k, mxfp4_moe,
 };
 
 struct quant_mix_info {
@@ -40,7 +41,8 @@ std::optional<quant_mix> parse_quant_mix(std::string_view name);  // case-insens
 
 // ggml type ids used here (stable file values).
 inline constexpr std::uint32_t k_f32 = 0, k_f16 = 1, k_q4_0 = 2, k_q4_1 = 3, k_q5_0 = 6, k_q5_1 = 7, k_q8_0 = 8,
-                               k_q2_k = 10, k_q3_k = 11, k_q4_k = 12, k_q5_k = 13, k_q6_k = 14, k_bf16 = 30;
+                               k_q2_k = 10, k_q3_k = 11, k_q4_k = 12, k_q5_k = 13, k_q6_k = 14, k_bf16 = 30,
+                               k_mxfp4 = 39;
 
 // What the quantizer needs to know about the model (the llama_quant_model_desc of llama-ext.h).
 struct quant_model {

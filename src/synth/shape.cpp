@@ -12,6 +12,8 @@
 
 #include <fmt/format.h>
 
+#include "synth/arch.hpp"
+
 namespace agifarm::synth {
 namespace {
 
@@ -21,46 +23,22 @@ constexpr std::uint32_t k_quantization_version = 2;      // GGML_QNT_VERSION
 }  // namespace
 
 quant_model quant_model_of(const model_entry& m) {
-  return quant_model{m.arch, m.n_layer, m.n_head, m.n_head_kv, m.n_expert};
+  // what llama-quantize reads from the file: block_count (with next-token-prediction blocks) and the
+  // head counts as written (MLA writes one KV head)
+  quant_model q{m.arch, m.block_count(), m.n_head, m.n_head_kv, m.n_expert};
+  if (const auto* f = find_arch(m.arch); f && f->metadata) {
+    key_list kv(m);
+    f->metadata(m, kv);
+    for (const auto& k : kv.take())
+      if (k.key == m.arch + ".attention.head_count_kv") q.n_head_kv = static_cast<std::uint32_t>(*k.val.as_uint());
+  }
+  return q;
 }
 
 std::vector<quant_tensor> source_tensors(const model_entry& m) {
-  std::vector<quant_tensor> out;
-  const std::uint64_t E = m.n_embd, V = m.n_vocab, D = m.head_dim;
-  const std::uint64_t Q = std::uint64_t{m.n_head} * D, KV = std::uint64_t{m.n_head_kv} * D;
-  auto t = [&](std::string name, std::vector<std::uint64_t> shape) {
-    // the converter: 1-D tensors, norms and router weights stay F32, other matrices F16
-    const bool f32 = shape.size() <= 1 || name.ends_with("_norm.weight") || name.ends_with("ffn_gate_inp.weight");
-    out.push_back({std::move(name), std::move(shape), f32 ? k_f32 : k_f16});
-  };
-  t("token_embd.weight", {E, V});
-  t("output_norm.weight", {E});
-  if (!m.tied_embeddings) t("output.weight", {E, V});
-  if (m.rope_freqs) t("rope_freqs.weight", {D / 2});
-  for (std::uint32_t i = 0; i < m.n_layer; ++i) {
-    auto b = [i](std::string_view s) { return fmt::format("blk.{}.{}", i, s); };
-    t(b("attn_norm.weight"), {E});
-    t(b("attn_q.weight"), {E, Q});
-    t(b("attn_k.weight"), {E, KV});
-    t(b("attn_v.weight"), {E, KV});
-    t(b("attn_output.weight"), {Q, E});
-    if (m.qk_norm) {
-      t(b("attn_q_norm.weight"), {D});
-      t(b("attn_k_norm.weight"), {D});
-    }
-    t(b("ffn_norm.weight"), {E});
-    if (m.is_moe()) {
-      const std::uint64_t F = m.n_ff_exp, X = m.n_expert;
-      t(b("ffn_gate_inp.weight"), {E, X});
-      t(b("ffn_gate_exps.weight"), {E, F, X});
-      t(b("ffn_up_exps.weight"), {E, F, X});
-      t(b("ffn_down_exps.weight"), {F, E, X});
-    } else {
-      t(b("ffn_gate.weight"), {E, m.n_ff});
-      t(b("ffn_up.weight"), {E, m.n_ff});
-      t(b("ffn_down.weight"), {m.n_ff, E});
-    }
-  }
+  tensor_list t(m);
+  if (const auto* f = find_arch(m.arch); f && f->tensors) f->tensors(m, t);
+  auto out = t.take();
   std::stable_sort(out.begin(), out.end(),
                    [](const quant_tensor& a, const quant_tensor& b) { return llama_name_less(a.name, b.name); });
   return out;
@@ -72,37 +50,29 @@ result<std::vector<gguf::tensor_def>> shape_tensors(const model_entry& m, quant_
   if (!types) return make_error(fmt::format("model {}: {}", m.id, types.err().message), 2);
   std::vector<gguf::tensor_def> out;
   out.reserve(src.size());
-  for (std::size_t i = 0; i < src.size(); ++i) out.push_back({src[i].name, src[i].shape, (*types)[i]});
+  for (std::size_t i = 0; i < src.size(); ++i) {
+    // A tensor the checkpoint already holds quantized (gpt-oss's MXFP4 experts) keeps its type: the
+    // converter copies it for every --outtype, and llama-quantize refuses to requantize it (without
+    // --allow-requantize), which is how the published K-quant files of such models keep it too.
+    const std::uint32_t s = src[i].source_type;
+    const bool prequantized = s != k_f32 && s != k_f16 && s != k_bf16;
+    out.push_back({src[i].name, src[i].shape, prequantized ? s : (*types)[i]});
+  }
   return out;
 }
 
 std::vector<gguf::key_value> shape_metadata(const model_entry& m, quant_mix mix) {
   std::vector<gguf::key_value> md;
   auto kv = [&](std::string k, gguf::value v) { md.push_back({std::move(k), std::move(v)}); };
-  const std::string& a = m.arch;
-  kv("general.architecture", gguf::make_string(a));
+  kv("general.architecture", gguf::make_string(m.arch));
   kv("general.type", gguf::make_string("model"));
   kv("general.name", gguf::make_string(m.name));
   if (!m.size_label.empty()) kv("general.size_label", gguf::make_string(m.size_label));
-  kv(a + ".block_count", gguf::make_u32(m.n_layer));
-  kv(a + ".context_length", gguf::make_u32(m.context_length));
-  kv(a + ".embedding_length", gguf::make_u32(m.n_embd));
-  kv(a + ".feed_forward_length", gguf::make_u32(m.n_ff));
-  kv(a + ".attention.head_count", gguf::make_u32(m.n_head));
-  kv(a + ".attention.head_count_kv", gguf::make_u32(m.n_head_kv));
-  kv(a + ".rope.freq_base", gguf::make_f32(static_cast<float>(m.rope_theta)));
-  kv(a + ".attention.layer_norm_rms_epsilon", gguf::make_f32(static_cast<float>(m.rms_eps)));
-  if (m.is_moe()) {
-    kv(a + ".expert_count", gguf::make_u32(m.n_expert));
-    kv(a + ".expert_used_count", gguf::make_u32(m.n_expert_used));
+  if (const auto* f = find_arch(m.arch); f && f->metadata) {
+    key_list keys(m);
+    f->metadata(m, keys);
+    for (auto& k : keys.take()) md.push_back(std::move(k));
   }
-  kv(a + ".attention.key_length", gguf::make_u32(m.head_dim));
-  kv(a + ".attention.value_length", gguf::make_u32(m.head_dim));
-  if (a == "llama") {
-    kv(a + ".vocab_size", gguf::make_u32(m.n_vocab));
-    kv(a + ".rope.dimension_count", gguf::make_u32(m.head_dim));
-  }
-  if (m.is_moe()) kv(a + ".expert_feed_forward_length", gguf::make_u32(m.n_ff_exp));
   kv("general.file_type", gguf::make_u32(info(mix).llama_ftype));
   kv("general.quantization_version", gguf::make_u32(k_quantization_version));
   return md;

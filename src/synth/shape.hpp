@@ -21,12 +21,15 @@
 
 namespace agifarm::synth {
 
-// The model's tensors as the converter writes them at F16 (norms, 1-D tensors and ffn_gate_inp F32,
-// other matrices F16), in the order llama-quantize writes them (llama_name_less).
+// The model's tensors as the converter writes them at F16 (norms, 1-D tensors, biases and routers F32,
+// other matrices F16, experts in the checkpoint's own type when the entry names one), in the order
+// llama-quantize writes them (llama_name_less). The layout per architecture is in synth/arch.hpp.
 std::vector<quant_tensor> source_tensors(const model_entry& m);
-// What llama.cpp's quantizer knows of the model.
+// What llama.cpp's quantizer knows of the model (block_count and the head counts as written).
 quant_model quant_model_of(const model_entry& m);
-// Names, shapes and types of every tensor for `mix`.
+// Names, shapes and types of every tensor for `mix`: the quantizer's choice (choose_types), except
+// that tensors the checkpoint already holds quantized (source type not F32/F16/BF16, e.g. gpt-oss's
+// MXFP4 experts) keep their type in every mix.
 result<std::vector<gguf::tensor_def>> shape_tensors(const model_entry& m, quant_mix mix);
 // The metadata keys the converter and llama-quantize write for the architecture, without tokenizer.*.
 std::vector<gguf::key_value> shape_metadata(const model_entry& m, quant_mix mix);

@@ -14,10 +14,15 @@
 
 #include <fmt/format.h>
 
+#include "gguf/gguf.hpp"
+#include "synth/arch.hpp"
+
 namespace agifarm::synth {
 namespace {
 
 constexpr std::uint32_t k_max_dim = 1u << 24;  // no real model comes near; keeps products in u64
+constexpr std::uint32_t k_max_layers = 512;    // LLAMA_MAX_LAYERS (src/llama-hparams.h)
+constexpr std::uint32_t k_max_experts = 1024;  // LLAMA_MAX_EXPERTS
 
 struct catalogue_error {
   std::string message;
@@ -71,16 +76,101 @@ bool to_bool(std::string_view name, const YAML::Node& node, std::string_view key
   fail(name, node, fmt::format("'{}' must be true or false, got '{}'", key, node.Scalar()));
 }
 
+// Optional fields: which architectures take each is in their family (synth/arch.hpp).
+using field_parser = void (*)(std::string_view name, const YAML::Node& node, std::string_view key, model_entry& e);
+
+template <std::uint32_t model_entry::*M>
+void u32_field(std::string_view name, const YAML::Node& node, std::string_view key, model_entry& e) {
+  e.*M = to_u32(name, node, key, true);
+}
+template <double model_entry::*M>
+void number_field(std::string_view name, const YAML::Node& node, std::string_view key, model_entry& e) {
+  e.*M = to_double(name, node, key);
+}
+template <bool model_entry::*M>
+void bool_field(std::string_view name, const YAML::Node& node, std::string_view key, model_entry& e) {
+  e.*M = to_bool(name, node, key);
+}
+// A string out of `allowed` (comma-separated in the message); "*type" means a ggml quantized type name.
+template <std::string model_entry::*M>
+void choice_field(std::string_view name, const YAML::Node& node, std::string_view key, model_entry& e) {
+  static const std::set<std::string, std::less<>> k_rope = {"linear", "yarn"}, k_gating = {"softmax", "sigmoid"};
+  std::string v = scalar(name, node, key);
+  if (key == "rope_scaling" && !k_rope.count(v))
+    fail(name, node, fmt::format("'rope_scaling' must be linear or yarn, got '{}'", v));
+  if (key == "expert_gating" && !k_gating.count(v))
+    fail(name, node, fmt::format("'expert_gating' must be softmax or sigmoid, got '{}'", v));
+  if (key == "expert_source_type") {
+    const auto* t = gguf::find_type(v);
+    if (!t || t->block_size == 1)
+      fail(name, node, fmt::format("'expert_source_type' must name a quantized ggml type (e.g. MXFP4), got '{}'", v));
+    v = std::string(t->name);
+  }
+  e.*M = std::move(v);
+}
+
+struct optional_field {
+  std::string_view key;
+  field_parser parse;
+};
+using E = model_entry;
+const optional_field k_optional_fields[] = {
+    {"tied_embeddings", bool_field<&E::tied_embeddings>},
+    {"qk_norm", bool_field<&E::qk_norm>},
+    {"rope_freqs", bool_field<&E::rope_freqs>},
+    {"sliding_window", u32_field<&E::sliding_window>},
+    {"attention_bias", bool_field<&E::attention_bias>},
+    {"partial_rotary_factor", number_field<&E::partial_rotary_factor>},
+    {"rope_theta_swa", number_field<&E::rope_theta_swa>},
+    {"rope_scaling", choice_field<&E::rope_scaling>},
+    {"rope_scaling_factor", number_field<&E::rope_scaling_factor>},
+    {"rope_scaling_orig_ctx", u32_field<&E::rope_scaling_orig_ctx>},
+    {"n_ff_shexp", u32_field<&E::n_ff_shexp>},
+    {"n_expert_shared", u32_field<&E::n_expert_shared>},
+    {"n_layer_dense_lead", u32_field<&E::n_layer_dense_lead>},
+    {"n_expert_groups", u32_field<&E::n_expert_groups>},
+    {"n_group_used", u32_field<&E::n_group_used>},
+    {"expert_gating", choice_field<&E::expert_gating>},
+    {"expert_weights_scale", number_field<&E::expert_weights_scale>},
+    {"expert_weights_norm", bool_field<&E::expert_weights_norm>},
+    {"expert_probs_bias", bool_field<&E::expert_probs_bias>},
+    {"expert_source_type", choice_field<&E::expert_source_type>},
+    {"q_lora_rank", u32_field<&E::q_lora_rank>},
+    {"kv_lora_rank", u32_field<&E::kv_lora_rank>},
+    {"qk_nope_head_dim", u32_field<&E::qk_nope_head_dim>},
+    {"qk_rope_head_dim", u32_field<&E::qk_rope_head_dim>},
+    {"v_head_dim", u32_field<&E::v_head_dim>},
+    {"linear_conv_kernel_dim", u32_field<&E::linear_conv_kernel_dim>},
+    {"linear_key_head_dim", u32_field<&E::linear_key_head_dim>},
+    {"linear_value_head_dim", u32_field<&E::linear_value_head_dim>},
+    {"linear_num_key_heads", u32_field<&E::linear_num_key_heads>},
+    {"linear_num_value_heads", u32_field<&E::linear_num_value_heads>},
+    {"full_attention_interval", u32_field<&E::full_attention_interval>},
+    {"n_layer_nextn", u32_field<&E::n_layer_nextn>},
+};
+
+const optional_field* find_optional(std::string_view key) {
+  for (const auto& f : k_optional_fields)
+    if (f.key == key) return &f;
+  return nullptr;
+}
+
+std::string known_archs() {
+  std::string out;
+  for (const auto* f : arch_families()) out += (out.empty() ? "" : ", ") + std::string(f->arch);
+  return out;
+}
+
 model_entry parse_entry(std::string_view name, const YAML::Node& node) {
   if (!node.IsMap()) fail(name, node, "a model entry must be a mapping of key: value");
   static const std::set<std::string, std::less<>> k_keys = {
-      "id",        "name",      "arch",           "vocab",   "size_label", "n_layer",         "n_embd",
-      "n_ff",      "n_head",    "n_head_kv",      "head_dim", "n_vocab",   "context_length",  "rope_theta",
-      "rms_eps",   "n_expert",  "n_expert_used",  "n_ff_exp", "tied_embeddings", "qk_norm", "rope_freqs",
-      "source"};
+      "id",      "name",           "arch",     "vocab",   "size_label",     "n_layer", "n_embd",
+      "n_ff",    "n_head",         "n_head_kv", "head_dim", "n_vocab",       "context_length", "rope_theta",
+      "rms_eps", "n_expert",       "n_expert_used", "n_ff_exp", "source"};
   for (const auto& kv : node) {
     const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string{};
-    if (!k_keys.count(key)) fail(name, kv.first, fmt::format("unknown key '{}' in model entry", key));
+    if (!k_keys.count(key) && !find_optional(key))
+      fail(name, kv.first, fmt::format("unknown key '{}' in model entry", key));
   }
   auto req = [&](const char* key) {
     YAML::Node n = node[key];
@@ -93,9 +183,8 @@ model_entry parse_entry(std::string_view name, const YAML::Node& node) {
   if (e.id.empty()) fail(name, node["id"], "'id' must not be empty");
   e.name = scalar(name, req("name"), "name");
   e.arch = scalar(name, req("arch"), "arch");
-  const auto& archs = known_shape_architectures();
-  if (std::find(archs.begin(), archs.end(), e.arch) == archs.end())
-    fail(name, node["arch"], fmt::format("unknown arch '{}' (known: qwen3, qwen3moe, llama)", e.arch));
+  const arch_family* family = find_arch(e.arch);
+  if (!family) fail(name, node["arch"], fmt::format("unknown arch '{}' (known: {})", e.arch, known_archs()));
   e.vocab = scalar(name, req("vocab"), "vocab");
   if (e.vocab.empty() || e.vocab.find('/') != std::string::npos || e.vocab.find("..") != std::string::npos)
     fail(name, node["vocab"], fmt::format("'vocab' must name a models/ggml-vocab-<vocab>.gguf, got '{}'", e.vocab));
@@ -103,7 +192,7 @@ model_entry parse_entry(std::string_view name, const YAML::Node& node) {
   if (auto n = node["source"]) e.source = scalar(name, n, "source");
   e.n_layer = to_u32(name, req("n_layer"), "n_layer", false);
   e.n_embd = to_u32(name, req("n_embd"), "n_embd", false);
-  e.n_ff = to_u32(name, req("n_ff"), "n_ff", false);
+  e.n_ff = to_u32(name, req("n_ff"), "n_ff", family->n_ff_optional);
   e.n_head = to_u32(name, req("n_head"), "n_head", false);
   e.n_head_kv = to_u32(name, req("n_head_kv"), "n_head_kv", false);
   e.n_vocab = to_u32(name, req("n_vocab"), "n_vocab", false);
@@ -120,23 +209,51 @@ model_entry parse_entry(std::string_view name, const YAML::Node& node) {
   if (auto n = node["n_expert"]) e.n_expert = to_u32(name, n, "n_expert", true);
   if (auto n = node["n_expert_used"]) e.n_expert_used = to_u32(name, n, "n_expert_used", true);
   if (auto n = node["n_ff_exp"]) e.n_ff_exp = to_u32(name, n, "n_ff_exp", true);
-  if (auto n = node["tied_embeddings"]) e.tied_embeddings = to_bool(name, n, "tied_embeddings");
-  if (auto n = node["qk_norm"]) e.qk_norm = to_bool(name, n, "qk_norm");
-  if (auto n = node["rope_freqs"]) e.rope_freqs = to_bool(name, n, "rope_freqs");
+  for (const auto& kv : node) {
+    const std::string key = kv.first.Scalar();
+    const optional_field* f = find_optional(key);
+    if (!f) continue;
+    if (std::find(family->fields.begin(), family->fields.end(), key) == family->fields.end()) {
+      std::string takes;
+      for (auto k : family->fields) takes += (takes.empty() ? "" : ", ") + std::string(k);
+      fail(name, kv.first, fmt::format("'{}' does not apply to arch {} (it takes: {})", key, e.arch,
+                                       takes.empty() ? "none" : takes));
+    }
+    f->parse(name, kv.second, key, e);
+  }
 
   if (e.n_head % e.n_head_kv != 0)
     fail(name, node["n_head_kv"],
          fmt::format("n_head {} is not a multiple of n_head_kv {}", e.n_head, e.n_head_kv));
   if (e.head_dim % 2 != 0 && e.rope_freqs)
     fail(name, node["head_dim"], fmt::format("head_dim {} must be even for rope_freqs", e.head_dim));
-  const bool moe_arch = e.arch == "qwen3moe";
-  if (moe_arch) {
+  if (e.block_count() > k_max_layers)
+    fail(name, node["n_layer"], fmt::format("n_layer + n_layer_nextn = {} is more than llama.cpp's {} layers",
+                                            e.block_count(), k_max_layers));
+  if (family->moe) {
     if (e.n_expert < 2) fail(name, node, fmt::format("arch {} needs n_expert >= 2", e.arch));
+    if (e.n_expert > k_max_experts)
+      fail(name, node["n_expert"], fmt::format("n_expert {} is more than llama.cpp's {}", e.n_expert, k_max_experts));
     if (e.n_expert_used == 0 || e.n_expert_used > e.n_expert)
       fail(name, node, fmt::format("n_expert_used {} must be in 1..n_expert ({})", e.n_expert_used, e.n_expert));
     if (e.n_ff_exp == 0) fail(name, node, fmt::format("arch {} needs n_ff_exp > 0", e.arch));
   } else if (e.n_expert != 0 || e.n_expert_used != 0 || e.n_ff_exp != 0) {
     fail(name, node, fmt::format("arch {} is dense: n_expert, n_expert_used, n_ff_exp must be absent or 0", e.arch));
+  }
+  if (!e.rope_scaling.empty()) {
+    if (!(e.rope_scaling_factor > 0))
+      fail(name, node["rope_scaling"], fmt::format("rope_scaling {} needs 'rope_scaling_factor'", e.rope_scaling));
+    if (e.rope_scaling == "yarn" && e.rope_scaling_orig_ctx == 0)
+      fail(name, node["rope_scaling"], "rope_scaling yarn needs 'rope_scaling_orig_ctx'");
+  } else if (e.rope_scaling_factor > 0 || e.rope_scaling_orig_ctx > 0) {
+    fail(name, node["rope_scaling_factor"] ? node["rope_scaling_factor"] : node["rope_scaling_orig_ctx"],
+         "'rope_scaling_factor' / 'rope_scaling_orig_ctx' need 'rope_scaling'");
+  }
+  if (family->check) {
+    if (auto err = family->check(e)) {
+      const YAML::Node at = node[err->field];
+      fail(name, at ? at : node, err->message);
+    }
   }
   return e;
 }
@@ -144,7 +261,11 @@ model_entry parse_entry(std::string_view name, const YAML::Node& node) {
 }  // namespace
 
 const std::vector<std::string_view>& known_shape_architectures() {
-  static const std::vector<std::string_view> k_archs = {"qwen3", "qwen3moe", "llama"};
+  static const std::vector<std::string_view> k_archs = [] {
+    std::vector<std::string_view> v;
+    for (const auto* f : arch_families()) v.push_back(f->arch);
+    return v;
+  }();
   return k_archs;
 }
 

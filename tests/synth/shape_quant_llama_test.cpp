@@ -49,14 +49,16 @@ std::vector<std::uint32_t> llama_choice(const model_entry& m, quant_mix mix, con
     ggml_set_name(g, t.name.c_str());
     ts.push_back(g);
   }
+  // what llama-quantize reads from the file: block_count and head counts as written (quant_model_of)
+  const quant_model qm = quant_model_of(m);
   llama_quant_model_desc desc{};
   desc.architecture = m.arch.c_str();
   desc.n_embd = m.n_embd;
   desc.n_ff = m.n_ff;
-  desc.n_layer = m.n_layer;
-  desc.n_head = m.n_head;
-  desc.n_head_kv = m.n_head_kv;
-  desc.n_expert = m.n_expert;
+  desc.n_layer = qm.n_layer;
+  desc.n_head = qm.n_head;
+  desc.n_head_kv = qm.n_head_kv;
+  desc.n_expert = qm.n_expert;
   desc.n_embd_head_k = m.head_dim;
   desc.n_embd_head_v = m.head_dim;
   std::unique_ptr<llama_model, model_deleter> model(llama_quant_model_from_metadata(&desc));

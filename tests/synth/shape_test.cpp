@@ -96,7 +96,8 @@ std::uint64_t file_bytes_fast(const model_entry& m, quant_mix mix) {
 
 TEST(shape_catalogue, ships_the_required_models) {
   for (const char* id : {"qwen3-0.6b", "qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen3-14b", "qwen3-32b",
-                         "qwen3-30b-a3b", "qwen3-235b-a22b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.3-70b"})
+                         "qwen3-30b-a3b", "qwen3-235b-a22b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.3-70b",
+                         "gpt-oss-20b", "gpt-oss-120b"})
     EXPECT_TRUE(find_model(catalogue(), id).ok()) << id;
   const auto m = model("Qwen3-30B-A3B");  // ids are case-insensitive
   EXPECT_EQ(m.arch, "qwen3moe");
@@ -167,7 +168,8 @@ TEST(shape_catalogue, errors_name_file_line_and_column) {
   EXPECT_EQ(catalogue_error(missing), "cat.yaml:2:5: model entry lacks required key 'n_vocab'");
   std::string arch = text;
   arch.replace(arch.find("arch: qwen3"), 11, "arch: gpt5");
-  EXPECT_EQ(catalogue_error(arch), "cat.yaml:4:11: unknown arch 'gpt5' (known: qwen3, qwen3moe, llama)");
+  EXPECT_EQ(catalogue_error(arch).rfind("cat.yaml:4:11: unknown arch 'gpt5' (known: qwen3, qwen3moe, llama, gpt-oss", 0),
+            0u);
   std::string gqa = text;
   gqa.replace(gqa.find("n_head_kv: 2"), 12, "n_head_kv: 3");
   EXPECT_EQ(catalogue_error(gqa), "cat.yaml:10:16: n_head 4 is not a multiple of n_head_kv 3");
@@ -190,6 +192,33 @@ TEST(shape_catalogue, errors_name_file_line_and_column) {
   EXPECT_EQ(catalogue_error(huge), "cat.yaml:8:11: 'n_ff' must be a non-negative integer, got '99999999999999999999999'");
 }
 
+// Optional fields belong to architectures: a field the arch does not take, a bad value and a missing
+// field the arch needs are errors at the field (or the entry when absent).
+TEST(shape_catalogue, optional_fields_are_checked_per_architecture) {
+  std::string text = k_good_entry;
+  EXPECT_EQ(catalogue_error(text + "    sliding_window: 128\n"),
+            "cat.yaml:13:5: 'sliding_window' does not apply to arch qwen3 (it takes: tied_embeddings, qk_norm, "
+            "rope_freqs, rope_scaling, rope_scaling_factor, rope_scaling_orig_ctx)");
+  EXPECT_EQ(catalogue_error(text + "    rope_scaling: ntk\n"),
+            "cat.yaml:13:19: 'rope_scaling' must be linear or yarn, got 'ntk'");
+  EXPECT_EQ(catalogue_error(text + "    rope_scaling: yarn\n    rope_scaling_factor: 4\n"),
+            "cat.yaml:13:19: rope_scaling yarn needs 'rope_scaling_orig_ctx'");
+  EXPECT_EQ(catalogue_error(text + "    rope_scaling_factor: 4\n"),
+            "cat.yaml:13:26: 'rope_scaling_factor' / 'rope_scaling_orig_ctx' need 'rope_scaling'");
+  std::string oss = text;
+  oss.replace(oss.find("arch: qwen3"), 11, "arch: gpt-oss");
+  oss += "    n_expert: 4\n    n_expert_used: 2\n    n_ff_exp: 128\n";
+  EXPECT_EQ(catalogue_error(oss), "cat.yaml:2:5: arch gpt-oss needs 'sliding_window' (llama.cpp requires the key)");
+  EXPECT_EQ(catalogue_error(oss + "    sliding_window: 128\n    expert_source_type: Q9_K\n"),
+            "cat.yaml:17:25: 'expert_source_type' must name a quantized ggml type (e.g. MXFP4), got 'Q9_K'");
+  EXPECT_EQ(catalogue_error(oss + "    sliding_window: 128\n    expert_source_type: F16\n"),
+            "cat.yaml:17:25: 'expert_source_type' must name a quantized ggml type (e.g. MXFP4), got 'F16'");
+  auto ok = parse_model_catalogue(oss + "    sliding_window: 128\n    expert_source_type: mxfp4\n", "cat.yaml");
+  ASSERT_TRUE(ok.ok()) << ok.err().message;
+  EXPECT_EQ((*ok)[0].sliding_window, 128u);
+  EXPECT_EQ((*ok)[0].expert_source_type, "MXFP4");  // the ggml spelling
+}
+
 TEST(shape_catalogue, missing_file_is_an_error) {
   auto r = load_model_catalogue("/nonexistent/models.yaml");
   ASSERT_FALSE(r.ok());
@@ -208,6 +237,31 @@ TEST(quant_mix, names_and_file_types_are_llamas) {
   EXPECT_EQ(info(quant_mix::f16).llama_ftype, 1u);
   EXPECT_EQ(info(quant_mix::bf16).llama_ftype, 32u);
   EXPECT_EQ(to_string(quant_mix::q5_k_m), "Q5_K_M");
+  EXPECT_EQ(parse_quant_mix("mxfp4_moe"), quant_mix::mxfp4_moe);
+  EXPECT_EQ(info(quant_mix::mxfp4_moe).llama_ftype, 38u);  // LLAMA_FTYPE_MOSTLY_MXFP4_MOE
+  EXPECT_EQ(type_name(info(quant_mix::mxfp4_moe).default_type), "MXFP4");
+}
+
+// llama.cpp's MXFP4_MOE rule on any MoE: 3-D tensors MXFP4, other matrices Q8_0 (output and token
+// embeddings included), 1-D and router tensors untouched.
+TEST(quant_mix, mxfp4_moe_puts_experts_in_mxfp4_and_the_rest_in_q8_0) {
+  quant_model qm{"qwen3moe", 2, 4, 2, 8};
+  std::vector<quant_tensor> ts = {
+      {"output.weight", {256, 1000}, k_f16},
+      {"token_embd.weight", {256, 1000}, k_f16},
+      {"blk.0.attn_q.weight", {256, 256}, k_f16},
+      {"blk.0.ffn_gate_inp.weight", {256, 8}, k_f32},
+      {"blk.0.ffn_down_exps.weight", {128, 256, 8}, k_f16},
+      {"blk.0.attn_norm.weight", {256}, k_f32},
+  };
+  auto r = choose_types(qm, quant_mix::mxfp4_moe, ts);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(type_name((*r)[0]), "Q8_0");
+  EXPECT_EQ(type_name((*r)[1]), "Q8_0");
+  EXPECT_EQ(type_name((*r)[2]), "Q8_0");
+  EXPECT_EQ(type_name((*r)[3]), "F32");
+  EXPECT_EQ(type_name((*r)[4]), "MXFP4");
+  EXPECT_EQ(type_name((*r)[5]), "F32");
 }
 
 TEST(quant_mix, allows_quantization_like_llama) {
@@ -400,6 +454,138 @@ TEST(shape_layout, qwen3_235b_q4_k_m_exact_size) {
   for (const auto& t : ts)
     if (t.name.ends_with("ffn_down_exps.weight") && type_name(t.type) == "Q6_K") ++q6;
   EXPECT_EQ(q6, 46);
+}
+
+// ---- gpt-oss (llama.cpp src/models/openai-moe.cpp) ----
+
+using dims = std::vector<std::uint64_t>;
+
+const gguf::value* key(const std::vector<gguf::key_value>& md, std::string_view k) {
+  for (const auto& kv : md)
+    if (kv.key == k) return &kv.val;
+  return nullptr;
+}
+std::uint64_t key_uint(const std::vector<gguf::key_value>& md, std::string_view k) {
+  const auto* v = key(md, k);
+  EXPECT_NE(v, nullptr) << k;
+  return v && v->as_uint() ? *v->as_uint() : UINT64_MAX;
+}
+double key_number(const std::vector<gguf::key_value>& md, std::string_view k) {
+  const auto* v = key(md, k);
+  EXPECT_NE(v, nullptr) << k;
+  return v && v->as_number() ? *v->as_number() : -1;
+}
+std::uint64_t n_params(const std::vector<gguf::tensor_def>& ts) {
+  std::uint64_t n = 0;
+  for (const auto& t : ts) {
+    std::uint64_t e = 1;
+    for (auto d : t.shape) e *= d;
+    n += e;
+  }
+  return n;
+}
+
+// What load_arch_tensors creates for gpt-oss-20b: 19 tensors per block, no ffn_norm, no dense FFN.
+TEST(shape_layout, gpt_oss_tensors_are_those_llama_cpp_creates) {
+  const auto ts = tensors(model("gpt-oss-20b"), quant_mix::mxfp4_moe);
+  ASSERT_EQ(ts.size(), 24u * 19 + 3);
+  auto shape = [&](std::string_view n) { return find(ts, n).shape; };
+  EXPECT_EQ(shape("token_embd.weight"), (dims{2880, 201088}));
+  EXPECT_EQ(shape("output.weight"), (dims{2880, 201088}));
+  EXPECT_EQ(shape("blk.3.attn_q.weight"), (dims{2880, 4096}));  // n_head * head_dim = 64 * 64, not n_embd
+  EXPECT_EQ(shape("blk.3.attn_k.weight"), (dims{2880, 512}));
+  EXPECT_EQ(shape("blk.3.attn_v.weight"), (dims{2880, 512}));
+  EXPECT_EQ(shape("blk.3.attn_q.bias"), (dims{4096}));
+  EXPECT_EQ(shape("blk.3.attn_v.bias"), (dims{512}));
+  EXPECT_EQ(shape("blk.3.attn_output.weight"), (dims{4096, 2880}));
+  EXPECT_EQ(shape("blk.3.attn_output.bias"), (dims{2880}));
+  EXPECT_EQ(shape("blk.3.attn_sinks.weight"), (dims{64}));  // one per head
+  EXPECT_EQ(shape("blk.3.post_attention_norm.weight"), (dims{2880}));
+  EXPECT_EQ(shape("blk.3.ffn_gate_inp.weight"), (dims{2880, 32}));
+  EXPECT_EQ(shape("blk.3.ffn_gate_inp.bias"), (dims{32}));
+  EXPECT_EQ(shape("blk.3.ffn_gate_exps.weight"), (dims{2880, 2880, 32}));
+  EXPECT_EQ(shape("blk.3.ffn_up_exps.weight"), (dims{2880, 2880, 32}));
+  EXPECT_EQ(shape("blk.3.ffn_down_exps.weight"), (dims{2880, 2880, 32}));
+  EXPECT_EQ(shape("blk.3.ffn_gate_exps.bias"), (dims{2880, 32}));
+  EXPECT_EQ(shape("blk.3.ffn_down_exps.bias"), (dims{2880, 32}));
+  // MXFP4_MOE: experts MXFP4, every other matrix (embeddings and output too) Q8_0, norms, biases,
+  // sinks and the router F32
+  for (const auto& t : ts) {
+    EXPECT_EQ(t.name.find("ffn_norm"), std::string::npos) << t.name;
+    const bool expert = t.name.ends_with("_exps.weight");
+    const bool matrix = t.shape.size() == 2 && t.name.ends_with(".weight") && !t.name.ends_with("ffn_gate_inp.weight");
+    EXPECT_EQ(type_name(t.type), expert ? "MXFP4" : matrix ? "Q8_0" : "F32") << t.name;
+  }
+}
+
+// The checkpoint's MXFP4 experts stay MXFP4 whatever the mix; the rest follows the quantizer, with
+// the fallbacks of a 2880-wide row (not a multiple of 256).
+TEST(shape_layout, gpt_oss_experts_stay_mxfp4_in_every_mix) {
+  const auto m = model("gpt-oss-120b");
+  for (const auto& mi : all_quant_mixes()) {
+    for (const auto& t : tensors(m, mi.mix)) {
+      if (t.name.ends_with("_exps.weight")) {
+        EXPECT_EQ(type_name(t.type), "MXFP4") << t.name << " " << mi.name;
+      }
+    }
+  }
+  const auto q4 = tensors(m, quant_mix::q4_k_m);
+  EXPECT_EQ(type_name(find(q4, "blk.1.attn_q.weight").type), "Q5_0");       // Q4_K falls back
+  EXPECT_EQ(type_name(find(q4, "blk.0.attn_v.weight").type), "Q8_0");       // Q6_K (more bits) falls back
+  EXPECT_EQ(type_name(find(q4, "blk.1.attn_output.weight").type), "Q4_K");  // 4096-wide rows
+  EXPECT_EQ(type_name(find(q4, "output.weight").type), "Q8_0");
+  const auto f16 = tensors(m, quant_mix::f16);
+  EXPECT_EQ(type_name(find(f16, "blk.1.attn_q.weight").type), "F16");
+  EXPECT_EQ(type_name(find(f16, "blk.1.ffn_up_exps.bias").type), "F32");
+}
+
+TEST(shape_layout, gpt_oss_metadata_is_what_the_loader_reads) {
+  const auto md = shape_metadata(model("gpt-oss-120b"), quant_mix::mxfp4_moe);
+  EXPECT_EQ(*key(md, "general.architecture")->as_string(), "gpt-oss");
+  EXPECT_EQ(key_uint(md, "general.file_type"), 38u);  // LLAMA_FTYPE_MOSTLY_MXFP4_MOE
+  EXPECT_EQ(key_uint(md, "gpt-oss.block_count"), 36u);
+  EXPECT_EQ(key_uint(md, "gpt-oss.attention.sliding_window"), 128u);
+  EXPECT_EQ(key_uint(md, "gpt-oss.expert_feed_forward_length"), 2880u);
+  EXPECT_EQ(key_uint(md, "gpt-oss.expert_count"), 128u);
+  EXPECT_EQ(key_uint(md, "gpt-oss.expert_used_count"), 4u);
+  EXPECT_EQ(key_uint(md, "gpt-oss.attention.head_count_kv"), 8u);
+  EXPECT_EQ(key_uint(md, "gpt-oss.attention.key_length"), 64u);
+  EXPECT_EQ(key_uint(md, "gpt-oss.attention.value_length"), 64u);
+  EXPECT_EQ(*key(md, "gpt-oss.rope.scaling.type")->as_string(), "yarn");
+  EXPECT_EQ(key_number(md, "gpt-oss.rope.scaling.factor"), 32.0);
+  EXPECT_EQ(key_uint(md, "gpt-oss.rope.scaling.original_context_length"), 4096u);
+  EXPECT_EQ(key_number(md, "gpt-oss.rope.freq_base"), 150000.0);
+  // no pattern key: llama.cpp's default for gpt-oss (every other layer slides) applies, as in the
+  // converter's files
+  EXPECT_EQ(key(md, "gpt-oss.attention.sliding_window_pattern"), nullptr);
+  EXPECT_EQ(key(md, "gpt-oss.rope.dimension_count"), nullptr);
+}
+
+// llama-bench's model size and parameter count of the published gpt-oss-120b files, as quoted in
+// https://community.frame.work/t/will-the-ai-max-395-128gb-be-able-to-run-gpt-oss-120b/73280/26:
+// ggml-org/gpt-oss-120b-GGUF (MXFP4 MoE) 59.02 GiB, unsloth/gpt-oss-120b-GGUF F16 60.87 GiB, both
+// 116.83 B parameters. (llama-bench's size is the tensor data.)
+TEST(shape_layout, gpt_oss_120b_sizes_match_published_files) {
+  const auto m = model("gpt-oss-120b");
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  const auto mx = tensors(m, quant_mix::mxfp4_moe);
+  EXPECT_NEAR(static_cast<double>(data_bytes(mx)) / gib, 59.02, 0.005);
+  EXPECT_NEAR(static_cast<double>(data_bytes(tensors(m, quant_mix::f16))) / gib, 60.87, 0.005);
+  EXPECT_NEAR(static_cast<double>(n_params(mx)) / 1e9, 116.83, 0.005);
+}
+
+// Every catalogue model lays out for every mix, with a positive size for every tensor and keys for
+// its architecture.
+TEST(shape_layout, every_catalogue_model_lays_out_in_every_mix) {
+  for (const auto& m : catalogue()) {
+    for (const auto& mi : all_quant_mixes()) {
+      const auto ts = tensors(m, mi.mix);
+      ASSERT_FALSE(ts.empty()) << m.id << " " << mi.name;
+      for (const auto& t : ts) EXPECT_TRUE(gguf::tensor_bytes(t.type, t.shape).ok()) << m.id << " " << t.name;
+    }
+    const auto md = shape_metadata(m, quant_mix::q4_k_m);
+    EXPECT_EQ(key_uint(md, m.arch + ".block_count"), m.block_count()) << m.id;
+  }
 }
 
 // ---- the file ----

@@ -156,7 +156,7 @@ TEST(shape_llama, fit_params_loads_every_catalogue_model) {
       ++runs;
     }
   }
-  EXPECT_GE(archs_seen.size(), 4u);  // every family of synth/arch.cpp has a catalogue model
+  EXPECT_GE(archs_seen.size(), 10u);  // every family of synth/arch.cpp has a catalogue model
   EXPECT_EQ(runs, static_cast<int>(catalogue().size() + 2 * archs_seen.size() + 1));
   fs::remove_all(dir);
 }
@@ -311,6 +311,28 @@ TEST(shape_llama, llama_quantize_lays_out_gpt_oss_like_our_shapes) {
   const std::string dir = test::temp_dir("shape-quantize-gpt-oss");
   expect_quantize_matches(m, dir, {quant_mix::mxfp4_moe});
   expect_quantize_matches(m, dir, {quant_mix::q4_k_m}, {"--tensor-type", "_exps=mxfp4"});
+}
+
+// MLA's 3-D attn_k_b / attn_v_b, leading dense blocks, shared experts and the router bias.
+TEST(shape_llama, llama_quantize_lays_out_deepseek2_like_our_shapes) {
+  auto m = small_model("small-deepseek2", "deepseek2");
+  m.vocab = "deepseek-llm";
+  m.n_vocab = 102400;
+  m.n_head = 4;
+  m.n_head_kv = 4;
+  m.n_expert = 8;
+  m.n_expert_used = 2;
+  m.n_ff_exp = 256;
+  m.n_expert_shared = 1;
+  m.n_layer_dense_lead = 1;
+  m.expert_gating = "sigmoid";
+  m.expert_probs_bias = true;
+  m.q_lora_rank = 128;
+  m.kv_lora_rank = 64;
+  m.qk_nope_head_dim = 64;
+  m.qk_rope_head_dim = 32;
+  m.v_head_dim = 64;
+  expect_quantize_matches(m, test::temp_dir("shape-quantize-deepseek2"));
 }
 
 TEST(shape_llama, llama_quantize_lays_out_llama_like_our_shapes) {

@@ -97,7 +97,10 @@ std::uint64_t file_bytes_fast(const model_entry& m, quant_mix mix) {
 TEST(shape_catalogue, ships_the_required_models) {
   for (const char* id : {"qwen3-0.6b", "qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen3-14b", "qwen3-32b",
                          "qwen3-30b-a3b", "qwen3-235b-a22b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.3-70b",
-                         "gpt-oss-20b", "gpt-oss-120b"})
+                         "gpt-oss-20b", "gpt-oss-120b", "qwen3.5-35b-a3b", "qwen3.5-122b-a10b",
+                         "qwen3-next-80b-a3b", "qwen3-coder-next", "deepseek-v3", "kimi-k2", "deepseek-v2-lite",
+                         "gemma-3-27b", "glm-4.5-air", "qwen2-57b-a14b", "qwen3-coder-30b-a3b",
+                         "qwen3-coder-480b-a35b"})
     EXPECT_TRUE(find_model(catalogue(), id).ok()) << id;
   const auto m = model("Qwen3-30B-A3B");  // ids are case-insensitive
   EXPECT_EQ(m.arch, "qwen3moe");
@@ -572,6 +575,241 @@ TEST(shape_layout, gpt_oss_120b_sizes_match_published_files) {
   EXPECT_NEAR(static_cast<double>(data_bytes(mx)) / gib, 59.02, 0.005);
   EXPECT_NEAR(static_cast<double>(data_bytes(tensors(m, quant_mix::f16))) / gib, 60.87, 0.005);
   EXPECT_NEAR(static_cast<double>(n_params(mx)) / 1e9, 116.83, 0.005);
+}
+
+// ---- qwen35moe / qwen3next (src/models/qwen35moe.cpp, qwen3next.cpp) ----
+
+// 3 gated-delta-net blocks to 1 full-attention block; both end in the routed + shared expert FFN.
+TEST(shape_layout, qwen35moe_blocks_alternate_delta_net_and_attention) {
+  const auto ts = tensors(model("qwen3.5-35b-a3b"), quant_mix::q8_0);
+  ASSERT_EQ(ts.size(), 30u * 19 + 10u * 16 + 3);
+  auto shape = [&](std::string_view n) { return find(ts, n).shape; };
+  // block 0: delta net. key_dim = 128 * 16, value_dim = 128 * 32, conv over 2 * key_dim + value_dim
+  EXPECT_EQ(shape("blk.0.attn_qkv.weight"), (dims{2048, 8192}));
+  EXPECT_EQ(shape("blk.0.attn_gate.weight"), (dims{2048, 4096}));
+  EXPECT_EQ(shape("blk.0.ssm_conv1d.weight"), (dims{4, 8192}));
+  EXPECT_EQ(shape("blk.0.ssm_dt.bias"), (dims{32}));
+  EXPECT_EQ(shape("blk.0.ssm_a"), (dims{32}));
+  EXPECT_EQ(shape("blk.0.ssm_beta.weight"), (dims{2048, 32}));
+  EXPECT_EQ(shape("blk.0.ssm_alpha.weight"), (dims{2048, 32}));
+  EXPECT_EQ(shape("blk.0.ssm_norm.weight"), (dims{128}));
+  EXPECT_EQ(shape("blk.0.ssm_out.weight"), (dims{4096, 2048}));
+  // block 3: full attention; q carries its output gate (2 * n_head * head_dim)
+  EXPECT_EQ(shape("blk.3.attn_q.weight"), (dims{2048, 8192}));
+  EXPECT_EQ(shape("blk.3.attn_k.weight"), (dims{2048, 512}));
+  EXPECT_EQ(shape("blk.3.attn_output.weight"), (dims{4096, 2048}));
+  EXPECT_EQ(shape("blk.3.attn_q_norm.weight"), (dims{256}));
+  for (const char* n : {"blk.3.attn_qkv.weight", "blk.0.attn_q.weight", "blk.3.ssm_a"}) {
+    for (const auto& t : ts) EXPECT_NE(t.name, n);
+  }
+  EXPECT_EQ(shape("blk.39.ffn_gate_exps.weight"), (dims{2048, 512, 256}));
+  EXPECT_EQ(shape("blk.39.ffn_gate_inp_shexp.weight"), (dims{2048}));
+  EXPECT_EQ(shape("blk.39.ffn_down_shexp.weight"), (dims{512, 2048}));
+  // the converter keeps conv1d, dt, A, norms and the shared-expert gate in F32
+  for (const char* n : {"blk.0.ssm_conv1d.weight", "blk.0.ssm_dt.bias", "blk.0.ssm_a", "blk.0.ssm_norm.weight",
+                        "blk.0.ffn_gate_inp_shexp.weight", "blk.0.ffn_gate_inp.weight"})
+    EXPECT_EQ(type_name(find(ts, n).type), "F32") << n;
+  EXPECT_EQ(type_name(find(ts, "blk.0.ssm_beta.weight").type), "Q8_0");
+
+  const auto md = shape_metadata(model("qwen3.5-35b-a3b"), quant_mix::q8_0);
+  EXPECT_EQ(key_uint(md, "qwen35moe.block_count"), 40u);
+  EXPECT_EQ(key_uint(md, "qwen35moe.full_attention_interval"), 4u);
+  EXPECT_EQ(key_uint(md, "qwen35moe.ssm.conv_kernel"), 4u);
+  EXPECT_EQ(key_uint(md, "qwen35moe.ssm.state_size"), 128u);
+  EXPECT_EQ(key_uint(md, "qwen35moe.ssm.group_count"), 16u);
+  EXPECT_EQ(key_uint(md, "qwen35moe.ssm.time_step_rank"), 32u);
+  EXPECT_EQ(key_uint(md, "qwen35moe.ssm.inner_size"), 4096u);
+  EXPECT_EQ(key_uint(md, "qwen35moe.rope.dimension_count"), 64u);  // 256 * 0.25
+  EXPECT_EQ(key_uint(md, "qwen35moe.expert_shared_feed_forward_length"), 512u);
+  EXPECT_EQ(key_uint(md, "qwen35moe.attention.key_length"), 256u);
+  EXPECT_EQ(key(md, "qwen35moe.feed_forward_length"), nullptr);  // the config has no intermediate_size
+  const auto* sections = key(md, "qwen35moe.rope.dimension_sections");
+  ASSERT_NE(sections, nullptr);
+  ASSERT_NE(sections->as_array(), nullptr);
+  EXPECT_EQ(sections->as_array()->items.size(), 4u);
+  EXPECT_EQ(sections->as_array()->items[0].as_uint(), 11u);
+}
+
+TEST(shape_layout, qwen3next_fuses_beta_and_alpha) {
+  const auto m = model("qwen3-coder-next");
+  const auto ts = tensors(m, quant_mix::q4_k_m);
+  ASSERT_EQ(ts.size(), 36u * 18 + 12u * 16 + 3);
+  EXPECT_EQ(find(ts, "blk.0.ssm_ba.weight").shape, (dims{2048, 64}));
+  EXPECT_EQ(find(ts, "blk.0.ffn_up_exps.weight").shape, (dims{2048, 512, 512}));
+  for (const auto& t : ts) EXPECT_EQ(t.name.find("ssm_beta"), std::string::npos) << t.name;
+  const auto md = shape_metadata(m, quant_mix::q4_k_m);
+  EXPECT_EQ(key(md, "qwen3next.rope.dimension_sections"), nullptr);
+  EXPECT_EQ(key_uint(md, "qwen3next.feed_forward_length"), 5120u);
+  EXPECT_EQ(key_uint(md, "qwen3next.expert_used_count"), 10u);
+}
+
+// Next-token-prediction blocks are full-attention blocks after the n_layer trunk, counted in
+// block_count, with the nextn projections.
+TEST(shape_layout, qwen35moe_mtp_block_when_asked) {
+  auto m = model("qwen3.5-35b-a3b");
+  m.n_layer_nextn = 1;
+  const auto ts = tensors(m, quant_mix::q8_0);
+  EXPECT_EQ(ts.size(), 30u * 19 + 10u * 16 + 3 + 16 + 4);
+  EXPECT_EQ(find(ts, "blk.40.attn_q.weight").shape, (dims{2048, 8192}));
+  EXPECT_EQ(find(ts, "blk.40.nextn.eh_proj.weight").shape, (dims{4096, 2048}));
+  EXPECT_EQ(key_uint(shape_metadata(m, quant_mix::q8_0), "qwen35moe.nextn_predict_layers"), 1u);
+  EXPECT_EQ(key_uint(shape_metadata(m, quant_mix::q8_0), "qwen35moe.block_count"), 41u);
+}
+
+// ---- deepseek2 (src/models/deepseek2.cpp): MLA ----
+
+TEST(shape_layout, deepseek_v3_mla_tensors_and_keys) {
+  const auto m = model("deepseek-v3");
+  const auto ts = tensors(m, quant_mix::q4_k_m);
+  // 3 dense blocks of 13 tensors, 58 MoE blocks of 18 (kv_b split in attn_k_b / attn_v_b)
+  ASSERT_EQ(ts.size(), 3u + 3 * 13 + 58 * 18);
+  auto shape = [&](std::string_view n) { return find(ts, n).shape; };
+  EXPECT_EQ(shape("blk.0.attn_q_a.weight"), (dims{7168, 1536}));
+  EXPECT_EQ(shape("blk.0.attn_q_a_norm.weight"), (dims{1536}));
+  EXPECT_EQ(shape("blk.0.attn_q_b.weight"), (dims{1536, 128 * 192}));
+  EXPECT_EQ(shape("blk.0.attn_kv_a_mqa.weight"), (dims{7168, 512 + 64}));
+  EXPECT_EQ(shape("blk.0.attn_kv_a_norm.weight"), (dims{512}));
+  EXPECT_EQ(shape("blk.0.attn_k_b.weight"), (dims{128, 512, 128}));
+  EXPECT_EQ(shape("blk.0.attn_v_b.weight"), (dims{512, 128, 128}));
+  EXPECT_EQ(shape("blk.0.attn_output.weight"), (dims{128 * 128, 7168}));
+  EXPECT_EQ(shape("blk.2.ffn_gate.weight"), (dims{7168, 18432}));
+  EXPECT_EQ(shape("blk.3.ffn_gate_exps.weight"), (dims{7168, 2048, 256}));
+  EXPECT_EQ(shape("blk.3.ffn_down_shexp.weight"), (dims{2048, 7168}));
+  EXPECT_EQ(shape("blk.3.exp_probs_b.bias"), (dims{256}));
+  EXPECT_EQ(type_name(find(ts, "blk.3.exp_probs_b.bias").type), "F32");
+  EXPECT_EQ(type_name(find(ts, "blk.3.attn_k_b.weight").type), "Q5_0");  // 128-wide rows: Q4_K falls back
+  const auto md = shape_metadata(m, quant_mix::q4_k_m);
+  EXPECT_EQ(key_uint(md, "deepseek2.attention.head_count_kv"), 1u);
+  EXPECT_EQ(key_uint(md, "deepseek2.attention.key_length"), 576u);
+  EXPECT_EQ(key_uint(md, "deepseek2.attention.value_length"), 512u);
+  EXPECT_EQ(key_uint(md, "deepseek2.attention.key_length_mla"), 192u);
+  EXPECT_EQ(key_uint(md, "deepseek2.attention.value_length_mla"), 128u);
+  EXPECT_EQ(key_uint(md, "deepseek2.attention.kv_lora_rank"), 512u);
+  EXPECT_EQ(key_uint(md, "deepseek2.attention.q_lora_rank"), 1536u);
+  EXPECT_EQ(key_uint(md, "deepseek2.rope.dimension_count"), 64u);
+  EXPECT_EQ(key_uint(md, "deepseek2.leading_dense_block_count"), 3u);
+  EXPECT_EQ(key_uint(md, "deepseek2.expert_shared_count"), 1u);
+  EXPECT_EQ(key_uint(md, "deepseek2.expert_group_count"), 8u);
+  EXPECT_EQ(key_uint(md, "deepseek2.expert_group_used_count"), 4u);
+  EXPECT_EQ(key_uint(md, "deepseek2.expert_gating_func"), 2u);  // sigmoid
+  EXPECT_NEAR(key_number(md, "deepseek2.expert_weights_scale"), 2.5, 1e-6);
+  EXPECT_EQ(key_uint(md, "deepseek2.vocab_size"), 129280u);
+  EXPECT_EQ(quant_model_of(m).n_head_kv, 1u);  // what llama-quantize reads
+}
+
+TEST(shape_layout, deepseek_v2_lite_has_a_plain_q_projection) {
+  const auto m = model("deepseek-v2-lite");
+  const auto ts = tensors(m, quant_mix::q8_0);
+  ASSERT_EQ(ts.size(), 3u + 11 + 26 * 15);
+  EXPECT_EQ(find(ts, "blk.5.attn_q.weight").shape, (dims{2048, 16 * 192}));
+  EXPECT_EQ(find(ts, "blk.5.ffn_up_shexp.weight").shape, (dims{2048, 2 * 1408}));
+  for (const auto& t : ts) {
+    EXPECT_EQ(t.name.find("attn_q_a"), std::string::npos) << t.name;
+    EXPECT_EQ(t.name.find("exp_probs_b"), std::string::npos) << t.name;
+  }
+  const auto md = shape_metadata(m, quant_mix::q8_0);
+  EXPECT_EQ(key(md, "deepseek2.attention.q_lora_rank"), nullptr);
+  EXPECT_EQ(key_uint(md, "deepseek2.expert_gating_func"), 1u);  // softmax
+}
+
+TEST(shape_catalogue, deepseek2_lite_rule_is_checked) {
+  const std::string lite = R"(models:
+  - id: m
+    name: M
+    arch: deepseek2
+    vocab: deepseek-llm
+    n_layer: 27
+    n_embd: 256
+    n_ff: 512
+    n_head: 4
+    n_head_kv: 4
+    n_vocab: 102400
+    context_length: 4096
+    n_expert: 8
+    n_expert_used: 2
+    n_ff_exp: 128
+    n_expert_shared: 1
+    n_layer_dense_lead: 1
+    kv_lora_rank: 64
+    qk_nope_head_dim: 32
+    qk_rope_head_dim: 16
+    v_head_dim: 32
+)";
+  ASSERT_TRUE(parse_model_catalogue(lite, "cat.yaml").ok());
+  EXPECT_EQ(catalogue_error(lite + "    q_lora_rank: 64\n").rfind("cat.yaml:22:18: llama.cpp reads no q_lora_rank", 0),
+            0u);
+  std::string big = lite;
+  big.replace(big.find("n_layer: 27"), 11, "n_layer: 30");
+  EXPECT_EQ(catalogue_error(big).rfind("cat.yaml:2:5: llama.cpp requires 'q_lora_rank'", 0), 0u);
+  std::string no_shared = lite;
+  no_shared.erase(no_shared.find("    n_expert_shared: 1\n"), 23);
+  EXPECT_EQ(catalogue_error(no_shared), "cat.yaml:2:5: arch deepseek2 needs 'n_expert_shared' > 0");
+}
+
+// ---- gemma3 (src/models/gemma3.cpp) ----
+
+TEST(shape_layout, gemma3_27b_tensors_and_window) {
+  const auto m = model("gemma-3-27b");
+  const auto ts = tensors(m, quant_mix::q4_k_m);
+  ASSERT_EQ(ts.size(), 62u * 13 + 2);  // tied embeddings: no output.weight
+  EXPECT_EQ(find(ts, "token_embd.weight").shape, (dims{5376, 262144}));
+  EXPECT_EQ(type_name(find(ts, "token_embd.weight").type), "Q6_K");  // tied: quantized like output
+  EXPECT_EQ(find(ts, "blk.0.attn_q.weight").shape, (dims{5376, 4096}));
+  EXPECT_EQ(find(ts, "blk.0.attn_k.weight").shape, (dims{5376, 2048}));
+  EXPECT_EQ(find(ts, "blk.0.post_attention_norm.weight").shape, (dims{5376}));
+  EXPECT_EQ(find(ts, "blk.0.post_ffw_norm.weight").shape, (dims{5376}));
+  EXPECT_EQ(find(ts, "blk.0.attn_k_norm.weight").shape, (dims{128}));
+  EXPECT_EQ(find(ts, "blk.61.ffn_down.weight").shape, (dims{21504, 5376}));
+  const auto md = shape_metadata(m, quant_mix::q4_k_m);
+  EXPECT_EQ(key_uint(md, "gemma3.attention.sliding_window"), 1024u);
+  EXPECT_EQ(key(md, "gemma3.attention.sliding_window_pattern"), nullptr);  // the loader's default 6
+  EXPECT_EQ(key_number(md, "gemma3.rope.freq_base_swa"), 10000.0);
+  EXPECT_EQ(*key(md, "gemma3.rope.scaling.type")->as_string(), "linear");
+  EXPECT_EQ(key_uint(md, "gemma3.attention.head_count_kv"), 16u);
+}
+
+// ---- glm4moe (src/models/glm4-moe.cpp): the next-token-prediction block is in block_count ----
+
+TEST(shape_layout, glm_4_5_air_counts_its_nextn_block) {
+  const auto m = model("glm-4.5-air");
+  const auto ts = tensors(m, quant_mix::q4_k_m);
+  ASSERT_EQ(ts.size(), 803u);  // as the published GGUFs (llama.cpp PR #14939's load log)
+  auto shape = [&](std::string_view n) { return find(ts, n).shape; };
+  EXPECT_EQ(shape("blk.0.ffn_gate.weight"), (dims{4096, 10944}));  // the dense lead block
+  EXPECT_EQ(shape("blk.1.attn_q.weight"), (dims{4096, 12288}));
+  EXPECT_EQ(shape("blk.1.attn_q.bias"), (dims{12288}));
+  EXPECT_EQ(shape("blk.1.attn_k.weight"), (dims{4096, 1024}));
+  EXPECT_EQ(shape("blk.1.exp_probs_b.bias"), (dims{128}));
+  EXPECT_EQ(shape("blk.1.ffn_gate_exps.weight"), (dims{4096, 1408, 128}));
+  EXPECT_EQ(shape("blk.1.ffn_gate_shexp.weight"), (dims{4096, 1408}));
+  EXPECT_EQ(shape("blk.46.ffn_down_exps.weight"), (dims{1408, 4096, 128}));
+  EXPECT_EQ(shape("blk.46.nextn.eh_proj.weight"), (dims{8192, 4096}));
+  EXPECT_EQ(shape("blk.46.nextn.embed_tokens.weight"), (dims{4096, 151552}));
+  EXPECT_EQ(shape("blk.46.nextn.shared_head_head.weight"), (dims{4096, 151552}));
+  EXPECT_EQ(shape("blk.46.nextn.shared_head_norm.weight"), (dims{4096}));
+  const auto md = shape_metadata(m, quant_mix::q4_k_m);
+  EXPECT_EQ(key_uint(md, "glm4moe.block_count"), 47u);
+  EXPECT_EQ(key_uint(md, "glm4moe.nextn_predict_layers"), 1u);
+  EXPECT_EQ(key_uint(md, "glm4moe.rope.dimension_count"), 64u);
+  EXPECT_EQ(key_uint(md, "glm4moe.leading_dense_block_count"), 1u);
+  EXPECT_EQ(key_uint(md, "glm4moe.expert_gating_func"), 2u);
+  EXPECT_EQ(quant_model_of(m).n_layer, 47u);  // llama-quantize counts ffn layers over block_count
+}
+
+// ---- qwen2moe (src/models/qwen2moe.cpp) ----
+
+TEST(shape_layout, qwen2moe_shared_expert_and_biases) {
+  const auto m = model("qwen2-57b-a14b");
+  const auto ts = tensors(m, quant_mix::q4_k_m);
+  ASSERT_EQ(ts.size(), 28u * 17 + 3);
+  EXPECT_EQ(find(ts, "blk.0.attn_q.weight").shape, (dims{3584, 3584}));
+  EXPECT_EQ(find(ts, "blk.0.attn_k.bias").shape, (dims{512}));
+  EXPECT_EQ(find(ts, "blk.0.ffn_up_shexp.weight").shape, (dims{3584, 20480}));
+  EXPECT_EQ(find(ts, "blk.0.ffn_gate_inp_shexp.weight").shape, (dims{3584}));
+  EXPECT_EQ(find(ts, "blk.0.ffn_down_exps.weight").shape, (dims{2560, 3584, 64}));
+  const auto md = shape_metadata(m, quant_mix::q4_k_m);
+  EXPECT_EQ(key_uint(md, "qwen2moe.expert_shared_feed_forward_length"), 20480u);
+  EXPECT_EQ(key(md, "qwen2moe.attention.key_length"), nullptr);  // the config has no head_dim
 }
 
 // Every catalogue model lays out for every mix, with a positive size for every tensor and keys for

@@ -88,6 +88,7 @@ void add_synth_command(CLI::App& app) {
         for (const auto& q : synth::all_quant_mixes()) line += " " + std::string(q.name);
       } else {
         line += " Q4_K_M Q5_K_M Q6_K Q8_0 F16";
+        if (!m.expert_source_type.empty()) line += " MXFP4_MOE";  // how gpt-oss is published
       }
       fmt::print("{}\n", line);
     }

@@ -19,9 +19,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (r.err().message.rfind("fuzz.yaml", 0) != 0) __builtin_trap();  // errors always name the file
     return 0;
   }
+  std::size_t laid_out = 0;
   for (const auto& m : *r) {
     if (m.n_head % m.n_head_kv != 0 || m.id.empty()) __builtin_trap();  // validation held
     (void)find_model(*r, m.id);
+    if (++laid_out > 4) continue;  // a few per input: 512 blocks each must stay within the time limit
     const arch_family* f = find_arch(m.arch);
     if (!f) __builtin_trap();  // only known architectures parse
     tensor_list t(m);

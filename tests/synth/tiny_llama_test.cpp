@@ -23,6 +23,10 @@ void expect_chat_answer(const std::string& arch) {
 
 TEST(tiny_llama, qwen3moe_answers_chat_completion) { expect_chat_answer("qwen3moe"); }
 TEST(tiny_llama, qwen3_answers_chat_completion) { expect_chat_answer("qwen3"); }
+// Laid out by their shape-file families: MXFP4 experts, attention sinks and a sliding window (gpt-oss);
+// gated-delta-net recurrent blocks, a gated attention block and a shared expert (qwen35moe).
+TEST(tiny_llama, gpt_oss_answers_chat_completion) { expect_chat_answer("gpt-oss"); }
+TEST(tiny_llama, qwen35moe_answers_chat_completion) { expect_chat_answer("qwen35moe"); }
 
 TEST(tiny_llama, quantized_weights_load_and_answer) {
   auto server = test::start_llama_server(test::tiny_model("qwen3", {"--type", "Q8_0"}), {"-c", "512"});

@@ -93,6 +93,8 @@ model_shape model_shape_of(const gguf::model& m) {
   s.has_output_tensor = has_output;
   if (s.n_layer == 0 && max_block >= 0) s.n_layer = static_cast<std::uint64_t>(max_block) + 1;
   s.cache = cache_layout_of(m.head());
+  if (!s.architecture.empty())
+    s.n_layer_nextn = std::min<std::uint64_t>(s.n_layer, m.head().arch_uint("nextn_predict_layers").value_or(0));
   if (s.cache.layers.size() != s.n_layer) s.cache = {};
   if (!s.known_architecture) {
     s.warnings.push_back(fmt::format(
@@ -217,7 +219,13 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
     ++e.layers_on_device[e.layer_device[il] < 0 ? nd : e.layer_device[il]];
   std::vector<int> tensor_dev;  // per shape tensor: where it lives (-1 host), for the compute graph
   tensor_dev.reserve(shape.tensors.size());
+  // Next-token-prediction blocks: llama.cpp loads their tensors only for draft-mtp speculative decoding.
+  const int first_nextn = n_layer - static_cast<int>(std::min<std::uint64_t>(shape.n_layer_nextn, shape.n_layer));
   for (const auto& t : shape.tensors) {
+    if (t.block >= first_nextn && t.block < n_layer) {
+      tensor_dev.push_back(-1);
+      continue;
+    }
     int dev;
     if (t.block >= 0 && t.block < n_layer) dev = e.layer_device[t.block];
     else if (t.name.rfind("output", 0) == 0) dev = out_dev;  // output.weight, output_norm.weight
@@ -336,6 +344,7 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
     bool has_output = false;
     for (std::size_t k = 0; k < shape.tensors.size(); ++k) {
       const auto& t = shape.tensors[k];
+      if (t.block >= first_nextn && t.block < n_layer) continue;  // not loaded (see above)
       layer_weights::w w{tensor_dev[k], t.bytes};
       if (t.block < 0 || t.block >= n_layer) {
         if (t.name == "token_embd.weight") g.token_embd = w;

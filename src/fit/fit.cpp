@@ -1,4 +1,5 @@
 #include "fit/fit.hpp"
+#include "supervise/files.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -9,8 +10,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "plan/devices.hpp"
@@ -38,11 +37,10 @@ std::string last_lines(const std::string& text, int n) {
   return tail;
 }
 
+// A process's log, "" when it cannot be read (the error then says what the tool said, if anything).
 std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  auto text = supervise::read_file(path);
+  return text ? std::move(text).value() : std::string();
 }
 
 int free_loopback_port() {

@@ -63,6 +63,17 @@ class reader {
     if (v != std::floor(v)) fail(n, key, fmt::format("'{}' must be a whole number", n.Scalar()));
     return static_cast<int>(v);
   }
+  bool boolean(const YAML::Node& n, const std::string& key) const {
+    if (!n.IsScalar() || (n.Scalar() != "true" && n.Scalar() != "false")) fail(n, key, "must be true or false");
+    return n.Scalar() == "true";
+  }
+  double duration_s(const YAML::Node& n, const std::string& key, double hi) const {
+    if (!n.IsScalar()) fail(n, key, "must be a duration (seconds, or 30s, 10m, 2h)");
+    auto v = parse_duration_s(n.Scalar());
+    if (!v) fail(n, key, fmt::format("'{}' is not a duration (seconds, or 500ms, 30s, 10m, 2h)", n.Scalar()));
+    if (*v > hi) fail(n, key, fmt::format("{} is longer than {} s", n.Scalar(), hi));
+    return *v;
+  }
   std::vector<std::string> strings(const YAML::Node& n, const std::string& key) const {
     if (!n.IsSequence()) fail(n, key, "must be a list of strings");
     std::vector<std::string> out;
@@ -98,7 +109,7 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
   }
   r.check_keys(root, "", {"models", "roles", "strategy", "inventory", "llama_bin", "state_dir", "supervisor",
                           "listen", "threads", "session_header", "api_keys", "gateway", "ssh_options",
-                          "allow_public_bind"});
+                          "allow_public_bind", "on_demand"});
 
   if (auto ms = root["models"]; defined(ms)) {
     if (!ms.IsMap()) r.fail(ms, "models", "must be a mapping of model name -> GGUF file");
@@ -113,13 +124,21 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
       if (v.IsScalar()) {
         m.file = v.Scalar();
       } else if (v.IsMap()) {
-        r.check_keys(v, key, {"file", "replicas", "args"});
+        r.check_keys(v, key, {"file", "replicas", "args", "on_demand", "ttl", "pin", "priority"});
         if (!defined(v["file"])) r.fail(v, key + ".file", "missing (path of the GGUF file)");
         m.file = r.str(v["file"], key + ".file");
         if (defined(v["replicas"])) m.replicas = r.integer(v["replicas"], key + ".replicas", 1, 64);
         if (defined(v["args"])) m.args = r.strings(v["args"], key + ".args");
+        if (defined(v["on_demand"])) m.on_demand = r.boolean(v["on_demand"], key + ".on_demand");
+        for (const char* k : {"ttl", "pin"})
+          if (defined(v[k]) && !m.on_demand)
+            r.fail(v[k], key + "." + k, "applies to on-demand models only (add `on_demand: true`; an always-on "
+                                        "model runs until `agifarm down`)");
+        if (defined(v["ttl"])) m.ttl_s = r.duration_s(v["ttl"], key + ".ttl", 86400.0 * 365);
+        if (defined(v["pin"])) m.pin = r.boolean(v["pin"], key + ".pin");
+        if (defined(v["priority"])) m.priority = r.integer(v["priority"], key + ".priority", -1000, 1000);
       } else {
-        r.fail(v, key, "must be a file path or {file, replicas, args}");
+        r.fail(v, key, "must be a file path or {file, replicas, args, on_demand, ttl, pin, priority}");
       }
       if (m.file.empty()) r.fail(v, key, "empty file path");
       m.file = expand_path(m.file, base_dir, home);
@@ -182,6 +201,15 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
     f.allow_public_bind = n.Scalar() == "true";
   }
 
+  if (auto s = root["on_demand"]; defined(s)) {
+    if (!s.IsMap()) r.fail(s, "on_demand", "must be a mapping {batch_ms, load_timeout_s, save_slots}");
+    r.check_keys(s, "on_demand", {"batch_ms", "load_timeout_s", "save_slots"});
+    if (auto n = s["batch_ms"]; defined(n)) f.on_demand.batch_ms = r.number(n, "on_demand.batch_ms", 0, 3600e3);
+    if (auto n = s["load_timeout_s"]; defined(n))
+      f.on_demand.load_timeout_s = r.number(n, "on_demand.load_timeout_s", 1, 86400);
+    if (auto n = s["save_slots"]; defined(n)) f.on_demand.save_slots = r.boolean(n, "on_demand.save_slots");
+  }
+
   if (auto s = root["supervisor"]; defined(s)) {
     if (!s.IsMap()) r.fail(s, "supervisor", "must be a mapping");
     r.check_keys(s, "supervisor",
@@ -216,6 +244,29 @@ const model_entry* find_model(const farm_file& f, std::string_view name) {
   for (const auto& m : f.models)
     if (m.name == name) return &m;
   return nullptr;
+}
+
+bool has_on_demand(const farm_file& f) {
+  for (const auto& m : f.models)
+    if (m.on_demand) return true;
+  return false;
+}
+
+std::optional<double> parse_duration_s(std::string_view t) {
+  if (t.empty() || t.size() > 32) return std::nullopt;
+  double scale = 1;
+  if (t.size() > 2 && t.substr(t.size() - 2) == "ms") { scale = 0.001; t.remove_suffix(2); }
+  else if (t.back() == 's') { t.remove_suffix(1); }
+  else if (t.back() == 'm') { scale = 60; t.remove_suffix(1); }
+  else if (t.back() == 'h') { scale = 3600; t.remove_suffix(1); }
+  if (t.empty()) return std::nullopt;
+  for (char c : t)
+    if (!(std::isdigit(static_cast<unsigned char>(c)) || c == '.')) return std::nullopt;
+  std::string s(t);
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (end != s.c_str() + s.size() || !std::isfinite(v) || v < 0) return std::nullopt;
+  return v * scale;
 }
 
 result<farm_file> parse_farm_file(std::string_view text, const std::string& file_name, const std::string& base_dir,

@@ -87,6 +87,8 @@ status supervisor::prepare() {
       slots_[index[dep]].dependents.push_back(i);
     }
     slots_[i].backoff = o_.backoff_initial;
+    if (std::find(o_.on_demand.begin(), o_.on_demand.end(), b.name) != o_.on_demand.end())
+      st.state = backend_state::stopped;
     if (b.port != 0) {
       if (taken.count({st.host, b.port}))
         return make_error(fmt::format("backend '{}': port {} is given to two backends", b.name, b.port), 2);
@@ -141,8 +143,53 @@ bool supervisor::all_stopped() const {
 
 bool supervisor::all_settled() const {
   return std::all_of(status_.begin(), status_.end(), [](const backend_status& s) {
-    return s.state == backend_state::ready || s.state == backend_state::failed;
+    return s.state == backend_state::ready || s.state == backend_state::failed ||
+           (s.state == backend_state::stopped && s.pid == 0);
   });
+}
+
+std::optional<std::size_t> supervisor::find(const std::string& name) const {
+  for (std::size_t i = 0; i < status_.size(); ++i)
+    if (status_[i].name == name) return i;
+  return std::nullopt;
+}
+
+status supervisor::start_backend(const std::string& name) {
+  auto i = find(name);
+  if (!i) return make_error(fmt::format("start: no backend named '{}'", name));
+  if (shutting_down_) return make_error(fmt::format("start {}: the farm is stopping", name));
+  auto& st = status_[*i];
+  if (st.state != backend_state::stopped && st.state != backend_state::failed) return status::success();
+  if (st.pid != 0) return make_error(fmt::format("start {}: its previous process has not exited yet", name));
+  auto& s = slots_[*i];
+  s.failures.clear();
+  s.backoff = o_.backoff_initial;
+  st.failures = 0;
+  st.reason.clear();
+  set_state(*i, backend_state::waiting);
+  advance(*i, clock_.now());
+  return status::success();
+}
+
+status supervisor::stop_backend(const std::string& name, const std::string& reason) {
+  auto i = find(name);
+  if (!i) return make_error(fmt::format("stop: no backend named '{}'", name));
+  auto& st = status_[*i];
+  switch (st.state) {
+    case backend_state::waiting:
+    case backend_state::backoff:
+      st.reason = reason;
+      set_state(*i, backend_state::stopped);
+      break;
+    case backend_state::starting:
+    case backend_state::ready:
+      kill_for(*i, after_stop::stopped, reason, clock_.now());
+      st.reason = reason;
+      changed(*i);
+      break;
+    default: break;  // stopping, stopped, failed
+  }
+  return status::success();
 }
 
 void supervisor::stop_all() {

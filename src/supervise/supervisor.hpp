@@ -22,6 +22,11 @@
 //   stop_all(): every backend -> stopping -> stopped (dependents before the backends they use);
 //   waiting/backoff -> stopped at once. A dependency that fails makes its dependents fail.
 //
+//   On demand (supervisor_options::on_demand): such a backend begins `stopped` and stays there until
+//   start_backend() (stopped/failed -> waiting, a fresh failure count); stop_backend() takes it back to
+//   stopped (starting/ready -> stopping -> stopped; waiting/backoff -> stopped at once), which is not a
+//   crash. all_settled() counts a stopped on-demand backend as settled.
+//
 // Driving: the owner calls step() whenever something may have happened (a child exited, a probe
 // finished, a timer is due); step() returns the instant of the next timer. The supervisor itself never
 // sleeps or blocks, so unit tests drive it with a fake clock, fake launcher and fake prober.
@@ -33,6 +38,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +75,7 @@ struct supervisor_options {
   int log_keep = 3;
   duration log_check_interval = 10s;
   duration progress_interval = 500ms;  // how often a starting backend's last log line is reported
+  std::vector<std::string> on_demand;  // backends started only by start_backend()
 };
 
 enum class backend_state { waiting, starting, ready, backoff, stopping, failed, stopped };
@@ -113,6 +120,11 @@ class supervisor {
 
   time_point step();
   void stop_all();
+  // On-demand control (any backend): unknown names are errors; starting one that is already starting
+  // or ready, or stopping one already stopped, is a no-op.
+  status start_backend(const std::string& name);
+  status stop_backend(const std::string& name, const std::string& reason);
+  std::optional<std::size_t> find(const std::string& name) const;
   bool stopping() const { return shutting_down_; }
   bool all_stopped() const;  // every backend stopped or failed, and no process left
   bool all_settled() const;  // every backend ready or failed (start-up is over)

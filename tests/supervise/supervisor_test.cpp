@@ -430,5 +430,36 @@ TEST(supervisor, step_never_asks_to_be_woken_in_the_past) {
   }
 }
 
+TEST(supervisor, on_demand_backends_start_only_when_asked_and_stop_without_counting_a_crash) {
+  harness h;
+  h.opts.on_demand = {"od"};
+  h.make({llama("always"), llama("od")});
+  h.step();
+  EXPECT_EQ(h.state("always"), backend_state::starting);
+  EXPECT_EQ(h.state("od"), backend_state::stopped);
+  EXPECT_EQ(h.procs.live(), 1);
+  h.make_ready("always");
+  EXPECT_TRUE(h.sup->all_settled());  // a stopped on-demand backend does not hold start-up back
+  ASSERT_TRUE(h.sup->start_backend("od").ok());
+  EXPECT_EQ(h.state("od"), backend_state::starting);
+  ASSERT_TRUE(h.sup->start_backend("od").ok());  // already starting: no second process
+  EXPECT_EQ(h.procs.live(), 2);
+  h.make_ready("od");
+  ASSERT_TRUE(h.sup->stop_backend("od", "evicted for big").ok());
+  EXPECT_EQ(h.state("od"), backend_state::stopping);
+  h.step();
+  EXPECT_EQ(h.state("od"), backend_state::stopped);
+  EXPECT_EQ(h.get("od").pid, 0);
+  EXPECT_EQ(h.get("od").failures, 0);
+  EXPECT_EQ(h.procs.live(), 1);
+  h.run_for(30s);
+  EXPECT_EQ(h.state("od"), backend_state::stopped);  // stays down: no restart, no backoff
+  ASSERT_TRUE(h.sup->start_backend("od").ok());
+  EXPECT_EQ(h.state("od"), backend_state::starting);
+  EXPECT_EQ(h.get("od").restarts, 1);
+  EXPECT_FALSE(h.sup->start_backend("nope").ok());
+  EXPECT_FALSE(h.sup->stop_backend("nope", "x").ok());
+}
+
 }  // namespace
 }  // namespace agifarm::supervise

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +42,10 @@ struct pool_config {
   int slots_per_replica = 1;         // concurrent requests per replica before queueing (llama-server -np)
   int priority = 0;                  // higher is served first when freed slots are contended
   std::vector<replica_config> replicas;  // a replica name may appear in several pools (shared slots)
+  // Loaded on demand (docs/on-demand.md): with no ready replica a request waits in the queue (up to
+  // load_timeout_ms) and config::on_demand_wanted is told, instead of a 503 at once.
+  bool on_demand = false;
+  int load_timeout_ms = 600000;
 };
 
 struct api_key_config {
@@ -82,6 +87,9 @@ struct config {
   queue_config queue;
   std::string usage_db;              // SQLite file for per-key usage; empty = in memory only
   std::vector<pool_config> pools;
+  // Called (on a worker thread, never under a lock; must not block) when a request queues for an
+  // on-demand pool that has no ready replica. Empty: nobody loads models; such requests time out.
+  std::function<void(const std::string& pool)> on_demand_wanted;
 };
 
 // Counters a supervisor or a test can read without scraping /metrics.
@@ -90,9 +98,24 @@ struct replica_snapshot {
   bool ready = true;      // as set by set_replica_ready
   bool healthy = true;    // not ejected by outlier detection
   int outstanding = 0;
+  std::chrono::steady_clock::time_point last_used{};  // last lease granted or ended
+};
+struct pool_snapshot {
+  std::string name;
+  std::size_t queued = 0;
+  std::chrono::steady_clock::time_point oldest_wait{};  // when its oldest queued request arrived
+};
+// A model's on-demand life as the farm runner reports it (shown in /metrics).
+struct model_status {
+  std::string name;
+  std::string state;  // loaded | loading | unloaded | evicted | stopping
+  bool on_demand = false;
+  std::uint64_t loads = 0, evictions = 0, unloads = 0;  // unloads: stopped after ttl idle
+  double last_load_s = 0, total_load_s = 0;
 };
 struct snapshot {
   std::vector<replica_snapshot> replicas;
+  std::vector<pool_snapshot> pools;
   std::uint64_t requests = 0;       // finished client requests (any status)
   std::uint64_t open_connections = 0;
 };
@@ -121,6 +144,13 @@ class server {
   // replica or the URL.
   status set_replica_url(const std::string& replica_name, const std::string& url);
   snapshot stats() const;
+  // On demand: takes the named replicas out of rotation only if none has a request in flight and no
+  // pool listing them has one queued (atomically: no request can slip in between). True if retired.
+  bool retire_if_idle(const std::vector<std::string>& replica_names);
+  // Answers every request queued in the named pools with 503 and `message` (a model that cannot load).
+  void refuse_queued(const std::vector<std::string>& pool_names, const std::string& message);
+  // The models' on-demand state for /metrics (replaces the previous report).
+  void set_model_status(std::vector<model_status> models);
   // Stops accepting, lets in-flight requests finish for up to `drain`, then cancels the rest and joins.
   void stop(std::chrono::milliseconds drain);
   void stop();  // drain = config.limits.drain_timeout_ms

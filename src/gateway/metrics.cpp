@@ -118,4 +118,29 @@ std::string metrics::render(const std::vector<scheduler::replica_state>& replica
   return o;
 }
 
+std::string render_models(const std::vector<model_status>& models) {
+  std::string out;
+  out += "# HELP agifarm_model_state A model's on-demand state (1 for the current one).\n# TYPE agifarm_model_state gauge\n";
+  for (const auto& m : models)
+    for (const char* st : {"loaded", "loading", "unloaded", "evicted", "stopping"})
+      out += fmt::format("agifarm_model_state{{model=\"{}\",state=\"{}\"}} {}\n", prometheus_escape(m.name), st,
+                         m.state == st ? 1 : 0);
+  auto counter = [&](const char* name, const char* help, auto get) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n", name, help, name);
+    for (const auto& m : models) out += fmt::format("{}{{model=\"{}\"}} {}\n", name, prometheus_escape(m.name), get(m));
+  };
+  counter("agifarm_model_loads_total", "Loads of the model (its backends started on demand or at start-up).",
+          [](const model_status& m) { return m.loads; });
+  counter("agifarm_model_evictions_total", "Times the model was stopped to make room for another.",
+          [](const model_status& m) { return m.evictions; });
+  counter("agifarm_model_unloads_total", "Times the model was stopped after its ttl idle.",
+          [](const model_status& m) { return m.unloads; });
+  counter("agifarm_model_load_seconds_total", "Seconds spent loading the model, all loads.",
+          [](const model_status& m) { return m.total_load_s; });
+  out += "# HELP agifarm_model_load_seconds_last Seconds its last load took.\n# TYPE agifarm_model_load_seconds_last gauge\n";
+  for (const auto& m : models)
+    out += fmt::format("agifarm_model_load_seconds_last{{model=\"{}\"}} {}\n", prometheus_escape(m.name), m.last_load_s);
+  return out;
+}
+
 }  // namespace agifarm::gateway

@@ -51,6 +51,11 @@ class metrics {
   std::vector<std::uint64_t> prompt_, completion_, retries_;
 };
 
+// The on-demand series: agifarm_model_state{model,state} (1 for its current state),
+// agifarm_model_loads_total{model}, agifarm_model_evictions_total{model}, agifarm_model_unloads_total{model},
+// agifarm_model_load_seconds_last{model}, agifarm_model_load_seconds_total{model}.
+std::string render_models(const std::vector<model_status>& models);
+
 // Escapes a label value for the text format (backslash, double quote, newline).
 std::string prometheus_escape(std::string_view v);
 

@@ -11,6 +11,7 @@ scheduler::scheduler(const config& c) : queue_max_(c.queue.max), eject_after_(c.
     p.name = pc.name;
     p.priority = pc.priority;
     p.slots = pc.slots_per_replica;
+    p.on_demand = pc.on_demand;
     std::vector<std::string> names;
     for (const auto& rc : pc.replicas) {
       auto found = find_replica(rc.name);
@@ -78,11 +79,23 @@ acquire_result scheduler::acquire(std::size_t pi, const pick_request& req, const
 }
 
 acquire_result scheduler::acquire_lazy(std::size_t pi, const pick_request& req, const std::vector<std::size_t>& excluded,
-                                       time_point, time_point deadline, const std::function<grant_callback()>& make_cb) {
+                                       time_point now, time_point deadline, const std::function<grant_callback()>& make_cb) {
   std::lock_guard lock(mu_);
   pool& p = pools_.at(pi);
   acquire_result out;
   if (!any_usable(p)) {
+    if (p.on_demand && excluded.empty()) {
+      // Loaded on demand: wait in the queue while the owner starts it.
+      if (static_cast<int>(p.queue.size()) >= queue_max_) {
+        out.status = acquire_status::queue_full;
+        return out;
+      }
+      out.status = acquire_status::queued;
+      out.wants_load = true;
+      out.ticket = next_ticket_++;
+      p.queue.push_back(waiter{out.ticket, now, req, excluded, deadline, make_cb()});
+      return out;
+    }
     out.status = acquire_status::no_healthy;
     return out;
   }
@@ -97,6 +110,7 @@ acquire_result scheduler::acquire_lazy(std::size_t pi, const pick_request& req, 
   // request can take now is one no waiter wants: taking it does not jump the queue.
   if (auto r = place(p, req, excluded)) {
     replicas_[*r].outstanding++;
+    replicas_[*r].last_used = now;
     out.status = acquire_status::granted;
     out.l = lease{pi, *r};
     return out;
@@ -107,7 +121,7 @@ acquire_result scheduler::acquire_lazy(std::size_t pi, const pick_request& req, 
   }
   out.status = acquire_status::queued;
   out.ticket = next_ticket_++;
-  p.queue.push_back(waiter{out.ticket, req, excluded, deadline, make_cb()});
+  p.queue.push_back(waiter{out.ticket, now, req, excluded, deadline, make_cb()});
   return out;
 }
 
@@ -131,7 +145,7 @@ bool scheduler::cancel(std::uint64_t ticket) {
   return false;
 }
 
-void scheduler::dispatch(pending& out) {
+void scheduler::dispatch(pending& out, time_point now) {
   for (auto pi : pools_by_priority_) {
     pool& p = pools_[pi];
     // FIFO among the waiters that can be placed: one waiting for a particular busy replica (affinity,
@@ -143,6 +157,7 @@ void scheduler::dispatch(pending& out) {
         continue;
       }
       replicas_[*r].outstanding++;
+      replicas_[*r].last_used = now;
       out.emplace_back(std::move(it->cb), grant{grant_status::granted, lease{pi, *r}});
       it = p.queue.erase(it);
     }
@@ -154,13 +169,14 @@ void scheduler::run(pending& p) {
     if (cb) cb(g);
 }
 
-bool scheduler::release(const lease& l, outcome o, time_point) {
+bool scheduler::release(const lease& l, outcome o, time_point now) {
   pending todo;
   bool ejected_now = false;
   {
     std::lock_guard lock(mu_);
     replica& r = replicas_.at(l.replica);
     if (r.outstanding > 0) r.outstanding--;
+    r.last_used = now;
     if (o == outcome::success) {
       r.consecutive_failures = 0;
     } else if (o == outcome::failure) {
@@ -181,7 +197,7 @@ bool scheduler::release(const lease& l, outcome o, time_point) {
         }
       }
     }
-    dispatch(todo);
+    dispatch(todo, now);
   }
   run(todo);
   return ejected_now;
@@ -206,7 +222,7 @@ void scheduler::expire(time_point now) {
   run(todo);
 }
 
-bool scheduler::set_ready(const std::string& name, bool ready, time_point) {
+bool scheduler::set_ready(const std::string& name, bool ready, time_point now) {
   pending todo;
   {
     std::lock_guard lock(mu_);
@@ -217,14 +233,15 @@ bool scheduler::set_ready(const std::string& name, bool ready, time_point) {
     if (ready) {
       r.ejected = false;  // the caller has checked it
       r.consecutive_failures = 0;
+      r.last_used = now;  // a model just loaded counts as just used
     }
-    dispatch(todo);
+    dispatch(todo, now);
   }
   run(todo);
   return true;
 }
 
-void scheduler::probe_result(std::size_t ri, bool ok, time_point) {
+void scheduler::probe_result(std::size_t ri, bool ok, time_point now) {
   pending todo;
   {
     std::lock_guard lock(mu_);
@@ -232,10 +249,39 @@ void scheduler::probe_result(std::size_t ri, bool ok, time_point) {
     if (ok && r.ejected) {
       r.ejected = false;
       r.consecutive_failures = 0;
-      dispatch(todo);
+      dispatch(todo, now);
     }
   }
   run(todo);
+}
+
+bool scheduler::retire_if_idle(const std::vector<std::size_t>& rs) {
+  std::lock_guard lock(mu_);
+  for (auto ri : rs) {
+    const replica& r = replicas_.at(ri);
+    if (r.outstanding > 0) return false;
+    for (auto pi : r.pools)
+      if (!pools_[pi].queue.empty()) return false;
+  }
+  for (auto ri : rs) replicas_[ri].ready = false;
+  return true;
+}
+
+void scheduler::refuse_waiters(std::size_t pi, const std::string& message) {
+  pending todo;
+  {
+    std::lock_guard lock(mu_);
+    pool& p = pools_.at(pi);
+    p.refusal = message;
+    for (auto& w : p.queue) todo.emplace_back(std::move(w.cb), grant{grant_status::refused, {}});
+    p.queue.clear();
+  }
+  run(todo);
+}
+
+std::string scheduler::refusal(std::size_t pi) const {
+  std::lock_guard lock(mu_);
+  return pools_.at(pi).refusal;
 }
 
 std::vector<std::size_t> scheduler::ejected() const {
@@ -250,14 +296,14 @@ std::vector<scheduler::replica_state> scheduler::replica_states() const {
   std::lock_guard lock(mu_);
   std::vector<replica_state> out;
   for (const auto& r : replicas_)
-    out.push_back({r.name, r.ready, r.ejected, r.outstanding, r.consecutive_failures, r.ejections});
+    out.push_back({r.name, r.ready, r.ejected, r.outstanding, r.consecutive_failures, r.ejections, r.last_used});
   return out;
 }
 
 std::vector<scheduler::pool_state> scheduler::pool_states() const {
   std::lock_guard lock(mu_);
   std::vector<pool_state> out;
-  for (const auto& p : pools_) out.push_back({p.name, p.queue.size()});
+  for (const auto& p : pools_) out.push_back({p.name, p.queue.size(), p.queue.empty() ? time_point{} : p.queue.front().since});
   return out;
 }
 

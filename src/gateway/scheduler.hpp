@@ -39,7 +39,7 @@ struct lease {
   std::size_t replica = 0;  // global replica index (see replica_name)
 };
 
-enum class grant_status { granted, timed_out, no_healthy };
+enum class grant_status { granted, timed_out, no_healthy, refused };  // refused: see refusal()
 struct grant {
   grant_status status = grant_status::timed_out;
   lease l;
@@ -51,6 +51,7 @@ struct acquire_result {
   acquire_status status = acquire_status::no_healthy;
   lease l;                  // when granted
   std::uint64_t ticket = 0; // when queued
+  bool wants_load = false;  // queued for an on-demand pool with no ready replica: ask for a load
 };
 
 enum class outcome { success, failure, neutral };  // neutral: client went away, says nothing of the replica
@@ -80,6 +81,12 @@ class scheduler {
   void expire(time_point now);
 
   bool set_ready(const std::string& replica_name, bool ready, time_point now);  // false: unknown name
+  // On demand: sets the replicas not ready if none has a lease and no pool listing one has a waiter.
+  bool retire_if_idle(const std::vector<std::size_t>& replicas);
+  // Calls back every waiter of the pool with `refused`; refusal(pool) says why.
+  void refuse_waiters(std::size_t pool, const std::string& message);
+  std::string refusal(std::size_t pool) const;
+  bool on_demand(std::size_t pool) const { return pools_[pool].on_demand; }
   void probe_result(std::size_t replica, bool ok, time_point now);
   std::vector<std::size_t> ejected() const;
 
@@ -102,10 +109,12 @@ class scheduler {
     int outstanding = 0;
     int consecutive_failures = 0;
     std::uint64_t ejections = 0;
+    time_point last_used{};
   };
   struct pool_state {
     std::string name;
     std::size_t queued = 0;
+    time_point oldest_wait{};
   };
   std::vector<replica_state> replica_states() const;
   std::vector<pool_state> pool_states() const;
@@ -121,10 +130,12 @@ class scheduler {
     int outstanding = 0;
     int consecutive_failures = 0;
     std::uint64_t ejections = 0;
+    time_point last_used{};
     std::vector<std::size_t> pools;
   };
   struct waiter {
     std::uint64_t ticket;
+    time_point since;
     pick_request req;
     std::vector<std::size_t> excluded;
     time_point deadline;
@@ -138,6 +149,8 @@ class scheduler {
     std::unique_ptr<balancer> policy;
     std::unique_ptr<balancer> sticky;   // for session keys, whatever the policy
     std::deque<waiter> queue;
+    bool on_demand = false;
+    std::string refusal;
   };
   using pending = std::vector<std::pair<grant_callback, grant>>;
 
@@ -145,7 +158,7 @@ class scheduler {
   bool any_usable(const pool& p) const;
   // Picks a replica for req in pool p (under lock); nullopt when none has a free slot.
   std::optional<std::size_t> place(pool& p, const pick_request& req, const std::vector<std::size_t>& excluded);
-  void dispatch(pending& out);  // hands freed slots to waiters, priority order
+  void dispatch(pending& out, time_point now);  // hands freed slots to waiters, priority order
   static void run(pending& p);
 
   mutable std::mutex mu_;

@@ -375,6 +375,8 @@ struct server::impl {
   std::atomic<std::uint64_t> requests_done{0};
   std::atomic<bool> stopping{false};
   bool running = false;
+  std::mutex models_mu;
+  std::vector<model_status> models;  // on-demand states, as the runner last reported them
 
   // ---- small response helpers ---------------------------------------------------------------------
 
@@ -900,6 +902,23 @@ struct server::impl {
     return r;
   }
 
+  // How long a request may wait in the pool's queue: an on-demand pool's model may have to load first.
+  std::chrono::milliseconds queue_wait(std::size_t pool) const {
+    int ms = cfg.queue.timeout_ms;
+    if (sched.on_demand(pool)) ms = std::max(ms, cfg.pools[pool].load_timeout_ms);
+    return std::chrono::milliseconds(ms);
+  }
+  // The message of a 503 (1503: the on-demand loader refused the model) or 429.
+  std::string reject_message(std::size_t pool, int reject) const {
+    if (reject == 1503) return sched.refusal(pool);
+    if (reject == 503 && sched.on_demand(pool))
+      return fmt::format("Model '{}' is loaded on demand and did not become ready within {} ms.", rt.pool_name(pool),
+                         queue_wait(pool).count());
+    if (reject == 503) return fmt::format("No healthy replica of '{}' is available.", rt.pool_name(pool));
+    return fmt::format("All replicas of '{}' are busy and its queue is full or the wait exceeded {} ms.",
+                       rt.pool_name(pool), queue_wait(pool).count());
+  }
+
   // Asks the scheduler for a slot: a lease, a queue ticket (the grant comes to `st`), or a refusal.
   // (A plain function: GCC keeps every local of a coroutine in its heap frame.)
   void acquire_slot(std::size_t pool, const pick_request& pick, const std::vector<std::size_t>& excluded,
@@ -916,6 +935,7 @@ struct server::impl {
         }
       };
     });
+    if (ar.wants_load && cfg.on_demand_wanted) cfg.on_demand_wanted(sched.pool_name(pool));
     switch (ar.status) {
       case acquire_status::granted: l = ar.l; break;
       case acquire_status::queued: ticket = ar.ticket; break;
@@ -979,7 +999,7 @@ struct server::impl {
         st->waiting = false;
         if (st->client_gone) break;
       }
-      auto deadline = clock_type::now() + std::chrono::milliseconds(cfg.queue.timeout_ms);
+      auto deadline = clock_type::now() + queue_wait(pool);
       std::optional<lease> l;
       int reject = 0;
       std::optional<std::uint64_t> ticket;
@@ -989,16 +1009,19 @@ struct server::impl {
         st->granted.reset();
         if (g) {  // else the client is gone
           if (g->status == grant_status::granted) l = g->l;
-          else reject = g->status == grant_status::no_healthy ? 503 : 429;
+          else reject = g->status == grant_status::no_healthy || g->status == grant_status::refused ? 503 : 429;
+          if (g->status == grant_status::refused) reject = 1503;  // refused by the on-demand loader
         }
       }
       if (st->client_gone) break;
       if (reject) {
+        if (reject == 502) {
+          final_status = reject;
+          break;  // every replica tried: report the last failure below
+        }
+        std::string msg = reject_message(pool, reject);
+        if (reject == 1503) reject = 503;
         final_status = reject;
-        if (reject == 502) break;  // every replica tried: report the last failure below
-        std::string msg = reject == 503 ? fmt::format("No healthy replica of '{}' is available.", rt.pool_name(pool))
-                                        : fmt::format("All replicas of '{}' are busy and its queue is full or the wait "
-                                                      "exceeded {} ms.", rt.pool_name(pool), cfg.queue.timeout_ms);
         met.request_done(pool, k_no_index, reject, std::chrono::duration<double>(clock_type::now() - started).count());
         fail = error_reply{reject, std::move(msg), reject == 503 ? "no_healthy_replica" : "queue_full",
                            "Retry-After: 1\r\n"};
@@ -1125,6 +1148,10 @@ struct server::impl {
       }
       if (target == "/metrics") {
         std::string body = met.render(sched.replica_states(), sched.pool_states(), open_connections.load());
+        {
+          std::lock_guard lk(models_mu);
+          if (!models.empty()) body += render_models(models);
+        }
         co_return co_await send(client, 200, "text/plain; version=0.0.4; charset=utf-8", body, keep) && keep;
       }
       if (target == "/v1/models" || target == "/v1/usage") {
@@ -1347,9 +1374,30 @@ status server::set_replica_url(const std::string& name, const std::string& url) 
   return {};
 }
 
+bool server::retire_if_idle(const std::vector<std::string>& names) {
+  std::vector<std::size_t> idx;
+  for (const auto& n : names)
+    if (auto r = impl_->sched.find_replica(n)) idx.push_back(*r);
+  return impl_->sched.retire_if_idle(idx);
+}
+
+void server::refuse_queued(const std::vector<std::string>& pool_names, const std::string& message) {
+  auto& sched = impl_->sched;
+  for (std::size_t p = 0; p < sched.pool_count(); ++p)
+    if (std::find(pool_names.begin(), pool_names.end(), sched.pool_name(p)) != pool_names.end())
+      sched.refuse_waiters(p, message);
+}
+
+void server::set_model_status(std::vector<model_status> models) {
+  std::lock_guard lk(impl_->models_mu);
+  impl_->models = std::move(models);
+}
+
 snapshot server::stats() const {
   snapshot s;
-  for (const auto& r : impl_->sched.replica_states()) s.replicas.push_back({r.name, r.ready, !r.ejected, r.outstanding});
+  for (const auto& r : impl_->sched.replica_states())
+    s.replicas.push_back({r.name, r.ready, !r.ejected, r.outstanding, r.last_used});
+  for (const auto& p : impl_->sched.pool_states()) s.pools.push_back({p.name, p.queued, p.oldest_wait});
   s.requests = impl_->requests_done.load();
   s.open_connections = impl_->open_connections.load();
   return s;

@@ -273,3 +273,50 @@ TEST(gateway_scheduler, property_random_scripts_keep_invariants) {
     }
   }
 }
+
+// On demand: a pool with no ready replica queues (and asks for a load) instead of refusing; the
+// owner retires idle replicas atomically and refuses the queue with a reason when the model cannot load.
+TEST(gateway_scheduler, on_demand_pool_queues_while_loading_retires_only_idle_and_refuses_with_a_reason) {
+  fake_clock clk;
+  config c = two_replicas();
+  c.pools[0].on_demand = true;
+  scheduler s(c);
+  ASSERT_TRUE(s.set_ready("r0", false, clk.now()));
+  ASSERT_TRUE(s.set_ready("r1", false, clk.now()));
+  recorder w1, w2;
+  auto q1 = s.acquire(0, {}, {}, clk.now(), clk.now() + 10s, w1.cb());
+  ASSERT_EQ(q1.status, acquire_status::queued);
+  EXPECT_TRUE(q1.wants_load);
+  EXPECT_EQ(s.pool_states()[0].oldest_wait, clk.now());
+  clk.advance(5ms);
+  auto q2 = s.acquire(0, {}, {}, clk.now(), clk.now() + 10s, w2.cb());
+  ASSERT_EQ(q2.status, acquire_status::queued);
+  // Loaded: both waiters are granted at once (the batch), marking the replica used.
+  EXPECT_FALSE(s.retire_if_idle({0, 1}));  // waiters queued: not idle
+  ASSERT_TRUE(s.set_ready("r0", true, clk.now()));
+  ASSERT_EQ(w1.got.size(), 1u);
+  EXPECT_EQ(w1.got[0].status, grant_status::granted);
+  EXPECT_EQ(s.replica_states()[0].last_used, clk.now());
+  ASSERT_TRUE(s.set_ready("r1", true, clk.now()));
+  ASSERT_EQ(w2.got.size(), 1u);
+  EXPECT_FALSE(s.retire_if_idle({0, 1}));  // leases in flight
+  s.release(w1.got[0].l, outcome::success, clk.now());
+  EXPECT_FALSE(s.retire_if_idle({0, 1}));
+  s.release(w2.got[0].l, outcome::success, clk.now());
+  EXPECT_TRUE(s.retire_if_idle({0, 1}));
+  EXPECT_FALSE(s.replica_states()[0].ready);
+  EXPECT_FALSE(s.replica_states()[1].ready);
+  // Cannot load: every waiter gets `refused` and the reason.
+  recorder w3;
+  ASSERT_EQ(s.acquire(0, {}, {}, clk.now(), clk.now() + 10s, w3.cb()).status, acquire_status::queued);
+  s.refuse_waiters(0, "model 'm' needs 2 GiB on CUDA0; pinned big would have to go");
+  ASSERT_EQ(w3.got.size(), 1u);
+  EXPECT_EQ(w3.got[0].status, grant_status::refused);
+  EXPECT_EQ(s.refusal(0), "model 'm' needs 2 GiB on CUDA0; pinned big would have to go");
+  EXPECT_EQ(s.total_queued(), 0u);
+  // A pool that is not on demand still answers no_healthy at once.
+  scheduler plain(two_replicas());
+  plain.set_ready("r0", false, clk.now());
+  plain.set_ready("r1", false, clk.now());
+  EXPECT_EQ(plain.acquire(0, {}, {}, clk.now(), clk.now() + 1s, {}).status, acquire_status::no_healthy);
+}

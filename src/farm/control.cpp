@@ -190,6 +190,15 @@ int run_status(const control_options& o, bool json, std::ostream& out, std::ostr
     for (const auto& a : p.aliases) aliases += (aliases.empty() ? "" : ", ") + a;
     out << fmt::format("model {}{}\n", p.name, aliases.empty() ? "" : " (roles " + aliases + ")");
   }
+  if (!s->models.empty()) {
+    out << fmt::format("{:<24} {:<10} {:<10} {:>6} {:>10} {:>8} {:>10} {:>10}  {}\n", "MODEL", "MODE", "STATE", "LOADS",
+                       "EVICTIONS", "UNLOADS", "LAST LOAD", "LOAD TIME", "REASON");
+    for (const auto& m : s->models)
+      out << fmt::format("{:<24} {:<10} {:<10} {:>6} {:>10} {:>8} {:>10} {:>10}  {}\n", m.name,
+                         m.on_demand ? (m.pinned ? "pinned" : "on-demand") : "always-on", m.state, m.loads, m.evictions,
+                         m.unloads, m.loads ? fmt::format("{:.1f} s", m.last_load_s) : "-",
+                         m.loads ? fmt::format("{:.1f} s", m.total_load_s) : "-", m.reason);
+  }
   if (!s->nodes.empty()) {
     out << fmt::format("{:<12} {:<24} {:<16} {:<12} {:<14}  {}\n", "NODE", "SSH", "ADDRESS", "STATE", "SINCE", "VERSIONS / ERROR");
     out << fmt::format("{:<12} {:<24} {:<16} {:<12} {:<14}  {}\n", "local", "-", "-", "up", "-", "this machine (controller)");

@@ -19,6 +19,7 @@
 
 #include "farm/farm_file.hpp"
 #include "farm/nodes.hpp"
+#include "farm/on_demand.hpp"
 #include "farm/sources.hpp"
 #include "farm/state.hpp"
 #include "gateway/config.hpp"
@@ -458,6 +459,28 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     shell = std::make_unique<remote::ssh_shell>(ss);
     fleet = std::make_unique<node_fleet>(split->nodes, split->per_node, *shell);
   }
+  // Models on demand (farm file `on_demand: true`): started on their first request, evicted as the
+  // memory model says (farm/on_demand.hpp). Refused when even the always-on ones do not fit.
+  std::unique_ptr<on_demand_manager> od;
+  if (r.ff && has_on_demand(*r.ff) && !o.node_mode) {
+    if (fleet) {
+      err << "agifarm: on-demand models run on this machine only (the farm has backends on other nodes)\n";
+      return 2;
+    }
+    std::vector<std::string> notes;
+    auto cap = local_capacity(*r.ff, notes);
+    for (const auto& n : notes) rep.say("agifarm: " + n);
+    od = std::make_unique<on_demand_manager>(all, *r.ff, cap, [main_thread] { ::pthread_kill(main_thread, SIGUSR1); });
+    if (auto lines = od->never_fit(); !lines.empty()) {
+      err << "agifarm: not starting: these models can never be loaded on this machine:\n";
+      for (const auto& l : lines) err << "  " << l << '\n';
+      return 3;
+    }
+    std::string budget;
+    for (const auto& [dev, bytes] : cap) budget += fmt::format("{}{} {}", budget.empty() ? "" : ", ", dev, mib(bytes));
+    rep.say(fmt::format("agifarm: {} backends start on demand; memory budget: {}", od->on_demand_backends().size(),
+                        budget.empty() ? "not limited" : budget));
+  }
   if (auto st = check_runnable(all, o.node_mode ? runnable_check::node_part
                                     : split ? runnable_check::multi_node : runnable_check::this_machine);
       !st) {
@@ -502,6 +525,7 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     for (const auto& p : all.pools) st.pools.push_back({p.name, p.aliases, p.backends});
     st.nodes = node_records(fleet.get());
     if (fleet) st.ssh_options = r.ff->ssh_options;
+    if (od) st.models = od->records();
     (void)supervise::write_file_atomic(r.paths.state(), boost::json::serialize(to_json(st)) + "\n");
   };
   bool started_up = false;
@@ -560,8 +584,9 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   ev.on_progress = [&](const std::string& name, const std::string& line) {
     rep.say(fmt::format("  {} | {}", name, line.size() > 160 ? line.substr(0, 160) + "..." : line));
   };
-  sup = std::make_unique<supervise::supervisor>(local, make_options(r.ff, r.llama_bin, r.paths), clk, launcher, prober,
-                                                files, ports, ev);
+  auto sup_options = make_options(r.ff, r.llama_bin, r.paths);
+  if (od) sup_options.on_demand = od->on_demand_backends();
+  sup = std::make_unique<supervise::supervisor>(local, std::move(sup_options), clk, launcher, prober, files, ports, ev);
   if (auto st = sup->prepare(); !st) { err << st.err().message << '\n'; return st.err().exit_code; }
   (void)supervise::write_file_atomic(r.paths.pid(), fmt::format("{}\n", ::getpid()));
   write_state();
@@ -595,6 +620,7 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     for (std::size_t i = 0; i < bs.size(); ++i) at[bs[i].name] = i;
     for (std::size_t i = 0; i < bs.size(); ++i) {
       if (tried.count(bs[i].name)) continue;
+      if (bs[i].state == backend_state::stopped && bs[i].pid == 0) continue;  // on demand: not started yet
       if (bs[i].state == backend_state::waiting) {
         const auto& deps = sup->deployment().backends[i].depends_on;
         if (std::any_of(deps.begin(), deps.end(), [&](auto& n) {
@@ -646,6 +672,9 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   }
   auto recs = records();
   bool any_ready = std::any_of(recs.begin(), recs.end(), [](auto& b) { return b.state == "ready"; });
+  // A farm of on-demand models only has nothing ready yet, and that is fine.
+  if (od && std::all_of(recs.begin(), recs.end(), [](auto& b) { return b.state == "ready" || b.state == "stopped"; }))
+    any_ready = true;
   if (!nodes_ok) {
     exit_code = 1;
   } else if (!signal_seen && !any_ready) {
@@ -672,14 +701,22 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   } else if (!signal_seen && exit_code == 0) {
     auto gcfg = gateway_config();
     if (!gcfg) { err << gcfg.err().message << '\n'; return gcfg.err().exit_code; }
+    if (od) od->configure(*gcfg);
     gw = std::make_unique<gateway::server>(*gcfg);
+    std::set<std::string> not_started;  // on-demand replicas: out of rotation until loaded
+    if (od)
+      for (const auto& b : sup->backends())
+        if (b.state == backend_state::stopped) {
+          not_started.insert(b.name);
+          (void)gw->set_replica_ready(b.name, false);
+        }
     if (auto st = gw->start(); !st) {
       rep.say("agifarm: the gateway did not start: " + st.err().message);
       gw.reset();
       exit_code = 1;
     } else {
       for (const auto& p : gcfg->pools)
-        for (const auto& rc : p.replicas) told[rc.name] = {rc.url, true};
+        for (const auto& rc : p.replicas) told[rc.name] = {rc.url, !not_started.count(rc.name)};
       sync_gateway();
       endpoint = fmt::format("http://{}:{}", gcfg->listen_host.find(':') != std::string::npos
                                                  ? "[" + gcfg->listen_host + "]" : gcfg->listen_host, gw->port());
@@ -691,8 +728,22 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
       if (fleet)
         watch = std::make_unique<node_watch>(*fleet, [main_thread] { ::pthread_kill(main_thread, SIGUSR1); },
                                              std::chrono::milliseconds(1000));
+      std::string last_models;
+      auto say = [&](const std::string& l) { rep.say(l); };
       while (!signal_seen) {
         auto next = sup->step();
+        if (od) {
+          next = std::min(next, od->step(*sup, gw.get(), clk.now(), say));
+          auto recs_now = od->records();
+          std::string now_models;
+          for (const auto& m : recs_now)
+            now_models += fmt::format("{}:{}:{}:{}:{}:{};", m.name, m.state, m.loads, m.evictions, m.unloads, m.reason);
+          if (now_models != last_models) {
+            gw->set_model_status(od->statuses());
+            write_state();
+            last_models = std::move(now_models);
+          }
+        }
         if (fleet) {
           sync_gateway();
           report_nodes();

@@ -36,6 +36,14 @@ json::object to_json(const farm_state& s) {
   json::object o{{"supervisor_pid", s.supervisor_pid}, {"started_wall", s.started_wall}, {"phase", s.phase},
                  {"endpoint", s.endpoint}, {"strategy", s.strategy}, {"source", s.source}, {"backends", backends},
                  {"pools", pools}};
+  if (!s.models.empty()) {
+    json::array ms;
+    for (const auto& m : s.models)
+      ms.push_back(json::object{{"name", m.name}, {"state", m.state}, {"on_demand", m.on_demand}, {"pinned", m.pinned},
+                                {"loads", m.loads}, {"evictions", m.evictions}, {"unloads", m.unloads},
+                                {"last_load_s", m.last_load_s}, {"total_load_s", m.total_load_s}, {"reason", m.reason}});
+    o["models"] = std::move(ms);
+  }
   if (!s.nodes.empty()) {
     o["nodes"] = std::move(nodes);
     o["ssh_options"] = json::array(s.ssh_options.begin(), s.ssh_options.end());
@@ -146,6 +154,25 @@ result<farm_state> farm_state_from_json(std::string_view text) {
       }
     }
     if (o.contains("ssh_options")) s.ssh_options = strs(o, "ssh_options", "farm");
+    if (auto* ms = o.if_contains("models")) {
+      if (!ms->is_array()) throw field_error{"farm.models: expected an array"};
+      for (std::size_t i = 0; i < ms->as_array().size(); ++i) {
+        std::string p = fmt::format("farm.models[{}]", i);
+        const auto& mo = obj(ms->as_array()[i], p);
+        model_record m;
+        m.name = str(mo, "name", p);
+        m.state = str(mo, "state", p);
+        if (auto* b = mo.if_contains("on_demand"); b && b->is_bool()) m.on_demand = b->as_bool();
+        if (auto* b = mo.if_contains("pinned"); b && b->is_bool()) m.pinned = b->as_bool();
+        m.loads = num(mo, "loads", p);
+        m.evictions = num(mo, "evictions", p);
+        m.unloads = num(mo, "unloads", p);
+        for (auto [k, out] : {std::pair{"last_load_s", &m.last_load_s}, std::pair{"total_load_s", &m.total_load_s}})
+          if (auto* v = mo.if_contains(k); v && v->is_number()) *out = v->to_number<double>();
+        m.reason = str(mo, "reason", p);
+        s.models.push_back(std::move(m));
+      }
+    }
   } catch (const field_error& e) {
     return make_error("farm state at " + e.what, 2);
   }

@@ -73,6 +73,17 @@ struct pool_record {
   std::vector<std::string> backends;
 };
 
+// A model's on-demand life (farm file `on_demand: true`; docs/on-demand.md).
+struct model_record {
+  std::string name;
+  std::string state;   // loaded | loading | unloaded | evicted | stopping
+  bool on_demand = false;
+  bool pinned = false;
+  std::int64_t loads = 0, evictions = 0, unloads = 0;
+  double last_load_s = 0, total_load_s = 0;  // seconds from start to ready
+  std::string reason;  // why it waits, or why it could not load
+};
+
 struct farm_state {
   int supervisor_pid = 0;
   std::int64_t started_wall = 0;
@@ -84,6 +95,7 @@ struct farm_state {
   std::vector<pool_record> pools;
   std::vector<node_record> nodes;          // remote nodes (empty: a farm of this machine only)
   std::vector<std::string> ssh_options;    // the farm file's ssh_options, for `down`/`logs` over SSH
+  std::vector<model_record> models;        // farms with on-demand models only (else empty, not written)
 };
 
 boost::json::object to_json(const farm_state& s);

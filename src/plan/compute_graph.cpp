@@ -44,12 +44,13 @@ bool quantized(dtype t) { return traits(t).block > 1; }
 
 enum class op : std::uint8_t {
   none, get_rows, mul_mat, mul_mat_id, rms_norm, mul, add, div, rope, view, reshape, permute, transpose, cont,
-  flash_attn, soft_max, set_rows, glu, argsort, sum_rows, clamp
+  flash_attn, soft_max, set_rows, glu, argsort, sum_rows, clamp, add_id, unary
 };
 bool is_view_op(op o) { return o == op::view || o == op::reshape || o == op::permute || o == op::transpose; }
 bool can_inplace(op o) {
   switch (o) {
     case op::add: case op::mul: case op::div: case op::rms_norm: case op::rope: case op::soft_max: case op::clamp:
+    case op::add_id: case op::unary:
       return true;
     default:
       return false;
@@ -164,7 +165,7 @@ struct graph {
 
 void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
   const std::int64_t T = s.n_tokens, E = s.n_embd, hk = s.head_dim_k, hv = s.head_dim_v;
-  const std::int64_t nh = s.n_head, nkv = s.n_head_kv, ns = s.n_stream, kv = s.kv_size;
+  const std::int64_t nh = s.n_head, nkv = s.n_head_kv, ns = s.n_stream, kv_size = s.kv_size;
   const dtype tk = kv_type(s.type_k), tv = kv_type(s.type_v);
   const bool fa = s.flash_attn;
   const bool v_trans = !fa;
@@ -206,9 +207,20 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
   g.expand(inpL);
   g.expand(inp_embd);
   int inp_pos = input(dtype::i32, {T, 1, 1, 1});
-  int k_idxs = input(dtype::i64, {T, 1, 1, 1});
-  int v_idxs = input(dtype::i64, {v_trans ? T * nkv * hv : T, 1, 1, 1});
-  int mask = input(fa ? dtype::f16 : dtype::f32, {kv, T / ns, 1, ns});
+  const std::int64_t kv = kv_size;
+  int k_idxs_full = input(dtype::i64, {T, 1, 1, 1});
+  int v_idxs_full = input(dtype::i64, {v_trans ? T * nkv * hv : T, 1, 1, 1});
+  int mask_full = input(fa ? dtype::f16 : dtype::f32, {kv, T / ns, 1, ns});
+  // llama_kv_cache_iswa: the sliding-window layers have their own cache, indices and mask
+  bool any_swa = false;
+  for (const auto& L : s.layers) any_swa = any_swa || L.swa;
+  const std::int64_t kv_swa = s.swa_kv_size > 0 ? s.swa_kv_size : kv;
+  int k_idxs_swa = -1, v_idxs_swa = -1, mask_swa = -1;
+  if (any_swa) {
+    k_idxs_swa = input(dtype::i64, {T, 1, 1, 1});
+    v_idxs_swa = input(dtype::i64, {v_trans ? T * nkv * hv : T, 1, 1, 1});
+    mask_swa = input(fa ? dtype::f16 : dtype::f32, {kv_swa, T / ns, 1, ns});
+  }
   int k_rot = -1, v_rot = -1;
   std::int64_t nrot_k = 0, nrot_v = 64;
   if (quantized(tk) && hk > 0 && hk % 64 == 0) {
@@ -224,6 +236,9 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
   for (int il = 0; il < n_layer; ++il) {
     const layer_weights& L = s.layers[il];
     const int kv_slot = s.kv_on_host ? cpu : slot(s.layer_device[il]);
+    const std::int64_t kv = L.swa ? kv_swa : kv_size;
+    const int k_idxs = L.swa ? k_idxs_swa : k_idxs_full, v_idxs = L.swa ? v_idxs_swa : v_idxs_full;
+    const int mask = L.swa ? mask_swa : mask_full;
     int inpSA = inpL;
     int cur = norm(inpL, L.attn_norm, il);
     int q = g.reshape(mul_mat(w(L.wq), hk * nh, cur), {hk, nh, T, 1});
@@ -326,37 +341,61 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
     int ffn_inp = g.same_as(op::add, cur, {cur, inpSA});
     cur = norm(ffn_inp, L.ffn_norm, il);
     const std::int64_t n = g.t[cur].ne[1];
-    if (!s.moe) {
-      int up = mul_mat(w(L.up), s.n_ff, cur);
-      int gate = mul_mat(w(L.gate), s.n_ff, cur);
-      cur = g.same_as(op::glu, gate, {gate, up});
-      cur = mul_mat(w(L.down), E, cur);
+    auto dense_ffn = [&](int x, layer_weights::w wu, layer_weights::w wg, layer_weights::w wd, std::int64_t ff) {
+      int up = mul_mat(w(wu), ff, x);
+      int gate = mul_mat(w(wg), ff, x);
+      int act = g.same_as(op::glu, gate, {gate, up});
+      return mul_mat(w(wd), E, act);
+    };
+    if (!s.moe || !L.moe) {
+      cur = dense_ffn(cur, L.up, L.gate, L.down, s.n_ff);
     } else {
+      // llm_graph_context::build_moe_ffn
       const std::int64_t ne = s.n_expert, nu = s.n_expert_used, ff = s.n_ff_exp;
+      const int ffn_in = cur;
       int logits = mul_mat(w(L.gate_inp), ne, cur);
-      int probs = g.make(op::soft_max, dtype::f32, {ne, n, 1, 1}, {logits});
-      int sorted = g.make(op::argsort, dtype::i32, {ne, n, 1, 1}, {probs});
+      if (L.gate_inp_b.bytes) logits = g.same_as(op::add, logits, {logits, w(L.gate_inp_b)});
+      int probs = logits;
+      if (s.gating_op == compute_graph_spec::gating::softmax)
+        probs = g.make(op::soft_max, dtype::f32, {ne, n, 1, 1}, {logits});
+      else if (s.gating_op == compute_graph_spec::gating::sigmoid)
+        probs = g.make(op::unary, dtype::f32, {ne, n, 1, 1}, {logits});
+      int selection = probs;
+      if (L.exp_probs_b.bytes) selection = g.make(op::add, dtype::f32, {ne, n, 1, 1}, {probs, w(L.exp_probs_b)});
+      int sorted = g.make(op::argsort, dtype::i32, {ne, n, 1, 1}, {selection});
       const tensor S = g.t[sorted];
       int selected = g.view(op::view, sorted, {nu, n, 1, 1}, S.nb);
       int p3 = g.reshape(probs, {1, ne, n, 1});
       int weights = g.make(op::get_rows, dtype::f32, {1, nu, n, 1}, {p3, selected});
-      weights = g.reshape(weights, {nu, n, 1, 1});
-      int sum = g.make(op::sum_rows, dtype::f32, {1, n, 1, 1}, {weights});
-      {
-        tensor x = g.t[sum];  // ggml_clamp returns a view of its input
-        x.o = op::clamp;
-        x.src = {sum, -1, -1, -1, -1};
-        x.view_src = g.root(sum);
-        sum = g.add(x);
+      if (s.gating_op == compute_graph_spec::gating::softmax_weight) {
+        weights = g.reshape(weights, {nu, n, 1, 1});
+        weights = g.same_as(op::soft_max, weights, {weights});
+        weights = g.reshape(weights, {1, nu, n, 1});
       }
-      weights = g.same_as(op::div, weights, {weights, sum});
-      weights = g.reshape(weights, {1, nu, n, 1});
+      if (s.norm_weights) {
+        weights = g.reshape(weights, {nu, n, 1, 1});
+        int sum = g.make(op::sum_rows, dtype::f32, {1, n, 1, 1}, {weights});
+        {
+          tensor x = g.t[sum];  // ggml_clamp returns a view of its input
+          x.o = op::clamp;
+          x.src = {sum, -1, -1, -1, -1};
+          x.view_src = g.root(sum);
+          sum = g.add(x);
+        }
+        weights = g.same_as(op::div, weights, {weights, sum});
+        weights = g.reshape(weights, {1, nu, n, 1});
+      }
       g.expand(weights);
       int x3 = g.reshape(cur, {E, 1, n, 1});
-      int up = g.make(op::mul_mat_id, dtype::f32, {ff, nu, n, 1}, {w(L.up_exps), x3, selected});
-      int gate = g.make(op::mul_mat_id, dtype::f32, {ff, nu, n, 1}, {w(L.gate_exps), x3, selected});
+      auto biased = [&](int t, layer_weights::w b) {
+        return b.bytes ? g.same_as(op::add_id, t, {t, w(b), selected}) : t;
+      };
+      int up = biased(g.make(op::mul_mat_id, dtype::f32, {ff, nu, n, 1}, {w(L.up_exps), x3, selected}), L.up_exps_b);
+      int gate =
+          biased(g.make(op::mul_mat_id, dtype::f32, {ff, nu, n, 1}, {w(L.gate_exps), x3, selected}), L.gate_exps_b);
       int act = g.same_as(op::glu, gate, {gate, up});
-      int experts = g.make(op::mul_mat_id, dtype::f32, {E, nu, n, 1}, {w(L.down_exps), act, selected});
+      int experts =
+          biased(g.make(op::mul_mat_id, dtype::f32, {E, nu, n, 1}, {w(L.down_exps), act, selected}), L.down_exps_b);
       experts = g.same_as(op::mul, experts, {experts, weights});
       g.expand(experts);
       const tensor X = g.t[experts];
@@ -373,6 +412,15 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
       }
       if (views.size() == 1) out = g.make(op::cont, dtype::f32, {E, n, 1, 1}, {out});
       cur = out;
+      if (L.up_shexp.bytes && s.n_ff_shexp > 0) {
+        int shexp = dense_ffn(ffn_in, L.up_shexp, L.gate_shexp, L.down_shexp, s.n_ff_shexp);
+        if (L.gate_inp_shexp.bytes) {
+          int sg = mul_mat(w(L.gate_inp_shexp), 1, ffn_in);
+          sg = g.same_as(op::unary, sg, {sg});
+          shexp = g.same_as(op::mul, shexp, {shexp, sg});
+        }
+        cur = g.same_as(op::add, cur, {cur, shexp});
+      }
     }
     cur = g.same_as(op::add, cur, {cur, ffn_inp});
     inpL = cur;

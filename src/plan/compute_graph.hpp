@@ -31,6 +31,11 @@ struct layer_weights {
   };
   w attn_norm, wq, wk, wv, wo, q_norm, k_norm, ffn_norm, up, gate, down, gate_inp, up_exps, gate_exps, down_exps,
       rope_freqs;
+  // what llama.cpp's builders add for newer architectures (build_moe_ffn's optional tensors)
+  w gate_inp_b, exp_probs_b, up_exps_b, gate_exps_b, down_exps_b;  // router / selection / expert biases
+  w up_shexp, gate_shexp, down_shexp, gate_inp_shexp;               // shared expert and its sigmoid gate
+  bool moe = true;   // routed experts (when the spec is MoE); false: a leading dense block
+  bool swa = false;  // sliding-window layer: the window cache and the SWA mask
 };
 
 struct compute_graph_spec {
@@ -38,11 +43,15 @@ struct compute_graph_spec {
   bool moe = false, qk_norm = false;
   std::int64_t n_embd = 0, n_head = 0, n_head_kv = 0, head_dim_k = 0, head_dim_v = 0, n_ff = 0;
   std::int64_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_vocab = 0;
+  std::int64_t n_ff_shexp = 0;  // width of the shared expert (0: none)
+  enum class gating { softmax, sigmoid, softmax_weight } gating_op = gating::softmax;
+  bool norm_weights = true;     // the selected experts' weights are normalised to sum 1
   std::vector<layer_weights> layers;
   layer_weights::w token_embd, output, output_norm;
   // the reserved micro-batch
   std::int64_t n_tokens = 512, n_seqs = 1, n_outputs = 1;
   std::int64_t kv_size = 0;   // cells per stream
+  std::int64_t swa_kv_size = 0;  // cells per stream of the sliding-window layers (their own cache and mask)
   std::int64_t n_stream = 1;  // KV streams (1 when unified)
   bool flash_attn = true;
   std::string type_k = "f16", type_v = "f16";

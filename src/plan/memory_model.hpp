@@ -47,6 +47,10 @@ struct model_shape {
   std::uint64_t n_vocab = 0, n_ctx_train = 0, n_ff = 0, n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
   std::uint64_t n_params = 0, file_bytes = 0;
   bool has_output_tensor = true;  // false: tied embeddings, token_embd duplicated as the output
+  // build_moe_ffn's router as the architecture's builder calls it: 0 softmax, 1 sigmoid, 2 softmax over
+  // the selected experts (gpt-oss); whether the selected weights are normalised to sum 1
+  int moe_gating = 0;
+  bool moe_norm_weights = true;
   std::uint64_t n_layer_nextn = 0;  // trailing next-token (MTP) blocks: llama.cpp skips their tensors
   cache_layout cache;             // per-layer KV / recurrent state; empty: every layer full attention
   // llama.cpp's compute buffers over agifarm's generic replay, measured once for an architecture whose

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -110,6 +111,7 @@ struct grid_case {
   std::string model;
   int devices;
   std::vector<std::string> args;
+  std::string quant = "Q4_K_M";
 };
 
 std::vector<grid_case> grid() {
@@ -180,19 +182,21 @@ struct worst {
   int cells = 0;
 };
 
-TEST_F(estimate_vs_llama, grid_agrees_with_llama_fit_params) {
-  auto cases = grid();
-  ASSERT_GE(cases.size(), 50u);
-  std::map<std::string, worst> w;  // per column
+// Runs every case through llama-fit-params and agifarm's memory model; model and context must agree
+// within 1% or 1 MiB, compute within 10% or `compute_slack_mib`. Writes the worst error per column
+// (and per architecture) and every cell to build/test-work/<report>.
+void run_grid(const std::vector<grid_case>& cases, double compute_slack_mib, const std::string& report_name,
+              const std::function<std::string(const grid_case&)>& shape_of, const std::function<std::string(int)>& rpcs) {
+  std::map<std::string, worst> w;  // per column (and per architecture)
   std::ostringstream report;
   int failures = 0;
   for (const auto& c : cases) {
-    std::string file = shape(c.model);
-    std::vector<std::string> args{"-m", file, "--rpc", rpc_list(c.devices)};
+    std::string file = shape_of(c);
+    std::vector<std::string> args{"-m", file, "--rpc", rpcs(c.devices)};
     args.insert(args.end(), c.args.begin(), c.args.end());
     std::vector<std::string> argv{test::llama_bin() + "/llama-fit-params", "--fit-print", "on", "-lv", "4"};
     argv.insert(argv.end(), args.begin(), args.end());
-    auto r = test::run(argv, std::chrono::seconds(60));
+    auto r = test::run(argv, std::chrono::seconds(120));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     auto theirs = parse_breakdown(r.output);
     // every device and the host; with -sm none llama.cpp lists only the device it uses (the others hold nothing)
@@ -210,7 +214,7 @@ TEST_F(estimate_vs_llama, grid_agrees_with_llama_fit_params) {
     ASSERT_TRUE(shape_r.ok());
     auto est = estimate_memory(*shape_r, *sa, rpc_devices(sa->rpc));
     ASSERT_TRUE(est.ok()) << est.err().message;
-    std::string label = c.model;
+    std::string label = c.model + (c.quant == "Q4_K_M" ? "" : " " + c.quant);
     for (const auto& a : c.args) label += " " + a;
     label += fmt::format(" [{} dev]", c.devices);
     // category for the report: all weights on the devices with flash attention, or not
@@ -230,29 +234,125 @@ TEST_F(estimate_vs_llama, grid_agrees_with_llama_fit_params) {
       for (int k = 0; k < 3; ++k) {
         double diff = std::fabs(static_cast<double>(mine[k] - ref[k]));
         double rel = ref[k] > 0 ? diff / static_cast<double>(ref[k]) : (diff > 0 ? 1.0 : 0.0);
-        // model / context: 1% or 1 MiB; compute: 10% or 1 MiB (MiB rounding of both sides)
-        bool ok = k < 2 ? (diff <= 1 || rel <= 0.01) : (diff <= 1 || rel <= 0.10);
+        // model / context: 1% or 1 MiB; compute: 10% or the slack (MiB rounding of both sides)
+        bool ok = k < 2 ? (diff <= 1 || rel <= 0.01) : (diff <= compute_slack_mib || rel <= 0.10);
         if (!ok) {
           ++failures;
           ADD_FAILURE() << label << " " << dev << " " << col[k] << ": llama.cpp " << ref[k] << " MiB, agifarm "
                         << mine[k] << " MiB";
         }
-        auto& cw = w[std::string(col[k]) + (k == 2 ? (ram_or_no_fa ? " (weights or KV in RAM, or -fa off)"
-                                                                              : " (all on devices, flash attention)")
-                                                                 : "")];
-        ++cw.cells;
-        if (diff > cw.abs_mib || (diff == cw.abs_mib && rel > cw.rel)) cw = {rel, diff, label + " " + dev, cw.cells};
+        std::string column = std::string(col[k]) + (k == 2 ? (ram_or_no_fa ? " (weights or KV in RAM, or -fa off)"
+                                                                           : " (all on devices, flash attention)")
+                                                           : "");
+        for (const std::string& key : {column, shape_r->architecture + ": " + col[k]}) {
+          auto& cw = w[key];
+          ++cw.cells;
+          if (diff > cw.abs_mib || (diff == cw.abs_mib && rel > cw.rel)) cw = {rel, diff, label + " " + dev, cw.cells};
+        }
       }
     };
     for (std::size_t i = 0; i < est->devices.size(); ++i) check(fmt::format("RPC{}", i), est->devices[i]);
     check("host", est->host);
   }
-  std::ofstream out(test::work_dir() + "/estimate_grid.txt");
+  std::ofstream out(test::work_dir() + "/" + report_name);
   out << fmt::format("{} configurations, {} out of bounds\n", cases.size(), failures);
   for (const auto& [col, x] : w)
     out << fmt::format("worst {} ({} cells): {:.2f}% ({:.0f} MiB){}{}\n", col, x.cells, 100 * x.rel, x.abs_mib,
                        x.where.empty() ? "" : " at ", x.where);
   out << report.str();
+}
+
+TEST_F(estimate_vs_llama, grid_agrees_with_llama_fit_params) {
+  auto cases = grid();
+  ASSERT_GE(cases.size(), 50u);
+  run_grid(cases, 1, "estimate_grid.txt", [](const grid_case& c) { return shape(c.model, c.quant); },
+           [](int n) { return rpc_list(n); });
+}
+
+// The architectures of late-2026 models: hybrid delta-net (qwen35moe, qwen3next), sliding window with
+// sinks (gpt-oss, gemma3), MLA (deepseek2), next-token layers (glm4moe), shared experts (qwen2moe).
+std::vector<grid_case> new_architectures_grid() {
+  std::vector<grid_case> g;
+  auto add = [&](std::string m, int d, std::vector<std::string> a, std::string q = "Q4_K_M") {
+    g.push_back({std::move(m), d, std::move(a), std::move(q)});
+  };
+  // gpt-oss: MXFP4 experts as published
+  add("gpt-oss-20b", 1, {"-c", "4096", "-np", "1"}, "MXFP4_MOE");
+  add("gpt-oss-20b", 1, {"-c", "131072", "-np", "1"}, "MXFP4_MOE");
+  add("gpt-oss-20b", 2, {"-c", "32768", "-np", "4"}, "MXFP4_MOE");
+  add("gpt-oss-20b", 1, {"-c", "65536", "-np", "2", "--swa-full"}, "MXFP4_MOE");
+  add("gpt-oss-20b", 1, {"-c", "32768", "-np", "1", "--n-cpu-moe", "12"}, "MXFP4_MOE");
+  add("gpt-oss-20b", 3, {"-c", "16384", "-np", "8", "-ctk", "q8_0", "-ctv", "q8_0"}, "MXFP4_MOE");
+  add("gpt-oss-120b", 1, {"-c", "32768", "-np", "1", "--cpu-moe"}, "MXFP4_MOE");
+  add("gpt-oss-120b", 2, {"-c", "131072", "-np", "1"}, "MXFP4_MOE");
+  add("gpt-oss-120b", 2, {"-c", "65536", "-np", "4", "--n-cpu-moe", "26"}, "MXFP4_MOE");
+  add("gpt-oss-120b", 3, {"-c", "32768", "-np", "2", "-ts", "2,1,1"}, "MXFP4_MOE");
+  add("gpt-oss-120b", 4, {"-c", "131072", "-np", "4", "-ub", "2048", "-b", "2048"}, "MXFP4_MOE");
+  add("gpt-oss-120b", 2, {"-c", "16384", "-np", "1", "-ub", "256"}, "Q8_0");
+  // Qwen3.5 MoE (gated delta net + gated attention every 4th layer)
+  add("qwen3.5-35b-a3b", 1, {"-c", "4096", "-np", "1"});
+  add("qwen3.5-35b-a3b", 1, {"-c", "32768", "-np", "1"});
+  add("qwen3.5-35b-a3b", 2, {"-c", "131072", "-np", "4"});
+  add("qwen3.5-35b-a3b", 1, {"-c", "65536", "-np", "1", "--n-cpu-moe", "20"});
+  add("qwen3.5-35b-a3b", 2, {"-c", "262144", "-np", "1", "-ctk", "q8_0", "-ctv", "q8_0"});
+  add("qwen3.5-35b-a3b", 3, {"-c", "32768", "-np", "8", "-ts", "1,2,1"});
+  add("qwen3.5-35b-a3b", 4, {"-c", "16384", "-np", "2", "-ctk", "q4_0", "-ctv", "q4_0"});
+  add("qwen3.5-35b-a3b", 1, {"-c", "16384", "-np", "1", "--cpu-moe", "-ub", "1024", "-b", "1024"});
+  add("qwen3.5-35b-a3b", 2, {"-c", "32768", "-np", "2"}, "Q8_0");
+  add("qwen3.5-122b-a10b", 2, {"-c", "65536", "-np", "1"});
+  add("qwen3.5-122b-a10b", 4, {"-c", "131072", "-np", "2"});
+  add("qwen3.5-122b-a10b", 1, {"-c", "32768", "-np", "1", "--n-cpu-moe", "40"});
+  add("qwen3.5-122b-a10b", 3, {"-c", "32768", "-np", "4", "-ts", "1,1,2", "-ctk", "q8_0", "-ctv", "q8_0"});
+  // Qwen3-Next
+  add("qwen3-next-80b-a3b", 2, {"-c", "32768", "-np", "1"});
+  add("qwen3-next-80b-a3b", 1, {"-c", "131072", "-np", "2", "--cpu-moe"});
+  add("qwen3-next-80b-a3b", 3, {"-c", "65536", "-np", "4"});
+  add("qwen3-next-80b-a3b", 4, {"-c", "262144", "-np", "1", "-ctk", "q8_0", "-ctv", "q8_0"});
+  add("qwen3-coder-next", 2, {"-c", "65536", "-np", "2"});
+  add("qwen3-coder-next", 1, {"-c", "32768", "-np", "1", "--n-cpu-moe", "30"});
+  // DeepSeek / Kimi (MLA)
+  add("deepseek-v2-lite", 1, {"-c", "4096", "-np", "1"});
+  add("deepseek-v2-lite", 1, {"-c", "32768", "-np", "2"});
+  add("deepseek-v2-lite", 2, {"-c", "65536", "-np", "4", "-ctk", "q8_0", "-ctv", "q8_0"});
+  add("deepseek-v2-lite", 1, {"-c", "16384", "-np", "1", "--cpu-moe"});
+  add("deepseek-v2-lite", 3, {"-c", "131072", "-np", "1", "-ts", "1,2,1"});
+  add("deepseek-v3", 4, {"-c", "32768", "-np", "1"});
+  add("deepseek-v3", 2, {"-c", "65536", "-np", "1", "--cpu-moe"});
+  add("deepseek-v3", 4, {"-c", "16384", "-np", "2", "--n-cpu-moe", "40", "-ctk", "q8_0", "-ctv", "q8_0"});
+  add("kimi-k2", 4, {"-c", "32768", "-np", "1", "--cpu-moe"});
+  add("kimi-k2", 4, {"-c", "131072", "-np", "1", "--n-cpu-moe", "50"});
+  // Gemma 3 (sliding window 1024 on 5 of 6 layers)
+  add("gemma-3-27b", 1, {"-c", "8192", "-np", "1"});
+  add("gemma-3-27b", 1, {"-c", "131072", "-np", "1"});
+  add("gemma-3-27b", 2, {"-c", "32768", "-np", "4"});
+  add("gemma-3-27b", 2, {"-c", "65536", "-np", "1", "--swa-full"});
+  add("gemma-3-27b", 3, {"-c", "131072", "-np", "2", "-ctk", "q8_0", "-ctv", "q8_0"});
+  add("gemma-3-27b", 4, {"-c", "16384", "-np", "8", "-ts", "1,1,1,2"});
+  add("gemma-3-27b", 2, {"-c", "32768", "-np", "1"}, "Q8_0");
+  // GLM-4.5-Air (next-token layer)
+  add("glm-4.5-air", 1, {"-c", "32768", "-np", "1", "--cpu-moe"});
+  add("glm-4.5-air", 2, {"-c", "65536", "-np", "1"});
+  add("glm-4.5-air", 3, {"-c", "131072", "-np", "2", "-ctk", "q8_0", "-ctv", "q8_0"});
+  add("glm-4.5-air", 2, {"-c", "32768", "-np", "4", "--n-cpu-moe", "24"});
+  add("glm-4.5-air", 4, {"-c", "16384", "-np", "1", "-ub", "1024", "-b", "1024", "-ts", "1,1,1,1"});
+  // Qwen2-MoE (shared expert)
+  add("qwen2-57b-a14b", 1, {"-c", "8192", "-np", "1"});
+  add("qwen2-57b-a14b", 2, {"-c", "32768", "-np", "2"});
+  add("qwen2-57b-a14b", 1, {"-c", "32768", "-np", "1", "--n-cpu-moe", "14"});
+  add("qwen2-57b-a14b", 3, {"-c", "65536", "-np", "4", "-ctk", "q4_0", "-ctv", "q4_0"});
+  // Qwen3-Coder (qwen3moe shapes)
+  add("qwen3-coder-30b-a3b", 1, {"-c", "262144", "-np", "1"});
+  add("qwen3-coder-30b-a3b", 2, {"-c", "131072", "-np", "4", "-ctk", "q8_0", "-ctv", "q8_0"});
+  add("qwen3-coder-480b-a35b", 4, {"-c", "65536", "-np", "1", "--n-cpu-moe", "40"});
+  add("qwen3-coder-480b-a35b", 2, {"-c", "32768", "-np", "1", "--cpu-moe"});
+  return g;
+}
+
+TEST_F(estimate_vs_llama, new_architectures_agree_with_llama_fit_params) {
+  auto cases = new_architectures_grid();
+  ASSERT_GE(cases.size(), 60u);
+  run_grid(cases, 16, "estimate_grid_new_architectures.txt",
+           [](const grid_case& c) { return shape(c.model, c.quant); }, [](int n) { return rpc_list(n); });
 }
 
 }  // namespace

@@ -96,6 +96,17 @@ model_shape model_shape_of(const gguf::model& m) {
   if (!s.architecture.empty())
     s.n_layer_nextn = std::min<std::uint64_t>(s.n_layer, m.head().arch_uint("nextn_predict_layers").value_or(0));
   if (s.cache.layers.size() != s.n_layer) s.cache = {};
+  if (s.architecture == "gpt-oss") {
+    s.moe_gating = 2;
+    s.moe_norm_weights = false;
+  } else if (s.architecture == "qwen2moe") {
+    s.moe_norm_weights = false;
+  } else if (s.architecture == "deepseek2" || s.architecture == "glm4moe") {
+    // LLAMA_EXPERT_GATING_FUNC_TYPE_{SOFTMAX=1, SIGMOID=2, SOFTMAX_WEIGHT=3}
+    auto gating = m.head().arch_uint("expert_gating_func").value_or(1);
+    s.moe_gating = gating == 2 ? 1 : gating == 3 ? 2 : 0;
+    s.moe_norm_weights = m.head().arch_uint("expert_weights_norm").value_or(0) != 0;
+  }
   if (!s.known_architecture) {
     s.warnings.push_back(fmt::format(
         "architecture '{}' is not one agifarm models exactly; its compute buffers are a generic estimate "
@@ -138,6 +149,13 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
     return make_error(fmt::format("model '{}' declares {} layers; more than {} is not a model agifarm can plan",
                                   shape.file.empty() ? shape.name : shape.file, shape.n_layer, k_max_layers), 2);
   const int n_layer = static_cast<int>(shape.n_layer);
+  // llama_init_from_model refuses this: an MLA cache keeps V inside K's rows
+  if (shape.cache.mla && args.type_k != args.type_v)
+    return make_error(fmt::format("model '{}' ({}) uses MLA: llama.cpp refuses different K ({}) and V ({}) cache "
+                                  "types; give -ctk and -ctv the same type",
+                                  shape.file.empty() ? shape.name : shape.file, shape.architecture, args.type_k,
+                                  args.type_v),
+                      2);
 
   // Devices that take part: split mode none uses only the main GPU.
   std::vector<int> dev_index;  // position in all_devices
@@ -372,7 +390,20 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
       else if (part == "ffn_up_exps") L.up_exps = w;
       else if (part == "ffn_gate_exps") L.gate_exps = w;
       else if (part == "ffn_down_exps") L.down_exps = w;
+      else if (part == "ffn_gate_inp.bias") L.gate_inp_b = w;
+      else if (part == "exp_probs_b.bias" || part == "exp_probs_b") L.exp_probs_b = w;
+      else if (part == "ffn_up_exps.bias") L.up_exps_b = w;
+      else if (part == "ffn_gate_exps.bias") L.gate_exps_b = w;
+      else if (part == "ffn_down_exps.bias") L.down_exps_b = w;
+      else if (part == "ffn_up_shexp") L.up_shexp = w, g.n_ff_shexp = static_cast<std::int64_t>(t.n_elements / std::max<std::uint64_t>(1, shape.n_embd));
+      else if (part == "ffn_gate_shexp") L.gate_shexp = w;
+      else if (part == "ffn_down_shexp") L.down_shexp = w;
+      else if (part == "ffn_gate_inp_shexp") L.gate_inp_shexp = w;
     }
+    g.gating_op = shape.moe_gating == 1   ? compute_graph_spec::gating::sigmoid
+                  : shape.moe_gating == 2 ? compute_graph_spec::gating::softmax_weight
+                                          : compute_graph_spec::gating::softmax;
+    g.norm_weights = shape.moe_norm_weights;
     if (!has_output) g.output = {out_dev, g.token_embd.bytes};  // tied embeddings: a copy on the output device
     for (int il = 0; il < n_layer; ++il) {
       auto& L = g.layers[il];
@@ -381,7 +412,10 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
       // architecture): the op still runs on the layer's device
       for (auto* m : {&L.wq, &L.wk, &L.wv, &L.wo})
         if (m->bytes == 0) *m = {home, 1};
-      if (g.moe) {
+      // a leading dense block of an MoE model (DeepSeek, GLM): a plain FFN, no router
+      L.moe = g.moe && !(L.up.bytes > 0 && L.up_exps.bytes == 0 && L.gate_inp.bytes == 0);
+      if (il < static_cast<int>(shape.cache.layers.size())) L.swa = shape.cache.layers[il].swa;
+      if (L.moe) {
         for (auto* m : {&L.gate_inp, &L.up_exps, &L.gate_exps, &L.down_exps})
           if (m->bytes == 0) *m = {home, 1};
       } else {
@@ -403,6 +437,7 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
                                             : std::min<std::int64_t>(T, args.n_outputs_max);
     g.n_outputs = std::max<std::int64_t>(g.n_outputs, 1);
     g.kv_size = static_cast<std::int64_t>(n_ctx_seq);
+    g.swa_kv_size = e.swa_cells ? static_cast<std::int64_t>(e.swa_cells) : g.kv_size;
     g.n_stream = n_stream;
     g.flash_attn = e.flash_attn;
     g.type_k = args.type_k;

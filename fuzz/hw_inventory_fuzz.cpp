@@ -41,5 +41,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else if (c.err().message.empty()) {
     __builtin_trap();
   }
+  // the CPU catalogue (data/cpus.yaml): entries or an error naming the file; lookups never fail
+  auto cpus = parse_cpu_catalogue(text, "fuzz.yaml");
+  if (cpus.ok()) {
+    catalogue with;
+    with.cpus = *cpus;
+    for (const auto& s : with.cpus)
+      if (s.match.empty() || s.cores < 1 || s.peak_flops() <= 0) __builtin_trap();
+    (void)with.match_cpu(text.substr(0, 128));
+  } else if (cpus.err().message.rfind("fuzz.yaml", 0) != 0) {
+    __builtin_trap();
+  }
   return 0;
 }

@@ -61,8 +61,8 @@ result<catalogue> parse_catalogue(std::string_view yaml_text, std::string_view f
     if (!is_seq(gpus)) r.fail(gpus.IsDefined() ? gpus : root, "gpus", "must be a list of GPU entries");
     for (const auto& e : gpus) {
       r.check_keys(e, "a catalogue GPU",
-                   {"id", "name", "vendor", "vram_gib", "bandwidth_gbs", "fp16_tflops", "pcie_gen", "pcie_lanes",
-                    "match", "aliases"});
+                   {"id", "name", "vendor", "vram_gib", "bandwidth_gbs", "fp16_tflops", "generation", "pcie_gen",
+                    "pcie_lanes", "match", "aliases"});
       gpu_spec s;
       s.id = r.str(e, "id");
       if (s.id.empty() || normalize_name(s.id).empty()) r.fail(e["id"], "id", "must not be empty");
@@ -72,6 +72,7 @@ result<catalogue> parse_catalogue(std::string_view yaml_text, std::string_view f
       s.vram_bytes = static_cast<std::uint64_t>(r.number(e, "vram_gib", 0.125, 1 << 20) * k_gib);
       s.bandwidth_bytes_per_s = r.number(e, "bandwidth_gbs", 1, 1e6) * 1e9;
       s.fp16_tflops = r.number(e, "fp16_tflops", 0, 1e6);
+      if (r.has(e, "generation")) s.generation = r.str(e, "generation");
       s.pcie_gen = r.has(e, "pcie_gen") ? r.integer(e, "pcie_gen", 1, 7) : 4;
       s.pcie_lanes = r.has(e, "pcie_lanes") ? r.integer(e, "pcie_lanes", 1, 32) : 16;
       s.match = string_list(r, e, "match");
@@ -93,6 +94,53 @@ result<catalogue> parse_catalogue(std::string_view yaml_text, std::string_view f
   } catch (const YAML::Exception& e) {
     return make_error(fmt::format("{}:{}:{}: {}", file_name, e.mark.line + 1, e.mark.column + 1, e.msg), 2);
   }
+}
+
+result<std::vector<cpu_model_spec>> parse_cpu_catalogue(std::string_view yaml_text, std::string_view file_name) {
+  yaml_reader r(file_name);
+  try {
+    const YAML::Node root = detail::load_yaml(yaml_text, file_name);
+    r.check_keys(root, "the CPU catalogue", {"cpus"});
+    YAML::Node cpus = root["cpus"];
+    if (!is_seq(cpus)) r.fail(cpus.IsDefined() ? cpus : root, "cpus", "must be a list of CPU entries");
+    std::vector<cpu_model_spec> out;
+    for (const auto& e : cpus) {
+      r.check_keys(e, "a catalogue CPU",
+                   {"id", "name", "match", "cores", "ghz", "flops_per_cycle", "memory", "bandwidth_gbs"});
+      cpu_model_spec c;
+      c.id = r.str(e, "id");
+      if (normalize_name(c.id).empty()) r.fail(e["id"], "id", "must not be empty");
+      for (const auto& o : out)
+        if (o.id == c.id) r.fail(e["id"], "id", fmt::format("'{}' is already defined", c.id));
+      c.display_name = r.has(e, "name") ? r.str(e, "name") : c.id;
+      c.match = string_list(r, e, "match");
+      if (c.match.empty()) r.fail(e, "match", "needs at least one name");
+      c.cores = r.integer(e, "cores", 1, 4096);
+      c.ghz = r.number(e, "ghz", 0.1, 10);
+      c.flops_per_cycle = r.number(e, "flops_per_cycle", 1, 1024);
+      if (r.has(e, "memory")) c.memory = r.str(e, "memory");
+      c.bandwidth_bytes_per_s = r.number(e, "bandwidth_gbs", 0.1, 1e5) * 1e9;
+      out.push_back(std::move(c));
+    }
+    return out;
+  } catch (const yaml_error& e) {
+    return make_error(e.message, 2);
+  } catch (const YAML::Exception& e) {
+    return make_error(fmt::format("{}:{}:{}: {}", file_name, e.mark.line + 1, e.mark.column + 1, e.msg), 2);
+  }
+}
+
+const cpu_model_spec* catalogue::match_cpu(std::string_view model) const {
+  const std::string name = normalize_name(model);
+  const cpu_model_spec* best = nullptr;
+  std::size_t best_len = 0;
+  for (const auto& c : cpus)
+    for (const auto& m : c.match)
+      if (!m.empty() && m.size() > best_len && name.find(m) != std::string::npos) {
+        best = &c;
+        best_len = m.size();
+      }
+  return best;
 }
 
 result<std::string> read_text_file(const std::filesystem::path& file) {
@@ -127,7 +175,17 @@ std::filesystem::path data_dir() {
 result<catalogue> load_default_catalogue() {
   auto dir = data_dir();
   if (dir.empty()) return make_error("the GPU catalogue gpus.yaml was not found: set AGIFARM_DATA_DIR", 2);
-  return load_catalogue(dir / "gpus.yaml");
+  auto cat = load_catalogue(dir / "gpus.yaml");
+  if (!cat) return cat;
+  std::error_code ec;
+  if (std::filesystem::exists(dir / "cpus.yaml", ec)) {
+    auto text = read_text_file(dir / "cpus.yaml");
+    if (!text) return text.err();
+    auto cpus = parse_cpu_catalogue(*text, (dir / "cpus.yaml").string());
+    if (!cpus) return cpus.err();
+    cat->cpus = std::move(cpus).value();
+  }
+  return cat;
 }
 
 const gpu_spec* catalogue::find(std::string_view id) const {

@@ -1,5 +1,6 @@
 // Discovery of the local machine through system_access (tools on PATH, /proc files), and the real
 // system_access: posix_spawnp with stdout captured and a deadline.
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <chrono>
@@ -152,6 +153,7 @@ void match_gpus(std::vector<gpu>& gpus, const catalogue& cat, std::vector<std::s
     g.catalogue_id = s->id;
     g.bandwidth_bytes_per_s = s->bandwidth_bytes_per_s;
     g.fp16_tflops = s->fp16_tflops;
+    g.generation = s->generation;
     if (g.vram_bytes == 0) {
       g.vram_bytes = s->vram_bytes;
       g.free_vram_bytes = s->vram_bytes;
@@ -183,6 +185,15 @@ result<discovery> discover_local(system_access& sys, const catalogue& cat, const
   n.cpu_threads = cpu->threads;
   double fpc = cpu->flops_per_cycle_per_core > 0 ? cpu->flops_per_cycle_per_core : cat.cpu.flops_per_cycle_per_core;
   n.cpu_peak_flops = cpu->mhz > 0 ? n.cpu_cores * cpu->mhz * 1e6 * fpc : 0;
+  if (n.cpu_peak_flops > 0) n.cpu_flops_source = "cpuinfo";
+  if (const cpu_model_spec* known = cat.match_cpu(n.cpu_model)) {
+    n.cpu_catalogue_id = known->id;
+    if (n.cpu_peak_flops <= 0) {  // no clock in /proc/cpuinfo (Arm): the catalogue's figure
+      n.cpu_peak_flops = std::min(n.cpu_cores > 0 ? n.cpu_cores : known->cores, known->cores) * known->ghz * 1e9 *
+                         known->flops_per_cycle;
+      n.cpu_flops_source = "cpu catalogue " + known->id;
+    }
+  }
 
   auto mem_text = sys.read_file("/proc/meminfo");
   if (!mem_text) return make_error(fmt::format("cannot read /proc/meminfo: {}", mem_text.err().message));
@@ -244,6 +255,11 @@ result<discovery> discover_local(system_access& sys, const catalogue& cat, const
         if (!cache.empty()) write_cache(cache, n, bw);
       }
     }
+  }
+  const cpu_model_spec* known_cpu = cat.match_cpu(n.cpu_model);
+  if (n.ram_bandwidth_bytes_per_s <= 0 && known_cpu) {
+    n.ram_bandwidth_bytes_per_s = known_cpu->bandwidth_bytes_per_s;
+    n.ram_bandwidth_source = "cpu catalogue " + known_cpu->id;
   }
   if (n.ram_bandwidth_bytes_per_s <= 0) {
     n.ram_bandwidth_bytes_per_s = cat.cpu.ram_bandwidth_bytes_per_s;

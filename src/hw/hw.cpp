@@ -145,6 +145,7 @@ boost::json::object to_json(const node& n) {
   o["cpu_cores"] = n.cpu_cores;
   o["cpu_threads"] = n.cpu_threads;
   o["cpu_peak_flops"] = n.cpu_peak_flops;
+  o["cpu_flops_source"] = n.cpu_flops_source;
   o["ram_bytes"] = n.ram_bytes;
   o["ram_free_bytes"] = n.ram_free_bytes;
   o["ram_bandwidth_bytes_per_s"] = n.ram_bandwidth_bytes_per_s;

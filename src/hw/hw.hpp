@@ -40,6 +40,7 @@ struct gpu {
   std::uint64_t free_vram_bytes = 0;  // discovered; for declared GPUs equal to vram_bytes
   double bandwidth_bytes_per_s = 0;   // memory bandwidth (vendor spec)
   double fp16_tflops = 0;             // dense FP16 tensor TFLOPS (vendor spec, see docs/hardware.md)
+  std::string generation;             // catalogue generation ("ampere", "ada", ...): the speed model's efficiencies
   int pcie_gen = 0;                   // link to the host: generation and lanes (0 = unknown)
   int pcie_lanes = 0;
 };
@@ -52,10 +53,15 @@ struct node {
   int cpu_cores = 0;    // physical cores
   int cpu_threads = 0;  // logical CPUs
   double cpu_peak_flops = 0;  // rough FP32 SIMD peak (cores x GHz x FLOP/cycle from flags); 0 = unknown
+  // Where cpu_peak_flops comes from: "declared" (inventory ghz), "cpuinfo", "cpu catalogue <id>", or
+  // "" when unknown (the speed model then uses a default and plans say so).
+  std::string cpu_flops_source;
+  std::string cpu_catalogue_id;  // the data/cpus.yaml entry the CPU model matched, "" if none
   std::uint64_t ram_bytes = 0;
   std::uint64_t ram_free_bytes = 0;  // MemAvailable for a discovered node; = ram_bytes when declared
   double ram_bandwidth_bytes_per_s = 0;
-  std::string ram_bandwidth_source;  // "measured" | "declared" | "catalogue" | "cache"
+  std::string ram_bandwidth_source;  // "measured" | "declared" | "cpu catalogue <id>" | "catalogue" (the
+                                     // generic default of gpus.yaml) | "cache"
   // How `agifarm up` reaches this node (docs/multinode.md). A node without `ssh` is the machine `up`
   // runs on. address is where its backends listen (its private-network address).
   std::string ssh;            // "user@host[:port]"; "" = this machine
@@ -117,6 +123,7 @@ struct gpu_spec {
   std::uint64_t vram_bytes = 0;
   double bandwidth_bytes_per_s = 0;
   double fp16_tflops = 0;          // dense FP16 tensor
+  std::string generation;          // "ampere", "ada", "rdna3", "apple", ... ("" = not stated)
   int pcie_gen = 0;                // typical host link
   int pcie_lanes = 16;
   std::vector<std::string> match;    // normalized substrings of reported names ("rtx3090")
@@ -126,9 +133,22 @@ struct cpu_spec {                  // the `cpu` entry: fallbacks for CPU-only no
   double ram_bandwidth_bytes_per_s = 0;  // used when not measured or declared
   double flops_per_cycle_per_core = 0;   // FP32 SIMD FLOP/cycle/core when flags are unknown
 };
+// One CPU of the CPU catalogue (data/cpus.yaml): published figures of a common CPU model.
+struct cpu_model_spec {
+  std::string id;                    // "ryzen9-5900x"
+  std::string display_name;
+  std::vector<std::string> match;    // normalized substrings of model strings ("ryzen95900x")
+  int cores = 0;
+  double ghz = 0;                    // all-core base clock
+  double flops_per_cycle = 0;        // FP32 per core per cycle (widest FMA path)
+  std::string memory;                // "2 x DDR4-3200"
+  double bandwidth_bytes_per_s = 0;  // theoretical peak
+  double peak_flops() const { return cores * ghz * 1e9 * flops_per_cycle; }
+};
 struct catalogue {
   std::vector<gpu_spec> gpus;
   cpu_spec cpu;
+  std::vector<cpu_model_spec> cpus;  // data/cpus.yaml (load_default_catalogue reads it when present)
   std::string source;  // path it was read from
   // By id or alias; case, spaces, '-' and '_' are ignored ("RTX 3090" finds rtx3090).
   const gpu_spec* find(std::string_view id) const;
@@ -137,6 +157,8 @@ struct catalogue {
   const gpu_spec* match_reported(std::string_view reported_name, std::uint64_t vram_bytes) const;
   // Up to n catalogue ids nearest to `name` by edit distance (for "did you mean").
   std::vector<std::string> nearest(std::string_view name, std::size_t n = 3) const;
+  // The CPU catalogue entry a model string names (longest `match` substring), or nullptr.
+  const cpu_model_spec* match_cpu(std::string_view model) const;
 };
 
 result<catalogue> parse_catalogue(std::string_view yaml_text, std::string_view file_name);
@@ -144,7 +166,9 @@ result<catalogue> load_catalogue(const std::filesystem::path& file);
 // Where data files are: $AGIFARM_DATA_DIR, else <exe dir>/../share/agifarm, else the source tree's
 // data/ (compile-time AGIFARM_DATA_DIR). The first that holds gpus.yaml wins.
 std::filesystem::path data_dir();
-result<catalogue> load_default_catalogue();  // data_dir() / "gpus.yaml"
+result<catalogue> load_default_catalogue();  // data_dir() / "gpus.yaml" (+ cpus.yaml when present)
+// The CPU catalogue (data/cpus.yaml, format in its header). Errors name file:line:column (exit 2).
+result<std::vector<cpu_model_spec>> parse_cpu_catalogue(std::string_view yaml_text, std::string_view file_name);
 
 // ---- the inventory file --------------------------------------------------------------------------
 // Format: docs/hardware.md; examples: docs/examples/*.yaml. Errors: "FILE:LINE:COL: key 'x': ...".

@@ -87,6 +87,7 @@ void read_gpus(const yaml_reader& r, const YAML::Node& list, const catalogue& ca
       g.vram_bytes = spec->vram_bytes;
       g.bandwidth_bytes_per_s = spec->bandwidth_bytes_per_s;
       g.fp16_tflops = spec->fp16_tflops;
+      g.generation = spec->generation;
       g.pcie_gen = spec->pcie_gen;
       g.pcie_lanes = spec->pcie_lanes;
     } else {
@@ -214,7 +215,17 @@ inventory parse(std::string_view text, std::string_view file, const catalogue& c
       n.cpu_cores = r.integer(c, "cores", 1, 1 << 16);
       n.cpu_threads = r.has(c, "threads") ? r.integer(c, "threads", 1, 1 << 17) : n.cpu_cores;
       if (n.cpu_threads < n.cpu_cores) r.fail(c["threads"], "threads", "is less than cores");
-      if (r.has(c, "ghz")) n.cpu_peak_flops = n.cpu_cores * r.number(c, "ghz", 0.1, 10) * 1e9 * cat.cpu.flops_per_cycle_per_core;
+      const cpu_model_spec* known = n.cpu_model.empty() ? nullptr : cat.match_cpu(n.cpu_model);
+      if (known) n.cpu_catalogue_id = known->id;
+      if (r.has(c, "ghz")) {
+        // the catalogue knows the CPU's FMA width; the generic figure is a guess
+        const double fpc = known ? known->flops_per_cycle : cat.cpu.flops_per_cycle_per_core;
+        n.cpu_peak_flops = n.cpu_cores * r.number(c, "ghz", 0.1, 10) * 1e9 * fpc;
+        n.cpu_flops_source = "declared";
+      } else if (known) {
+        n.cpu_peak_flops = std::min(n.cpu_cores, known->cores) * known->ghz * 1e9 * known->flops_per_cycle;
+        n.cpu_flops_source = "cpu catalogue " + known->id;
+      }
     }
     n.ram_bytes = gib_bytes(r.number(e, "ram_gb", 0.125, 1 << 24));
     n.ram_free_bytes = n.ram_bytes;
@@ -225,6 +236,9 @@ inventory parse(std::string_view text, std::string_view file, const catalogue& c
     if (r.has(e, "ram_bandwidth_gbs")) {
       n.ram_bandwidth_bytes_per_s = r.number(e, "ram_bandwidth_gbs", 0.1, 1e5) * 1e9;
       n.ram_bandwidth_source = "declared";
+    } else if (const cpu_model_spec* known = n.cpu_catalogue_id.empty() ? nullptr : cat.match_cpu(n.cpu_model)) {
+      n.ram_bandwidth_bytes_per_s = known->bandwidth_bytes_per_s;
+      n.ram_bandwidth_source = "cpu catalogue " + known->id;
     } else {
       n.ram_bandwidth_bytes_per_s = cat.cpu.ram_bandwidth_bytes_per_s;
       n.ram_bandwidth_source = "catalogue";

@@ -42,7 +42,8 @@ TEST(hw_catalogue, FindIgnoresCaseSpacesAndDashesAndTakesAliases) {
   EXPECT_EQ(cat.find("rtx_4090")->id, "rtx4090");
   EXPECT_EQ(cat.find("a6000")->id, "rtxa6000");
   EXPECT_EQ(cat.find("A100-80")->id, "a100-80gb");
-  EXPECT_EQ(cat.find("rtx3080"), nullptr);
+  EXPECT_EQ(cat.find("rtx3080")->id, "rtx3080");
+  EXPECT_EQ(cat.find("rtx2060"), nullptr);
   EXPECT_EQ(cat.find(""), nullptr);
 }
 
@@ -60,7 +61,9 @@ TEST(hw_catalogue, MatchesReportedNames) {
       {"NVIDIA RTX 6000 Ada Generation", 49140, "rtx6000ada"},
       {"NVIDIA RTX PRO 6000 Blackwell Workstation Edition", 97887, "rtxpro6000"},
       {"NVIDIA A100-SXM4-40GB", 40960, "a100-40gb"},
-      {"NVIDIA A100 80GB PCIe", 81920, "a100-80gb"},
+      {"NVIDIA A100 80GB PCIe", 81920, "a100-80gb-pcie"},  // the PCIe card's own entry (1935 GB/s)
+      {"NVIDIA A100-SXM4-80GB", 81920, "a100-80gb"},
+      {"NVIDIA GeForce RTX 3090 Ti", 24564, "rtx3090ti"},  // the longer match wins over rtx3090
       {"NVIDIA H100 80GB HBM3", 81559, "h100-sxm"},
       {"NVIDIA H100 PCIe", 81559, "h100-pcie"},
       {"NVIDIA H200", 143771, "h200"},
@@ -80,12 +83,13 @@ TEST(hw_catalogue, DoesNotMatchLookalikes) {
   EXPECT_EQ(cat.match_reported("NVIDIA RTX A1000", 8192 * k_mib), nullptr);  // "a100" inside, VRAM says no
   EXPECT_EQ(cat.match_reported("Tesla T4", 15360 * k_mib), nullptr);
   EXPECT_EQ(cat.match_reported("NVIDIA H100 NVL", 95830 * k_mib), nullptr);  // 94 GB part, not in the catalogue
-  EXPECT_EQ(cat.match_reported("Navi 31 [Radeon RX 7900 XTX]", 25753026560u), nullptr);
+  EXPECT_EQ(cat.match_reported("Navi 21 [Radeon RX 6900 XT]", 17163091968u), nullptr);  // not a 6800 XT
+  EXPECT_EQ(cat.match_reported("Navi 31 [Radeon RX 7900 XTX]", 25753026560u)->id, "rx7900xtx");
 }
 
 TEST(hw_catalogue, NearestByEditDistance) {
   const catalogue& cat = real_catalogue();
-  auto n = cat.nearest("rtx3080", 3);
+  auto n = cat.nearest("rtx3060", 3);
   ASSERT_EQ(n.size(), 3u);
   EXPECT_EQ(n[0], "rtx3090");
   auto h = cat.nearest("h100", 2);

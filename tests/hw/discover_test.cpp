@@ -121,7 +121,7 @@ TEST_F(hw_discover, MixedCardsUnknownOnesAreNoted) {
   ASSERT_EQ(g.size(), 8u);
   EXPECT_EQ(g[0].catalogue_id, "h100-sxm");
   EXPECT_EQ(g[1].catalogue_id, "a100-40gb");
-  EXPECT_EQ(g[2].catalogue_id, "a100-80gb");
+  EXPECT_EQ(g[2].catalogue_id, "a100-80gb-pcie");  // "NVIDIA A100 80GB PCIe": the PCIe card's own entry
   EXPECT_EQ(g[3].catalogue_id, "rtxa6000");
   EXPECT_EQ(g[4].catalogue_id, "rtx6000ada");
   EXPECT_EQ(g[4].pcie_gen, 4);  // [N/A] from the tool: the catalogue's typical link

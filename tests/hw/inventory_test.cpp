@@ -145,9 +145,9 @@ TEST(hw_inventory, ExplicitFiguresOverrideTheCatalogue) {
 }
 
 TEST(hw_inventory, UnknownGpuSuggestsNearest) {
-  expect_error("nodes:\n  - name: a\n    ram_gb: 16\n    gpus:\n      - model: rtx3080\n", "5:16",
-               "key 'model': unknown GPU 'rtx3080'; nearest in the catalogue");
-  auto r = parse("nodes:\n  - name: a\n    ram_gb: 16\n    gpus:\n      - model: rtx3080\n");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 16\n    gpus:\n      - model: rtx3060\n", "5:16",
+               "key 'model': unknown GPU 'rtx3060'; nearest in the catalogue");
+  auto r = parse("nodes:\n  - name: a\n    ram_gb: 16\n    gpus:\n      - model: rtx3060\n");
   ASSERT_FALSE(r);
   EXPECT_NE(r.err().message.find("rtx3090"), std::string::npos) << r.err().message;
   auto h = parse("nodes:\n  - name: a\n    ram_gb: 16\n    gpus:\n      - model: h100\n");

@@ -197,7 +197,10 @@ int run_status(const control_options& o, bool json, std::ostream& out, std::ostr
       out << fmt::format("{:<24} {:<10} {:<10} {:>6} {:>10} {:>8} {:>10} {:>10}  {}\n", m.name,
                          m.on_demand ? (m.pinned ? "pinned" : "on-demand") : "always-on", m.state, m.loads, m.evictions,
                          m.unloads, m.loads ? fmt::format("{:.1f} s", m.last_load_s) : "-",
-                         m.loads ? fmt::format("{:.1f} s", m.total_load_s) : "-", m.reason);
+                         m.loads ? fmt::format("{:.1f} s", m.total_load_s) : "-",
+                         m.restored_tokens ? fmt::format("{}prompt cache restored: {} tokens", m.reason.empty() ? "" : m.reason + "; ",
+                                                         m.restored_tokens)
+                                           : m.reason);
   }
   if (!s->nodes.empty()) {
     out << fmt::format("{:<12} {:<24} {:<16} {:<12} {:<14}  {}\n", "NODE", "SSH", "ADDRESS", "STATE", "SINCE", "VERSIONS / ERROR");

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <boost/json.hpp>
+
 #include <fmt/format.h>
 
 #include "hw/hw.hpp"
@@ -85,6 +87,13 @@ on_demand_manager::on_demand_manager(const plan::deployment& d, const farm_file&
         }
     }
     e.replicas = p.backends;
+    for (const auto& r : e.replicas) {
+      int slots = 1;
+      for (const auto& b : d.backends)
+        if (b.name == r) slots = std::max(1, b.slots);
+      e.slots.push_back(slots);
+    }
+    e.saved.assign(e.replicas.size(), {});
     if (!e.m.on_demand) e.loads = 1;
     models_.push_back(std::move(e));
   }
@@ -141,7 +150,81 @@ bool on_demand_manager::all_in(const supervise::supervisor& sup, const entry& e,
   return true;
 }
 
-void on_demand_manager::stop(supervise::supervisor& sup, entry& e, const std::string& why) {
+void on_demand_manager::save_slots_in(const std::string& dir, plan::deployment& d) {
+  slot_dir_ = dir;
+  for (const auto& e : models_) {
+    if (!e.m.on_demand) continue;
+    for (auto& b : d.backends)
+      if (b.kind == plan::backend_kind::llama_server &&
+          std::find(e.replicas.begin(), e.replicas.end(), b.name) != e.replicas.end())
+        b.args.insert(b.args.end(), {"--slot-save-path", dir + "/"});
+  }
+}
+
+bool on_demand_manager::serving(const std::string& replica) const {
+  for (const auto& e : models_)
+    if (std::find(e.replicas.begin(), e.replicas.end(), replica) != e.replicas.end())
+      return !e.m.on_demand || e.m.phase == model_phase::loaded;
+  return true;
+}
+
+namespace {
+std::string slot_file(const std::string& replica, int slot) { return fmt::format("{}-slot{}.bin", replica, slot); }
+}  // namespace
+
+void on_demand_manager::save(const supervise::supervisor& sup, entry& e,
+                             const std::function<void(const std::string&)>& say) {
+  if (slot_dir_.empty() || e.m.phase != model_phase::loaded) return;
+  int total = 0;
+  for (std::size_t r = 0; r < e.replicas.size(); ++r) {
+    e.saved[r].assign(static_cast<std::size_t>(e.slots[r]), 0);
+    auto i = sup.find(e.replicas[r]);
+    if (!i || sup.backends()[*i].state != backend_state::ready) continue;
+    const auto& b = sup.backends()[*i];
+    for (int s = 0; s < e.slots[r]; ++s) {
+      auto a = supervise::http_post(b.host, b.port, fmt::format("/slots/{}?action=save", s),
+                                    fmt::format(R"({{"filename":"{}"}})", slot_file(b.name, s)), std::chrono::seconds(30));
+      if (a.status != 200) continue;
+      boost::system::error_code ec;
+      auto v = boost::json::parse(a.body, ec);
+      if (ec || !v.is_object()) continue;
+      if (auto* n = v.as_object().if_contains("n_saved"); n && n->is_int64())
+        e.saved[r][static_cast<std::size_t>(s)] = static_cast<int>(n->as_int64());
+      total += e.saved[r][static_cast<std::size_t>(s)];
+    }
+  }
+  e.saved_tokens += total;
+  if (total > 0) say(fmt::format("  model {}: saved {} tokens of prompt cache", e.m.name, total));
+}
+
+void on_demand_manager::restore(const supervise::supervisor& sup, entry& e,
+                                const std::function<void(const std::string&)>& say) {
+  if (slot_dir_.empty()) return;
+  int total = 0;
+  for (std::size_t r = 0; r < e.replicas.size(); ++r) {
+    auto i = sup.find(e.replicas[r]);
+    if (!i) continue;
+    const auto& b = sup.backends()[*i];
+    for (std::size_t s = 0; s < e.saved[r].size(); ++s) {
+      if (e.saved[r][s] < k_restore_min_tokens) continue;  // cheaper to recompute
+      auto a = supervise::http_post(b.host, b.port, fmt::format("/slots/{}?action=restore", s),
+                                    fmt::format(R"({{"filename":"{}"}})", slot_file(b.name, static_cast<int>(s))),
+                                    std::chrono::seconds(30));
+      if (a.status != 200) continue;
+      boost::system::error_code ec;
+      auto v = boost::json::parse(a.body, ec);
+      if (!ec && v.is_object())
+        if (auto* n = v.as_object().if_contains("n_restored"); n && n->is_int64()) total += static_cast<int>(n->as_int64());
+    }
+    e.saved[r].clear();
+  }
+  e.restored_tokens += total;
+  if (total > 0) say(fmt::format("  model {}: restored {} tokens of prompt cache", e.m.name, total));
+}
+
+void on_demand_manager::stop(supervise::supervisor& sup, entry& e, const std::string& why,
+                             const std::function<void(const std::string&)>& say) {
+  save(sup, e, say);
   // Dependents (the llama-servers) first, then what they use.
   for (const auto& r : e.replicas) (void)sup.stop_backend(r, why);
   for (const auto& b : e.backends) (void)sup.stop_backend(b, why);
@@ -181,6 +264,7 @@ od_time on_demand_manager::step(supervise::supervisor& sup, gateway::server* gw,
     if (!e.m.on_demand) continue;
     if (e.m.phase == model_phase::loading) {
       if (all_in(sup, e, {backend_state::ready}, true)) {
+        restore(sup, e, say);  // before the gateway sends it requests (serving() is false until loaded)
         e.m.phase = model_phase::loaded;
         e.shown = "loaded";
         e.reason.clear();
@@ -200,7 +284,7 @@ od_time on_demand_manager::step(supervise::supervisor& sup, gateway::server* gw,
           e.reason = fmt::format("model '{}' could not load: {}", e.m.name, failed);
           say("  " + e.reason);
           if (gw) gw->refuse_queued(pools_[&e - models_.data()], e.reason);
-          stop(sup, e, "load failed");
+          stop(sup, e, "load failed", say);
           e.shown = "stopping";
         }
       }
@@ -219,7 +303,7 @@ od_time on_demand_manager::step(supervise::supervisor& sup, gateway::server* gw,
     if (gw && !gw->retire_if_idle(e.replicas)) continue;
     say(fmt::format("  model {}: idle for its ttl ({:.0f} s); stopping", e.m.name,
                     std::chrono::duration<double>(e.m.ttl).count()));
-    stop(sup, e, "idle for its ttl");
+    stop(sup, e, "idle for its ttl", say);
     e.unloads++;
     e.shown = "stopping";
     view[i] = e.m;
@@ -251,7 +335,7 @@ od_time on_demand_manager::step(supervise::supervisor& sup, gateway::server* gw,
           continue;
         }
         say(fmt::format("  model {}: evicted to make room for {}", victim.m.name, e.m.name));
-        stop(sup, victim, "evicted for " + e.m.name);
+        stop(sup, victim, "evicted for " + e.m.name, say);
         victim.evictions++;
         victim.shown = "evicted";
         view[v] = victim.m;
@@ -290,7 +374,7 @@ std::vector<model_record> on_demand_manager::records() const {
   if (!active()) return out;
   for (const auto& e : models_)
     out.push_back({e.m.name, e.shown, e.m.on_demand, e.m.pinned, e.loads, e.evictions, e.unloads, e.last_load_s,
-                   e.total_load_s, e.reason});
+                   e.total_load_s, e.reason, e.saved_tokens, e.restored_tokens});
   return out;
 }
 

@@ -51,6 +51,15 @@ class on_demand_manager {
 
   void wanted(const std::string& gateway_pool);  // thread-safe
 
+  // Prompt-cache save/restore (farm file on_demand.save_slots): gives the on-demand llama-servers of
+  // `d` `--slot-save-path dir/`; an evicted or unloaded model's slots are saved before it stops and
+  // restored after it loads again, before requests reach it, when a slot held at least
+  // k_restore_min_tokens (fewer are faster to recompute than to read back).
+  static constexpr int k_restore_min_tokens = 64;
+  void save_slots_in(const std::string& dir, plan::deployment& d);
+  // Whether the gateway may send requests to this replica: not while its model loads (or restores).
+  bool serving(const std::string& replica) const;
+
   // Returns the next instant it wants to be stepped again (ttl and batch-window expiries).
   od_time step(supervise::supervisor& sup, gateway::server* gw, od_time now,
                const std::function<void(const std::string&)>& say);
@@ -68,10 +77,16 @@ class on_demand_manager {
     double last_load_s = 0, total_load_s = 0;
     od_time load_started{};
     std::string reason;
+    std::vector<int> slots;                        // per replica: its -np
+    std::vector<std::vector<int>> saved;           // per replica, per slot: tokens saved at its last stop
+    std::int64_t saved_tokens = 0, restored_tokens = 0;
   };
+  void save(const supervise::supervisor& sup, entry& e, const std::function<void(const std::string&)>& say);
+  void restore(const supervise::supervisor& sup, entry& e, const std::function<void(const std::string&)>& say);
   bool all_in(const supervise::supervisor& sup, const entry& e, std::initializer_list<supervise::backend_state> states,
               bool llama_only) const;
-  void stop(supervise::supervisor& sup, entry& e, const std::string& why);
+  void stop(supervise::supervisor& sup, entry& e, const std::string& why,
+            const std::function<void(const std::string&)>& say);
 
   std::vector<entry> models_;
   device_bytes capacity_;
@@ -82,6 +97,7 @@ class on_demand_manager {
   std::mutex mu_;
   std::set<std::string> wanted_;  // gateway pools asked for since the last step
   std::vector<std::vector<std::string>> pools_;  // per model: gateway pool names (set by configure)
+  std::string slot_dir_;                         // "" = no save/restore
 };
 
 // Capacity of this machine for on-demand decisions: the farm file's inventory (its first node: RAM as

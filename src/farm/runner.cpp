@@ -480,6 +480,11 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     for (const auto& [dev, bytes] : cap) budget += fmt::format("{}{} {}", budget.empty() ? "" : ", ", dev, mib(bytes));
     rep.say(fmt::format("agifarm: {} backends start on demand; memory budget: {}", od->on_demand_backends().size(),
                         budget.empty() ? "not limited" : budget));
+    if (r.ff->on_demand.save_slots) {
+      const std::string slots = r.paths.dir + "/slots";
+      if (auto st = supervise::make_dirs(slots); st) od->save_slots_in(slots, local);
+      else rep.say("agifarm: prompt caches are not saved: " + st.err().message);
+    }
   }
   if (auto st = check_runnable(all, o.node_mode ? runnable_check::node_part
                                     : split ? runnable_check::multi_node : runnable_check::this_machine);
@@ -542,10 +547,11 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
         if (auto st = gw->set_replica_url(name, v.url); st) t.first = v.url;
         else rep.say("agifarm: " + st.err().message);
       }
-      if (v.ready != t.second) {
-        (void)gw->set_replica_ready(name, v.ready);
+      const bool ready = v.ready && (!od || od->serving(name));  // on demand: not while loading/restoring
+      if (ready != t.second) {
+        (void)gw->set_replica_ready(name, ready);
         if (fleet) rep.say(fmt::format("  {}: {}", name, v.ready ? "back in its pool" : "out of its pool: " + v.reason));
-        t.second = v.ready;
+        t.second = ready;
       }
     }
   };
@@ -734,6 +740,7 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
         auto next = sup->step();
         if (od) {
           next = std::min(next, od->step(*sup, gw.get(), clk.now(), say));
+          sync_gateway();  // a model that became loaded (and restored) joins its pool now
           auto recs_now = od->records();
           std::string now_models;
           for (const auto& m : recs_now)

@@ -41,7 +41,8 @@ json::object to_json(const farm_state& s) {
     for (const auto& m : s.models)
       ms.push_back(json::object{{"name", m.name}, {"state", m.state}, {"on_demand", m.on_demand}, {"pinned", m.pinned},
                                 {"loads", m.loads}, {"evictions", m.evictions}, {"unloads", m.unloads},
-                                {"last_load_s", m.last_load_s}, {"total_load_s", m.total_load_s}, {"reason", m.reason}});
+                                {"last_load_s", m.last_load_s}, {"total_load_s", m.total_load_s}, {"reason", m.reason},
+                                {"saved_tokens", m.saved_tokens}, {"restored_tokens", m.restored_tokens}});
     o["models"] = std::move(ms);
   }
   if (!s.nodes.empty()) {
@@ -170,6 +171,8 @@ result<farm_state> farm_state_from_json(std::string_view text) {
         for (auto [k, out] : {std::pair{"last_load_s", &m.last_load_s}, std::pair{"total_load_s", &m.total_load_s}})
           if (auto* v = mo.if_contains(k); v && v->is_number()) *out = v->to_number<double>();
         m.reason = str(mo, "reason", p);
+        if (mo.contains("saved_tokens")) m.saved_tokens = num(mo, "saved_tokens", p);
+        if (mo.contains("restored_tokens")) m.restored_tokens = num(mo, "restored_tokens", p);
         s.models.push_back(std::move(m));
       }
     }

@@ -82,6 +82,7 @@ struct model_record {
   std::int64_t loads = 0, evictions = 0, unloads = 0;
   double last_load_s = 0, total_load_s = 0;  // seconds from start to ready
   std::string reason;  // why it waits, or why it could not load
+  std::int64_t saved_tokens = 0, restored_tokens = 0;  // prompt cache saved at stops, restored at loads
 };
 
 struct farm_state {

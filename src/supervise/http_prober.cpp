@@ -178,4 +178,19 @@ http_answer http_get(const std::string& host, int port, const std::string& targe
   return ans;
 }
 
+http_answer http_post(const std::string& host, int port, const std::string& target, const std::string& json_body,
+                      duration timeout) {
+  asio::io_context io;
+  http_answer ans;
+  asio::co_spawn(io, exchange(host, port, http::verb::post, target, json_body, false, timeout),
+                 [&](std::exception_ptr e, exchange_result x) {
+                   if (e) { ans.error = "exception"; return; }
+                   ans.status = x.status;
+                   ans.body = std::move(x.body);
+                   if (x.status == 0) ans.error = x.detail;
+                 });
+  io.run();
+  return ans;
+}
+
 }  // namespace agifarm::supervise

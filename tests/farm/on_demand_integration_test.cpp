@@ -52,8 +52,10 @@ struct od_farm {
     std::ofstream(p) << text;
     return p;
   }
-  test::http_response chat(const std::string& model, int max_tokens = 4, bool long_one = false) const {
-    std::string body = R"({"model":")" + model + R"(","messages":[{"role":"user","content":"Hello"}],"max_tokens":)" +
+  test::http_response chat(const std::string& model, int max_tokens = 4, bool long_one = false,
+                           const std::string& content = "Hello") const {
+    std::string body = R"({"model":")" + model + R"(","messages":[{"role":"user","content":")" + content +
+                       R"("}],"max_tokens":)" +
                        std::to_string(max_tokens) + (long_one ? R"(,"ignore_eos":true})" : "}");
     return test::http_request(port, "POST", "/v1/chat/completions", body, {{"Content-Type", "application/json"}}, 180s);
   }
@@ -137,6 +139,10 @@ TEST(on_demand_up, loads_on_first_request_once_evicts_idle_lru_never_busy_or_pin
   }
   EXPECT_EQ(f.count("a", "loads"), 1);
   EXPECT_EQ(f.state("a"), "loaded");
+  // A long prompt leaves a's slot holding a prompt cache worth saving when a is evicted.
+  std::string long_prompt;
+  for (int i = 0; i < 150; ++i) long_prompt += "tell me about farms number " + std::to_string(i) + ". ";
+  ASSERT_EQ(f.chat("ra", 4, false, long_prompt).status, 200);
   // A stream for an unloaded model starts when it is ready.
   auto stream = test::http_request(f.port, "POST", "/v1/chat/completions",
                                    R"({"model":"b","stream":true,"messages":[{"role":"user","content":"Hi"}],"max_tokens":4})",
@@ -158,6 +164,7 @@ TEST(on_demand_up, loads_on_first_request_once_evicts_idle_lru_never_busy_or_pin
   EXPECT_EQ(f.count("a", "evictions"), 1);
   EXPECT_EQ(f.count("b", "evictions"), 0);
   EXPECT_EQ(f.state("a"), "evicted");
+  EXPECT_GE(f.count("a", "saved_tokens"), 64) << "a's prompt cache was not saved at its eviction";
 
   // Pinned: b is now the least recently used, but pinned; a's request evicts c instead.
   EXPECT_EQ(f.chat("c").status, 200);
@@ -166,6 +173,7 @@ TEST(on_demand_up, loads_on_first_request_once_evicts_idle_lru_never_busy_or_pin
   EXPECT_EQ(f.count("c", "evictions"), 1);
   EXPECT_EQ(f.count("b", "evictions"), 0);
   EXPECT_EQ(f.count("a", "loads"), 2);
+  EXPECT_GE(f.count("a", "restored_tokens"), 64) << "a's prompt cache was not restored when it came back";
 
   // big fits alone but never beside pinned b: 503 naming b, at once.
   auto rbig = f.chat("big");

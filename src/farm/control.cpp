@@ -196,8 +196,8 @@ int run_status(const control_options& o, bool json, std::ostream& out, std::ostr
     for (const auto& m : s->models)
       out << fmt::format("{:<24} {:<10} {:<10} {:>6} {:>10} {:>8} {:>10} {:>10}  {}\n", m.name,
                          m.on_demand ? (m.pinned ? "pinned" : "on-demand") : "always-on", m.state, m.loads, m.evictions,
-                         m.unloads, m.loads ? fmt::format("{:.1f} s", m.last_load_s) : "-",
-                         m.loads ? fmt::format("{:.1f} s", m.total_load_s) : "-",
+                         m.unloads, m.loads && m.on_demand ? fmt::format("{:.1f} s", m.last_load_s) : "-",
+                         m.loads && m.on_demand ? fmt::format("{:.1f} s", m.total_load_s) : "-",
                          m.restored_tokens ? fmt::format("{}prompt cache restored: {} tokens", m.reason.empty() ? "" : m.reason + "; ",
                                                          m.restored_tokens)
                                            : m.reason);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include <fmt/format.h>
@@ -135,10 +136,50 @@ void predict_on_this_machine(plan::deployment& d) {
 #endif
 }
 
+namespace {
+// The farm file restricted to some models (and the roles that name them).
+farm_file subset(const farm_file& f, const std::function<bool(const model_entry&)>& keep) {
+  farm_file out = f;
+  out.models.clear();
+  out.roles.clear();
+  for (const auto& m : f.models)
+    if (keep(m)) out.models.push_back(m);
+  for (const auto& r : f.roles)
+    if (find_model(out, r.model)) out.roles.push_back(r);
+  return out;
+}
+}  // namespace
+
 result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std::string>& notes) {
-  auto doc = plan_farm_file(f, notes);
-  if (!doc) return doc.err();
-  return doc->chosen;
+  if (!has_on_demand(f)) {
+    auto doc = plan_farm_file(f, notes);
+    if (!doc) return doc.err();
+    return doc->chosen;
+  }
+  // On-demand models need not fit together: the always-on ones are planned together, each
+  // on-demand model alone on the whole machine (farm/on_demand.hpp decides at run time what runs).
+  plan::deployment out;
+  auto add = [&](const farm_file& part) -> status {
+    if (part.models.empty()) return status::success();
+    auto doc = plan_farm_file(part, notes);
+    if (!doc) return doc.err();
+    if (out.strategy.empty()) out.strategy = doc->chosen.strategy;
+    else if (out.strategy != doc->chosen.strategy) out.strategy = "hybrid";
+    for (auto& b : doc->chosen.backends) {
+      for (const auto& o : out.backends)
+        if (o.name == b.name)
+          return make_error(fmt::format("{}: the plans of two models both name a backend '{}'; give `strategy: replica` "
+                                        "or a --plan for this farm", f.path.empty() ? "farm" : f.path, b.name), 2);
+      out.backends.push_back(std::move(b));
+    }
+    for (auto& p : doc->chosen.pools) out.pools.push_back(std::move(p));
+    return status::success();
+  };
+  if (auto st = add(subset(f, [](const model_entry& m) { return !m.on_demand; })); !st) return st.err();
+  for (const auto& m : f.models)
+    if (m.on_demand)
+      if (auto st = add(subset(f, [&](const model_entry& x) { return x.name == m.name; })); !st) return st.err();
+  return out;
 }
 
 result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::string>& notes) {

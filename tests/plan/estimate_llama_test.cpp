@@ -344,6 +344,11 @@ std::vector<grid_case> new_architectures_grid() {
   add("qwen2-57b-a14b", 2, {"-c", "32768", "-np", "2"});
   add("qwen2-57b-a14b", 1, {"-c", "32768", "-np", "1", "--n-cpu-moe", "14"});
   add("qwen2-57b-a14b", 3, {"-c", "65536", "-np", "4", "-ctk", "q4_0", "-ctv", "q4_0"});
+  // Qwen2.5 dense (q/k/v biases)
+  add("qwen2.5-7b", 1, {"-c", "32768", "-np", "1"});
+  add("qwen2.5-7b", 2, {"-c", "32768", "-np", "4", "-ctk", "q8_0", "-ctv", "q8_0"});
+  add("qwen2.5-72b", 2, {"-c", "16384", "-np", "1"});
+  add("qwen2.5-72b", 4, {"-c", "32768", "-np", "2", "-ts", "1,1,1,2", "-fa", "off"});
   // Qwen3-Coder (qwen3moe shapes)
   add("qwen3-coder-30b-a3b", 1, {"-c", "262144", "-np", "1"});
   add("qwen3-coder-30b-a3b", 2, {"-c", "131072", "-np", "4", "-ctk", "q8_0", "-ctv", "q8_0"});

@@ -76,6 +76,15 @@ void add_estimate_command(CLI::App& app) {
     std::vector<plan::compute_unit> units(devices.size(), plan::compute_unit{"rpc", 500e9, 30e12, false});
     plan::compute_unit host_unit{"host", 0, 0, true};
     double first_gpu_link = 0;
+    std::vector<std::string> host_defaults;  // host figures that are defaults, stated as warnings
+    auto note_defaults = [&](const hw::node& n) {
+      if (n.ram_bandwidth_source == "catalogue")
+        host_defaults.push_back(fmt::format("{}: RAM bandwidth {:.1f} GB/s is a default (CPU not in data/cpus.yaml, "
+                                            "ram_bandwidth_gbs not declared)", n.name, n.ram_bandwidth_bytes_per_s / 1e9));
+      if (n.cpu_peak_flops <= 0)
+        host_defaults.push_back(fmt::format("{}: CPU compute is a default of 500 GFLOP/s (CPU not in data/cpus.yaml, "
+                                            "cpu.ghz not declared)", n.name));
+    };
     if (!inventory_file.empty()) {
       auto cat = hw::load_default_catalogue();
       if (!cat) fail(cat.err());
@@ -85,11 +94,13 @@ void add_estimate_command(CLI::App& app) {
       devices.insert(devices.end(), more.begin(), more.end());
       for (const auto& n : inv->nodes)
         for (const auto& g : n.gpus) {
-          units.push_back({g.name, g.bandwidth_bytes_per_s, g.fp16_tflops * 1e12, false});
+          units.push_back({g.name, g.bandwidth_bytes_per_s, g.fp16_tflops * 1e12, false, g.generation});
           if (first_gpu_link == 0) first_gpu_link = hw::gpu_pcie_link(n.name, g).bandwidth_bytes_per_s;
         }
-      if (!inv->nodes.empty())
+      if (!inv->nodes.empty()) {
         host_unit = {"host", inv->nodes[0].ram_bandwidth_bytes_per_s, inv->nodes[0].cpu_peak_flops, true};
+        note_defaults(inv->nodes[0]);
+      }
     } else if (n_devices >= 0) {
       auto more = plan::identical_devices(n_devices, device_gib << 30);
       devices.insert(devices.end(), more.begin(), more.end());
@@ -154,12 +165,14 @@ void add_estimate_command(CLI::App& app) {
         auto d = hw::discover_local(hw::real_system(), *cat);
         if (!d) fail(d.err());
         host_unit = {"host", d->local.ram_bandwidth_bytes_per_s, d->local.cpu_peak_flops, true};
+        note_defaults(d->local);
       }
       while (units.size() < devices.size()) units.push_back({"device", 500e9, 30e12, false});
       plan::speed_input si;
       si.shape = &*shape;
       si.placement = &*est;
       si.devices = units;
+      if (host_unit.flops <= 0) host_unit.flops = 5e11;  // the planner's default (a warning says so)
       si.host = host_unit;
       si.slots = est->n_slots;
       si.n_ubatch = args->n_ubatch;
@@ -171,6 +184,7 @@ void add_estimate_command(CLI::App& app) {
       speed = plan::estimate_speed(si);
     }
     std::vector<std::string> warnings = est->warnings;
+    if (with_speed) warnings.insert(warnings.end(), host_defaults.begin(), host_defaults.end());
     for (const auto& f : args->ignored)
       if (f.rfind("-", 0) == 0 && f != "--host" && f != "--port") warnings.push_back("not modelled: " + f);
     if (as_json) {

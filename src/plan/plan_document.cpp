@@ -186,7 +186,10 @@ json::object to_json(const plan_document& d) {
           {"candidates", cands},
           {"recommendation", json::object{{"strategy", d.recommendation.strategy},
                                           {"candidate", d.recommendation.candidate},
-                                          {"reasons", strings(d.recommendation.reasons)}}},
+                                          {"reasons", strings(d.recommendation.reasons)},
+                                          {"runner_up", d.recommendation.runner_up},
+                                          {"runner_up_candidate", d.recommendation.runner_up_candidate},
+                                          {"runner_up_gain", d.recommendation.runner_up_gain}}},
           {"deployment", to_json(d.chosen)},
           {"warnings", strings(d.warnings)},
           {"notes", strings(d.notes)}};
@@ -292,6 +295,12 @@ result<plan_document> plan_document_from_json(const json::value& v) {
       d.recommendation.strategy = r.str(*o, "strategy", "recommendation");
       d.recommendation.candidate = r.i32(*o, "candidate", "recommendation", -1);
       d.recommendation.reasons = r.strs(*o, "reasons", "recommendation");
+      d.recommendation.runner_up = r.str(*o, "runner_up", "recommendation");
+      d.recommendation.runner_up_candidate = r.i32(*o, "runner_up_candidate", "recommendation", -1);
+      d.recommendation.runner_up_gain = r.num(*o, "runner_up_gain", "recommendation");
+      if (!r.failed() && d.recommendation.runner_up_candidate >= static_cast<int>(d.candidates.size()))
+        r.fail("recommendation.runner_up_candidate", fmt::format("index {} but only {} candidates",
+                                                                 d.recommendation.runner_up_candidate, d.candidates.size()));
       if (!r.failed() && d.recommendation.candidate >= static_cast<int>(d.candidates.size()))
         r.fail("recommendation.candidate", fmt::format("index {} but only {} candidates",
                                                        d.recommendation.candidate, d.candidates.size()));

@@ -95,6 +95,13 @@ struct doc_recommendation {
   std::string strategy;
   int candidate = -1;  // index into candidates
   std::vector<std::string> reasons;
+  // The best feasible candidate of another strategy for the same model, and how much faster (decode
+  // and aggregate tokens/s together) it would have to be predicted to outrank the recommendation:
+  // 0.34 = +34 %; 0 or less: it ranks as high. "" / -1 when there is no rival (one strategy fits, or
+  // a hybrid of several models).
+  std::string runner_up{};
+  int runner_up_candidate = -1;
+  double runner_up_gain = 0;
 };
 
 struct plan_document {

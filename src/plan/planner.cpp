@@ -118,7 +118,7 @@ std::vector<device_desc> devices_of(const planner_ctx& pc, const placement& p) {
 
 compute_unit unit_of(const hw::gpu& g) {
   return {g.name, g.bandwidth_bytes_per_s > 0 ? g.bandwidth_bytes_per_s : 500e9,
-          (g.fp16_tflops > 0 ? g.fp16_tflops : 30) * 1e12, false};
+          (g.fp16_tflops > 0 ? g.fp16_tflops : 30) * 1e12, false, g.generation};
 }
 compute_unit host_unit(const hw::node& n) {
   return {"host", n.ram_bandwidth_bytes_per_s > 0 ? n.ram_bandwidth_bytes_per_s : 40e9,
@@ -181,8 +181,8 @@ void evaluate(const planner_ctx& pc, const model_shape& m, placement& p) {
   for (std::size_t i = 0; i + 1 < all.size(); ++i) {
     if (all[i].node != all[i + 1].node || all[i].node != p.main_node) {
       auto l = pc.inv.between(pc.inv.nodes[all[i].node].name, pc.inv.nodes[p.main_node].name);
-      // RPC: a graph split on a remote device costs about two network round trips per token
-      si.hops.push_back({l.bandwidth_bytes_per_s, 4 * l.latency_s});
+      // RPC: network round trips and a fixed cost per graph split per token (speed_params)
+      si.hops.push_back({l.bandwidth_bytes_per_s, l.latency_s, true});
     } else {
       auto l = pc.inv.between_gpus(main.name, gpu_of(pc.inv, all[i]).index, gpu_of(pc.inv, all[i + 1]).index);
       si.hops.push_back({l.bandwidth_bytes_per_s, l.latency_s});
@@ -190,18 +190,14 @@ void evaluate(const planner_ctx& pc, const model_shape& m, placement& p) {
   }
   if (!p.remote.empty()) {  // the last remote device also returns to the main node
     auto l = pc.inv.between(pc.inv.nodes[p.remote.front().node].name, main.name);
-    si.hops.push_back({l.bandwidth_bytes_per_s, 4 * l.latency_s});
+    si.hops.push_back({l.bandwidth_bytes_per_s, l.latency_s, true});
+  }
+  if (p.row_split && all.size() > 1) {  // each layer's matrices on all GPUs at once; all-reduces per layer
+    si.row_split = true;
+    auto l = pc.inv.between_gpus(main.name, gpu_of(pc.inv, all[0]).index, gpu_of(pc.inv, all[1]).index);
+    si.row_link = {l.bandwidth_bytes_per_s, l.latency_s};
   }
   p.speed = estimate_speed(si);
-  if (p.row_split && all.size() > 1) {
-    // row split reads each layer's matrices on all GPUs at once; two all-reduce syncs per layer
-    double t = 1.0 / std::max(1e-9, p.speed.decode_tps);
-    auto l = pc.inv.between_gpus(main.name, gpu_of(pc.inv, all[0]).index, gpu_of(pc.inv, all[1]).index);
-    double t_row = t * (0.55 + 0.45 / static_cast<double>(all.size())) + 2.0 * static_cast<double>(m.n_layer) * (l.latency_s + 4.0 * m.n_embd / std::max(1.0, l.bandwidth_bytes_per_s));
-    p.speed.decode_tps = 1.0 / t_row;
-    p.speed.aggregate_decode_tps *= t / t_row;
-    p.speed.prefill_tps *= 0.9 * static_cast<double>(all.size());
-  }
   p.speed.aggregate_decode_tps *= p.replicas;
   int depth_layers = 0;
   for (std::size_t i = 0; i < all.size(); ++i) depth_layers += p.est.layers_on_device[i];
@@ -435,6 +431,18 @@ result<plan_document> make_plan(const hw::inventory& inv, const std::vector<plan
     dm.quant = m.shape.quant;
     doc.models.push_back(dm);
     for (const auto& w : m.shape.warnings) doc.warnings.push_back(m.name + ": " + w);
+  }
+  // host figures that are defaults, not this node's own (never another machine's measurement)
+  for (const auto& n : inv.nodes) {
+    const std::string cpu = n.cpu_model.empty() ? "its CPU" : fmt::format("CPU '{}'", n.cpu_model);
+    if (n.ram_bandwidth_source == "catalogue")
+      doc.warnings.push_back(fmt::format("node {}: RAM bandwidth {:.1f} GB/s is a default ({} is not in data/cpus.yaml and "
+                                         "ram_bandwidth_gbs is not declared): speeds with weights in RAM are rough",
+                                         n.name, n.ram_bandwidth_bytes_per_s / 1e9, cpu));
+    if (n.cpu_peak_flops <= 0)
+      doc.warnings.push_back(fmt::format("node {}: CPU compute is a default of 500 GFLOP/s ({} is not in data/cpus.yaml "
+                                         "and cpu.ghz is not declared): CPU prefill speeds are rough",
+                                         n.name, cpu));
   }
   // roles
   std::vector<role_request> roles = roles_in.empty() ? default_roles() : roles_in;
@@ -856,6 +864,27 @@ result<plan_document> make_plan(const hw::inventory& inv, const std::vector<plan
         if (c.strategy == "replica") doc.recommendation.reasons.push_back("the model fits one GPU: copies avoid inter-GPU traffic");
         if (c.strategy == "expert_offload") doc.recommendation.reasons.push_back("the model does not fit the GPUs whole; experts of the biggest layers go to RAM");
         if (c.strategy == "shard" || c.strategy == "shard_rpc") doc.recommendation.reasons.push_back("the model needs the memory of several GPUs");
+        // runner-up: the best feasible candidate of another strategy; the score is linear in the
+        // predicted tokens/s, so score ratio - 1 is the speed it would have to gain to win
+        int ru = -1;
+        for (std::size_t i = 0; i < doc.candidates.size(); ++i) {
+          const auto& o = doc.candidates[i];
+          if (!o.feasible || o.score <= 0 || o.strategy == c.strategy || o.model != c.model) continue;
+          if (ru < 0 || o.score > doc.candidates[ru].score) ru = static_cast<int>(i);
+        }
+        if (ru >= 0) {
+          const auto& o = doc.candidates[ru];
+          const double gain = c.score / o.score - 1.0;
+          doc.recommendation.runner_up = o.strategy;
+          doc.recommendation.runner_up_candidate = ru;
+          doc.recommendation.runner_up_gain = gain;
+          if (gain <= 0)
+            doc.recommendation.reasons.push_back(fmt::format("runner-up: {} ranks as high ({})", o.strategy, o.summary));
+          else
+            doc.recommendation.reasons.push_back(fmt::format(
+                "runner-up: {}, would need {:+.0f} % decode tok/s to win{}", o.strategy, 100 * gain,
+                gain < 0.2 ? " (within the speed model's ±20 % decode error: measure both)" : ""));
+        }
       }
     }
   } else {

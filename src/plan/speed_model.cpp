@@ -22,6 +22,22 @@ double cpu_matmul_efficiency(std::string_view type) {
   return 0.35;  // IQ and ternary types: lookup-table kernels, slow on CPUs
 }
 
+double speed_params::eta_bw(std::string_view generation) const {
+  for (const auto& g : generations)
+    if (g.generation == generation) return g.bw;
+  return eta_bw_gpu;
+}
+double speed_params::eta_flops(std::string_view generation) const {
+  for (const auto& g : generations)
+    if (g.generation == generation) return g.flops;
+  return eta_flops_gpu;
+}
+double speed_params::type_factor_of(std::string_view type) const {
+  for (const auto& t : gpu_types)
+    if (t.type == type) return t.factor;
+  return 1.0;
+}
+
 namespace {
 
 // Work (FLOP / efficiency) per weight byte for one token through a group of tensors: the type mix of
@@ -30,7 +46,7 @@ struct work_per_byte {
   double cpu = 0, gpu = 0;  // effective FLOP per byte (divide by peak FLOP/s for seconds)
 };
 
-work_per_byte group_work(const model_shape& s, bool (*in_group)(const shape_tensor&)) {
+work_per_byte group_work(const model_shape& s, const speed_params& sp, bool (*in_group)(const shape_tensor&)) {
   double bytes = 0, cpu = 0, gpu = 0;
   for (const auto& t : s.tensors) {
     if (!in_group(t) || t.bytes == 0) continue;
@@ -42,7 +58,7 @@ work_per_byte group_work(const model_shape& s, bool (*in_group)(const shape_tens
     const auto* ti = gguf::find_type(t.type);
     bytes += static_cast<double>(t.bytes);
     cpu += flops / cpu_matmul_efficiency(ti ? ti->name : std::string_view());
-    gpu += flops / k_eta_flops_gpu;
+    gpu += flops / sp.type_factor_of(ti ? ti->name : std::string_view());  // over eta_flops(generation)
   }
   if (bytes <= 0) return {};
   return {cpu / bytes, gpu / bytes};
@@ -59,9 +75,39 @@ bool is_token_embd(const shape_tensor& t) { return t.cls == gguf::tensor_class::
 
 }  // namespace
 
+const speed_params& default_speed_params() {
+  // Fitted by `agifarm calibrate --fit` on the fit rows of data/gpu_measurements.yaml (docs/benchmarks.md,
+  // "Speed model against published measurements"); generations as data/gpus.yaml names them.
+  static const speed_params k_params = [] {
+    speed_params p;
+    // (generation, decode share of the memory bandwidth, prefill share of the FP16 peak for Q4_K)
+    p.generations = {
+        {"turing", 0.699, 0.35},   {"ampere", 0.861, 0.427}, {"ada", 0.846, 0.35},    {"hopper", 0.758, 0.393},
+        {"blackwell", 0.821, 0.35}, {"gb10", 0.678, 0.28},   {"rdna2", 0.854, 0.356}, {"rdna3", 0.435, 0.35},
+        {"rdna35", 0.803, 0.333},  {"apple", 0.659, 0.525},
+    };
+    // GPU prefill speed of a weight type relative to Q4_K (Q8_0 has no fit row apart from others: 1)
+    p.gpu_types = {{"Q4_0", 0.683}, {"Q8_0", 1.0}, {"F16", 1.47}, {"MXFP4", 1.16}, {"Q6_K", 1.13}, {"Q2_K", 0.864}};
+    p.gpu_expert_flops = 0.282;       // mul_mat_id: few tokens per expert per micro-batch
+    p.layer_overhead_gpu_s = 60e-6;
+    p.eta_host_expert = 0.916;
+    p.host_expert_layer_s = 481e-6;   // per layer with experts in RAM, per token
+    p.eta_offload_link = 1.32;        // above nominal: the streamed share of experts is less than all
+    p.gpu_hop_s = 10.8e-6;
+    p.rpc_hop_s = 2.22e-3;
+    p.rpc_round_trips = 20;
+    p.rpc_prefill_bytes = 25.1;
+    p.row_layer_sync_s = 65.5e-6;
+    p.row_prefill_factor = 1.09;
+    return p;
+  }();
+  return k_params;
+}
+
 speed_estimate estimate_speed(const speed_input& in) {
   speed_estimate out;
   if (!in.shape || !in.placement) return out;
+  const speed_params& sp = in.params ? *in.params : default_speed_params();
   const auto& s = *in.shape;
   const auto& p = *in.placement;
   const std::size_t nd = in.devices.size();
@@ -70,10 +116,10 @@ speed_estimate estimate_speed(const speed_input& in) {
   // Share of an MoE layer's experts that N tokens touch: 1 - (1 - k/n)^N.
   const double batch_share = s.is_moe() ? 1.0 - std::pow(1.0 - used_share, slots) : 1.0;
 
-  const work_per_byte w_dense = group_work(s, is_layer_dense);
-  const work_per_byte w_expert = group_work(s, is_expert);
+  const work_per_byte w_dense = group_work(s, sp, is_layer_dense);
+  const work_per_byte w_expert = group_work(s, sp, is_expert);
   // The output matrix (logits): the tied token embedding plays its part when there is none.
-  const work_per_byte w_output = s.has_output_tensor ? group_work(s, is_output) : group_work(s, is_token_embd);
+  const work_per_byte w_output = s.has_output_tensor ? group_work(s, sp, is_output) : group_work(s, sp, is_token_embd);
   const double output_bytes = static_cast<double>(s.has_output_tensor ? s.bytes_of(gguf::tensor_class::output)
                                                                       : s.bytes_of(gguf::tensor_class::token_embd));
   // Where the output layer runs: the device of "layer n_layer" (-1 = host). A placement without a
@@ -81,6 +127,7 @@ speed_estimate estimate_speed(const speed_input& in) {
   std::size_t output_slot = static_cast<std::size_t>(-1);
   if (p.layer_device.size() == s.n_layer + 1)
     output_slot = p.layer_device.back() >= 0 ? static_cast<std::size_t>(p.layer_device.back()) : nd;
+  const bool gpu_present = nd > 0 && !in.devices[0].is_cpu;
 
   double t_dec = 0, t_pre = 0, t_step_mem = 0, t_step_flops = 0, bytes_tok = 0;
   for (std::size_t i = 0; i <= nd && i < p.dense_weight_bytes.size(); ++i) {
@@ -104,23 +151,31 @@ speed_estimate estimate_speed(const speed_input& in) {
     // Attention work scales like the cells it reads.
     const double attn_share = naive_kv > 0 ? std::min(1.0, kv / naive_kv) : 1.0;
     if (layer_dense + expert + out_b == 0 && layers == 0) continue;
-    const double eta_bw = u.is_cpu ? k_eta_bw_cpu : k_eta_bw_gpu;
+    const double eta_bw = u.is_cpu ? k_eta_bw_cpu : sp.eta_bw(u.generation);
     const double bw = std::max(1.0, u.bandwidth_bytes_per_s * eta_bw);
-    const double peak = std::max(1.0, u.flops);
+    const double eta_fl = u.is_cpu ? 1.0 : sp.eta_flops(u.generation);  // GPU work per byte is over this
+    const double peak = std::max(1.0, u.flops * eta_fl);
     auto per_byte = [&](const work_per_byte& w) { return u.is_cpu ? w.cpu : w.gpu; };
-    const double expert_slowdown = u.is_cpu ? k_cpu_expert_slowdown : 1.0;
+    const double expert_slowdown = u.is_cpu ? k_cpu_expert_slowdown : 1.0 / sp.gpu_expert_flops;
 
-    // Decode: every weight a token needs is read once per token (experts: the used share).
+    // Decode: every weight a token needs is read once per token (experts: the used share). Experts in
+    // system RAM under a GPU (expert offload) are read at a share of the host's bandwidth, and each
+    // such layer hands its activations to the CPU and back.
+    const bool host_experts = u.is_cpu && gpu_present && expert > 0;
+    const double expert_bw = host_experts ? std::max(1.0, bw * sp.eta_host_expert) : bw;
     const double read = layer_dense + out_b + expert * used_share + kv;
     bytes_tok += read;
-    const double overhead = layers * (u.is_cpu ? k_layer_overhead_cpu_s : k_layer_overhead_gpu_s);
-    t_dec += read / bw + overhead;
+    int expert_layers = 0;
+    if (host_experts) expert_layers = std::max(p.expert_layers_on_host, 1);
+    const double overhead = layers * (u.is_cpu ? k_layer_overhead_cpu_s : sp.layer_overhead_gpu_s) +
+                            expert_layers * sp.host_expert_layer_s;
+    t_dec += (layer_dense + out_b + kv) / bw + expert * used_share / expert_bw + overhead;
 
     // Prefill: compute-bound; logits are computed for the last prompt token only, so the output
     // matrix costs nothing per prompt token.
     const double attn_flops = 4.0 * static_cast<double>(s.n_head * s.head_dim_k) * layers * in.depth * attn_share;
     const double layer_work = layer_dense * per_byte(w_dense) + expert * used_share * per_byte(w_expert) * expert_slowdown;
-    const double eta_attn = u.is_cpu ? 0.5 : k_eta_flops_gpu;
+    const double eta_attn = u.is_cpu ? 0.5 : 1.0;
     const bool op_offload = i == nd && nd > 0 && in.offload_link_bytes_per_s > 0 && !in.devices[0].is_cpu &&
                             in.n_ubatch >= k_op_offload_min_batch;
     if (op_offload) {
@@ -130,25 +185,53 @@ speed_estimate estimate_speed(const speed_input& in) {
       const double share_u = s.is_moe() ? 1.0 - std::pow(1.0 - used_share, U) : 1.0;
       const double streamed = layer_dense + expert * share_u;
       const auto& g = in.devices[0];
-      const double gpu_work = layer_dense * w_dense.gpu + expert * used_share * w_expert.gpu;
-      t_pre += streamed / (in.offload_link_bytes_per_s * k_eta_offload_link) / U +
-               (gpu_work + attn_flops / k_eta_flops_gpu) / std::max(1.0, g.flops);
+      const double gpu_work = layer_dense * w_dense.gpu + expert * used_share * w_expert.gpu / sp.gpu_expert_flops;
+      t_pre += streamed / (in.offload_link_bytes_per_s * sp.eta_offload_link) / U +
+               (gpu_work + attn_flops) / std::max(1.0, g.flops * sp.eta_flops(g.generation));
     } else {
       t_pre += (layer_work + attn_flops / eta_attn) / peak;
+      if (!u.is_cpu) {
+        // each micro-batch of U tokens also reads the device's weights once (experts: those the batch
+        // routes to): what bounds small batches and MoE models with many experts
+        const double U = std::max(1, in.n_ubatch);
+        const double share_u = s.is_moe() ? 1.0 - std::pow(1.0 - used_share, U) : 1.0;
+        t_pre += (layer_dense + expert * share_u) / bw / U;
+      }
     }
 
     // N slots decoding together: one step reads the weights once (experts: the share N tokens touch)
     // and each slot's KV; each token pays the matmul work, logits included.
-    t_step_mem += (layer_dense + out_b + expert * batch_share + kv * slots) / bw + overhead;
+    t_step_mem += (layer_dense + out_b + kv * slots) / bw + expert * batch_share / expert_bw + overhead;
     t_step_flops += slots * (layer_work + out_b * per_byte(w_output) + attn_flops / eta_attn) / peak;
   }
-  double t_hops = 0;
-  for (const auto& h : in.hops)
-    t_hops += h.latency_s + 4.0 * static_cast<double>(s.n_embd) / std::max(1.0, h.bandwidth_bytes_per_s);
+  double t_hops = 0, t_hops_pre = 0;
+  for (const auto& h : in.hops) {
+    const double bw = std::max(1.0, h.bandwidth_bytes_per_s);
+    if (h.rpc) {
+      t_hops += sp.rpc_hop_s + sp.rpc_round_trips * h.latency_s + 4.0 * static_cast<double>(s.n_embd) / bw;
+      t_hops_pre += sp.rpc_prefill_bytes * static_cast<double>(s.n_embd) / bw;
+    } else {
+      t_hops += sp.gpu_hop_s + h.latency_s + 4.0 * static_cast<double>(s.n_embd) / bw;
+    }
+  }
+  if (in.row_split && nd > 1) {
+    // -sm row: all GPUs read their rows of each matrix at once (the sum of reads shrinks to about
+    // 0.55 + 0.45 / n of it: the split is uneven and small matrices stay whole), two all-reduces per
+    // layer cross row_link; prefill pays the splits' synchronisation (row_prefill_factor).
+    const double n = static_cast<double>(nd);
+    const double sync = 2.0 * static_cast<double>(s.n_layer) *
+                        (in.row_link.latency_s + 4.0 * static_cast<double>(s.n_embd) / std::max(1.0, in.row_link.bandwidth_bytes_per_s)) +
+                        static_cast<double>(s.n_layer) * sp.row_layer_sync_s;
+    const double scale = 0.55 + 0.45 / n;
+    t_dec = t_dec * scale + sync;
+    t_step_mem = t_step_mem * scale + sync;
+    t_pre = t_pre * sp.row_prefill_factor;
+  }
   out.decode_bytes_per_token = bytes_tok;
   out.decode_tps = t_dec + t_hops > 0 ? 1.0 / (t_dec + t_hops) : 0;
-  // Prefill runs in micro-batches: activations cross each hop once per batch, negligible per token.
-  out.prefill_tps = t_pre > 0 ? 1.0 / t_pre : 0;
+  // Prefill runs in micro-batches: activations cross each GPU hop once per batch (negligible per
+  // token); RPC hops carry them per token over the network.
+  out.prefill_tps = t_pre + t_hops_pre > 0 ? 1.0 / (t_pre + t_hops_pre) : 0;
   const double t_step = std::max(t_step_mem, t_step_flops) + t_hops;
   out.aggregate_decode_tps = t_step > 0 ? slots / t_step : 0;
   return out;

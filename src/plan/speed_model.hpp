@@ -1,20 +1,26 @@
 // speed_model: predicted decode and prefill tokens/s of one placement (docs/planning.md, "Speed").
 //
-//   decode:  t_tok = sum_d (W_d + KV_d(depth)) / (eta_bw * BW_d)  +  hops * (latency + 4*n_embd / link_bw)
+//   decode:  t_tok = sum_d (W_d + KV_d(depth)) / (eta_bw(gen_d) * BW_d) + layers_d * t_layer
+//                  + host expert layers * t_host_layer + hops (latency, bytes; RPC and GPU-to-GPU costs)
 //            W_d = dense weight bytes on d + expert bytes on d * n_expert_used / n_expert
-//   prefill: t_tok = sum_d sum_type 2 * P_d,type / (eta(type) * FLOPS_d) + attention
+//            (experts in system RAM: read at eta_host_expert * the host's bandwidth)
+//   prefill: t_tok = sum_d sum_type 2 * P_d,type / (eta_flops(gen_d) * f(type) * FLOPS_d) + attention
 //            (P = active parameters of the repeating layers; the output matrix runs for the last
-//            prompt token only; CPU eta per weight type, MoE experts on the CPU k_cpu_expert_slowdown)
+//            prompt token only; CPU eta per weight type, MoE experts on the CPU k_cpu_expert_slowdown;
+//            op offload streams host weights over the first GPU's link once per micro-batch)
 //   N slots: one step reads the weights once for all N tokens (experts: the share N tokens touch) and
 //            each slot's KV; the step is bound by max(memory time, compute time); aggregate = N / t_step.
 //
-// The efficiencies (eta) are calibrated against llama-bench on this machine for the CPU and set from
-// published llama.cpp results for GPUs (docs/benchmarks.md). Pure functions, thread-safe.
+// The efficiencies are plain data (speed_params). CPU figures are calibrated with llama-bench on this
+// project's machine; the GPU, expert-offload, multi-GPU and RPC figures are fitted by `agifarm
+// calibrate` on the fit rows of data/gpu_measurements.yaml (docs/benchmarks.md gives the error on the
+// holdout rows). Pure functions, thread-safe.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "plan/memory_model.hpp"
@@ -26,12 +32,54 @@ struct compute_unit {
   double bandwidth_bytes_per_s = 0;  // memory bandwidth
   double flops = 0;                  // dense peak FLOP/s for the weight type (fp16 tensor for GPUs)
   bool is_cpu = false;
+  std::string generation;            // GPU generation of the catalogue ("ampere", "ada", ...); "" unknown
+
+  compute_unit() = default;
+  compute_unit(std::string name_, double bandwidth, double flops_, bool is_cpu_, std::string generation_ = {})
+      : name(std::move(name_)), bandwidth_bytes_per_s(bandwidth), flops(flops_), is_cpu(is_cpu_),
+        generation(std::move(generation_)) {}
 };
 
 struct speed_link {
   double bandwidth_bytes_per_s = 0;
-  double latency_s = 0;
+  double latency_s = 0;   // one way
+  bool rpc = false;       // a ggml-rpc hop: several network round trips and a fixed cost per token
 };
+
+// The fitted constants of the GPU side of the model (`agifarm calibrate` fits them; the defaults are
+// its result on the fit rows, see default_speed_params()).
+struct speed_params {
+  struct generation_eta {
+    std::string generation;
+    double bw = 0;     // decode: share of the memory bandwidth reached
+    double flops = 0;  // prefill: share of the dense FP16 peak reached (Q4_K matmuls)
+  };
+  struct type_factor {
+    std::string type;  // ggml type name of the weights ("Q4_K")
+    double factor = 1; // prefill speed of this type relative to Q4_K on GPUs
+  };
+  std::vector<generation_eta> generations;
+  double eta_bw_gpu = 0.75;            // a generation not in the table
+  double eta_flops_gpu = 0.35;
+  std::vector<type_factor> gpu_types;  // types not listed: 1
+  double gpu_expert_flops = 1.0;       // MoE expert matmuls (mul_mat_id) relative to dense ones, GPU
+  double layer_overhead_gpu_s = 60e-6; // per layer per decoded token (launches, synchronisation)
+  double eta_host_expert = 1.0;        // experts in RAM: share of the host's bandwidth decode reaches
+  double host_expert_layer_s = 0;      // experts in RAM: per such layer per token (GPU<->CPU handover)
+  double eta_offload_link = 1.0;       // op offload: share of the PCIe link's nominal rate
+  double gpu_hop_s = 0;                // layer split: per GPU-to-GPU boundary per token
+  double rpc_hop_s = 0;                // RPC: fixed cost per hop per token (commands, graph split)
+  double rpc_round_trips = 4;          // RPC: network one-way latencies per hop per token
+  double rpc_prefill_bytes = 4;        // RPC prefill: bytes per n_embd element per token per hop
+  double row_layer_sync_s = 0;         // -sm row: per layer per token on top of two all-reduces
+  double row_prefill_factor = 1.0;     // -sm row: prefill time relative to one GPU doing all of it
+
+  double eta_bw(std::string_view generation) const;
+  double eta_flops(std::string_view generation) const;
+  double type_factor_of(std::string_view type) const;
+};
+// The calibrated figures (docs/planning.md lists them).
+const speed_params& default_speed_params();
 
 struct speed_input {
   const model_shape* shape = nullptr;
@@ -45,7 +93,12 @@ struct speed_input {
   // weights in system RAM run on the first device, their weights streamed over its link once per
   // micro-batch. 0: no op offload (--no-op-offload, no GPU, or the link is unknown).
   double offload_link_bytes_per_s = 0;
-  int n_ubatch = 512;                          // -ub
+  int n_ubatch = 512;                          // -ub (a shorter prompt: its length)
+  // -sm row over several GPUs: each layer's matrices are read by all GPUs at once (decode), with two
+  // all-reduces per layer over row_link.
+  bool row_split = false;
+  speed_link row_link{};
+  const speed_params* params = nullptr;        // nullptr: default_speed_params()
 };
 
 struct speed_estimate {
@@ -56,18 +109,14 @@ struct speed_estimate {
 };
 
 // Efficiency factors (fraction of the peak reached by llama.cpp). CPU figures are calibrated with
-// llama-bench on this project's machine (docs/benchmarks.md); GPU figures follow published llama.cpp
-// CUDA results.
+// llama-bench on this project's machine (docs/benchmarks.md). GPU figures: speed_params; these two are
+// its figures for a GPU of unknown generation, and the per-layer overhead its default.
 inline constexpr double k_eta_bw_gpu = 0.75;
 inline constexpr double k_eta_flops_gpu = 0.35;
 inline constexpr double k_eta_bw_cpu = 1.0;  // llama.cpp reads weights at the rate hw::measure_ram_bandwidth finds
 // MoE expert matmuls on the CPU (ggml's mul_mat_id: gathering rows per expert, small matrices) run
 // this many times slower per FLOP than a dense matmul of the same type.
 inline constexpr double k_cpu_expert_slowdown = 2.05;
-// Share of a PCIe link's nominal rate that op offload's weight streaming reaches: a 3090 streaming
-// gpt-oss-120b's experts of 26 layers (--n-cpu-moe 26, -ub 512) prefilled at 380 tok/s, which is the
-// nominal PCIe 4.0 x16 rate (data/gpu_measurements.yaml).
-inline constexpr double k_eta_offload_link = 1.0;
 inline constexpr int k_op_offload_min_batch = 32;  // ggml-cuda's offload_op threshold
 // Fixed cost per layer per decoded token (kernel launches, synchronisation), GPU and CPU.
 inline constexpr double k_layer_overhead_gpu_s = 60e-6;

@@ -157,15 +157,21 @@ TEST(speed_model, op_offload_streams_host_experts_over_the_link_once_per_micro_b
   EXPECT_GT(with.prefill_tps, 2 * without.prefill_tps);
   EXPECT_DOUBLE_EQ(with.decode_tps, without.decode_tps);
   // the streaming term: all experts cross the link once per micro-batch, so going from 512 to 4096
-  // tokens per micro-batch saves exactly 7/8 of it (the compute per token stays)
+  // tokens per micro-batch saves exactly 7/8 of it (the compute per token stays); so does the GPU's
+  // read of its own weights once per micro-batch
+  // (the link's rate as calibrated: default_speed_params().eta_offload_link of its nominal rate)
   const double stream_bytes = 8.0 * 48 * k_mib;
-  EXPECT_GT(1.0 / with.prefill_tps, stream_bytes / 31.5e9 / 512);
+  const double link = 31.5e9 * default_speed_params().eta_offload_link;
+  const double gpu_bytes = static_cast<double>(e.dense_weight_bytes[0]);
+  EXPECT_GT(1.0 / with.prefill_tps, stream_bytes / link / 512);
   off.n_ubatch = 4096;
   const double saved = 1.0 / with.prefill_tps - 1.0 / estimate_speed(off).prefill_tps;
-  EXPECT_NEAR(saved, stream_bytes / 31.5e9 * (1.0 / 512 - 1.0 / 4096), 1e-3 * saved);
+  EXPECT_NEAR(saved, (stream_bytes / link + gpu_bytes / (936e9 * k_eta_bw_gpu)) * (1.0 / 512 - 1.0 / 4096), 1e-3 * saved);
   // below 32 tokens per micro-batch there is no op offload
   off.n_ubatch = 16;
-  EXPECT_DOUBLE_EQ(estimate_speed(off).prefill_tps, without.prefill_tps);
+  speed_input no_offload = cpu_only;
+  no_offload.n_ubatch = 16;
+  EXPECT_DOUBLE_EQ(estimate_speed(off).prefill_tps, estimate_speed(no_offload).prefill_tps);
 }
 
 TEST(planner, small_model_gets_replicas_one_per_gpu) {
@@ -187,6 +193,49 @@ TEST(planner, small_model_gets_replicas_one_per_gpu) {
   auto back = plan_document_from_json(to_json(*d));
   ASSERT_TRUE(back.ok()) << back.err().message;
   EXPECT_EQ(back->chosen.backends.size(), 4u);
+}
+
+TEST(planner, recommendation_names_the_runner_up_and_its_margin) {
+  auto inv = farm(1, 4);
+  std::vector<plan_model> models{model("small", fixtures::make_shape(28, 100 * k_mib, 300 * k_mib))};
+  auto d = make_plan(inv, models, {{"fast", "small", 8192, 8}});
+  ASSERT_TRUE(d.ok()) << d.err().message;
+  const auto& rec = d->recommendation;
+  ASSERT_GE(rec.candidate, 0);
+  ASSERT_GE(rec.runner_up_candidate, 0);
+  const auto& won = d->candidates[rec.candidate];
+  const auto& ru = d->candidates[rec.runner_up_candidate];
+  EXPECT_NE(ru.strategy, won.strategy);
+  EXPECT_EQ(rec.runner_up, ru.strategy);
+  EXPECT_TRUE(ru.feasible);
+  EXPECT_NEAR(rec.runner_up_gain, won.score / ru.score - 1.0, 1e-9);
+  for (const auto& c : d->candidates) {  // no other strategy of this model scores higher than the runner-up
+    if (c.feasible && c.strategy != won.strategy && c.model == won.model) {
+      EXPECT_LE(c.score, ru.score);
+    }
+  }
+  bool said = false;
+  for (const auto& r : rec.reasons) said |= r.rfind("runner-up: " + ru.strategy, 0) == 0;
+  EXPECT_TRUE(said);
+  EXPECT_NE(format_plan(*d).find("runner-up: "), std::string::npos);
+  auto back = plan_document_from_json(to_json(*d));
+  ASSERT_TRUE(back.ok()) << back.err().message;
+  EXPECT_EQ(back->recommendation.runner_up, rec.runner_up);
+  EXPECT_EQ(back->recommendation.runner_up_candidate, rec.runner_up_candidate);
+  EXPECT_DOUBLE_EQ(back->recommendation.runner_up_gain, rec.runner_up_gain);
+}
+
+TEST(planner, default_host_figures_are_stated_as_warnings) {
+  auto inv = farm(1, 1);
+  inv.nodes[0].ram_bandwidth_source = "catalogue";
+  inv.nodes[0].cpu_peak_flops = 0;
+  std::vector<plan_model> models{model("small", fixtures::make_shape(28, 100 * k_mib, 300 * k_mib))};
+  auto d = make_plan(inv, models, {{"fast", "small", 8192, 1}});
+  ASSERT_TRUE(d.ok()) << d.err().message;
+  int defaults = 0;
+  for (const auto& w : d->warnings)
+    if (w.find("is a default") != std::string::npos) ++defaults;
+  EXPECT_EQ(defaults, 2) << format_plan(*d);
 }
 
 TEST(planner, big_dense_model_is_sharded_over_the_node) {

@@ -13,6 +13,7 @@ void add_hw_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 void add_estimate_command(CLI::App& app);
 void add_plan_command(CLI::App& app);
+void add_calibrate_command(CLI::App& app);
 void add_emit_command(CLI::App& app);
 void add_up_commands(CLI::App& app);  // up, status, down, logs
 

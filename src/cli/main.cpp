@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   agifarm::cli::add_serve_command(app);
   agifarm::cli::add_estimate_command(app);
   agifarm::cli::add_plan_command(app);
+  agifarm::cli::add_calibrate_command(app);
   agifarm::cli::add_emit_command(app);
   agifarm::cli::add_up_commands(app);
   CLI11_PARSE(app, argc, argv);

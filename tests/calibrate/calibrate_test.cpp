@@ -1,0 +1,131 @@
+// The speed model against the published measurements (data/gpu_measurements.yaml): the rows replay,
+// the split holds, and the holdout error stays within the bound docs/benchmarks.md states.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+#include <stdexcept>
+
+#include "calibrate/calibrate.hpp"
+
+namespace agifarm::calibrate {
+namespace {
+
+struct data {
+  std::vector<measurement> rows;
+  catalogues cat;
+  std::vector<replay_case> cases;
+};
+
+const data& the_data() {
+  static const data d = [] {
+    data x;
+    auto rows = load_measurements(std::string(AGIFARM_SOURCE_DIR) + "/data/gpu_measurements.yaml");
+    if (!rows) throw std::runtime_error(rows.err().message);
+    x.rows = std::move(rows).value();
+    auto cat = load_default_catalogues();
+    if (!cat) throw std::runtime_error(cat.err().message);
+    x.cat = std::move(cat).value();
+    x.cases = build_cases(x.rows, x.cat);
+    return x;
+  }();
+  return d;
+}
+
+TEST(calibrate, every_row_with_a_replay_block_replays) {
+  const auto& d = the_data();
+  int replayed = 0;
+  for (const auto& c : d.cases) {
+    ASSERT_TRUE(c.row->calib.has_value()) << c.row->id << ": every row says how to replay it or why not";
+    if (!c.row->calib->skip.empty()) continue;
+    EXPECT_TRUE(c.skip.empty()) << c.row->id << ": " << c.skip;
+    ++replayed;
+  }
+  EXPECT_GE(replayed, 40);
+}
+
+TEST(calibrate, the_split_leaves_enough_rows_on_each_side) {
+  const auto r = evaluate(the_data().cases, default_calibration());
+  const auto fit = summarize(r, split::fit), holdout = summarize(r, split::holdout);
+  EXPECT_GE(fit.rows, 20);
+  EXPECT_GE(holdout.rows, 15);
+  std::set<std::string> setups;
+  for (const auto& x : r)
+    if (x.part == split::holdout && x.skip.empty()) setups.insert(x.setup);
+  EXPECT_GE(setups.size(), 4u) << "full GPU, multi-GPU, expert offload and RPC rows in the holdout";
+}
+
+// Issue 15's goal on the holdout rows is decode within ±20 % and prefill within ±30 % for 80 % of
+// them, none off by more than 2x. It is NOT met: 13 of 20 holdout rows (65 %) are within it
+// (docs/benchmarks.md says which rows miss and why). This asserts what is achieved, as a regression
+// bound: no holdout row off by more than 2x, at least 65 % within the goal, and the medians.
+TEST(calibrate, holdout_error_stays_within_the_achieved_bound) {
+  const auto r = evaluate(the_data().cases, default_calibration());
+  const auto holdout = summarize(r, split::holdout);
+  EXPECT_EQ(holdout.off_2x, 0);
+  EXPECT_GE(holdout.share_within(), 0.65) << format_report(r);
+  EXPECT_LE(holdout.median_abs_decode, 0.15);
+  EXPECT_LE(holdout.median_abs_prefill, 0.15);
+  const auto fit = summarize(r, split::fit);
+  EXPECT_GE(fit.share_within(), 0.9) << format_report(r);
+}
+
+TEST(calibrate, the_default_constants_are_the_fit) {
+  // Refitting from the committed constants on the fit rows must not find a clearly better fit: the
+  // defaults are the fit's result (up to the 3 digits they are written with).
+  const auto& cases = the_data().cases;
+  const auto before = evaluate(cases, default_calibration());
+  const auto after = evaluate(cases, fit(cases, default_calibration()));
+  auto sq = [](const std::vector<row_result>& rs) {
+    double l = 0;
+    for (const auto& x : rs) {
+      if (x.part != split::fit || !x.skip.empty() || x.outlier) continue;
+      if (x.measured_decode > 0) l += std::pow(std::log(x.predicted_decode / x.measured_decode), 2);
+      if (x.measured_prefill > 0) l += std::pow(std::log(x.predicted_prefill / x.measured_prefill), 2);
+    }
+    return l;
+  };
+  EXPECT_GE(sq(after), 0.9 * sq(before) - 1e-3);
+}
+
+TEST(calibrate, rows_that_cannot_replay_say_why) {
+  std::vector<measurement> rows(2);
+  rows[0].id = "unknown-gpu";
+  rows[0].decode_tps = 10;
+  rows[0].calib = replay{};
+  rows[0].calib->model = "llama-3-8b";
+  rows[0].calib->quant = "Q4_K_M";
+  rows[0].calib->gpus = {"voodoo5"};
+  rows[1] = rows[0];
+  rows[1].id = "unknown-mix";
+  rows[1].calib->gpus = {"rtx3090"};
+  rows[1].calib->quant = "IQ1_S";
+  const auto cases = build_cases(rows, the_data().cat);
+  ASSERT_EQ(cases.size(), 2u);
+  EXPECT_NE(cases[0].skip.find("voodoo5"), std::string::npos) << cases[0].skip;
+  EXPECT_NE(cases[1].skip.find("IQ1_S"), std::string::npos) << cases[1].skip;
+}
+
+TEST(calibrate, a_faster_gpu_generation_figure_raises_only_its_rows) {
+  const auto& cases = the_data().cases;
+  auto cal = default_calibration();
+  const auto base = evaluate(cases, cal);
+  for (auto& g : cal.speed.generations)
+    if (g.generation == "ada") g.bw *= 1.1;
+  const auto faster = evaluate(cases, cal);
+  bool any = false;
+  for (std::size_t i = 0; i < base.size(); ++i) {
+    if (base[i].measured_decode <= 0) continue;
+    if (base[i].id == "xd-4090-llama3-8b-q4km") {
+      EXPECT_GT(faster[i].predicted_decode, base[i].predicted_decode * 1.05);
+      any = true;
+    }
+    if (base[i].id == "xd-3090-llama3-8b-q4km") {
+      EXPECT_DOUBLE_EQ(faster[i].predicted_decode, base[i].predicted_decode);
+    }
+  }
+  EXPECT_TRUE(any);
+}
+
+}  // namespace
+}  // namespace agifarm::calibrate

@@ -197,9 +197,15 @@ TEST(cache_layout_memory, recurrent_state_is_per_sequence_and_mla_has_no_v) {
   ASSERT_TRUE(e);
   EXPECT_EQ(e->host.context_bytes, 4ull * 576 * 2 * 8192);
   // a q8_0 K cache: 576 elements = 18 blocks of 34 bytes
-  e = estimate_memory(with_layout(cache_layout_of(d)), args_of({"-c", "8192", "-np", "1", "-fa", "on", "-ctk", "q8_0"}), {});
+  e = estimate_memory(with_layout(cache_layout_of(d)),
+                      args_of({"-c", "8192", "-np", "1", "-fa", "on", "-ctk", "q8_0", "-ctv", "q8_0"}), {});
   ASSERT_TRUE(e);
   EXPECT_EQ(e->host.context_bytes, 4ull * 18 * 34 * 8192);
+  // llama_init_from_model refuses an MLA model with different K and V types; so does the estimate
+  e = estimate_memory(with_layout(cache_layout_of(d)), args_of({"-c", "8192", "-np", "1", "-fa", "on", "-ctk", "q8_0"}), {});
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.err().message.find("MLA"), std::string::npos) << e.err().message;
+  EXPECT_NE(e.err().message.find("-ctv"), std::string::npos) << e.err().message;
 }
 
 TEST(cache_layout_memory, without_flash_attention_v_rows_are_the_widest_of_any_layer) {

@@ -44,7 +44,7 @@ bool quantized(dtype t) { return traits(t).block > 1; }
 
 enum class op : std::uint8_t {
   none, get_rows, mul_mat, mul_mat_id, rms_norm, mul, add, div, rope, view, reshape, permute, transpose, cont,
-  flash_attn, soft_max, set_rows, glu, argsort, sum_rows, clamp, add_id, unary
+  flash_attn, soft_max, set_rows, glu, argsort, sum_rows, clamp, add_id, unary, concat
 };
 bool is_view_op(op o) { return o == op::view || o == op::reshape || o == op::permute || o == op::transpose; }
 bool can_inplace(op o) {
@@ -209,7 +209,7 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
   int inp_pos = input(dtype::i32, {T, 1, 1, 1});
   const std::int64_t kv = kv_size;
   int k_idxs_full = input(dtype::i64, {T, 1, 1, 1});
-  int v_idxs_full = input(dtype::i64, {v_trans ? T * nkv * hv : T, 1, 1, 1});
+  int v_idxs_full = s.mla && fa ? -1 : input(dtype::i64, {v_trans ? T * nkv * hv : T, 1, 1, 1});  // MLA: no V cache
   int mask_full = input(fa ? dtype::f16 : dtype::f32, {kv, T / ns, 1, ns});
   // llama_kv_cache_iswa: the sliding-window layers have their own cache, indices and mask
   bool any_swa = false;
@@ -241,99 +241,168 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
     const int mask = L.swa ? mask_swa : mask_full;
     int inpSA = inpL;
     int cur = norm(inpL, L.attn_norm, il);
-    int q = g.reshape(mul_mat(w(L.wq), hk * nh, cur), {hk, nh, T, 1});
-    int k = g.reshape(mul_mat(w(L.wk), hk * nkv, cur), {hk, nkv, T, 1});
-    int v = g.reshape(mul_mat(w(L.wv), hv * nkv, cur), {hv, nkv, T, 1});
-    int factors = w(L.rope_freqs);
-    if (s.qk_norm) {
-      q = norm(q, L.q_norm, il);
-      q = g.same_as(op::rope, q, {q, inp_pos, factors});
-      k = norm(k, L.k_norm, il);
-      k = g.same_as(op::rope, k, {k, inp_pos, factors});
-    } else {
-      q = g.same_as(op::rope, q, {q, inp_pos, factors});
-      k = g.same_as(op::rope, k, {k, inp_pos, factors});
-    }
-    if (k_rot >= 0) {
-      q = hadamard(q, k_rot, nrot_k);
-      k = hadamard(k, k_rot, nrot_k);
-    }
-    if (v_rot >= 0) v = hadamard(v, v_rot, nrot_v);
-    g.expand(q);
-    g.expand(v);
-    g.expand(k);
-    // KV cache tensors of this layer
-    int kc = g.leaf(tk, {hk * nkv, kv, ns, 1}, 0, kv_slot);
-    int vc = g.leaf(tv, {hv * nkv, kv, ns, 1}, 0, kv_slot);
-    {
-      int kcur = g.view(op::view, k, {hk * nkv, T, 1, 1}, {g.t[k].nb[0], g.t[k].nb[2], g.t[k].nb[2] * T, g.t[k].nb[2] * T});
-      int kdst = ns > 1 ? g.reshape(kc, {hk * nkv, kv * ns, 1, 1}) : kc;
-      tensor x = g.t[kdst];
-      x.o = op::set_rows;
-      x.src = {kcur, k_idxs, kdst, -1, -1};
-      x.view_src = g.root(kdst);
-      x.buffer = g.t[x.view_src].buffer;
-      x.forced = -1;
-      g.expand(g.add(x));
-    }
-    {
-      int vcur, vdst;
-      if (!v_trans) {
-        vcur = g.view(op::view, v, {hv * nkv, T, 1, 1}, {g.t[v].nb[0], g.t[v].nb[2], g.t[v].nb[2] * T, g.t[v].nb[2] * T});
-        vdst = ns > 1 ? g.reshape(vc, {hv * nkv, kv * ns, 1, 1}) : vc;
+    const bool mla = s.mla && fa;
+    if (mla) {
+      // deepseek2.cpp, is_mla: q_nope absorbed by wk_b into the compressed space, one K head (MQA)
+      const std::int64_t R = s.kv_lora_rank, rope_d = s.n_rot, nope = s.head_dim_nope, hq = nope + rope_d;
+      int q;
+      if (L.wq_a.bytes) {
+        q = mul_mat(w(L.wq_a), s.q_lora_rank, cur);
+        q = norm(q, L.q_a_norm, il);
+        q = mul_mat(w(L.wq_b), hq * nh, q);
       } else {
-        vcur = g.reshape(v, {hv * nkv, T, 1, 1});
-        vdst = g.reshape(vc, {1, hv * nkv * kv * ns, 1, 1});
-        vcur = g.reshape(vcur, {1, hv * nkv * T, 1, 1});
+        q = mul_mat(w(L.wq), hq * nh, cur);
       }
-      tensor x = g.t[vdst];
-      x.o = op::set_rows;
-      x.src = {vcur, v_idxs, vdst, -1, -1};
-      x.view_src = g.root(vdst);
-      x.buffer = g.t[x.view_src].buffer;
-      g.expand(g.add(x));
-    }
-    // views of the cache (get_k / get_v)
-    const tensor KC = g.t[kc];
-    auto row_size = [](dtype type, std::int64_t n) { return traits(type).size * static_cast<std::uint64_t>(n) / traits(type).block; };
-    int kview = g.view(op::view, kc, {hk, nkv, kv, ns}, {KC.nb[0], row_size(tk, hk), KC.nb[1], KC.nb[2]});
-    int vview;
-    {
-      const tensor VC = g.t[vc];
-      const std::uint64_t row = VC.nb[1];  // bytes of one cell's V row
-      if (!v_trans) {
-        vview = g.view(op::view, vc, {hv, nkv, kv, ns}, {VC.nb[0], row_size(tv, hv), row, VC.nb[2]});
-      } else {
-        const std::uint64_t es = traits(tv).size;
-        vview = g.view(op::view, vc, {kv, nkv, hv, ns}, {es, es * kv * hv, es * kv, row * kv});
+      q = g.reshape(q, {hq, nh, T, 1});
+      const tensor Qt = g.t[q];
+      int q_nope = g.view(op::view, q, {nope, nh, T, 1}, {Qt.nb[0], Qt.nb[1], Qt.nb[2], Qt.nb[3]});
+      int q_pe = g.view(op::view, q, {rope_d, nh, T, 1}, {Qt.nb[0], Qt.nb[1], Qt.nb[2], Qt.nb[3]});
+      int kv_pe = mul_mat(w(L.wkv_a), R + rope_d, cur);
+      const tensor KV = g.t[kv_pe];
+      int kv_cmpr = g.view(op::view, kv_pe, {R, T, 1, 1}, {KV.nb[0], KV.nb[1], KV.nb[1] * T, KV.nb[1] * T});
+      int k_pe = g.view(op::view, kv_pe, {rope_d, 1, T, 1}, {KV.nb[0], KV.nb[1], KV.nb[1], KV.nb[1] * T});
+      k_pe = g.make(op::rope, dtype::f32, {rope_d, 1, T, 1}, {k_pe, inp_pos});
+      kv_cmpr = g.make(op::rms_norm, dtype::f32, {R, T, 1, 1}, {kv_cmpr});
+      if (pin_norms) g.t[kv_cmpr].forced = slot(s.layer_device[il]);
+      if (int nw = w(L.kv_a_norm); nw >= 0) kv_cmpr = g.same_as(op::mul, kv_cmpr, {kv_cmpr, nw});
+      q_pe = g.make(op::rope, dtype::f32, {rope_d, nh, T, 1}, {q_pe, inp_pos});
+      q_nope = g.permute(q_nope, 0, 2, 1, 3);
+      int absorbed = g.make(op::mul_mat, dtype::f32, {R, T, nh, 1}, {w(L.wk_b), q_nope});
+      absorbed = g.permute(absorbed, 0, 2, 1, 3);
+      int Qc = g.make(op::concat, dtype::f32, {R + rope_d, nh, T, 1}, {absorbed, q_pe});
+      kv_cmpr = g.reshape(kv_cmpr, {R, 1, T, 1});
+      int Kc = g.make(op::concat, dtype::f32, {R + rope_d, 1, T, 1}, {kv_cmpr, k_pe});
+      g.expand(Qc);
+      g.expand(Kc);
+      // K-only cache: [R + n_rot, kv, ns]
+      int kc = g.leaf(tk, {R + rope_d, kv, ns, 1}, 0, kv_slot);
+      {
+        int kcur = g.reshape(Kc, {R + rope_d, T, 1, 1});
+        int kdst = ns > 1 ? g.reshape(kc, {R + rope_d, kv * ns, 1, 1}) : kc;
+        tensor x = g.t[kdst];
+        x.o = op::set_rows;
+        x.src = {kcur, k_idxs, kdst, -1, -1};
+        x.view_src = g.root(kdst);
+        x.buffer = g.t[x.view_src].buffer;
+        x.forced = -1;
+        g.expand(g.add(x));
       }
-    }
-    // build_attn_mha
-    {
-      const tensor Q = g.t[q];
-      int qv = g.view(op::view, q, {Q.ne[0], Q.ne[1], Q.ne[2] / ns, ns}, {Q.nb[0], Q.nb[1], Q.nb[2], Q.nb[3] / ns});
+      const tensor KC = g.t[kc];
+      auto row_size = [](dtype type, std::int64_t n) { return traits(type).size * static_cast<std::uint64_t>(n) / traits(type).block; };
+      int kview = g.view(op::view, kc, {R + rope_d, 1, kv, ns}, {KC.nb[0], row_size(tk, R + rope_d), KC.nb[1], KC.nb[2]});
+      int vview = g.view(op::view, kc, {R, 1, kv, ns}, {KC.nb[0], row_size(tk, R + rope_d), KC.nb[1], KC.nb[2]});
+      const tensor QQ = g.t[Qc];
+      int qv = g.view(op::view, Qc, {QQ.ne[0], QQ.ne[1], QQ.ne[2] / ns, ns}, {QQ.nb[0], QQ.nb[1], QQ.nb[2], QQ.nb[3] / ns});
       qv = g.permute(qv, 0, 2, 1, 3);
       int kp = g.permute(kview, 0, 2, 1, 3);
       int vp = g.permute(vview, 0, 2, 1, 3);
-      if (fa) {
-        const tensor QP = g.t[qv];
-        int o = g.make(op::flash_attn, dtype::f32, {g.t[vp].ne[0], QP.ne[2], QP.ne[1], QP.ne[3]}, {qv, kp, vp, mask});
-        cur = g.reshape(o, {g.t[o].ne[0] * g.t[o].ne[1], g.t[o].ne[2] * g.t[o].ne[3], 1, 1});
-      } else {
-        const tensor QP = g.t[qv];
-        int kq = g.make(op::mul_mat, dtype::f32, {g.t[kp].ne[1], QP.ne[1], QP.ne[2], QP.ne[3]}, {kp, qv});
-        kq = g.same_as(op::soft_max, kq, {kq, mask});
-        const tensor KQ = g.t[kq];
-        int kqv = g.make(op::mul_mat, dtype::f32, {g.t[vp].ne[1], KQ.ne[1], KQ.ne[2], KQ.ne[3]}, {vp, kq});
-        int p = g.permute(kqv, 0, 2, 1, 3);
-        const tensor P = g.t[p];
-        cur = g.make(op::cont, dtype::f32, {P.ne[0] * P.ne[1], P.ne[2] * P.ne[3], 1, 1}, {p});
-        if (s.kv_on_host) g.t[cur].forced = cpu;
-      }
+      const tensor QP = g.t[qv];
+      int o = g.make(op::flash_attn, dtype::f32, {R, QP.ne[2], QP.ne[1], QP.ne[3]}, {qv, kp, vp, mask});
+      // v_mla: [R, n_head, T] -> [R, T, n_head] x wv_b -> [v, T, n_head] -> [v, n_head, T]
+      int op_ = g.permute(o, 0, 2, 1, 3);
+      const tensor OP = g.t[op_];
+      int vm = g.make(op::mul_mat, dtype::f32, {s.head_dim_v_mla, OP.ne[1], OP.ne[2], OP.ne[3]}, {w(L.wv_b), op_});
+      vm = g.permute(vm, 0, 2, 1, 3);
+      const tensor VM = g.t[vm];
+      cur = g.make(op::cont, dtype::f32, VM.ne, {vm});
+      cur = g.reshape(cur, {VM.ne[0] * VM.ne[1], VM.ne[2] * VM.ne[3], 1, 1});
       g.expand(cur);
+      cur = mul_mat(w(L.wo), E, cur);
+    } else {
+      int q = g.reshape(mul_mat(w(L.wq), hk * nh, cur), {hk, nh, T, 1});
+      int k = g.reshape(mul_mat(w(L.wk), hk * nkv, cur), {hk, nkv, T, 1});
+      int v = g.reshape(mul_mat(w(L.wv), hv * nkv, cur), {hv, nkv, T, 1});
+      int factors = w(L.rope_freqs);
+      if (s.qk_norm) {
+        q = norm(q, L.q_norm, il);
+        q = g.same_as(op::rope, q, {q, inp_pos, factors});
+        k = norm(k, L.k_norm, il);
+        k = g.same_as(op::rope, k, {k, inp_pos, factors});
+      } else {
+        q = g.same_as(op::rope, q, {q, inp_pos, factors});
+        k = g.same_as(op::rope, k, {k, inp_pos, factors});
+      }
+      if (k_rot >= 0) {
+        q = hadamard(q, k_rot, nrot_k);
+        k = hadamard(k, k_rot, nrot_k);
+      }
+      if (v_rot >= 0) v = hadamard(v, v_rot, nrot_v);
+      g.expand(q);
+      g.expand(v);
+      g.expand(k);
+      // KV cache tensors of this layer
+      int kc = g.leaf(tk, {hk * nkv, kv, ns, 1}, 0, kv_slot);
+      int vc = g.leaf(tv, {hv * nkv, kv, ns, 1}, 0, kv_slot);
+      {
+        int kcur = g.view(op::view, k, {hk * nkv, T, 1, 1}, {g.t[k].nb[0], g.t[k].nb[2], g.t[k].nb[2] * T, g.t[k].nb[2] * T});
+        int kdst = ns > 1 ? g.reshape(kc, {hk * nkv, kv * ns, 1, 1}) : kc;
+        tensor x = g.t[kdst];
+        x.o = op::set_rows;
+        x.src = {kcur, k_idxs, kdst, -1, -1};
+        x.view_src = g.root(kdst);
+        x.buffer = g.t[x.view_src].buffer;
+        x.forced = -1;
+        g.expand(g.add(x));
+      }
+      {
+        int vcur, vdst;
+        if (!v_trans) {
+          vcur = g.view(op::view, v, {hv * nkv, T, 1, 1}, {g.t[v].nb[0], g.t[v].nb[2], g.t[v].nb[2] * T, g.t[v].nb[2] * T});
+          vdst = ns > 1 ? g.reshape(vc, {hv * nkv, kv * ns, 1, 1}) : vc;
+        } else {
+          vcur = g.reshape(v, {hv * nkv, T, 1, 1});
+          vdst = g.reshape(vc, {1, hv * nkv * kv * ns, 1, 1});
+          vcur = g.reshape(vcur, {1, hv * nkv * T, 1, 1});
+        }
+        tensor x = g.t[vdst];
+        x.o = op::set_rows;
+        x.src = {vcur, v_idxs, vdst, -1, -1};
+        x.view_src = g.root(vdst);
+        x.buffer = g.t[x.view_src].buffer;
+        g.expand(g.add(x));
+      }
+      // views of the cache (get_k / get_v)
+      const tensor KC = g.t[kc];
+      auto row_size = [](dtype type, std::int64_t n) { return traits(type).size * static_cast<std::uint64_t>(n) / traits(type).block; };
+      int kview = g.view(op::view, kc, {hk, nkv, kv, ns}, {KC.nb[0], row_size(tk, hk), KC.nb[1], KC.nb[2]});
+      int vview;
+      {
+        const tensor VC = g.t[vc];
+        const std::uint64_t row = VC.nb[1];  // bytes of one cell's V row
+        if (!v_trans) {
+          vview = g.view(op::view, vc, {hv, nkv, kv, ns}, {VC.nb[0], row_size(tv, hv), row, VC.nb[2]});
+        } else {
+          const std::uint64_t es = traits(tv).size;
+          vview = g.view(op::view, vc, {kv, nkv, hv, ns}, {es, es * kv * hv, es * kv, row * kv});
+        }
+      }
+      // build_attn_mha
+      {
+        const tensor Q = g.t[q];
+        int qv = g.view(op::view, q, {Q.ne[0], Q.ne[1], Q.ne[2] / ns, ns}, {Q.nb[0], Q.nb[1], Q.nb[2], Q.nb[3] / ns});
+        qv = g.permute(qv, 0, 2, 1, 3);
+        int kp = g.permute(kview, 0, 2, 1, 3);
+        int vp = g.permute(vview, 0, 2, 1, 3);
+        if (fa) {
+          const tensor QP = g.t[qv];
+          int o = g.make(op::flash_attn, dtype::f32, {g.t[vp].ne[0], QP.ne[2], QP.ne[1], QP.ne[3]}, {qv, kp, vp, mask});
+          cur = g.reshape(o, {g.t[o].ne[0] * g.t[o].ne[1], g.t[o].ne[2] * g.t[o].ne[3], 1, 1});
+        } else {
+          const tensor QP = g.t[qv];
+          int kq = g.make(op::mul_mat, dtype::f32, {g.t[kp].ne[1], QP.ne[1], QP.ne[2], QP.ne[3]}, {kp, qv});
+          kq = g.same_as(op::soft_max, kq, {kq, mask});
+          const tensor KQ = g.t[kq];
+          int kqv = g.make(op::mul_mat, dtype::f32, {g.t[vp].ne[1], KQ.ne[1], KQ.ne[2], KQ.ne[3]}, {vp, kq});
+          int p = g.permute(kqv, 0, 2, 1, 3);
+          const tensor P = g.t[p];
+          cur = g.make(op::cont, dtype::f32, {P.ne[0] * P.ne[1], P.ne[2] * P.ne[3], 1, 1}, {p});
+          if (s.kv_on_host) g.t[cur].forced = cpu;
+        }
+        g.expand(cur);
+      }
+      if (v_rot >= 0) cur = hadamard(cur, v_rot, nrot_v);
+      cur = mul_mat(w(L.wo), E, cur);
     }
-    if (v_rot >= 0) cur = hadamard(cur, v_rot, nrot_v);
-    cur = mul_mat(w(L.wo), E, cur);
     if (il == n_layer - 1) {
       cur = g.make(op::get_rows, dtype::f32, {E, s.n_outputs, 1, 1}, {cur, out_ids});
       inpSA = g.make(op::get_rows, dtype::f32, {E, s.n_outputs, 1, 1}, {inpSA, out_ids});

@@ -34,6 +34,7 @@ struct layer_weights {
   // what llama.cpp's builders add for newer architectures (build_moe_ffn's optional tensors)
   w gate_inp_b, exp_probs_b, up_exps_b, gate_exps_b, down_exps_b;  // router / selection / expert biases
   w up_shexp, gate_shexp, down_shexp, gate_inp_shexp;               // shared expert and its sigmoid gate
+  w wq_a, q_a_norm, wq_b, wkv_a, kv_a_norm, wk_b, wv_b;  // MLA (deepseek2): low-rank Q, compressed KV, absorbed K/V
   bool moe = true;   // routed experts (when the spec is MoE); false: a leading dense block
   bool swa = false;  // sliding-window layer: the window cache and the SWA mask
 };
@@ -44,6 +45,10 @@ struct compute_graph_spec {
   std::int64_t n_embd = 0, n_head = 0, n_head_kv = 0, head_dim_k = 0, head_dim_v = 0, n_ff = 0;
   std::int64_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_vocab = 0;
   std::int64_t n_ff_shexp = 0;  // width of the shared expert (0: none)
+  // MLA with the absorption of deepseek2.cpp (flash attention): K cache rows of kv_lora_rank + n_rot,
+  // V read from K, wv_b applied after attention
+  bool mla = false;
+  std::int64_t kv_lora_rank = 0, q_lora_rank = 0, n_rot = 0, head_dim_nope = 0, head_dim_v_mla = 0;
   enum class gating { softmax, sigmoid, softmax_weight } gating_op = gating::softmax;
   bool norm_weights = true;     // the selected experts' weights are normalised to sum 1
   std::vector<layer_weights> layers;

@@ -363,6 +363,7 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
     g.layers.assign(n_layer, layer_weights{});
     layer_weights::w rope_freqs;
     bool has_output = false;
+    std::uint64_t mla_k_b = 0, mla_v_b = 0;
     for (std::size_t k = 0; k < shape.tensors.size(); ++k) {
       const auto& t = shape.tensors[k];
       if (t.block >= first_nextn && t.block < n_layer) continue;  // not loaded (see above)
@@ -402,6 +403,22 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
       else if (part == "ffn_gate_shexp") L.gate_shexp = w;
       else if (part == "ffn_down_shexp") L.down_shexp = w;
       else if (part == "ffn_gate_inp_shexp") L.gate_inp_shexp = w;
+      else if (part == "attn_q_a") L.wq_a = w;
+      else if (part == "attn_q_a_norm") L.q_a_norm = w, g.q_lora_rank = static_cast<std::int64_t>(t.n_elements);
+      else if (part == "attn_q_b") L.wq_b = w;
+      else if (part == "attn_kv_a_mqa") L.wkv_a = w;
+      else if (part == "attn_kv_a_norm") L.kv_a_norm = w, g.kv_lora_rank = static_cast<std::int64_t>(t.n_elements);
+      else if (part == "attn_k_b") L.wk_b = w, mla_k_b = t.n_elements;
+      else if (part == "attn_v_b") L.wv_b = w, mla_v_b = t.n_elements;
+    }
+    // MLA dimensions from the tensors: K rows of kv_lora_rank + n_rot, wk_b [nope, R, n_head], wv_b [R, v, n_head]
+    if (shape.cache.mla && g.kv_lora_rank > 0 && mla_k_b > 0 && mla_v_b > 0 && !shape.cache.layers.empty()) {
+      const std::int64_t R = g.kv_lora_rank, nh = std::max<std::int64_t>(1, g.n_head);
+      g.mla = true;
+      g.n_rot = static_cast<std::int64_t>(shape.cache.layers[0].n_embd_k) - R;
+      g.head_dim_nope = static_cast<std::int64_t>(mla_k_b) / (R * nh);
+      g.head_dim_v_mla = static_cast<std::int64_t>(mla_v_b) / (R * nh);
+      if (g.n_rot <= 0 || g.head_dim_nope <= 0 || g.head_dim_v_mla <= 0) g.mla = false;
     }
     g.gating_op = shape.moe_gating == 1   ? compute_graph_spec::gating::sigmoid
                   : shape.moe_gating == 2 ? compute_graph_spec::gating::softmax_weight

@@ -106,9 +106,10 @@ std::uint32_t get_type_impl(state& qs, const quant_model& m, const quant_tensor&
   const bool falcon = m.arch == "falcon";
   const int n_expert = std::max<int>(1, static_cast<int>(m.n_expert));
   const std::uint32_t n_gqa = m.n_head_kv ? m.n_head / m.n_head_kv : 0;
-  // llama_quant_model_from_metadata / llama.cpp's load_hparams: only LLM_TYPE_70B matters here.
+  // llama.cpp's load_hparams (what llama-quantize runs): only LLM_TYPE_70B matters here.
   const bool type_70b = (m.arch == "llama" && m.n_layer == 80 && m.n_head != m.n_head_kv) ||
-                        ((m.arch == "qwen2" || m.arch == "deci" || m.arch == "olmo") && m.n_layer == 80);
+                        ((m.arch == "qwen2" || m.arch == "deci" || m.arch == "olmo") && m.n_layer == 80) ||
+                        (m.arch == "jais2" && m.n_layer == 68);
   auto use_more_bits = [](int i_layer, int n_layers) {
     return i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 || (i_layer - n_layers / 8) % 3 == 2;
   };

@@ -147,10 +147,10 @@ TEST(hw_cli, validates_and_prints_every_example_inventory) {
 TEST(hw_cli, bad_inventory_exits_2_with_file_line_column_and_suggestion) {
   std::string dir = test::temp_dir("hw-cli-bad");
   std::string file = dir + "/bad.yaml";
-  std::ofstream(file) << "nodes:\n  - name: box\n    ram_gb: 64\n    gpus:\n      - model: rtx3080\n";
+  std::ofstream(file) << "nodes:\n  - name: box\n    ram_gb: 64\n    gpus:\n      - model: rtx3095\n";
   auto r = test::run({test::agifarm_cli(), "hw", "--inventory", file});
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find(file + ":5:16: key 'model': unknown GPU 'rtx3080'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(file + ":5:16: key 'model': unknown GPU 'rtx3095'"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rtx3090"), std::string::npos) << r.output;
   auto missing = test::run({test::agifarm_cli(), "hw", "--inventory", dir + "/nope.yaml"});
   EXPECT_EQ(missing.exit_code, 2) << missing.output;

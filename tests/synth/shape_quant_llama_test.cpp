@@ -52,7 +52,11 @@ std::vector<std::uint32_t> llama_choice(const model_entry& m, quant_mix mix, con
   // what llama-quantize reads from the file: block_count and head counts as written (quant_model_of)
   const quant_model qm = quant_model_of(m);
   llama_quant_model_desc desc{};
-  desc.architecture = m.arch.c_str();
+  // llama-quantize learns the model size from load_hparams (qwen2, deci, olmo with 80 blocks are
+  // LLM_TYPE_70B there, which promotes attn_v); llama_quant_model_from_metadata infers 70B only for
+  // "llama". Ask as "llama" for those: the other arch-dependent rules (falcon, bailingmoe3) do not apply.
+  const bool seventy_b_by_hparams = (m.arch == "qwen2" || m.arch == "deci" || m.arch == "olmo") && qm.n_layer == 80;
+  desc.architecture = seventy_b_by_hparams && qm.n_head != qm.n_head_kv ? "llama" : m.arch.c_str();
   desc.n_embd = m.n_embd;
   desc.n_ff = m.n_ff;
   desc.n_layer = qm.n_layer;

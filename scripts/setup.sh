@@ -14,6 +14,7 @@ apt_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev sqlite3
   nginx-light wrk prometheus docker-compose shellcheck systemd
   procps psmisc iproute2 lsof xxd valgrind openssh-server openssh-client
+  chromium
 )
 
 if [[ "${AGIFARM_SKIP_APT:-0}" != 1 ]]; then
@@ -41,5 +42,35 @@ if [[ ! -d "$node_dir/node_modules/openai" ]]; then
      && npm install --no-audit --no-fund --silent openai@4 >/dev/null)
   echo "[setup] npm openai client installed in $node_dir"
 fi
+
+# Pinned npm tarballs, integrity-checked against the registry's dist.integrity (npm view <pkg>@<v> dist.integrity):
+#   uplot: the dashboard's charts, embedded into the agifarm binary at build time (src/web_assets)
+#   playwright-core: drives Debian's chromium in the dashboard browser test
+npm_dir="${AGIFARM_CACHE:-$HOME/.cache/agifarm}/npm"
+npm_pinned=(
+  "uplot 1.6.32 sha512-KIMVnG68zvu5XXUbC4LQEPnhwOxBuLyW1AHtpm6IKTXImkbLgkMy+jabjLgSLMasNuGGzQm/ep3tOkyTxpiQIw=="
+  "playwright-core 1.65.2 sha512-aHu9F46Mx5ha9iiB+VLZMUUtex3PBw4am9MHptc0IXaJhz++6YXsH96eEyThwCwMkIUiB8TdZcwXqnb3xKDzmA=="
+)
+mkdir -p "$npm_dir"
+for entry in "${npm_pinned[@]}"; do
+  read -r name version integrity <<<"$entry"
+  tgz="$npm_dir/$name-$version.tgz"
+  if [[ ! -f "$tgz" ]]; then
+    echo "[setup] npm pack $name@$version"
+    (cd "$npm_dir" && npm pack --silent "$name@$version" >/dev/null)
+  fi
+  actual="sha512-$(sha512sum "$tgz" | cut -d' ' -f1 | xxd -r -p | base64 -w0)"
+  if [[ "$actual" != "$integrity" ]]; then
+    echo "[setup] integrity mismatch for $tgz: expected $integrity got $actual" >&2
+    rm -f "$tgz"; exit 1
+  fi
+  # unpacked beside the tarball: $npm_dir/<name>-<version>/package/...
+  if [[ ! -d "$npm_dir/$name-$version/package" ]]; then
+    rm -rf "$npm_dir/$name-$version.tmp" && mkdir -p "$npm_dir/$name-$version.tmp"
+    tar -xzf "$tgz" -C "$npm_dir/$name-$version.tmp"
+    mv "$npm_dir/$name-$version.tmp" "$npm_dir/$name-$version"
+  fi
+done
+echo "[setup] npm pinned packages ok in $npm_dir"
 
 "$here/scripts/build-llama.sh"

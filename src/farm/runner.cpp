@@ -23,7 +23,7 @@
 #include "farm/sources.hpp"
 #include "farm/state.hpp"
 #include "gateway/config.hpp"
-#include "gateway/deploy.hpp"
+#include "farm/gateway_config.hpp"
 #include "gateway/gateway.hpp"
 #include "hw/hw.hpp"
 #include "remote/remote.hpp"
@@ -608,7 +608,7 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
       urls[b.name] = v != view.end() && !v->second.url.empty() ? v->second.url
                                                                  : fmt::format("http://{}:{}", b.host, b.port ? b.port : 9);
     }
-    return gateway::config_from_deployment(all, urls, r.gateway);
+    return gateway_config_from_deployment(all, urls, r.gateway);
   };
   if (!o.node_mode) {
     auto gcfg = gateway_config();  // checked now; built again below with the ports the backends ended up on

@@ -2,7 +2,7 @@
 //
 // This is the embedding API (used by `agifarm serve` and by the farm runner). A `server` is built from
 // a plain `config` (parse one from YAML with load_config / config_from_yaml in gateway/config.hpp, or
-// build it from a plan::deployment with config_from_deployment in gateway/deploy.hpp).
+// build it from a plan::deployment with farm::gateway_config_from_deployment in farm/gateway_config.hpp).
 //
 // Lifecycle (one-way):
 //
@@ -25,6 +25,8 @@
 #include "common/result.hpp"
 
 namespace agifarm::gateway {
+
+class fail_count;
 
 enum class balance { least_outstanding, prefix_affinity };
 
@@ -155,8 +157,10 @@ class server {
   void stop(std::chrono::milliseconds drain);
   void stop();  // drain = config.limits.drain_timeout_ms
 
+  struct impl;  // the running state; internal to src/gateway (server_impl.hpp)
+
  private:
-  struct impl;
+  friend void inject_upstream_failures(server& s, std::shared_ptr<fail_count> f);  // gateway/testing.hpp
   std::unique_ptr<impl> impl_;
 };
 

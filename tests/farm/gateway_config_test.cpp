@@ -1,10 +1,10 @@
 #include <gtest/gtest.h>
 
-#include "gateway/deploy.hpp"
+#include "farm/gateway_config.hpp"
 
 using namespace agifarm;
 
-TEST(gateway_deploy, pools_from_a_deployment_with_resolved_urls) {
+TEST(farm_gateway_config, pools_from_a_deployment_with_resolved_urls) {
   plan::deployment d;
   d.strategy = "hybrid";
   plan::backend_spec r0, r1, rpc;
@@ -25,7 +25,7 @@ TEST(gateway_deploy, pools_from_a_deployment_with_resolved_urls) {
   std::map<std::string, std::string> urls{{"q8-r0", "http://127.0.0.1:9001"}, {"q8-r1", "http://127.0.0.1:9002"}};
   gateway::config base;
   base.queue.max = 7;
-  auto c = gateway::config_from_deployment(d, urls, base);
+  auto c = farm::gateway_config_from_deployment(d, urls, base);
   ASSERT_TRUE(c.ok()) << c.err().message;
   ASSERT_EQ(c->pools.size(), 1u);
   EXPECT_EQ(c->pools[0].policy, gateway::balance::prefix_affinity);
@@ -35,18 +35,18 @@ TEST(gateway_deploy, pools_from_a_deployment_with_resolved_urls) {
   EXPECT_EQ(c->queue.max, 7);
 
   urls.erase("q8-r1");
-  auto missing = gateway::config_from_deployment(d, urls, base);
+  auto missing = farm::gateway_config_from_deployment(d, urls, base);
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.err().message, "pool 'qwen3-8b': no URL resolved for backend 'q8-r1'");
   d.pools[0].backends = {"rpc0"};
-  auto wrong = gateway::config_from_deployment(d, {{"rpc0", "http://127.0.0.1:1"}}, base);
+  auto wrong = farm::gateway_config_from_deployment(d, {{"rpc0", "http://127.0.0.1:1"}}, base);
   ASSERT_FALSE(wrong.ok());
   EXPECT_NE(wrong.err().message.find("is an rpc server"), std::string::npos);
   d.pools[0].backends = {"nope"};
-  EXPECT_FALSE(gateway::config_from_deployment(d, {}, base).ok());
+  EXPECT_FALSE(farm::gateway_config_from_deployment(d, {}, base).ok());
 }
 
-TEST(gateway_deploy, roles_of_one_model_get_their_own_priority_over_shared_replicas) {
+TEST(farm_gateway_config, roles_of_one_model_get_their_own_priority_over_shared_replicas) {
   plan::deployment d;
   d.strategy = "replica";
   plan::backend_spec r0, r1;
@@ -61,7 +61,7 @@ TEST(gateway_deploy, roles_of_one_model_get_their_own_priority_over_shared_repli
   p.priority = 2;
   d.pools = {p};
   std::map<std::string, std::string> urls{{"tiny-r0", "http://127.0.0.1:9001"}, {"tiny-r1", "http://127.0.0.1:9002"}};
-  auto c = gateway::config_from_deployment(d, urls, {});
+  auto c = farm::gateway_config_from_deployment(d, urls, {});
   ASSERT_TRUE(c.ok()) << c.err().message;
   std::map<std::string, const gateway::pool_config*> by_name;
   for (const auto& pc : c->pools) by_name[pc.name] = &pc;
@@ -77,7 +77,7 @@ TEST(gateway_deploy, roles_of_one_model_get_their_own_priority_over_shared_repli
   }
   // Roles of equal priority stay aliases of one pool.
   d.pools[0].aliases = {"think", "research"};
-  auto same = gateway::config_from_deployment(d, urls, {});
+  auto same = farm::gateway_config_from_deployment(d, urls, {});
   ASSERT_TRUE(same.ok());
   ASSERT_EQ(same->pools.size(), 1u);
   EXPECT_EQ(same->pools[0].aliases.size(), 2u);

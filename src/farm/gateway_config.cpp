@@ -1,13 +1,17 @@
-#include "gateway/deploy.hpp"
+#include "farm/gateway_config.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 
-namespace agifarm::gateway {
+namespace agifarm::farm {
 
-result<config> config_from_deployment(const plan::deployment& d, const std::map<std::string, std::string>& backend_urls,
-                                      config base) {
+using gateway::balance;
+using gateway::config;
+using gateway::pool_config;
+
+result<config> gateway_config_from_deployment(const plan::deployment& d,
+                                              const std::map<std::string, std::string>& backend_urls, config base) {
   base.pools.clear();
   for (const auto& ps : d.pools) {
     pool_config p;
@@ -58,8 +62,8 @@ result<config> config_from_deployment(const plan::deployment& d, const std::map<
     }
     base.pools.push_back(std::move(p));
   }
-  if (auto v = validate(base); !v) return v.err();
+  if (auto v = gateway::validate(base); !v) return v.err();
   return base;
 }
 
-}  // namespace agifarm::gateway
+}  // namespace agifarm::farm

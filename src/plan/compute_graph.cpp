@@ -207,6 +207,8 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
   g.expand(inpL);
   g.expand(inp_embd);
   int inp_pos = input(dtype::i32, {T, 1, 1, 1});
+  // mistral3 / llama4 temperature tuning: a per-token scale of Q (build_inp_attn_scale)
+  int inp_attn_scale = s.attn_temp_scale ? input(dtype::f32, {1, 1, T, 1}) : -1;
   const std::int64_t kv = kv_size;
   int k_idxs_full = input(dtype::i64, {T, 1, 1, 1});
   int v_idxs_full = s.mla && fa ? -1 : input(dtype::i64, {v_trans ? T * nkv * hv : T, 1, 1, 1});  // MLA: no V cache
@@ -322,6 +324,7 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
         q = g.same_as(op::rope, q, {q, inp_pos, factors});
         k = g.same_as(op::rope, k, {k, inp_pos, factors});
       }
+      if (inp_attn_scale >= 0) q = g.same_as(op::mul, q, {q, inp_attn_scale});
       if (k_rot >= 0) {
         q = hadamard(q, k_rot, nrot_k);
         k = hadamard(k, k_rot, nrot_k);

@@ -42,6 +42,7 @@ struct layer_weights {
 struct compute_graph_spec {
   // model
   bool moe = false, qk_norm = false;
+  bool attn_temp_scale = false;  // Q multiplied by a per-token temperature (mistral3 / llama4)
   std::int64_t n_embd = 0, n_head = 0, n_head_kv = 0, head_dim_k = 0, head_dim_v = 0, n_ff = 0;
   std::int64_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_vocab = 0;
   std::int64_t n_ff_shexp = 0;  // width of the shared expert (0: none)

@@ -18,7 +18,11 @@ constexpr std::uint64_t k_max_layers = 4096;  // real models have < 200; the com
 std::uint64_t pad(std::uint64_t x, std::uint64_t n) { return (x + n - 1) / n * n; }
 
 const std::set<std::string>& known_architectures() {
-  static const std::set<std::string> s{"qwen3", "qwen3moe", "llama", "qwen2", "qwen2moe", "mistral", "qwen"};
+  // the architectures whose graph the replay builds (tests/plan/estimate_llama_test.cpp measures each
+  // against llama.cpp); any other gets the generic estimate and a warning
+  static const std::set<std::string> s{"qwen3",   "qwen3moe",  "llama",     "qwen2",   "qwen2moe", "mistral",
+                                       "qwen",    "mistral3",  "gpt-oss",   "gemma3",  "deepseek2", "glm4moe",
+                                       "qwen35",  "qwen35moe", "qwen3next"};
   return s;
 }
 
@@ -28,7 +32,7 @@ bool replays_graph_exactly(const std::string& architecture) {
   // exact in every cell of the estimate grids (tests/plan/estimate_llama_test.cpp); gemma3 and gpt-oss are
   // within 1 % there but keep llama.cpp's measurement for the nodes the replay leaves out
   return architecture == "qwen3" || architecture == "qwen3moe" || architecture == "llama" ||
-         architecture == "qwen2" || architecture == "qwen2moe";
+         architecture == "qwen2" || architecture == "qwen2moe" || architecture == "mistral3";
 }
 
 std::uint64_t model_shape::bytes_of(gguf::tensor_class c) const {
@@ -99,6 +103,8 @@ model_shape model_shape_of(const gguf::model& m) {
   if (!s.architecture.empty())
     s.n_layer_nextn = std::min<std::uint64_t>(s.n_layer, m.head().arch_uint("nextn_predict_layers").value_or(0));
   if (s.cache.layers.size() != s.n_layer) s.cache = {};
+  if (!s.architecture.empty())
+    s.attn_temp_scale = m.head().get_number(s.architecture + ".attention.temperature_scale").value_or(0) > 0;
   if (s.architecture == "gpt-oss") {
     s.moe_gating = 2;
     s.moe_norm_weights = false;
@@ -350,6 +356,7 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
   {
     compute_graph_spec g;
     g.moe = shape.is_moe();
+    g.attn_temp_scale = shape.attn_temp_scale;
     g.n_embd = static_cast<std::int64_t>(shape.n_embd);
     g.n_head = static_cast<std::int64_t>(shape.n_head);
     g.n_head_kv = static_cast<std::int64_t>(shape.n_head_kv);

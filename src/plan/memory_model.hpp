@@ -51,6 +51,7 @@ struct model_shape {
   // the selected experts (gpt-oss); whether the selected weights are normalised to sum 1
   int moe_gating = 0;
   bool moe_norm_weights = true;
+  bool attn_temp_scale = false;     // <arch>.attention.temperature_scale > 0 (mistral3): Q scaled per token
   std::uint64_t n_layer_nextn = 0;  // trailing next-token (MTP) blocks: llama.cpp skips their tensors
   cache_layout cache;             // per-layer KV / recurrent state; empty: every layer full attention
   // llama.cpp's compute buffers over agifarm's generic replay, measured once for an architecture whose

@@ -16,18 +16,20 @@ extern const arch_family k_family_qwen3moe;
 extern const arch_family k_family_llama;
 extern const arch_family k_family_gpt_oss;
 extern const arch_family k_family_qwen35moe;
+extern const arch_family k_family_qwen35;
 extern const arch_family k_family_qwen3next;
 extern const arch_family k_family_deepseek2;
 extern const arch_family k_family_gemma3;
 extern const arch_family k_family_glm4moe;
 extern const arch_family k_family_qwen2moe;
 extern const arch_family k_family_qwen2;
+extern const arch_family k_family_mistral3;
 
 namespace {
 
-const std::array<const arch_family*, 11> k_families = {
-    &k_family_qwen3,     &k_family_qwen3moe,  &k_family_llama,     &k_family_gpt_oss, &k_family_qwen35moe,
-    &k_family_qwen3next, &k_family_deepseek2, &k_family_gemma3,    &k_family_glm4moe, &k_family_qwen2moe, &k_family_qwen2,
+const std::array<const arch_family*, 13> k_families = {
+    &k_family_qwen3,     &k_family_qwen3moe,  &k_family_llama,     &k_family_gpt_oss, &k_family_qwen35moe, &k_family_qwen35,
+    &k_family_mistral3,  &k_family_qwen3next, &k_family_deepseek2, &k_family_gemma3,    &k_family_glm4moe, &k_family_qwen2moe, &k_family_qwen2,
 };
 
 bool always_f32(std::string_view name, std::size_t n_dims) {

@@ -1,5 +1,6 @@
 // qwen3 (dense) and qwen3moe: llama.cpp src/models/qwen3.cpp and qwen3moe.cpp; converter
-// conversion/qwen.py (Qwen3Model, Qwen3MoeModel).
+// conversion/qwen.py (Qwen3Model, Qwen3MoeModel). llama and mistral3 (Ministral 3: src/models/mistral3.cpp,
+// conversion/mistral3.py Ministral3Model) share the dense block without q/k norms.
 #include <string_view>
 
 #include "synth/arch.hpp"
@@ -53,8 +54,27 @@ void llama_metadata(const model_entry& m, key_list& kv) {
   kv.u32("rope.dimension_count", m.head_dim);
 }
 
+// conversion/mistral3.py: LlamaModel's keys and llama_4_scaling_beta as the
+// attention temperature scale (the loader then needs the yarn original context).
+constexpr std::string_view k_mistral3_fields[] = {"tied_embeddings", "rope_scaling", "rope_scaling_factor",
+                                                  "rope_scaling_orig_ctx", "attn_temperature_scale"};
+
+std::optional<field_error> mistral3_check(const model_entry& m) {
+  if (m.attn_temperature_scale > 0 && m.rope_scaling_orig_ctx == 0)
+    return field_error{"attn_temperature_scale",
+                       "llama.cpp's mistral3 loader needs 'rope_scaling_orig_ctx' (yarn) with an attention temperature scale"};
+  return std::nullopt;
+}
+
+void mistral3_metadata(const model_entry& m, key_list& kv) {
+  llama_metadata(m, kv);
+  if (m.attn_temperature_scale > 0) kv.f32("attention.temperature_scale", static_cast<float>(m.attn_temperature_scale));
+}
+
 }  // namespace
 
+extern const arch_family k_family_mistral3;  // declared for the table in arch.cpp
+const arch_family k_family_mistral3{"mistral3", false, k_mistral3_fields, mistral3_check, tensors, mistral3_metadata};
 extern const arch_family k_family_qwen3;  // declared for the table in arch.cpp
 const arch_family k_family_qwen3{"qwen3", false, k_fields, nullptr, tensors, metadata};
 extern const arch_family k_family_qwen3moe;  // declared for the table in arch.cpp

@@ -1,6 +1,7 @@
-// Hybrid gated-delta-net MoE models: qwen35moe (Qwen3.5 / 3.6 MoE, llama.cpp src/models/qwen35moe.cpp)
-// and qwen3next (Qwen3-Next, src/models/qwen3next.cpp); converter conversion/qwen.py
-// (Qwen3NextModel, _LinearAttentionVReorderBase, Qwen3_5MoeTextModel).
+// Hybrid gated-delta-net models: qwen35moe (Qwen3.5 / 3.6 MoE, llama.cpp src/models/qwen35moe.cpp),
+// qwen35 (the dense Qwen3.5 / 3.6, src/models/qwen35.cpp: the same blocks with one SwiGLU FFN instead
+// of the experts) and qwen3next (Qwen3-Next, src/models/qwen3next.cpp); converter conversion/qwen.py
+// (Qwen3NextModel, _LinearAttentionVReorderBase, Qwen3_5TextModel, Qwen3_5MoeTextModel).
 //
 // Block i of the n_layer trunk blocks is full (gated) attention when (i + 1) % full_attention_interval
 // == 0 and a gated-delta-net ("linear attention") layer otherwise; the loader marks the latter
@@ -42,7 +43,7 @@ std::optional<field_error> check(const model_entry& m) {
                        "'linear_value_head_dim' must equal 'linear_key_head_dim'"};
   if (m.linear_num_value_heads % m.linear_num_key_heads != 0)
     return field_error{"linear_num_value_heads", "'linear_num_value_heads' must be a multiple of 'linear_num_key_heads'"};
-  if (m.n_ff_shexp == 0 && m.n_ff == 0)
+  if (m.n_expert > 0 && m.n_ff_shexp == 0 && m.n_ff == 0)
     return field_error{"n_ff_shexp", "the shared expert needs 'n_ff_shexp' (or 'n_ff', llama.cpp's fallback)"};
   if (m.partial_rotary_factor > 1)
     return field_error{"partial_rotary_factor", "'partial_rotary_factor' must be at most 1"};
@@ -84,14 +85,20 @@ void tensors(const model_entry& m, tensor_list& t, bool separate_beta_alpha) {
       t.blk(i, "ssm_norm.weight", {d_state});
       t.blk(i, "ssm_out.weight", {value_dim, E});
     }
-    t.blk(i, "ffn_gate_inp.weight", {E, X});
-    t.blk(i, "ffn_gate_exps.weight", {E, F, X});
-    t.blk(i, "ffn_up_exps.weight", {E, F, X});
-    t.blk(i, "ffn_down_exps.weight", {F, E, X});
-    t.blk(i, "ffn_gate_inp_shexp.weight", {E});
-    t.blk(i, "ffn_gate_shexp.weight", {E, S});
-    t.blk(i, "ffn_up_shexp.weight", {E, S});
-    t.blk(i, "ffn_down_shexp.weight", {S, E});
+    if (X == 0) {  // qwen35: dense SwiGLU
+      t.blk(i, "ffn_gate.weight", {E, m.n_ff});
+      t.blk(i, "ffn_up.weight", {E, m.n_ff});
+      t.blk(i, "ffn_down.weight", {m.n_ff, E});
+    } else {
+      t.blk(i, "ffn_gate_inp.weight", {E, X});
+      t.blk(i, "ffn_gate_exps.weight", {E, F, X});
+      t.blk(i, "ffn_up_exps.weight", {E, F, X});
+      t.blk(i, "ffn_down_exps.weight", {F, E, X});
+      t.blk(i, "ffn_gate_inp_shexp.weight", {E});
+      t.blk(i, "ffn_gate_shexp.weight", {E, S});
+      t.blk(i, "ffn_up_shexp.weight", {E, S});
+      t.blk(i, "ffn_down_shexp.weight", {S, E});
+    }
     if (i >= m.n_layer) {
       t.blk(i, "nextn.eh_proj.weight", {2 * E, E});
       t.blk(i, "nextn.enorm.weight", {E});
@@ -107,8 +114,8 @@ void qwen3next_tensors(const model_entry& m, tensor_list& t) { tensors(m, t, fal
 void metadata(const model_entry& m, key_list& kv, bool mrope) {
   add_common_keys(m, kv);
   add_rope_scaling_keys(m, kv);
-  kv.u32("expert_feed_forward_length", m.n_ff_exp);
-  if (m.n_ff_shexp) kv.u32("expert_shared_feed_forward_length", m.n_ff_shexp);
+  if (m.n_expert) kv.u32("expert_feed_forward_length", m.n_ff_exp);
+  if (m.n_expert && m.n_ff_shexp) kv.u32("expert_shared_feed_forward_length", m.n_ff_shexp);
   kv.u32("ssm.conv_kernel", m.linear_conv_kernel_dim);
   kv.u32("ssm.state_size", m.linear_key_head_dim);
   kv.u32("ssm.group_count", m.linear_num_key_heads);
@@ -129,6 +136,8 @@ void qwen3next_metadata(const model_entry& m, key_list& kv) { metadata(m, kv, fa
 extern const arch_family k_family_qwen35moe;  // declared for the table in arch.cpp
 const arch_family k_family_qwen35moe{"qwen35moe", true,  k_fields, check, qwen35moe_tensors, qwen35moe_metadata,
                                             true};
+extern const arch_family k_family_qwen35;  // declared for the table in arch.cpp
+const arch_family k_family_qwen35{"qwen35", false, k_fields, check, qwen35moe_tensors, qwen35moe_metadata};
 extern const arch_family k_family_qwen3next;  // declared for the table in arch.cpp
 const arch_family k_family_qwen3next{"qwen3next", true,  k_fields, check, qwen3next_tensors, qwen3next_metadata,
                                             true};

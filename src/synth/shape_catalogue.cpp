@@ -125,6 +125,7 @@ const optional_field k_optional_fields[] = {
     {"rope_scaling", choice_field<&E::rope_scaling>},
     {"rope_scaling_factor", number_field<&E::rope_scaling_factor>},
     {"rope_scaling_orig_ctx", u32_field<&E::rope_scaling_orig_ctx>},
+    {"attn_temperature_scale", number_field<&E::attn_temperature_scale>},
     {"n_ff_shexp", u32_field<&E::n_ff_shexp>},
     {"n_expert_shared", u32_field<&E::n_expert_shared>},
     {"n_layer_dense_lead", u32_field<&E::n_layer_dense_lead>},

@@ -70,6 +70,7 @@ struct model_entry {
   std::uint32_t linear_num_value_heads = 0;
   std::uint32_t full_attention_interval = 0;  // every n-th block is full attention (0: the arch's default)
   std::uint32_t n_layer_nextn = 0;            // next-token-prediction (MTP) blocks after n_layer
+  double attn_temperature_scale = 0;          // llama_4_scaling_beta (mistral3): q scaled per position
 
   std::string source;               // where the values come from
   int line = 0;                     // where the entry starts in the catalogue (1-based)

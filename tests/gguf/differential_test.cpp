@@ -133,12 +133,17 @@ TEST(gguf_differential, every_shape_file_agrees_with_ggml) {
   // `synth list` prints "model quant quant ..." per line.
   std::istringstream lines(list.output);
   std::string line;
-  int n = 0;
+  // Every model and every mix, but not every pair: model i with the mixes j where (i + j) % 3 == 0
+  // (the catalogue's ~40 models x 5 mixes took minutes on 2 cores; a mix only changes tensor types,
+  // which every-type file above covers, so a third of the pairs still meets every model and mix).
+  int n = 0, model_index = 0;
   while (std::getline(lines, line)) {
     std::istringstream words(line);
     std::string model, quant;
     if (!(words >> model)) continue;
-    while (words >> quant) {
+    const int i = model_index++;
+    for (int j = 0; words >> quant; ++j) {
+      if ((i + j) % 3 != 0) continue;
       std::string out = dir + "/" + model + "-" + quant + ".gguf";
       auto r = test::run({test::agifarm_cli(), "synth", "shape", "--model", model, "--quant", quant, "-o", out});
       ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -147,7 +152,7 @@ TEST(gguf_differential, every_shape_file_agrees_with_ggml) {
       ++n;
     }
   }
-  EXPECT_GE(n, 18) << "expected at least 6 models x 3 mixes:\n" << list.output;
+  EXPECT_GE(n, model_index) << "expected every model with a third of its mixes:\n" << list.output;
 }
 
 }  // namespace

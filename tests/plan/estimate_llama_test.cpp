@@ -346,6 +346,16 @@ std::vector<grid_case> new_architectures_grid() {
   add("qwen2-57b-a14b", 1, {"-c", "32768", "-np", "1", "--n-cpu-moe", "14"});
   add("qwen2-57b-a14b", 3, {"-c", "65536", "-np", "4", "-ctk", "q4_0", "-ctv", "q4_0"});
   // Qwen2.5 dense (q/k/v biases)
+  // dense Qwen3.5 (delta-net + gated attention, SwiGLU FFN) and Ministral 3 (mistral3: llama block,
+  // per-token Q temperature)
+  add("qwen3.5-27b", 1, {"-c", "32768", "-np", "1"});
+  add("qwen3.5-27b", 2, {"-c", "131072", "-np", "4"});
+  add("qwen3.5-27b", 3, {"-c", "65536", "-np", "2", "-ctk", "q8_0", "-ctv", "q8_0", "-ub", "1024", "-b", "1024"});
+  add("qwen3.5-27b", 1, {"-c", "16384", "-np", "1", "-ngl", "40"});
+  add("ministral-3-8b", 1, {"-c", "32768", "-np", "1"});
+  add("ministral-3-8b", 2, {"-c", "131072", "-np", "4", "-ctk", "q8_0", "-ctv", "q8_0"});
+  add("ministral-3-8b", 1, {"-c", "8192", "-np", "2", "-fa", "off"});
+  add("ministral-3-8b", 3, {"-c", "65536", "-np", "1", "-ts", "1,2,1", "-ub", "2048", "-b", "2048"});
   add("qwen2.5-7b", 1, {"-c", "32768", "-np", "1"});
   add("qwen2.5-7b", 2, {"-c", "32768", "-np", "4", "-ctk", "q8_0", "-ctv", "q8_0"});
   add("qwen2.5-72b", 2, {"-c", "16384", "-np", "1"});

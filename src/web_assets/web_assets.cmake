@@ -1,7 +1,7 @@
 # agifarm_embed_files(TARGET <target> FUNCTION <ns::fn> FILES name=path ...): generates, at build time,
 # a .cpp defining `std::span<const agifarm::web_assets::asset> ns::fn()` over the files and adds it to
 # the target. Every file must exist at configure time (a clear error names the missing one).
-set(AGIFARM_EMBED_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/embed.cmake)
+set(AGIFARM_EMBED_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/embed.cmake CACHE INTERNAL "src/web_assets/embed.cmake")
 function(agifarm_embed_files)
   cmake_parse_arguments(A "" "TARGET;FUNCTION" "FILES" ${ARGN})
   set(paths "")

@@ -138,6 +138,7 @@ std::vector<replay_case> build_cases(const std::vector<measurement>& rows, const
       d.offloads_ops = true;
       devs.push_back(std::move(d));
       units.push_back({g->id, g->bandwidth_bytes_per_s, g->fp16_tflops * 1e12, false, g->generation});
+      units.back().remote = node != 0;
       node_of.push_back(node);
     }
     if (!unknown.empty()) {

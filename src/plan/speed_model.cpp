@@ -214,6 +214,18 @@ speed_estimate estimate_speed(const speed_input& in) {
       t_hops += sp.gpu_hop_s + h.latency_s + 4.0 * static_cast<double>(s.n_embd) / bw;
     }
   }
+  // The output layer on an RPC device: llama-server reads the logits back over the network, 4 * n_vocab
+  // bytes per output row (measured in network namespaces with tbf rate limits, docs/benchmarks.md: at
+  // 100 Mbit/s a 152k vocabulary costs 50 ms per token, the cost that dominates small models over
+  // slow links). Decode: one row per token; prefill: one row per prompt (at most a micro-batch apart).
+  double t_logits = 0;
+  if (output_slot < nd && in.devices[output_slot].remote) {
+    double net_bw = 0;
+    for (const auto& h : in.hops)
+      if (h.rpc) net_bw = h.bandwidth_bytes_per_s;  // the last RPC hop: the return to the main machine
+    if (net_bw > 0) t_logits = 4.0 * static_cast<double>(s.n_vocab) / net_bw;
+    t_hops_pre += t_logits / std::max(1, in.n_ubatch);
+  }
   if (in.row_split && nd > 1) {
     // -sm row: all GPUs read their rows of each matrix at once (the sum of reads shrinks to about
     // 0.55 + 0.45 / n of it: the split is uneven and small matrices stay whole), two all-reduces per
@@ -228,11 +240,11 @@ speed_estimate estimate_speed(const speed_input& in) {
     t_pre = t_pre * sp.row_prefill_factor;
   }
   out.decode_bytes_per_token = bytes_tok;
-  out.decode_tps = t_dec + t_hops > 0 ? 1.0 / (t_dec + t_hops) : 0;
+  out.decode_tps = t_dec + t_hops + t_logits > 0 ? 1.0 / (t_dec + t_hops + t_logits) : 0;
   // Prefill runs in micro-batches: activations cross each GPU hop once per batch (negligible per
   // token); RPC hops carry them per token over the network.
   out.prefill_tps = t_pre + t_hops_pre > 0 ? 1.0 / (t_pre + t_hops_pre) : 0;
-  const double t_step = std::max(t_step_mem, t_step_flops) + t_hops;
+  const double t_step = std::max(t_step_mem, t_step_flops) + t_hops + slots * t_logits;
   out.aggregate_decode_tps = t_step > 0 ? slots / t_step : 0;
   return out;
 }

@@ -33,6 +33,9 @@ struct compute_unit {
   double flops = 0;                  // dense peak FLOP/s for the weight type (fp16 tensor for GPUs)
   bool is_cpu = false;
   std::string generation;            // GPU generation of the catalogue ("ampere", "ada", ...); "" unknown
+  // Behind ggml-rpc-server on another machine. When the output layer sits on such a device, every
+  // token's logits (n_vocab floats) cross the network back to llama-server (docs/planning.md).
+  bool remote = false;
 
   compute_unit() = default;
   compute_unit(std::string name_, double bandwidth, double flops_, bool is_cpu_, std::string generation_ = {})

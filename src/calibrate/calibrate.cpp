@@ -227,8 +227,8 @@ bool is_legacy_build(std::string_view date) { return !date.empty() && date.subst
 calibration default_calibration() {
   calibration c;
   c.speed = plan::default_speed_params();
-  c.legacy_overhead = 2.69;  // fitted with the speed constants (agifarm calibrate --fit)
-  c.legacy_flops = 0.579;
+  c.legacy_overhead = 2.56;  // fitted with the speed constants (agifarm calibrate --fit)
+  c.legacy_flops = 0.603;
   return c;
 }
 

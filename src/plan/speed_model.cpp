@@ -82,23 +82,23 @@ const speed_params& default_speed_params() {
     speed_params p;
     // (generation, decode share of the memory bandwidth, prefill share of the FP16 peak for Q4_K)
     p.generations = {
-        {"turing", 0.699, 0.35},   {"ampere", 0.861, 0.427}, {"ada", 0.846, 0.35},    {"hopper", 0.758, 0.393},
-        {"blackwell", 0.821, 0.35}, {"gb10", 0.678, 0.28},   {"rdna2", 0.854, 0.356}, {"rdna3", 0.435, 0.35},
-        {"rdna35", 0.803, 0.333},  {"apple", 0.659, 0.525},
+        {"turing", 0.713, 0.35},   {"ampere", 0.87, 0.399},  {"ada", 0.897, 0.35},    {"hopper", 0.758, 0.382},
+        {"blackwell", 0.879, 0.35}, {"gb10", 0.678, 0.28},   {"rdna2", 0.854, 0.356}, {"rdna3", 0.439, 0.35},
+        {"rdna35", 0.803, 0.336},  {"apple", 0.614, 0.525},
     };
     // GPU prefill speed of a weight type relative to Q4_K (Q8_0 has no fit row apart from others: 1)
-    p.gpu_types = {{"Q4_0", 0.683}, {"Q8_0", 1.0}, {"F16", 1.47}, {"MXFP4", 1.16}, {"Q6_K", 1.13}, {"Q2_K", 0.864}};
+    p.gpu_types = {{"Q4_0", 0.689}, {"Q8_0", 1.0}, {"F16", 1.53}, {"MXFP4", 1.21}, {"Q6_K", 1.09}, {"Q2_K", 0.873}};
     p.gpu_expert_flops = 0.282;       // mul_mat_id: few tokens per expert per micro-batch
-    p.layer_overhead_gpu_s = 60e-6;
-    p.eta_host_expert = 0.916;
-    p.host_expert_layer_s = 481e-6;   // per layer with experts in RAM, per token
-    p.eta_offload_link = 1.32;        // above nominal: the streamed share of experts is less than all
-    p.gpu_hop_s = 10.8e-6;
-    p.rpc_hop_s = 2.22e-3;
+    p.layer_overhead_gpu_s = 63.6e-6;
+    p.eta_host_expert = 0.971;
+    p.host_expert_layer_s = 500e-6;   // per layer with experts in RAM, per token
+    p.eta_offload_link = 1.35;        // above nominal: the streamed share of experts is less than all
+    p.gpu_hop_s = 755e-6;             // 2-8 GPU layer-split rows of Llama 3 8B and 70B (2026-12-06 refit)
+    p.rpc_hop_s = 1.72e-3;
     p.rpc_round_trips = 20;
-    p.rpc_prefill_bytes = 25.1;
-    p.row_layer_sync_s = 65.5e-6;
-    p.row_prefill_factor = 1.09;
+    p.rpc_prefill_bytes = 25.8;
+    p.row_layer_sync_s = 71.3e-6;
+    p.row_prefill_factor = 1.1;
     return p;
   }();
   return k_params;

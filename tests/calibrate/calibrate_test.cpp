@@ -64,8 +64,8 @@ TEST(calibrate, holdout_error_stays_within_the_achieved_bound) {
   const auto holdout = summarize(r, split::holdout);
   EXPECT_EQ(holdout.off_2x, 0);
   EXPECT_GE(holdout.share_within(), 0.65) << format_report(r);
-  EXPECT_LE(holdout.median_abs_decode, 0.12);  // 11 % (2026-12-06)
-  EXPECT_LE(holdout.median_abs_prefill, 0.14);  // 13 %
+  EXPECT_LE(holdout.median_abs_decode, 0.11);   // 10.3 % (2026-12-06, 23 holdout rows)
+  EXPECT_LE(holdout.median_abs_prefill, 0.18);  // 17.7 %: the new F16 / 8-GPU rows prefill worst
   const auto fit = summarize(r, split::fit);
   EXPECT_GE(fit.share_within(), 0.9) << format_report(r);
 }

@@ -58,7 +58,8 @@ TEST(speed_model, decode_is_bound_by_bytes_over_bandwidth) {
   in.devices = {{"gpu", 1e12, 100e12, false}};
   in.host = {"host", 50e9, 1e12, true};
   auto r = estimate_speed(in);
-  double expect_t = static_cast<double>(32 * 128 * k_mib + 64 * k_mib) / (1e12 * k_eta_bw_gpu) + 32 * k_layer_overhead_gpu_s;
+  double expect_t = static_cast<double>(32 * 128 * k_mib + 64 * k_mib) / (1e12 * k_eta_bw_gpu) +
+                    32 * default_speed_params().layer_overhead_gpu_s;  // the fitted per-layer cost
   EXPECT_NEAR(r.decode_tps, 1.0 / expect_t, 1e-6 * r.decode_tps);
   // four slots read the weights once per step: aggregate is close to four times single
   in.slots = 4;

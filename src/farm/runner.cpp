@@ -134,6 +134,8 @@ std::vector<backend_record> local_records(const supervise::supervisor& sup) {
     r.program = b.argv.empty() ? std::string() : b.argv[0];
     r.slots = spec.slots;
     r.predicted_bytes = predicted_total(spec);
+    r.predicted_devices = predicted_devices(spec);
+    if (r.state == "ready" && r.kind == "llama-server") r.measured_devices = measured_devices(r.log_path, r.started_wall);
     out.push_back(std::move(r));
   }
   return out;
@@ -167,6 +169,7 @@ std::vector<backend_record> all_records(const plan::deployment& all, const std::
       }
     r.slots = spec.slots;
     r.predicted_bytes = predicted_total(spec);
+    r.predicted_devices = predicted_devices(spec);
     // A shard whose rpc server is on a lost node cannot serve either: say why.
     if (auto v = view.find(spec.name); v != view.end() && !v->second.ready && r.reason.empty())
       r.reason = v->second.reason;
@@ -431,6 +434,7 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   if (!got) { err << got.err().message << '\n'; return got.err().exit_code; }
   plan::deployment all = std::move(*got);
   predict_on_this_machine(all);
+  log_buffers_at_load(all);  // measured memory: llama-server prints its buffers at load
 
   // Several machines: split the deployment; the remote nodes' daemons are driven over SSH.
   plan::deployment local = all;

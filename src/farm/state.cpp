@@ -13,9 +13,19 @@
 namespace agifarm::farm {
 namespace json = boost::json;
 
+namespace {
+json::array devices_json(const std::vector<device_memory_record>& ds) {
+  json::array a;
+  for (const auto& d : ds)
+    a.push_back(json::object{{"device", d.device}, {"model_bytes", d.model_bytes}, {"kv_bytes", d.kv_bytes},
+                             {"compute_bytes", d.compute_bytes}, {"total_bytes", d.total()}});
+  return a;
+}
+}  // namespace
+
 json::object to_json(const farm_state& s) {
   json::array backends;
-  for (const auto& b : s.backends)
+  for (const auto& b : s.backends) {
     backends.push_back(json::object{{"name", b.name}, {"kind", b.kind}, {"model", b.model}, {"host", b.host},
                                     {"port", b.port}, {"pid", b.pid}, {"state", b.state}, {"restarts", b.restarts},
                                     {"reason", b.reason}, {"last_exit", b.last_exit},
@@ -23,6 +33,9 @@ json::object to_json(const farm_state& s) {
                                     {"program", b.program}, {"slots", b.slots},
                                     {"predicted_bytes", b.predicted_bytes}, {"node", b.node},
                                     {"rss_bytes", b.rss_bytes}});
+    if (!b.predicted_devices.empty()) backends.back().as_object()["predicted_devices"] = devices_json(b.predicted_devices);
+    if (!b.measured_devices.empty()) backends.back().as_object()["measured_devices"] = devices_json(b.measured_devices);
+  }
   json::array pools;
   for (const auto& p : s.pools)
     pools.push_back(json::object{{"name", p.name}, {"aliases", json::array(p.aliases.begin(), p.aliases.end())},
@@ -86,6 +99,28 @@ const json::object& obj(const json::value& v, const std::string& path) {
   if (!v.is_object()) throw field_error{path + ": expected an object"};
   return v.as_object();
 }
+std::vector<device_memory_record> devices_from(const json::object& o, const char* k, const std::string& path) {
+  std::vector<device_memory_record> out;
+  auto* v = o.if_contains(k);
+  if (!v) return out;
+  if (!v->is_array()) throw field_error{path + "." + k + ": expected an array"};
+  for (std::size_t i = 0; i < v->as_array().size(); ++i) {
+    std::string p = fmt::format("{}.{}[{}]", path, k, i);
+    const auto& d = obj(v->as_array()[i], p);
+    device_memory_record x;
+    x.device = str(d, "device", p);
+    auto u = [&](const char* f) {
+      auto n = num(d, f, p);
+      if (n < 0) throw field_error{p + "." + f + ": negative"};
+      return static_cast<std::uint64_t>(n);
+    };
+    x.model_bytes = u("model_bytes");
+    x.kv_bytes = u("kv_bytes");
+    x.compute_bytes = u("compute_bytes");
+    out.push_back(std::move(x));
+  }
+  return out;
+}
 }  // namespace
 
 result<farm_state> farm_state_from_json(std::string_view text) {
@@ -124,6 +159,8 @@ result<farm_state> farm_state_from_json(std::string_view text) {
       r.predicted_bytes = static_cast<std::uint64_t>(num(b, "predicted_bytes", p));
       if (b.contains("node")) r.node = str(b, "node", p);
       if (b.contains("rss_bytes")) r.rss_bytes = static_cast<std::uint64_t>(num(b, "rss_bytes", p));
+      r.predicted_devices = devices_from(b, "predicted_devices", p);
+      r.measured_devices = devices_from(b, "measured_devices", p);
       s.backends.push_back(std::move(r));
     }
     auto& ps = need(o, "pools", "farm");

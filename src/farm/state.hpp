@@ -13,11 +13,20 @@
 #pragma once
 
 #include <boost/json.hpp>
+#include <condition_variable>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/result.hpp"
+
+namespace agifarm::plan {
+struct backend_spec;
+struct deployment;
+}  // namespace agifarm::plan
 
 namespace agifarm::farm {
 
@@ -30,6 +39,15 @@ struct farm_paths {
   std::string log(const std::string& backend) const { return logs() + "/" + backend + ".log"; }
   std::string daemon_log() const { return dir + "/agifarm.log"; }
   std::string models() const { return dir + "/models"; }
+};
+
+// One device's buffers (llama.cpp's name: CUDA0, RPC0[host:port], or "host" for every host buffer).
+struct device_memory_record {
+  std::string device;
+  std::uint64_t model_bytes = 0;
+  std::uint64_t kv_bytes = 0;       // KV cache (and recurrent state)
+  std::uint64_t compute_bytes = 0;  // compute graph (and output buffer)
+  std::uint64_t total() const { return model_bytes + kv_bytes + compute_bytes; }
 };
 
 struct backend_record {
@@ -50,6 +68,8 @@ struct backend_record {
   std::uint64_t predicted_bytes = 0;  // all devices + host, from the plan; 0 = not predicted
   std::string node = "local";         // inventory node; "local" = the machine of this state dir
   std::uint64_t rss_bytes = 0;        // remote backends: RSS as the node last reported it
+  std::vector<device_memory_record> predicted_devices;  // per device, from the plan (empty: not predicted)
+  std::vector<device_memory_record> measured_devices;   // per device, as llama-server printed them at load
 };
 
 // A remote node of a multi-node farm (farm/nodes.hpp), as the controller last saw it. Holds no secret.
@@ -126,6 +146,54 @@ class farm_lock {
 
  private:
   int fd_ = -1;
+};
+
+// ---- status: defined in control.cpp (the farm library), not part of the fuzz build ------------------
+
+// The JSON of `agifarm status --json` and of the dashboard's GET /agifarm/status: the state file plus
+// what is live (process alive, uptime, RSS, slots busy, measured vs predicted memory per device, the
+// last log lines, the gateway's counters per pool from its /metrics, the plan's strategy table when
+// the farm came from a plan file). One builder for both (docs/dashboard.md lists the fields).
+struct status_options {
+  bool brief = false;  // skip the per-backend HTTP calls (slots busy)
+  int log_lines = 8;   // last lines of each local backend's log
+};
+boost::json::object status_json(const farm_paths& paths, const farm_state& s, const status_options& o);
+
+// Measured vs predicted per device of one backend: rows of {device, predicted, measured, diff_bytes,
+// diff_pct}, predicted devices matched to measured ones by their name before '[' (RPC0[...]).
+boost::json::array memory_rows(const backend_record& b);
+
+// The buffers a backend's llama-server printed at its last start (read from its log, remembered per
+// process start once complete); empty until the load has printed them.
+std::vector<device_memory_record> measured_devices(const std::string& log_path, std::int64_t started_wall);
+
+// The plan's prediction of one backend per device ("host" last); empty when not predicted.
+std::vector<device_memory_record> predicted_devices(const plan::backend_spec& b);
+
+// Makes every llama-server of the deployment print its buffers at load (-lv 4), unless its arguments
+// already set a verbosity: measured memory is read from those lines (docs/dashboard.md).
+void log_buffers_at_load(plan::deployment& d);
+
+// Rebuilds status_json from the state directory once a second on a thread of its own, so the gateway
+// answers the dashboard from memory (never blocking a gateway worker on HTTP or files).
+class status_cache {
+ public:
+  explicit status_cache(farm_paths paths);
+  ~status_cache();
+  status_cache(const status_cache&) = delete;
+  status_cache& operator=(const status_cache&) = delete;
+  std::string latest() const;  // serialised JSON ({"running":false} before the first build)
+  void stop();
+
+ private:
+  void refresh();
+  farm_paths paths_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::string latest_;
+  std::thread thread_;
 };
 
 }  // namespace agifarm::farm

@@ -712,6 +712,8 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     auto gcfg = gateway_config();
     if (!gcfg) { err << gcfg.err().message << '\n'; return gcfg.err().exit_code; }
     if (od) od->configure(*gcfg);
+    auto dash = std::make_shared<status_cache>(r.paths);  // the dashboard's status JSON, rebuilt once a second
+    gcfg->status_json = [dash] { return dash->latest(); };
     gw = std::make_unique<gateway::server>(*gcfg);
     std::set<std::string> not_started;  // on-demand replicas: out of rotation until loaded
     if (od)

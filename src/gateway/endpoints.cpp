@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 
+#include "dashboard/dashboard.hpp"
 #include "gateway/server_impl.hpp"
 
 namespace agifarm::gateway {
@@ -124,6 +125,15 @@ awaitable<bool> server::impl::handle(timed_socket& client, client_request& req) 
   bool keep = req.keep_alive() && !stopping;
   const std::string_view target = path_of(req);
   const auto method = req.method();
+  if (dashboard::owns(target)) {  // the dashboard: /, /ui/..., /agifarm/status (docs/dashboard.md)
+    std::function<bool(std::string_view)> key_ok;
+    if (keys.enabled()) key_ok = [this](std::string_view k) { return keys.authenticate("Bearer " + std::string(k), "").has_value(); };
+    auto d = dashboard::handle({std::string_view(req.method_string()), req.target(), header_value(req, http::field::if_none_match),
+                                header_value(req, http::field::authorization)}, {cfg.status_json, key_ok});
+    std::string extra;
+    for (const auto& [k, v] : d->headers) extra += k + ": " + v + "\r\n";
+    co_return co_await send(client, d->status, d->content_type, d->body, keep, extra) && keep;
+  }
   const route* r = find_route(target);
   if (r && r->get && (method == http::verb::get || method == http::verb::head)) {
     std::optional<std::size_t> key;

@@ -92,6 +92,9 @@ struct config {
   // Called (on a worker thread, never under a lock; must not block) when a request queues for an
   // on-demand pool that has no ready replica. Empty: nobody loads models; such requests time out.
   std::function<void(const std::string& pool)> on_demand_wanted;
+  // The dashboard's GET /agifarm/status (the JSON of `agifarm status --json`); empty: {"running":false}.
+  // Called on a worker thread: must answer from memory.
+  std::function<std::string()> status_json;
 };
 
 // Counters a supervisor or a test can read without scraping /metrics.

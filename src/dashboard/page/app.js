@@ -83,7 +83,7 @@
       }
       h.last = cur;
       if (rq == null && h.t.length) continue;
-      h.t.push(t / 1000); h.req.push(rq ?? 0); h.tok.push(tk ?? 0);
+      h.t.push(Date.now() / 1000); h.req.push(rq ?? 0); h.tok.push(tk ?? 0);
       if (h.t.length > KEEP) { h.t.shift(); h.req.shift(); h.tok.shift(); }
       h.rq = rq; h.tk = tk;
     }

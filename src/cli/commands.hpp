@@ -16,5 +16,6 @@ void add_plan_command(CLI::App& app);
 void add_calibrate_command(CLI::App& app);
 void add_emit_command(CLI::App& app);
 void add_up_commands(CLI::App& app);  // up, status, down, logs
+void add_bench_command(CLI::App& app);
 
 }  // namespace agifarm::cli

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   agifarm::cli::add_calibrate_command(app);
   agifarm::cli::add_emit_command(app);
   agifarm::cli::add_up_commands(app);
+  agifarm::cli::add_bench_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "emit/ot_rules.hpp"
+#include "common/ot_rules.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size > 4096) return 0;
@@ -21,7 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   args.push_back(cur);
-  auto merged = agifarm::emit::merge_override_args(args);
+  auto merged = agifarm::merge_override_args(args);
   if (merged == args) return 0;
   std::vector<std::string> rest_before, rest_after;
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -37,6 +37,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   if (rest_before != rest_after) __builtin_trap();
-  (void)agifarm::emit::numbers_regex({static_cast<int>(size), static_cast<int>(size / 2)});
+  (void)agifarm::numbers_regex({static_cast<int>(size), static_cast<int>(size / 2)});
   return 0;
 }

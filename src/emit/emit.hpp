@@ -4,7 +4,7 @@
 // Every generator is a pure function from (emit_input, emit_options) to a list of files (path relative
 // to the output directory, content, mode); nothing touches the disk until write_files(), which refuses to
 // overwrite anything unless told to. Generators never build a backend's argv themselves: they call
-// plan::backend_argv() (after merge_override_args() rewrites -ot rules to their minimal equivalent).
+// plan::backend_argv(), which also rewrites -ot rules to their minimal equivalent (merge_override_args()).
 // All functions are thread-safe (no shared state). Errors name the backend / node / model concerned.
 //
 // Multi-node farms (llama, compose, systemd): the gateway runs on gateway_node(); every llama-server on

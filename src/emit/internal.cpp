@@ -8,7 +8,7 @@
 #include <map>
 #include <set>
 
-#include "emit/ot_rules.hpp"
+#include "common/ot_rules.hpp"
 
 namespace agifarm::emit::detail {
 
@@ -336,9 +336,7 @@ std::string gateway_yaml(const emit_input& in, const checked_plan& p, const emit
 }
 
 std::vector<std::string> argv_of(const plan::backend_spec& b, const std::string& binary_dir) {
-  plan::backend_spec merged = b;
-  merged.args = merge_override_args(b.args);
-  return plan::backend_argv(merged, binary_dir, b.port);
+  return plan::backend_argv(b, binary_dir, b.port);
 }
 
 std::string sh_quote(const std::string& s) {

@@ -5,7 +5,7 @@
 
 #include "emit/emit.hpp"
 #include "emit/internal.hpp"
-#include "emit/ot_rules.hpp"
+#include "common/ot_rules.hpp"
 #include "emit/script.hpp"
 
 namespace agifarm::emit {

@@ -1,5 +1,7 @@
 #include "plan/deployment.hpp"
 
+#include "common/ot_rules.hpp"
+
 #include <cmath>
 
 #include <fmt/format.h>
@@ -17,7 +19,10 @@ std::string to_string(balance_policy p) {
 std::vector<std::string> backend_argv(const backend_spec& b, const std::string& binary_dir, int port) {
   std::string dir = binary_dir.empty() || binary_dir.back() == '/' ? binary_dir : binary_dir + "/";
   std::vector<std::string> argv{dir + to_string(b.kind)};
-  argv.insert(argv.end(), b.args.begin(), b.args.end());
+  // -ot rules in their minimal equivalent form (one merged rule per buffer type; rules that are not
+  // whole-layer expert rules stay as written): the same text for `up`, every emitter and the plan
+  const auto args = merge_override_args(b.args);
+  argv.insert(argv.end(), args.begin(), args.end());
   if (b.kind == backend_kind::llama_server) {
     argv.insert(argv.end(), {"--host", b.host, "--port", std::to_string(port)});
   } else {

@@ -74,7 +74,8 @@ struct deployment {
   std::vector<pool_spec> pools;
 };
 
-// argv for one backend: [binary, args..., host/port flags]. binary_dir is where llama-server and
+// argv for one backend: [binary, args..., host/port flags], -ot rules merged to their minimal equivalent
+// (common/ot_rules.hpp merge_override_args). binary_dir is where llama-server and
 // ggml-rpc-server live; port must be resolved (non-zero) by the caller.
 std::vector<std::string> backend_argv(const backend_spec& b, const std::string& binary_dir, int port);
 

@@ -8,6 +8,7 @@
 #include <numeric>
 #include <set>
 
+#include "common/ot_rules.hpp"
 #include "plan/devices.hpp"
 #include "plan/speed_model.hpp"
 
@@ -170,7 +171,10 @@ void evaluate(const planner_ctx& pc, const model_shape& m, placement& p) {
   speed_input si;
   si.shape = &m;
   si.placement = &p.est;
-  for (auto r : all) si.devices.push_back(unit_of(gpu_of(pc.inv, r)));
+  for (auto r : all) {
+    si.devices.push_back(unit_of(gpu_of(pc.inv, r)));
+    si.devices.back().remote = r.node != p.main_node;  // logits of an output layer there cross the network
+  }
   si.host = host_unit(main);
   si.slots = p.slots;
   si.depth = std::min<double>(static_cast<double>(p.ctx) / std::max(1, p.slots) / 2.0, 4096);
@@ -250,13 +254,11 @@ std::string fix_for(const planner_ctx& pc, const model_shape& m, const placement
 }
 
 // The -ot tensor pattern of the expert tensors of these layers: blk\.(3|7|12)\.ffn_(up|down|gate)_exps
+// The pattern part of the one -ot rule (common/ot_rules: merged ranges, llama.cpp's expert suffix) that
+// the deployment's backend_argv also writes, so `up` and `emit` run this exact rule.
 std::string experts_of_layers(const std::set<int>& layers) {
-  std::string alt;  // appended piecewise: "|" + std::to_string(...) trips GCC 12's -Wrestrict
-  for (int l : layers) {
-    if (!alt.empty()) alt += '|';
-    alt += std::to_string(l);
-  }
-  return fmt::format("blk\\.({})\\.ffn_(up|down|gate)_exps", alt);
+  std::string rule = expert_offload_rule(std::vector<int>(layers.begin(), layers.end()), "CPU");
+  return rule.substr(0, rule.rfind('='));
 }
 
 // Chooses layers whose experts move to RAM, biggest expert layers first, per overflowing device,

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/ot_rules.hpp"
 #include "common/result.hpp"
 
 namespace agifarm::plan {
@@ -51,8 +52,7 @@ struct server_args {
 
 result<server_args> parse_server_args(std::span<const std::string> args);
 
-// The regexes llama.cpp's --cpu-moe / --n-cpu-moe N write (common/common.h LLM_FFN_EXPS_REGEX).
-inline constexpr const char* k_ffn_exps_regex = "\\.ffn_(up|down|gate|gate_up)_(ch|)exps";
+// The regexes llama.cpp's --cpu-moe / --n-cpu-moe N write (k_ffn_exps_regex: common/ot_rules.hpp).
 std::string ffn_exps_block_regex(int layer);  // "blk\\.N\\.ffn_(up|down|gate|gate_up)_(ch|)exps"
 
 }  // namespace agifarm::plan

@@ -1,5 +1,8 @@
 #include "plan/plan_document.hpp"
 
+#include "common/ot_rules.hpp"
+#include "plan/deployment.hpp"
+
 #include <gtest/gtest.h>
 
 namespace agifarm::plan {
@@ -101,6 +104,33 @@ TEST(plan_document, parse_rejects_garbage_text) {
   EXPECT_FALSE(parse_plan_document("{\"version\":1,\"recommendation\":{\"candidate\":3}}").ok());
   auto ok = parse_plan_document(boost::json::serialize(to_json(sample())));
   EXPECT_TRUE(ok.ok());
+}
+
+}  // namespace
+}  // namespace agifarm::plan
+
+namespace agifarm::plan {
+namespace {
+
+// `up` (the supervisor) and every emitter take a backend's command line from backend_argv: per-layer
+// expert rules of a hand-written plan come out as the one merged rule the planner writes itself.
+TEST(backend_argv, merges_per_layer_expert_rules_into_the_planners_one_rule) {
+  backend_spec b;
+  b.kind = backend_kind::llama_server;
+  b.host = "127.0.0.1";
+  b.args = {"-m", "/m/q.gguf"};
+  for (int l : {0, 1, 2, 3, 12})
+    b.args.insert(b.args.end(), {"-ot", "blk\\." + std::to_string(l) + "\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU"});
+  auto argv = backend_argv(b, "/opt/llama", 8081);
+  std::vector<std::string> want{"/opt/llama/llama-server", "-m", "/m/q.gguf", "-ot",
+                                expert_offload_rule({0, 1, 2, 3, 12}, "CPU"), "--host", "127.0.0.1", "--port", "8081"};
+  EXPECT_EQ(argv, want);
+  EXPECT_EQ(want[4], "blk\\.([0-3]|12)\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU");
+  // a rule that is not a whole-layer expert rule leaves the list as written
+  b.args = {"-m", "/m/q.gguf", "-ot", "token_embd=CPU"};
+  argv = backend_argv(b, "/opt/llama", 8081);
+  EXPECT_EQ(argv[3], "-ot");
+  EXPECT_EQ(argv[4], "token_embd=CPU");
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // -ot rule merging: exact numeric-range regexes, llama.cpp's matching semantics (std::regex_search,
 // first rule wins, ',' separates rules), and equivalence of merged and per-layer rules.
-#include "emit/ot_rules.hpp"
+#include "common/ot_rules.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <regex>
 #include <set>
 
-namespace agifarm::emit {
+namespace agifarm {
 namespace {
 
 std::vector<int> range(int a, int b) {
@@ -124,4 +124,4 @@ TEST(MergeOverrideArgs, LeavesArgsAloneWhenAnyRuleIsNotAWholeLayerExpertRule) {
 }
 
 }  // namespace
-}  // namespace agifarm::emit
+}  // namespace agifarm

@@ -1,4 +1,6 @@
-// ot_rules: the minimal, readable llama.cpp `--override-tensor` (-ot) rules for MoE expert offload.
+// ot_rules: the minimal, readable llama.cpp `--override-tensor` (-ot) rules for MoE expert offload,
+// shared by the planner (which writes them) and plan::backend_argv (which every launcher and emitter
+// uses), so `up` and `emit` run the same rules.
 //
 // llama.cpp applies `-ot PATTERN=BUFFER` rules with std::regex_search on tensor names (first matching
 // rule wins, rules are split on ','). Writing one rule per layer gives a 48-rule argument nobody can
@@ -11,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace agifarm::emit {
+namespace agifarm {
 
 // llama.cpp's own expert-tensor suffix (common/common.h LLM_FFN_EXPS_REGEX), used by --n-cpu-moe.
 inline constexpr const char* k_ffn_exps_regex = "\\.ffn_(up|down|gate|gate_up)_(ch|)exps";
@@ -38,4 +40,4 @@ std::optional<std::vector<int>> expert_rule_layers(const std::string& pattern, i
 // Equivalence: every tensor name goes to the same buffer type before and after (first match wins).
 std::vector<std::string> merge_override_args(const std::vector<std::string>& args);
 
-}  // namespace agifarm::emit
+}  // namespace agifarm

@@ -1,4 +1,4 @@
-#include "emit/ot_rules.hpp"
+#include "common/ot_rules.hpp"
 
 #include "common/tensor_pattern.hpp"
 
@@ -6,7 +6,7 @@
 #include <map>
 #include <set>
 
-namespace agifarm::emit {
+namespace agifarm {
 namespace {
 
 long long pow10(int k) {
@@ -179,4 +179,4 @@ std::vector<std::string> merge_override_args(const std::vector<std::string>& arg
   return rest;
 }
 
-}  // namespace agifarm::emit
+}  // namespace agifarm

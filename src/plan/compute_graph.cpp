@@ -199,6 +199,19 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
     return g.reshape(r, ne);
   };
 
+  // ggml_set_rows of `cur` into the cache view `dst` at `idxs`: a view of the cache tensor, in its buffer.
+  // The K write is not pinned to a backend (forced -1); the V write keeps the cache view's assignment.
+  auto store_rows = [&](int cur, int idxs, int dst, bool unpinned) {
+    tensor x = g.t[dst];
+    x.o = op::set_rows;
+    x.src = {cur, idxs, dst, -1, -1};
+    x.view_src = g.root(dst);
+    x.buffer = g.t[x.view_src].buffer;
+    if (unpinned) x.forced = -1;
+    g.expand(g.add(x));
+  };
+  auto row_size = [](dtype type, std::int64_t n) { return traits(type).size * static_cast<std::uint64_t>(n) / traits(type).block; };
+
   // inputs
   int tok_embd = w(s.token_embd);
   int inp_tokens = input(dtype::i32, {T, 1, 1, 1});
@@ -278,19 +291,11 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
       g.expand(Kc);
       // K-only cache: [R + n_rot, kv, ns]
       int kc = g.leaf(tk, {R + rope_d, kv, ns, 1}, 0, kv_slot);
-      {
+      {  // in llama.cpp's order: the source view first, then the destination
         int kcur = g.reshape(Kc, {R + rope_d, T, 1, 1});
-        int kdst = ns > 1 ? g.reshape(kc, {R + rope_d, kv * ns, 1, 1}) : kc;
-        tensor x = g.t[kdst];
-        x.o = op::set_rows;
-        x.src = {kcur, k_idxs, kdst, -1, -1};
-        x.view_src = g.root(kdst);
-        x.buffer = g.t[x.view_src].buffer;
-        x.forced = -1;
-        g.expand(g.add(x));
+        store_rows(kcur, k_idxs, ns > 1 ? g.reshape(kc, {R + rope_d, kv * ns, 1, 1}) : kc, true);
       }
       const tensor KC = g.t[kc];
-      auto row_size = [](dtype type, std::int64_t n) { return traits(type).size * static_cast<std::uint64_t>(n) / traits(type).block; };
       int kview = g.view(op::view, kc, {R + rope_d, 1, kv, ns}, {KC.nb[0], row_size(tk, R + rope_d), KC.nb[1], KC.nb[2]});
       int vview = g.view(op::view, kc, {R, 1, kv, ns}, {KC.nb[0], row_size(tk, R + rope_d), KC.nb[1], KC.nb[2]});
       const tensor QQ = g.t[Qc];
@@ -338,14 +343,7 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
       int vc = g.leaf(tv, {hv * nkv, kv, ns, 1}, 0, kv_slot);
       {
         int kcur = g.view(op::view, k, {hk * nkv, T, 1, 1}, {g.t[k].nb[0], g.t[k].nb[2], g.t[k].nb[2] * T, g.t[k].nb[2] * T});
-        int kdst = ns > 1 ? g.reshape(kc, {hk * nkv, kv * ns, 1, 1}) : kc;
-        tensor x = g.t[kdst];
-        x.o = op::set_rows;
-        x.src = {kcur, k_idxs, kdst, -1, -1};
-        x.view_src = g.root(kdst);
-        x.buffer = g.t[x.view_src].buffer;
-        x.forced = -1;
-        g.expand(g.add(x));
+        store_rows(kcur, k_idxs, ns > 1 ? g.reshape(kc, {hk * nkv, kv * ns, 1, 1}) : kc, true);
       }
       {
         int vcur, vdst;
@@ -357,16 +355,10 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
           vdst = g.reshape(vc, {1, hv * nkv * kv * ns, 1, 1});
           vcur = g.reshape(vcur, {1, hv * nkv * T, 1, 1});
         }
-        tensor x = g.t[vdst];
-        x.o = op::set_rows;
-        x.src = {vcur, v_idxs, vdst, -1, -1};
-        x.view_src = g.root(vdst);
-        x.buffer = g.t[x.view_src].buffer;
-        g.expand(g.add(x));
+        store_rows(vcur, v_idxs, vdst, false);
       }
       // views of the cache (get_k / get_v)
       const tensor KC = g.t[kc];
-      auto row_size = [](dtype type, std::int64_t n) { return traits(type).size * static_cast<std::uint64_t>(n) / traits(type).block; };
       int kview = g.view(op::view, kc, {hk, nkv, kv, ns}, {KC.nb[0], row_size(tk, hk), KC.nb[1], KC.nb[2]});
       int vview;
       {

@@ -456,11 +456,12 @@ TEST(farm_up, plan_file_is_run_with_its_exact_arguments_and_predictions_are_show
   EXPECT_NE(up.output.find("host 62.0 MiB"), std::string::npos) << up.output;
   auto b = f.backends()["chat-r0"];
   EXPECT_EQ(num(b, "predicted_bytes"), 65000000);
-  // The process runs exactly the plan's arguments (plus --host/--port from backend_argv).
+  // The process runs exactly the plan's arguments, plus -lv 4 (agifarm's one addition: llama-server then
+  // prints the buffers `status` shows as measured memory) and --host/--port from backend_argv.
   std::ifstream cmd("/proc/" + std::to_string(num(b, "pid")) + "/cmdline");
   std::string argv((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
   for (auto& c : argv) if (c == '\0') c = ' ';
-  EXPECT_NE(argv.find("-c 2048 -np 2 -t 1 --alias from-the-plan --host 127.0.0.1 --port " +
+  EXPECT_NE(argv.find("-c 2048 -np 2 -t 1 --alias from-the-plan -lv 4 --host 127.0.0.1 --port " +
                       std::to_string(num(b, "port"))), std::string::npos) << argv;
   EXPECT_EQ(f.chat("fast").status, 200);
   EXPECT_EQ(f.cli({"down", "--state-dir", f.dir}).exit_code, 0);

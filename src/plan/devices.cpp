@@ -24,20 +24,27 @@ std::vector<device_desc> identical_devices(int n, std::uint64_t bytes) {
   return out;
 }
 
-std::vector<device_desc> node_devices(const hw::node& n, const std::vector<int>& gpu_indices) {
+std::vector<device_desc> gpu_devices(const std::vector<const hw::gpu*>& gpus) {
   std::vector<device_desc> out;
   int cuda = 0, rocm = 0;
-  for (const auto& g : n.gpus) {
-    if (!gpu_indices.empty() && std::find(gpu_indices.begin(), gpu_indices.end(), g.index) == gpu_indices.end()) continue;
+  for (const hw::gpu* g : gpus) {
     device_desc d;
-    if (g.vendor == hw::gpu_vendor::amd) d.name = fmt::format("ROCm{}", rocm++);
+    if (g->vendor == hw::gpu_vendor::amd) d.name = fmt::format("ROCm{}", rocm++);
     else d.name = fmt::format("CUDA{}", cuda++);
     d.buffer_names = {d.name};
-    d.free_bytes = g.free_vram_bytes ? g.free_vram_bytes : g.vram_bytes;
+    d.free_bytes = g->free_vram_bytes ? g->free_vram_bytes : g->vram_bytes;
     d.offloads_ops = true;
     out.push_back(std::move(d));
   }
   return out;
+}
+
+std::vector<device_desc> node_devices(const hw::node& n, const std::vector<int>& gpu_indices) {
+  std::vector<const hw::gpu*> gpus;
+  for (const auto& g : n.gpus)
+    if (gpu_indices.empty() || std::find(gpu_indices.begin(), gpu_indices.end(), g.index) != gpu_indices.end())
+      gpus.push_back(&g);
+  return gpu_devices(gpus);
 }
 
 std::vector<device_desc> inventory_devices(const hw::inventory& inv) {

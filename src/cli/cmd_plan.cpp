@@ -1,6 +1,7 @@
 // agifarm plan --inventory FILE --model M.gguf [--model ...] [--role NAME:MODEL:ctx=N:agents=N] [--json]
 // Every strategy for every model on the inventory (or this machine), ranked, with a recommendation and
-// the deployment that runs it. Exit 3 when nothing fits, 2 for bad input.
+// the deployment that runs it. Exit 3 when nothing fits, 2 for bad input. Memory measured by earlier
+// farms (<state dir>/memory.json) sizes the margins, and the plan says so (--no-measured: not).
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
@@ -8,6 +9,7 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
+#include "farm/memory_feedback_plan.hpp"
 #include "farm/state.hpp"
 #include "fit/fit.hpp"
 #include "hw/hw.hpp"
@@ -71,7 +73,8 @@ void add_plan_command(CLI::App& app) {
   static std::vector<std::string> model_files, role_texts;
   static bool as_json = false;
   static std::string kv_type = "f16";
-  static std::string ask_llama = "auto", llama_bin;
+  static std::string ask_llama = "auto", llama_bin, state_dir;
+  static bool no_measured = false;
   cmd->add_option("--inventory", inventory_file, "inventory YAML (default: discover this machine)");
   cmd->add_option("--model", model_files, "GGUF model file (repeatable); NAME=FILE names it")->required();
   cmd->add_option("--role", role_texts, "NAME[:MODEL][:ctx=N][:agents=N] (repeatable; default fast, code, think)");
@@ -81,6 +84,9 @@ void add_plan_command(CLI::App& app) {
                   "auto: for architectures whose graph agifarm does not replay, measure their compute buffers "
                   "with llama.cpp's llama-fit-params (when a build is found); off: never")
       ->check(CLI::IsMember({"auto", "off"}));
+  cmd->add_option("--state-dir", state_dir,
+                  "farm state directory whose measured memory (memory.json) sizes the margins (default: agifarm up's)");
+  cmd->add_flag("--no-measured", no_measured, "ignore measured memory: plan with the default margins");
   cmd->add_option("--llama-bin", llama_bin, "llama.cpp binaries (default $AGIFARM_LLAMA_BIN or agifarm's own build)");
   cmd->callback([] {
     auto cat = hw::load_default_catalogue();
@@ -126,6 +132,13 @@ void add_plan_command(CLI::App& app) {
     }
     plan::plan_options opt;
     opt.kv_type = kv_type;
+    if (!no_measured) {  // what earlier farms measured sizes the margins (farm/memory_feedback.hpp)
+      std::vector<farm::model_ref> refs;
+      for (const auto& m : models) refs.push_back({m.name, m.shape.file});
+      const auto file = farm::memory_feedback_file(state_dir.empty() ? farm::default_state_dir() : state_dir);
+      auto lines = farm::apply_memory_feedback(file, refs, inv, opt);
+      notes.insert(notes.end(), lines.begin(), lines.end());  // shown as the plan's notes (and in its JSON)
+    }
     auto doc = plan::make_plan(inv, models, roles, opt);
     if (!doc) fail(doc.err());
     doc->notes.insert(doc->notes.begin(), notes.begin(), notes.end());

@@ -19,6 +19,7 @@
 #include "common/format.hpp"
 #include "farm/runner.hpp"
 #include "farm/state.hpp"
+#include "gateway/gateway.hpp"
 #include "plan/plan_document.hpp"
 #include "supervise/buffers_log.hpp"
 #include "supervise/files.hpp"
@@ -224,9 +225,15 @@ boost::json::object bytes_json(const device_memory_record& d) {
 }
 
 // The plan's strategy table, when the farm was started from a plan file (`agifarm up --plan plan.json`).
-boost::json::value plan_table(const std::string& source) {
-  if (source.size() < 5 || source.substr(source.size() - 5) != ".json") return nullptr;
-  auto text = supervise::read_file(source);
+boost::json::value plan_table(const farm_paths& paths, const std::string& source) {
+  // A farm file planned at `up` keeps its document in the state directory; a plan file is itself one.
+  std::string file = paths.plan();
+  auto text = supervise::read_file(file);
+  if (!text) {
+    if (source.size() < 5 || source.substr(source.size() - 5) != ".json") return nullptr;
+    file = source;
+    text = supervise::read_file(source);
+  }
   if (!text) return nullptr;
   auto doc = plan::parse_plan_document(*text);
   if (!doc) return nullptr;
@@ -239,7 +246,7 @@ boost::json::value plan_table(const std::string& source) {
                      {"score", c.score}, {"chosen", static_cast<int>(i) == doc->recommendation.candidate}});
   }
   const auto& r = doc->recommendation;
-  return boost::json::object{{"file", source}, {"strategy", r.strategy},
+  return boost::json::object{{"file", file}, {"strategy", r.strategy},
                              {"reasons", boost::json::array(r.reasons.begin(), r.reasons.end())},
                              {"runner_up", r.runner_up}, {"runner_up_gain", r.runner_up_gain},
                              {"candidates", std::move(cands)}};
@@ -247,9 +254,42 @@ boost::json::value plan_table(const std::string& source) {
 
 }  // namespace
 
+namespace {
+// Predicted devices paired with measured ones by their name before '[' (RPC0[...]); then the measured
+// devices the plan did not predict.
+std::vector<std::pair<const device_memory_record*, const device_memory_record*>> device_pairs(const backend_record& b) {
+  std::vector<std::pair<const device_memory_record*, const device_memory_record*>> out;
+  std::vector<bool> used(b.measured_devices.size(), false);
+  for (const auto& p : b.predicted_devices) {
+    const device_memory_record* m = nullptr;
+    for (std::size_t i = 0; i < b.measured_devices.size(); ++i)
+      if (!used[i] && supervise::device_key(b.measured_devices[i].device) == supervise::device_key(p.device)) {
+        used[i] = true;
+        m = &b.measured_devices[i];
+        break;
+      }
+    out.emplace_back(&p, m);
+  }
+  for (std::size_t i = 0; i < b.measured_devices.size(); ++i)
+    if (!used[i]) out.emplace_back(nullptr, &b.measured_devices[i]);
+  return out;
+}
+}  // namespace
+
+std::vector<gateway::memory_row> memory_metric_rows(const farm_state& s) {
+  std::vector<gateway::memory_row> rows;
+  auto buffers = [](const device_memory_record* d) -> std::optional<gateway::memory_buffers> {
+    if (!d) return std::nullopt;
+    return gateway::memory_buffers{d->model_bytes, d->kv_bytes, d->compute_bytes};
+  };
+  for (const auto& b : s.backends)
+    for (const auto& [pred, meas] : device_pairs(b))
+      rows.push_back({b.name, b.model, b.node, meas ? meas->device : pred->device, buffers(pred), buffers(meas)});
+  return rows;
+}
+
 boost::json::array memory_rows(const backend_record& b) {
   boost::json::array rows;
-  std::vector<bool> used(b.measured_devices.size(), false);
   auto add = [&](const device_memory_record* pred, const device_memory_record* meas) {
     boost::json::object row{{"device", meas ? meas->device : pred->device}};
     row["predicted"] = pred ? boost::json::value(bytes_json(*pred)) : boost::json::value(nullptr);
@@ -264,18 +304,7 @@ boost::json::array memory_rows(const backend_record& b) {
     }
     rows.push_back(std::move(row));
   };
-  for (const auto& p : b.predicted_devices) {
-    const device_memory_record* m = nullptr;
-    for (std::size_t i = 0; i < b.measured_devices.size(); ++i)
-      if (!used[i] && supervise::device_key(b.measured_devices[i].device) == supervise::device_key(p.device)) {
-        used[i] = true;
-        m = &b.measured_devices[i];
-        break;
-      }
-    add(&p, m);
-  }
-  for (std::size_t i = 0; i < b.measured_devices.size(); ++i)
-    if (!used[i]) add(nullptr, &b.measured_devices[i]);
+  for (const auto& [pred, meas] : device_pairs(b)) add(pred, meas);
   return rows;
 }
 
@@ -380,7 +409,7 @@ boost::json::object status_json(const farm_paths& paths, const farm_state& s, co
     po["completion_tokens_total"] = it->second.completion_tokens;
     po["queue_depth"] = it->second.queued;
   }
-  j["plan"] = plan_table(s.source);
+  j["plan"] = plan_table(paths, s.source);
   return j;
 }
 
@@ -412,14 +441,21 @@ std::string status_cache::latest() const {
   return latest_;
 }
 
+std::vector<gateway::memory_row> status_cache::memory() const {
+  std::lock_guard lk(mu_);
+  return memory_;
+}
+
 void status_cache::refresh() {
   auto text = supervise::read_file(paths_.state());
   if (!text) return;
   auto s = farm_state_from_json(*text);
   if (!s) return;
   std::string out = boost::json::serialize(status_json(paths_, *s, {}));
+  auto mem = memory_metric_rows(*s);
   std::lock_guard lk(mu_);
   latest_ = std::move(out);
+  memory_ = std::move(mem);
 }
 
 int run_status(const control_options& o, bool json, std::ostream& out, std::ostream& err) {

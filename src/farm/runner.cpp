@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "farm/farm_file.hpp"
+#include "farm/memory_feedback.hpp"
 #include "farm/nodes.hpp"
 #include "farm/on_demand.hpp"
 #include "farm/sources.hpp"
@@ -340,8 +341,12 @@ result<plan::deployment> get_deployment(const up_options& o, resolved& r, report
     if (planner_available() && !forced) {
       rep.say("agifarm: planning " + r.ff->path);
       std::vector<std::string> notes;
-      auto p = planned_deployment(*r.ff, notes);
+      plan::plan_document doc;
+      auto p = planned_deployment(*r.ff, notes, r.paths.memory(), &doc);
       for (const auto& n : notes) rep.say("  " + n);
+      // Kept for the dashboard's strategy table (farms with on-demand models have no single document).
+      if (p && !doc.candidates.empty())
+        (void)supervise::write_file_atomic(r.paths.plan(), boost::json::serialize(plan::to_json(doc)) + "\n");
       return p;
     }
     return replica_deployment(*r.ff);
@@ -430,6 +435,10 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   }
 
   std::string source;
+  {
+    std::error_code ec;
+    fs::remove(r.paths.plan(), ec);  // an earlier farm's plan document; get_deployment writes this one's
+  }
   auto got = get_deployment(o, r, rep, source);
   if (!got) { err << got.err().message << '\n'; return got.err().exit_code; }
   plan::deployment all = std::move(*got);
@@ -531,6 +540,7 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     st.strategy = all.strategy;
     st.source = source;
     st.backends = records();
+    for (const auto& l : remember_measured_memory(r.paths.memory(), all, st.backends)) rep.say(l);
     for (const auto& p : all.pools) st.pools.push_back({p.name, p.aliases, p.backends});
     st.nodes = node_records(fleet.get());
     if (fleet) st.ssh_options = r.ff->ssh_options;
@@ -714,6 +724,7 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     if (od) od->configure(*gcfg);
     auto dash = std::make_shared<status_cache>(r.paths);  // the dashboard's status JSON, rebuilt once a second
     gcfg->status_json = [dash] { return dash->latest(); };
+    gcfg->memory_rows = [dash] { return dash->memory(); };  // /metrics: measured vs predicted memory
     gw = std::make_unique<gateway::server>(*gcfg);
     std::set<std::string> not_started;  // on-demand replicas: out of rotation until loaded
     if (od)
@@ -792,6 +803,7 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   std::error_code ec;
   fs::remove(r.paths.state(), ec);
   fs::remove(r.paths.pid(), ec);
+  fs::remove(r.paths.plan(), ec);
   rep.say(left ? fmt::format("agifarm: stopped ({} backends had to be killed)", left) : "agifarm: stopped");
   rep.finish_startup(exit_code ? exit_code : (signal_seen && !started_up ? 1 : 0));
   return exit_code;

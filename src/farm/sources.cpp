@@ -18,6 +18,7 @@
 #include "gguf/gguf.hpp"
 #include "hw/hw.hpp"
 #include "plan/memory_model.hpp"
+#include "farm/memory_feedback_plan.hpp"
 #include "plan/planner.hpp"
 #include "plan/server_args.hpp"
 #include "plan/speed_model.hpp"
@@ -150,10 +151,12 @@ farm_file subset(const farm_file& f, const std::function<bool(const model_entry&
 }
 }  // namespace
 
-result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std::string>& notes) {
+result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std::string>& notes,
+                                            const std::string& memory_file, plan::plan_document* document) {
   if (!has_on_demand(f)) {
-    auto doc = plan_farm_file(f, notes);
+    auto doc = plan_farm_file(f, notes, memory_file);
     if (!doc) return doc.err();
+    if (document) *document = *doc;
     return doc->chosen;
   }
   // On-demand models need not fit together: the always-on ones are planned together, each
@@ -161,7 +164,7 @@ result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std:
   plan::deployment out;
   auto add = [&](const farm_file& part) -> status {
     if (part.models.empty()) return status::success();
-    auto doc = plan_farm_file(part, notes);
+    auto doc = plan_farm_file(part, notes, memory_file);
     if (!doc) return doc.err();
     if (out.strategy.empty()) out.strategy = doc->chosen.strategy;
     else if (out.strategy != doc->chosen.strategy) out.strategy = "hybrid";
@@ -182,7 +185,8 @@ result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std:
   return out;
 }
 
-result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::string>& notes) {
+result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::string>& notes,
+                                           const std::string& memory_file) {
 #ifdef AGIFARM_HAVE_PLANNER
   const std::string where = f.path.empty() ? "farm" : f.path;
   if (f.models.empty()) return make_error(fmt::format("{}: no models (add `models: {{name: file.gguf}}`)", where), 2);
@@ -216,7 +220,13 @@ result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::
   }
   std::vector<plan::role_request> roles;
   for (const auto& r : f.roles) roles.push_back({r.name, r.model, r.ctx, r.agents});
-  auto doc = plan::make_plan(inv, models, roles);
+  plan::plan_options opt;
+  if (!memory_file.empty()) {  // measured memory of earlier farms sizes the margins (farm/memory_feedback.hpp)
+    std::vector<model_ref> refs;
+    for (const auto& m : f.models) refs.push_back({m.name, m.file});
+    for (auto& l : apply_memory_feedback(memory_file, refs, inv, opt)) notes.push_back(std::move(l));
+  }
+  auto doc = plan::make_plan(inv, models, roles, opt);
   if (!doc) return doc.err();
   if (!plan::plan_fits(*doc)) {
     std::string why;

@@ -30,10 +30,14 @@ result<plan::deployment> deployment_from_plan_text(std::string_view text, const 
 result<plan::deployment> replica_deployment(const farm_file& f);
 bool planner_available();
 // notes: human lines worth showing (discovery notes, the planner's reasons). Exit code 3: nothing fits.
-result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std::string>& notes);
+// memory_file: the farm's measured memory (farm/memory_feedback.hpp), sizing the planner's margins
+// ("" = none); document: when set, receives the plan document (farms without on-demand models).
+result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std::string>& notes,
+                                            const std::string& memory_file = "", plan::plan_document* document = nullptr);
 // The whole plan document the planner makes for a farm file (its inventory, or this machine when it
 // names none); what `agifarm emit --farm` writes files from. No fitting strategy: exit code 3.
-result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::string>& notes);
+result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::string>& notes,
+                                           const std::string& memory_file = "");
 plan::deployment demo_deployment(const std::string& model_file);
 // Fills in the planner's memory and speed predictions for backends that have none and run on this
 // machine's CPU (the demo and `strategy: replica` deployments), so `up` and `status` can show them.

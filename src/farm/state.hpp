@@ -8,6 +8,9 @@
 //   <state_dir>/logs/<name>.log  each backend's stdout+stderr (rotated: .1, .2, ...)
 //   <state_dir>/agifarm.log      the detached daemon's own output
 //   <state_dir>/models/          the tiny demo model of the embedded default farm
+//   <state_dir>/plan.json        the plan document of a farm planned from its farm file (dashboard)
+//   <state_dir>/memory.json      measured vs predicted memory per model and device kind, kept across
+//                                farms: the next plan's margins (farm/memory_feedback.hpp)
 //
 // Plain data and pure functions, except farm_lock (owns a file descriptor; not thread-safe).
 #pragma once
@@ -27,6 +30,9 @@ namespace agifarm::plan {
 struct backend_spec;
 struct deployment;
 }  // namespace agifarm::plan
+namespace agifarm::gateway {
+struct memory_row;
+}  // namespace agifarm::gateway
 
 namespace agifarm::farm {
 
@@ -39,6 +45,10 @@ struct farm_paths {
   std::string log(const std::string& backend) const { return logs() + "/" + backend + ".log"; }
   std::string daemon_log() const { return dir + "/agifarm.log"; }
   std::string models() const { return dir + "/models"; }
+  // The plan document of a farm planned from its farm file (the dashboard's strategy table).
+  std::string plan() const { return dir + "/plan.json"; }
+  // Measured memory per model and device kind, read by the next plan (farm/memory_feedback.hpp).
+  std::string memory() const { return dir + "/memory.json"; }
 };
 
 // One device's buffers (llama.cpp's name: CUDA0, RPC0[host:port], or "host" for every host buffer).
@@ -164,6 +174,9 @@ boost::json::object status_json(const farm_paths& paths, const farm_state& s, co
 // diff_pct}, predicted devices matched to measured ones by their name before '[' (RPC0[...]).
 boost::json::array memory_rows(const backend_record& b);
 
+// The same for every backend, as the gateway's /metrics shows it (gateway::render_memory).
+std::vector<gateway::memory_row> memory_metric_rows(const farm_state& s);
+
 // The buffers a backend's llama-server printed at its last start (read from its log, remembered per
 // process start once complete); empty until the load has printed them.
 std::vector<device_memory_record> measured_devices(const std::string& log_path, std::int64_t started_wall);
@@ -184,6 +197,7 @@ class status_cache {
   status_cache(const status_cache&) = delete;
   status_cache& operator=(const status_cache&) = delete;
   std::string latest() const;  // serialised JSON ({"running":false} before the first build)
+  std::vector<gateway::memory_row> memory() const;  // memory_metric_rows of the last build
   void stop();
 
  private:
@@ -193,6 +207,7 @@ class status_cache {
   std::condition_variable cv_;
   bool stop_ = false;
   std::string latest_;
+  std::vector<gateway::memory_row> memory_;
   std::thread thread_;
 };
 

@@ -100,6 +100,7 @@ page server::impl::metrics_page(std::optional<std::size_t>) const {
     std::lock_guard lk(models_mu);
     if (!models.empty()) body += render_models(models);
   }
+  if (cfg.memory_rows) body += render_memory(cfg.memory_rows());
   return {200, "text/plain; version=0.0.4; charset=utf-8", std::move(body)};
 }
 

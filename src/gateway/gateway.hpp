@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,17 @@ struct limits_config {
   int drain_timeout_ms = 10000;             // stop(): wait this long for in-flight requests
 };
 
+// A backend's memory on one device, predicted by the plan and measured from llama-server's buffers at
+// load (docs/dashboard.md); either may be missing. Shown in /metrics (config::memory_rows).
+struct memory_buffers {
+  std::uint64_t model_bytes = 0, kv_bytes = 0, compute_bytes = 0;
+  std::uint64_t total() const { return model_bytes + kv_bytes + compute_bytes; }
+};
+struct memory_row {
+  std::string backend, model, node, device;
+  std::optional<memory_buffers> predicted, measured;
+};
+
 struct config {
   std::string listen_host = "127.0.0.1";
   int listen_port = 8080;            // 0 = any free port (see server::port())
@@ -95,6 +107,9 @@ struct config {
   // The dashboard's GET /agifarm/status (the JSON of `agifarm status --json`); empty: {"running":false}.
   // Called on a worker thread: must answer from memory.
   std::function<std::string()> status_json;
+  // GET /metrics: the backends' memory per device, predicted and measured (render_memory); empty: none.
+  // Called on a worker thread: must answer from memory.
+  std::function<std::vector<memory_row>()> memory_rows;
 };
 
 // Counters a supervisor or a test can read without scraping /metrics.

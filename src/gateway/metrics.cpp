@@ -1,5 +1,7 @@
 #include "gateway/metrics.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace agifarm::gateway {
@@ -140,6 +142,43 @@ std::string render_models(const std::vector<model_status>& models) {
   out += "# HELP agifarm_model_load_seconds_last Seconds its last load took.\n# TYPE agifarm_model_load_seconds_last gauge\n";
   for (const auto& m : models)
     out += fmt::format("agifarm_model_load_seconds_last{{model=\"{}\"}} {}\n", prometheus_escape(m.name), m.last_load_s);
+  return out;
+}
+
+std::string render_memory(const std::vector<memory_row>& rows) {
+  std::string out;
+  if (rows.empty()) return out;
+  auto labels = [](const memory_row& r) {
+    return fmt::format("backend=\"{}\",model=\"{}\",node=\"{}\",device=\"{}\"", prometheus_escape(r.backend),
+                       prometheus_escape(r.model), prometheus_escape(r.node), prometheus_escape(r.device));
+  };
+  auto family = [&](const char* name, const char* help, auto pick) {
+    bool any = std::any_of(rows.begin(), rows.end(), [&](const memory_row& r) { return pick(r).has_value(); });
+    if (!any) return;
+    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", name, help, name);
+    for (const auto& r : rows) {
+      const std::optional<memory_buffers> b = pick(r);
+      if (!b) continue;
+      const auto l = labels(r);
+      out += fmt::format("{}{{{},buffer=\"model\"}} {}\n", name, l, b->model_bytes);
+      out += fmt::format("{}{{{},buffer=\"kv\"}} {}\n", name, l, b->kv_bytes);
+      out += fmt::format("{}{{{},buffer=\"compute\"}} {}\n", name, l, b->compute_bytes);
+    }
+  };
+  family("agifarm_backend_memory_predicted_bytes", "A backend's memory on a device as the plan predicted it, by buffer.",
+         [](const memory_row& r) { return r.predicted; });
+  family("agifarm_backend_memory_measured_bytes",
+         "A backend's memory on a device as llama-server allocated it at load (its buffer lines), by buffer.",
+         [](const memory_row& r) { return r.measured; });
+  bool both = std::any_of(rows.begin(), rows.end(), [](const memory_row& r) { return r.predicted && r.measured; });
+  if (both) {
+    out += "# HELP agifarm_backend_memory_diff_bytes Measured minus predicted memory of a backend on a device (all buffers).\n"
+           "# TYPE agifarm_backend_memory_diff_bytes gauge\n";
+    for (const auto& r : rows)
+      if (r.predicted && r.measured)
+        out += fmt::format("agifarm_backend_memory_diff_bytes{{{}}} {}\n", labels(r),
+                           static_cast<std::int64_t>(r.measured->total()) - static_cast<std::int64_t>(r.predicted->total()));
+  }
   return out;
 }
 

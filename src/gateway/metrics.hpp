@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -55,6 +56,12 @@ class metrics {
 // agifarm_model_loads_total{model}, agifarm_model_evictions_total{model}, agifarm_model_unloads_total{model},
 // agifarm_model_load_seconds_last{model}, agifarm_model_load_seconds_total{model}.
 std::string render_models(const std::vector<model_status>& models);
+
+// The memory series: agifarm_backend_memory_predicted_bytes{backend,model,node,device,buffer} and
+// agifarm_backend_memory_measured_bytes{...} (buffer: model | kv | compute), and
+// agifarm_backend_memory_diff_bytes{backend,model,node,device} (measured - predicted, all buffers; only
+// where both are known). Nothing when there are no rows.
+std::string render_memory(const std::vector<memory_row>& rows);
 
 // Escapes a label value for the text format (backslash, double quote, newline).
 std::string prometheus_escape(std::string_view v);

@@ -349,14 +349,16 @@ std::string sh_quote(const std::string& s) {
   return out + "'";
 }
 
-std::string sh_join(const std::vector<std::string>& words) {
+std::string join_quoted(const std::vector<std::string>& words, std::string (*quote)(const std::string&)) {
   std::string out;
   for (const auto& w : words) {
     if (!out.empty()) out += ' ';
-    out += sh_quote(w);
+    out += quote(w);
   }
   return out;
 }
+
+std::string sh_join(const std::vector<std::string>& words) { return join_quoted(words, sh_quote); }
 
 std::string slug(const std::string& s) {
   std::string out;

@@ -72,6 +72,8 @@ std::string gateway_node_of(const emit_input& in, const checked_plan& p);
 // Quotes a word for POSIX sh / bash (as is when it is safe, else single quotes).
 std::string sh_quote(const std::string& s);
 std::string sh_join(const std::vector<std::string>& words);
+// The words, each through `quote`, separated by one space (sh_join; systemd's ExecStart=).
+std::string join_quoted(const std::vector<std::string>& words, std::string (*quote)(const std::string&));
 // Makes a name safe for file names, unit names and compose service names: [a-z0-9-].
 std::string slug(const std::string& s);
 // "12.5 GiB"

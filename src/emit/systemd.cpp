@@ -32,14 +32,7 @@ std::string unit_word(const std::string& w) {
   return q + "\"";
 }
 
-std::string exec_line(const std::vector<std::string>& argv) {
-  std::string out;
-  for (const auto& w : argv) {
-    if (!out.empty()) out += ' ';
-    out += unit_word(w);
-  }
-  return out;
-}
+std::string exec_line(const std::vector<std::string>& argv) { return join_quoted(argv, unit_word); }
 
 std::string unit_name(const std::string& backend) { return "agifarm-" + slug(backend) + ".service"; }
 

@@ -85,6 +85,35 @@ const arch_family* find_arch(std::string_view arch) {
   return nullptr;
 }
 
+void add_qkv(tensor_list& t, std::uint32_t i, std::uint64_t E, std::uint64_t Q, std::uint64_t KV, bool bias) {
+  t.blk(i, "attn_q.weight", {E, Q});
+  t.blk(i, "attn_k.weight", {E, KV});
+  t.blk(i, "attn_v.weight", {E, KV});
+  if (bias) {
+    t.blk(i, "attn_q.bias", {Q});
+    t.blk(i, "attn_k.bias", {KV});
+    t.blk(i, "attn_v.bias", {KV});
+  }
+}
+
+void add_dense_ffn(tensor_list& t, std::uint32_t i, std::uint64_t E, std::uint64_t F) {
+  t.blk(i, "ffn_gate.weight", {E, F});
+  t.blk(i, "ffn_up.weight", {E, F});
+  t.blk(i, "ffn_down.weight", {F, E});
+}
+
+void add_experts(tensor_list& t, std::uint32_t i, std::uint64_t E, std::uint64_t F, std::uint64_t X) {
+  t.blk(i, "ffn_gate_exps.weight", {E, F, X});
+  t.blk(i, "ffn_up_exps.weight", {E, F, X});
+  t.blk(i, "ffn_down_exps.weight", {F, E, X});
+}
+
+void add_shared_expert(tensor_list& t, std::uint32_t i, std::uint64_t E, std::uint64_t S) {
+  t.blk(i, "ffn_gate_shexp.weight", {E, S});
+  t.blk(i, "ffn_up_shexp.weight", {E, S});
+  t.blk(i, "ffn_down_shexp.weight", {S, E});
+}
+
 void add_embeddings(const model_entry& m, tensor_list& t) {
   t.add("token_embd.weight", {m.n_embd, m.n_vocab});
   t.add("output_norm.weight", {m.n_embd});

@@ -81,6 +81,15 @@ const arch_family* find_arch(std::string_view arch);  // nullptr when unknown
 
 // token_embd, output_norm and (unless tied) output.
 void add_embeddings(const model_entry& m, tensor_list& t);
+// Block i's layers that most families share, in the converters' order: E = n_embd.
+// attn_q [E, Q], attn_k / attn_v [E, KV], then their biases when `bias`.
+void add_qkv(tensor_list& t, std::uint32_t i, std::uint64_t E, std::uint64_t Q, std::uint64_t KV, bool bias);
+// A dense FFN of width F: ffn_gate, ffn_up, ffn_down.
+void add_dense_ffn(tensor_list& t, std::uint32_t i, std::uint64_t E, std::uint64_t F);
+// X routed experts of width F: ffn_gate_exps, ffn_up_exps, ffn_down_exps (the router is the family's).
+void add_experts(tensor_list& t, std::uint32_t i, std::uint64_t E, std::uint64_t F, std::uint64_t X);
+// A shared expert of width S: ffn_gate_shexp, ffn_up_shexp, ffn_down_shexp.
+void add_shared_expert(tensor_list& t, std::uint32_t i, std::uint64_t E, std::uint64_t S);
 // Block-count .. value_length as conversion/base.py set_gguf_parameters writes them for every text
 // model: block_count, context_length, embedding_length, feed_forward_length, head_count,
 // head_count_kv, rope.freq_base, layer_norm_rms_epsilon, expert_count / expert_used_count (MoE),

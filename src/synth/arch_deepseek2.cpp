@@ -77,18 +77,12 @@ void tensors(const model_entry& m, tensor_list& t) {
     t.blk(i, "attn_output.weight", {H * m.v_head_dim, E});
     t.blk(i, "ffn_norm.weight", {E});
     if (i < m.n_layer_dense_lead) {
-      t.blk(i, "ffn_gate.weight", {E, m.n_ff});
-      t.blk(i, "ffn_up.weight", {E, m.n_ff});
-      t.blk(i, "ffn_down.weight", {m.n_ff, E});
+      add_dense_ffn(t, i, E, m.n_ff);
     } else {
       t.blk(i, "ffn_gate_inp.weight", {E, X});
       if (m.expert_probs_bias) t.blk(i, "exp_probs_b.bias", {X});
-      t.blk(i, "ffn_gate_exps.weight", {E, F, X});
-      t.blk(i, "ffn_up_exps.weight", {E, F, X});
-      t.blk(i, "ffn_down_exps.weight", {F, E, X});
-      t.blk(i, "ffn_gate_shexp.weight", {E, S});
-      t.blk(i, "ffn_up_shexp.weight", {E, S});
-      t.blk(i, "ffn_down_shexp.weight", {S, E});
+      add_experts(t, i, E, F, X);
+      add_shared_expert(t, i, E, S);
     }
   }
 }

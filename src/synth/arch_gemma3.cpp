@@ -22,17 +22,13 @@ void tensors(const model_entry& m, tensor_list& t) {
   add_embeddings(m, t);
   for (std::uint32_t i = 0; i < m.n_layer; ++i) {
     t.blk(i, "attn_norm.weight", {E});
-    t.blk(i, "attn_q.weight", {E, Q});
-    t.blk(i, "attn_k.weight", {E, KV});
-    t.blk(i, "attn_v.weight", {E, KV});
+    add_qkv(t, i, E, Q, KV, false);
     t.blk(i, "attn_output.weight", {Q, E});
     t.blk(i, "post_attention_norm.weight", {E});
     t.blk(i, "attn_q_norm.weight", {D});
     t.blk(i, "attn_k_norm.weight", {D});
     t.blk(i, "ffn_norm.weight", {E});
-    t.blk(i, "ffn_gate.weight", {E, m.n_ff});
-    t.blk(i, "ffn_up.weight", {E, m.n_ff});
-    t.blk(i, "ffn_down.weight", {m.n_ff, E});
+    add_dense_ffn(t, i, E, m.n_ff);
     t.blk(i, "post_ffw_norm.weight", {E});
   }
 }

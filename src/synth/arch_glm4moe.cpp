@@ -44,14 +44,7 @@ void tensors(const model_entry& m, tensor_list& t) {
   add_embeddings(m, t);
   for (std::uint32_t i = 0; i < m.block_count(); ++i) {
     t.blk(i, "attn_norm.weight", {E});
-    t.blk(i, "attn_q.weight", {E, Q});
-    t.blk(i, "attn_k.weight", {E, KV});
-    t.blk(i, "attn_v.weight", {E, KV});
-    if (m.attention_bias) {
-      t.blk(i, "attn_q.bias", {Q});
-      t.blk(i, "attn_k.bias", {KV});
-      t.blk(i, "attn_v.bias", {KV});
-    }
+    add_qkv(t, i, E, Q, KV, m.attention_bias);
     t.blk(i, "attn_output.weight", {Q, E});
     if (m.qk_norm) {
       t.blk(i, "attn_q_norm.weight", {D});
@@ -61,18 +54,10 @@ void tensors(const model_entry& m, tensor_list& t) {
     if (i >= m.n_layer_dense_lead) {
       t.blk(i, "ffn_gate_inp.weight", {E, X});
       t.blk(i, "exp_probs_b.bias", {X});
-      t.blk(i, "ffn_gate_exps.weight", {E, F, X});
-      t.blk(i, "ffn_up_exps.weight", {E, F, X});
-      t.blk(i, "ffn_down_exps.weight", {F, E, X});
-      if (S > 0) {
-        t.blk(i, "ffn_gate_shexp.weight", {E, S});
-        t.blk(i, "ffn_up_shexp.weight", {E, S});
-        t.blk(i, "ffn_down_shexp.weight", {S, E});
-      }
+      add_experts(t, i, E, F, X);
+      if (S > 0) add_shared_expert(t, i, E, S);
     } else {
-      t.blk(i, "ffn_gate.weight", {E, m.n_ff});
-      t.blk(i, "ffn_up.weight", {E, m.n_ff});
-      t.blk(i, "ffn_down.weight", {m.n_ff, E});
+      add_dense_ffn(t, i, E, m.n_ff);
     }
     if (i >= m.n_layer) {
       t.blk(i, "nextn.eh_proj.weight", {2 * E, E});

@@ -34,22 +34,13 @@ void tensors(const model_entry& m, tensor_list& t) {
   for (std::uint32_t i = 0; i < m.n_layer; ++i) {
     t.blk(i, "attn_norm.weight", {E});
     t.blk(i, "post_attention_norm.weight", {E});
-    t.blk(i, "attn_q.weight", {E, Q});
-    t.blk(i, "attn_k.weight", {E, KV});
-    t.blk(i, "attn_v.weight", {E, KV});
-    if (m.attention_bias) {
-      t.blk(i, "attn_q.bias", {Q});
-      t.blk(i, "attn_k.bias", {KV});
-      t.blk(i, "attn_v.bias", {KV});
-    }
+    add_qkv(t, i, E, Q, KV, m.attention_bias);
     t.blk(i, "attn_output.weight", {Q, E});
     t.blk(i, "attn_output.bias", {E});
     t.blk(i, "attn_sinks.weight", {H});
     t.blk(i, "ffn_gate_inp.weight", {E, X});
     t.blk(i, "ffn_gate_inp.bias", {X});
-    t.blk(i, "ffn_gate_exps.weight", {E, F, X});
-    t.blk(i, "ffn_up_exps.weight", {E, F, X});
-    t.blk(i, "ffn_down_exps.weight", {F, E, X});
+    add_experts(t, i, E, F, X);
     t.blk(i, "ffn_gate_exps.bias", {F, X});
     t.blk(i, "ffn_up_exps.bias", {F, X});
     t.blk(i, "ffn_down_exps.bias", {E, X});

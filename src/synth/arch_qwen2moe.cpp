@@ -34,14 +34,7 @@ std::optional<field_error> check_dense(const model_entry& m) {
 void attention(const model_entry& m, tensor_list& t, std::uint32_t i) {
   const std::uint64_t E = m.n_embd, KV = std::uint64_t{m.n_head_kv} * m.head_dim;
   t.blk(i, "attn_norm.weight", {E});
-  t.blk(i, "attn_q.weight", {E, E});
-  t.blk(i, "attn_k.weight", {E, KV});
-  t.blk(i, "attn_v.weight", {E, KV});
-  if (m.attention_bias) {
-    t.blk(i, "attn_q.bias", {E});
-    t.blk(i, "attn_k.bias", {KV});
-    t.blk(i, "attn_v.bias", {KV});
-  }
+  add_qkv(t, i, E, E, KV, m.attention_bias);
   t.blk(i, "attn_output.weight", {E, E});
 }
 
@@ -51,9 +44,7 @@ void dense_tensors(const model_entry& m, tensor_list& t) {
   for (std::uint32_t i = 0; i < m.n_layer; ++i) {
     attention(m, t, i);
     t.blk(i, "ffn_norm.weight", {E});
-    t.blk(i, "ffn_gate.weight", {E, m.n_ff});
-    t.blk(i, "ffn_up.weight", {E, m.n_ff});
-    t.blk(i, "ffn_down.weight", {m.n_ff, E});
+    add_dense_ffn(t, i, E, m.n_ff);
   }
 }
 
@@ -70,13 +61,9 @@ void tensors(const model_entry& m, tensor_list& t) {
     attention(m, t, i);
     t.blk(i, "ffn_norm.weight", {E});
     t.blk(i, "ffn_gate_inp.weight", {E, X});
-    t.blk(i, "ffn_gate_exps.weight", {E, F, X});
-    t.blk(i, "ffn_up_exps.weight", {E, F, X});
-    t.blk(i, "ffn_down_exps.weight", {F, E, X});
+    add_experts(t, i, E, F, X);
     t.blk(i, "ffn_gate_inp_shexp.weight", {E});
-    t.blk(i, "ffn_gate_shexp.weight", {E, S});
-    t.blk(i, "ffn_up_shexp.weight", {E, S});
-    t.blk(i, "ffn_down_shexp.weight", {S, E});
+    add_shared_expert(t, i, E, S);
   }
 }
 

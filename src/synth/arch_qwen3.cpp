@@ -18,9 +18,7 @@ void tensors(const model_entry& m, tensor_list& t) {
   if (m.rope_freqs) t.add("rope_freqs.weight", {D / 2});
   for (std::uint32_t i = 0; i < m.n_layer; ++i) {
     t.blk(i, "attn_norm.weight", {E});
-    t.blk(i, "attn_q.weight", {E, Q});
-    t.blk(i, "attn_k.weight", {E, KV});
-    t.blk(i, "attn_v.weight", {E, KV});
+    add_qkv(t, i, E, Q, KV, false);
     t.blk(i, "attn_output.weight", {Q, E});
     if (m.qk_norm) {
       t.blk(i, "attn_q_norm.weight", {D});
@@ -30,13 +28,9 @@ void tensors(const model_entry& m, tensor_list& t) {
     if (m.is_moe()) {
       const std::uint64_t F = m.n_ff_exp, X = m.n_expert;
       t.blk(i, "ffn_gate_inp.weight", {E, X});
-      t.blk(i, "ffn_gate_exps.weight", {E, F, X});
-      t.blk(i, "ffn_up_exps.weight", {E, F, X});
-      t.blk(i, "ffn_down_exps.weight", {F, E, X});
+      add_experts(t, i, E, F, X);
     } else {
-      t.blk(i, "ffn_gate.weight", {E, m.n_ff});
-      t.blk(i, "ffn_up.weight", {E, m.n_ff});
-      t.blk(i, "ffn_down.weight", {m.n_ff, E});
+      add_dense_ffn(t, i, E, m.n_ff);
     }
   }
 }

@@ -86,18 +86,12 @@ void tensors(const model_entry& m, tensor_list& t, bool separate_beta_alpha) {
       t.blk(i, "ssm_out.weight", {value_dim, E});
     }
     if (X == 0) {  // qwen35: dense SwiGLU
-      t.blk(i, "ffn_gate.weight", {E, m.n_ff});
-      t.blk(i, "ffn_up.weight", {E, m.n_ff});
-      t.blk(i, "ffn_down.weight", {m.n_ff, E});
+      add_dense_ffn(t, i, E, m.n_ff);
     } else {
       t.blk(i, "ffn_gate_inp.weight", {E, X});
-      t.blk(i, "ffn_gate_exps.weight", {E, F, X});
-      t.blk(i, "ffn_up_exps.weight", {E, F, X});
-      t.blk(i, "ffn_down_exps.weight", {F, E, X});
+      add_experts(t, i, E, F, X);
       t.blk(i, "ffn_gate_inp_shexp.weight", {E});
-      t.blk(i, "ffn_gate_shexp.weight", {E, S});
-      t.blk(i, "ffn_up_shexp.weight", {E, S});
-      t.blk(i, "ffn_down_shexp.weight", {S, E});
+      add_shared_expert(t, i, E, S);
     }
     if (i >= m.n_layer) {
       t.blk(i, "nextn.eh_proj.weight", {2 * E, E});

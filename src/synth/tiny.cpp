@@ -134,6 +134,33 @@ model_entry tiny_entry(const tiny_params& p, std::uint32_t n_vocab) {
   return m;
 }
 
+// Writes `in` with random weights (seed + tensor index) through a .partial file renamed into place.
+result<tiny_result> write_filled(const gguf::writer_input& in, std::uint64_t seed, std::uint32_t n_vocab,
+                                 const std::string& out_path) {
+  if (auto d = std::filesystem::path(out_path).parent_path(); !d.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(d, ec);
+  }
+  const std::string tmp = out_path + ".partial";
+  auto st = gguf::write_file(tmp, in, [&](std::size_t i, const tensor_def& def, std::span<std::byte> out) {
+    fill_tensor(def, out, seed + i);
+  });
+  if (!st) return st.err();
+  std::error_code ec;
+  std::filesystem::rename(tmp, out_path, ec);
+  if (ec) return make_error(fmt::format("{}: cannot rename into place: {}", out_path, ec.message()));
+  tiny_result r;
+  r.path = out_path;
+  r.n_vocab = n_vocab;
+  r.file_bytes = std::filesystem::file_size(out_path);
+  for (const auto& td : in.tensors) {
+    std::uint64_t n = 1;
+    for (auto d : td.shape) n *= d;
+    r.n_params += n;
+  }
+  return r;
+}
+
 result<tiny_result> write_family_tiny(const tiny_params& p, const std::string& vocab, const std::string& out_path) {
   auto tok = load_tokenizer(vocab);
   if (!tok) return tok.err();
@@ -156,28 +183,7 @@ result<tiny_result> write_family_tiny(const tiny_params& p, const std::string& v
   if (!in) return in.err();
   for (auto& kv : in->metadata)
     if (kv.key == "general.name") kv.val = gguf::make_string(m.name);
-  if (auto d = std::filesystem::path(out_path).parent_path(); !d.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(d, ec);
-  }
-  const std::string tmp = out_path + ".partial";
-  auto st = gguf::write_file(tmp, *in, [&](std::size_t i, const tensor_def& def, std::span<std::byte> out) {
-    fill_tensor(def, out, p.seed + i);
-  });
-  if (!st) return st.err();
-  std::error_code ec;
-  std::filesystem::rename(tmp, out_path, ec);
-  if (ec) return make_error(fmt::format("{}: cannot rename into place: {}", out_path, ec.message()));
-  tiny_result r;
-  r.path = out_path;
-  r.n_vocab = n_vocab;
-  r.file_bytes = std::filesystem::file_size(out_path);
-  for (const auto& td : in->tensors) {
-    std::uint64_t n = 1;
-    for (auto d : td.shape) n *= d;
-    r.n_params += n;
-  }
-  return r;
+  return write_filled(*in, p.seed, n_vocab, out_path);
 }
 
 }  // namespace
@@ -291,28 +297,7 @@ result<tiny_result> write_tiny_model(const tiny_params& p, const std::string& ou
       t(b("ffn_down.weight"), {p.n_ff, E}, W);
     }
   }
-  if (auto d = std::filesystem::path(out_path).parent_path(); !d.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(d, ec);
-  }
-  std::string tmp = out_path + ".partial";
-  auto st = gguf::write_file(tmp, in, [&](std::size_t i, const tensor_def& def, std::span<std::byte> out) {
-    fill_tensor(def, out, p.seed + i);
-  });
-  if (!st) return st.err();
-  std::error_code ec;
-  std::filesystem::rename(tmp, out_path, ec);
-  if (ec) return make_error(fmt::format("{}: cannot rename into place: {}", out_path, ec.message()));
-  tiny_result r;
-  r.path = out_path;
-  r.n_vocab = static_cast<std::uint32_t>(n_vocab);
-  r.file_bytes = std::filesystem::file_size(out_path);
-  for (const auto& td : in.tensors) {
-    std::uint64_t n = 1;
-    for (auto d : td.shape) n *= d;
-    r.n_params += n;
-  }
-  return r;
+  return write_filled(in, p.seed, static_cast<std::uint32_t>(n_vocab), out_path);
 }
 
 }  // namespace agifarm::synth

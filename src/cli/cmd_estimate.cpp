@@ -20,6 +20,7 @@
 #include "plan/devices.hpp"
 #include "plan/memory_model.hpp"
 #include "plan/server_args.hpp"
+#include "plan/speed_inputs.hpp"
 #include "plan/speed_model.hpp"
 
 namespace agifarm::cli {
@@ -73,8 +74,10 @@ void add_estimate_command(CLI::App& app) {
     auto shape = plan::load_model_shape(args->model);
     if (!shape) fail(shape.err());
     std::vector<plan::device_desc> devices = plan::rpc_devices(args->rpc);
-    std::vector<plan::compute_unit> units(devices.size(), plan::compute_unit{"rpc", 500e9, 30e12, false});
-    plan::compute_unit host_unit{"host", 0, 0, true};
+    // RPC servers and devices the inventory does not describe: the speed model's GPU defaults
+    const plan::compute_unit unknown_gpu{"rpc", plan::k_default_gpu_bandwidth, plan::k_default_gpu_fp16_tflops * 1e12, false};
+    std::vector<plan::compute_unit> units(devices.size(), unknown_gpu);
+    std::optional<plan::compute_unit> host;  // from the inventory's first node, else this machine
     double first_gpu_link = 0;
     std::vector<std::string> host_defaults;  // host figures that are defaults, stated as warnings
     auto note_defaults = [&](const hw::node& n) {
@@ -94,11 +97,11 @@ void add_estimate_command(CLI::App& app) {
       devices.insert(devices.end(), more.begin(), more.end());
       for (const auto& n : inv->nodes)
         for (const auto& g : n.gpus) {
-          units.push_back({g.name, g.bandwidth_bytes_per_s, g.fp16_tflops * 1e12, false, g.generation});
+          units.push_back(plan::gpu_unit(g));
           if (first_gpu_link == 0) first_gpu_link = hw::gpu_pcie_link(n.name, g).bandwidth_bytes_per_s;
         }
       if (!inv->nodes.empty()) {
-        host_unit = {"host", inv->nodes[0].ram_bandwidth_bytes_per_s, inv->nodes[0].cpu_peak_flops, true};
+        host = plan::host_unit(inv->nodes[0]);
         note_defaults(inv->nodes[0]);
       }
     } else if (n_devices >= 0) {
@@ -159,21 +162,23 @@ void add_estimate_command(CLI::App& app) {
     }
     plan::speed_estimate speed;
     if (with_speed) {
-      if (host_unit.bandwidth_bytes_per_s <= 0) {
+      if (!host) {
         auto cat = hw::load_default_catalogue();
         if (!cat) fail(cat.err());
         auto d = hw::discover_local(hw::real_system(), *cat);
         if (!d) fail(d.err());
-        host_unit = {"host", d->local.ram_bandwidth_bytes_per_s, d->local.cpu_peak_flops, true};
+        host = plan::host_unit(d->local);
         note_defaults(d->local);
       }
-      while (units.size() < devices.size()) units.push_back({"device", 500e9, 30e12, false});
+      while (units.size() < devices.size()) {
+        units.push_back(unknown_gpu);
+        units.back().name = "device";
+      }
       plan::speed_input si;
       si.shape = &*shape;
       si.placement = &*est;
       si.devices = units;
-      if (host_unit.flops <= 0) host_unit.flops = 5e11;  // the planner's default (a warning says so)
-      si.host = host_unit;
+      si.host = *host;  // defaults as the planner's where the node lacks a figure (a warning says so)
       si.slots = est->n_slots;
       si.n_ubatch = args->n_ubatch;
       // op offload to the first inventory GPU over its PCIe link (llama.cpp's default unless --no-op-offload)

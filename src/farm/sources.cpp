@@ -21,6 +21,7 @@
 #include "farm/memory_feedback_plan.hpp"
 #include "plan/planner.hpp"
 #include "plan/server_args.hpp"
+#include "plan/speed_inputs.hpp"
 #include "plan/speed_model.hpp"
 #define AGIFARM_HAVE_PLANNER 1
 #endif
@@ -122,7 +123,7 @@ void predict_on_this_machine(plan::deployment& d) {
     plan::speed_input in;
     in.shape = &*shape;
     in.placement = &*est;
-    in.host = {"host", local->local.ram_bandwidth_bytes_per_s, local->local.cpu_peak_flops, true};
+    in.host = plan::host_unit(local->local);  // the planner's defaults where discovery lacks a figure
     in.slots = est->n_slots;
     auto speed = plan::estimate_speed(in);
     plan::backend_prediction p;

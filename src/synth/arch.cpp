@@ -85,6 +85,16 @@ const arch_family* find_arch(std::string_view arch) {
   return nullptr;
 }
 
+std::optional<field_error> check_expert_groups(const model_entry& m) {
+  if (m.n_expert_groups >= m.n_expert)
+    return field_error{"n_expert_groups", "'n_expert_groups' must be less than n_expert"};
+  if (m.n_expert_groups > 1 &&
+      (m.n_expert % m.n_expert_groups != 0 || m.n_group_used == 0 || m.n_group_used >= m.n_expert_groups))
+    return field_error{"n_group_used", "'n_expert_groups' must divide n_expert and 'n_group_used' be in "
+                                       "1..n_expert_groups-1 (llama.cpp asserts both)"};
+  return std::nullopt;
+}
+
 void add_qkv(tensor_list& t, std::uint32_t i, std::uint64_t E, std::uint64_t Q, std::uint64_t KV, bool bias) {
   t.blk(i, "attn_q.weight", {E, Q});
   t.blk(i, "attn_k.weight", {E, KV});

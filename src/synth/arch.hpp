@@ -105,6 +105,9 @@ inline void add_common_keys(const model_entry& m, key_list& kv) {
 void add_rope_scaling_keys(const model_entry& m, key_list& kv);
 // rope.dimension_count = head_dim * partial_rotary_factor (what qwen3next / glm4moe write).
 std::uint32_t rotary_dims(const model_entry& m);
+// Grouped expert routing (deepseek2, glm4moe): fewer groups than experts; with several groups, groups
+// that divide the experts and 1..groups-1 of them used (llama.cpp asserts both).
+std::optional<field_error> check_expert_groups(const model_entry& m);
 // "arch <arch> needs '<field>' > 0", for the families' checks.
 std::string needs_field(const model_entry& m, std::string_view field);
 

@@ -46,13 +46,7 @@ std::optional<field_error> check(const model_entry& m) {
   if (m.n_layer_dense_lead >= m.n_layer)
     return field_error{"n_layer_dense_lead", "'n_layer_dense_lead' must leave at least one MoE block"};
   if (m.n_layer_dense_lead > 0 && m.n_ff == 0) return field_error{"n_ff", needs_field(m, "n_ff")};
-  if (m.n_expert_groups >= m.n_expert)
-    return field_error{"n_expert_groups", "'n_expert_groups' must be less than n_expert"};
-  if (m.n_expert_groups > 1 &&
-      (m.n_expert % m.n_expert_groups != 0 || m.n_group_used == 0 || m.n_group_used >= m.n_expert_groups))
-    return field_error{"n_group_used", "'n_expert_groups' must divide n_expert and 'n_group_used' be in "
-                                       "1..n_expert_groups-1 (llama.cpp asserts both)"};
-  return std::nullopt;
+  return check_expert_groups(m);
 }
 
 void tensors(const model_entry& m, tensor_list& t) {

@@ -72,6 +72,33 @@ TEST(gateway_metrics, renders_prometheus_text) {
   EXPECT_EQ(t.back(), '\n');
 }
 
+TEST(gateway_metrics, renders_measured_and_predicted_memory_per_backend_and_device) {
+  EXPECT_EQ(render_memory({}), "");  // no backends: no HELP / TYPE lines either
+  std::vector<memory_row> rows{
+      {"tiny-r0", "tiny", "local", "host", memory_buffers{50, 10, 5}, memory_buffers{60, 10, 7}},
+      {"big-r0", "b\"ig", "gpu1", "CUDA0", memory_buffers{1000, 0, 0}, std::nullopt},  // not loaded yet
+      {"big-r0", "b\"ig", "gpu1", "RPC0[10.0.0.2:50052]", std::nullopt, memory_buffers{1, 2, 3}},  // not predicted
+  };
+  std::string t = render_memory(rows);
+  const std::string l = "backend=\"tiny-r0\",model=\"tiny\",node=\"local\",device=\"host\"";
+  EXPECT_NE(t.find("# TYPE agifarm_backend_memory_predicted_bytes gauge\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("agifarm_backend_memory_predicted_bytes{" + l + ",buffer=\"model\"} 50\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("agifarm_backend_memory_measured_bytes{" + l + ",buffer=\"compute\"} 7\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("agifarm_backend_memory_diff_bytes{" + l + "} 12\n"), std::string::npos) << t;
+  // The model name is escaped; a row with one side only has that side and no difference.
+  EXPECT_NE(t.find("agifarm_backend_memory_predicted_bytes{backend=\"big-r0\",model=\"b\\\"ig\",node=\"gpu1\","
+                   "device=\"CUDA0\",buffer=\"model\"} 1000\n"), std::string::npos) << t;
+  EXPECT_EQ(t.find("agifarm_backend_memory_measured_bytes{backend=\"big-r0\",model=\"b\\\"ig\",node=\"gpu1\",device=\"CUDA0\""),
+            std::string::npos) << t;
+  EXPECT_NE(t.find("device=\"RPC0[10.0.0.2:50052]\",buffer=\"kv\"} 2\n"), std::string::npos) << t;
+  EXPECT_EQ(t.find("agifarm_backend_memory_diff_bytes{backend=\"big-r0\""), std::string::npos) << t;
+  // A smaller measurement gives a negative difference.
+  std::string n = render_memory({{"a", "m", "local", "host", memory_buffers{100, 0, 0}, memory_buffers{40, 0, 0}}});
+  EXPECT_NE(n.find("agifarm_backend_memory_diff_bytes{backend=\"a\",model=\"m\",node=\"local\",device=\"host\"} -60\n"),
+            std::string::npos) << n;
+  EXPECT_EQ(n.find("# TYPE agifarm_backend_memory_diff_bytes gauge"), n.rfind("# TYPE agifarm_backend_memory_diff_bytes gauge"));
+}
+
 TEST(gateway_usage, scanner_finds_usage_in_sse_split_anywhere) {
   std::string sse =
       "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"

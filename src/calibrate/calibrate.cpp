@@ -227,8 +227,8 @@ bool is_legacy_build(std::string_view date) { return !date.empty() && date.subst
 calibration default_calibration() {
   calibration c;
   c.speed = plan::default_speed_params();
-  c.legacy_overhead = 2.56;  // fitted with the speed constants (agifarm calibrate --fit)
-  c.legacy_flops = 0.603;
+  c.legacy_overhead = 2.3;  // fitted with the speed constants (agifarm calibrate --fit)
+  c.legacy_flops = 0.958;   // near 1: the dequantize-to-F16 traffic explains those builds' prefill
   return c;
 }
 
@@ -236,6 +236,7 @@ std::vector<row_result> evaluate(const std::vector<replay_case>& cases, const ca
   std::vector<row_result> out;
   plan::speed_params legacy = cal.speed;
   legacy.layer_overhead_gpu_s *= cal.legacy_overhead;
+  legacy.dequant_to_f16 = true;  // int8 tensor-core MMQ became llama.cpp's default in mid 2024
   for (auto& g : legacy.generations) g.flops *= cal.legacy_flops;
   legacy.eta_flops_gpu *= cal.legacy_flops;
   for (const auto& c : cases) {
@@ -327,6 +328,7 @@ std::vector<knob> knobs_of(calibration& cal) {
   k.push_back({"rpc_prefill_bytes", &p.rpc_prefill_bytes, 1, 400});
   k.push_back({"row_layer_sync_s", &p.row_layer_sync_s, 1e-7, 1e-3});
   k.push_back({"row_prefill_factor", &p.row_prefill_factor, 0.2, 10});
+  k.push_back({"gpu_expert_bw", &p.gpu_expert_bw, 0.3, 1.5});
   return k;
 }
 
@@ -414,9 +416,9 @@ std::string format_params(const calibration& cal) {
   out += fmt::format(
       "gpu_expert_flops {:.3g}\nlayer_overhead_gpu_s {:.3g}\neta_host_expert {:.3g}\nhost_expert_layer_s {:.3g}\n"
       "eta_offload_link {:.3g}\ngpu_hop_s {:.3g}\nrpc_hop_s {:.3g}\nrpc_round_trips {:.3g}\nrpc_prefill_bytes {:.3g}\n"
-      "row_layer_sync_s {:.3g}\nrow_prefill_factor {:.3g}\n",
+      "row_layer_sync_s {:.3g}\nrow_prefill_factor {:.3g}\ngpu_expert_bw {:.3g}\n",
       p.gpu_expert_flops, p.layer_overhead_gpu_s, p.eta_host_expert, p.host_expert_layer_s, p.eta_offload_link, p.gpu_hop_s,
-      p.rpc_hop_s, p.rpc_round_trips, p.rpc_prefill_bytes, p.row_layer_sync_s, p.row_prefill_factor);
+      p.rpc_hop_s, p.rpc_round_trips, p.rpc_prefill_bytes, p.row_layer_sync_s, p.row_prefill_factor, p.gpu_expert_bw);
   out += fmt::format("builds before May 2024: layer overhead x{:.3g}, prefill efficiency x{:.3g}\n", cal.legacy_overhead,
                      cal.legacy_flops);
   return out;

@@ -44,10 +44,15 @@ namespace {
 // the group decides the kernels' speed.
 struct work_per_byte {
   double cpu = 0, gpu = 0;  // effective FLOP per byte (divide by peak FLOP/s for seconds)
+  // Dequantize-to-F16 path: bytes written and read back per weight byte (4 per quantized element:
+  // the F16 copy is written once and read by the GEMM); 0 for F16 / BF16 / F32 weights.
+  double dequant = 0;
+  double gpu_f16 = 0;  // GPU work per byte when every matmul runs as an F16 GEMM (dequantize path)
 };
 
 work_per_byte group_work(const model_shape& s, const speed_params& sp, bool (*in_group)(const shape_tensor&)) {
-  double bytes = 0, cpu = 0, gpu = 0;
+  double bytes = 0, cpu = 0, gpu = 0, dequant = 0, gpu_f16 = 0;
+  const double f16_factor = sp.type_factor_of("F16");
   for (const auto& t : s.tensors) {
     if (!in_group(t) || t.bytes == 0) continue;
     // Hand-made shapes may lack element counts: take the file's parameters per byte.
@@ -59,9 +64,12 @@ work_per_byte group_work(const model_shape& s, const speed_params& sp, bool (*in
     bytes += static_cast<double>(t.bytes);
     cpu += flops / cpu_matmul_efficiency(ti ? ti->name : std::string_view());
     gpu += flops / sp.type_factor_of(ti ? ti->name : std::string_view());  // over eta_flops(generation)
+    const std::string_view name = ti ? ti->name : std::string_view();
+    if (name != "F16" && name != "BF16" && name != "F32") dequant += 4.0 * elements;
+    gpu_f16 += flops / f16_factor;
   }
   if (bytes <= 0) return {};
-  return {cpu / bytes, gpu / bytes};
+  return {cpu / bytes, gpu / bytes, dequant / bytes, gpu_f16 / bytes};
 }
 
 bool is_expert(const shape_tensor& t) { return t.cls == gguf::tensor_class::ffn_expert; }
@@ -82,23 +90,25 @@ const speed_params& default_speed_params() {
     speed_params p;
     // (generation, decode share of the memory bandwidth, prefill share of the FP16 peak for Q4_K)
     p.generations = {
-        {"turing", 0.713, 0.35},   {"ampere", 0.87, 0.399},  {"ada", 0.897, 0.35},    {"hopper", 0.758, 0.382},
-        {"blackwell", 0.879, 0.35}, {"gb10", 0.678, 0.28},   {"rdna2", 0.854, 0.356}, {"rdna3", 0.439, 0.35},
-        {"rdna35", 0.803, 0.336},  {"apple", 0.614, 0.525},
+        {"turing", 0.706, 0.35},    {"ampere", 0.879, 0.403}, {"ada", 0.943, 0.399},  {"hopper", 0.736, 0.349},
+        {"blackwell", 0.897, 0.35}, {"gb10", 0.734, 0.277},   {"rdna2", 0.83, 0.228}, {"rdna3", 0.466, 0.35},
+        {"rdna35", 0.861, 0.339},   {"apple", 0.62, 0.536},
     };
-    // GPU prefill speed of a weight type relative to Q4_K (Q8_0 has no fit row apart from others: 1)
-    p.gpu_types = {{"Q4_0", 0.689}, {"Q8_0", 1.0}, {"F16", 1.53}, {"MXFP4", 1.21}, {"Q6_K", 1.09}, {"Q2_K", 0.873}};
-    p.gpu_expert_flops = 0.282;       // mul_mat_id: few tokens per expert per micro-batch
-    p.layer_overhead_gpu_s = 63.6e-6;
-    p.eta_host_expert = 0.971;
-    p.host_expert_layer_s = 500e-6;   // per layer with experts in RAM, per token
-    p.eta_offload_link = 1.35;        // above nominal: the streamed share of experts is less than all
-    p.gpu_hop_s = 755e-6;             // 2-8 GPU layer-split rows of Llama 3 8B and 70B (2026-12-06 refit)
-    p.rpc_hop_s = 1.72e-3;
-    p.rpc_round_trips = 20;
-    p.rpc_prefill_bytes = 25.8;
-    p.row_layer_sync_s = 71.3e-6;
-    p.row_prefill_factor = 1.1;
+    // GPU prefill speed of a weight type relative to Q4_K (Q4_0 and Q8_0: no fit row tells them apart
+    // from Q4_K once the pre-mid-2024 rows run the dequantize path, so they stay at 1)
+    p.gpu_types = {{"Q4_0", 1.0}, {"Q8_0", 1.0}, {"F16", 1.4}, {"MXFP4", 1.21}, {"Q6_K", 0.956}, {"Q2_K", 0.864}};
+    p.gpu_expert_flops = 0.279;       // mul_mat_id: few tokens per expert per micro-batch
+    p.layer_overhead_gpu_s = 66.2e-6;
+    p.eta_host_expert = 0.961;
+    p.host_expert_layer_s = 485e-6;   // per layer with experts in RAM, per token
+    p.eta_offload_link = 1.34;        // above nominal: the streamed share of experts is less than all
+    p.gpu_hop_s = 843e-6;             // 2-8 GPU layer-split rows of Llama 3 8B and 70B
+    p.rpc_hop_s = 1.47e-3;
+    p.rpc_round_trips = 19.2;
+    p.rpc_prefill_bytes = 21.2;
+    p.row_layer_sync_s = 93.2e-6;
+    p.row_prefill_factor = 1.1;       // no fit row measures row-split prefill now: the start value
+    p.gpu_expert_bw = 0.845;          // GPU MoE decode: expert reads at this share of the dense rate
     return p;
   }();
   return k_params;
@@ -155,19 +165,23 @@ speed_estimate estimate_speed(const speed_input& in) {
     const double bw = std::max(1.0, u.bandwidth_bytes_per_s * eta_bw);
     const double eta_fl = u.is_cpu ? 1.0 : sp.eta_flops(u.generation);  // GPU work per byte is over this
     const double peak = std::max(1.0, u.flops * eta_fl);
-    auto per_byte = [&](const work_per_byte& w) { return u.is_cpu ? w.cpu : w.gpu; };
+    // On the dequantize path every GPU matmul is an F16 GEMM, whatever the weights' type.
+    auto per_byte = [&](const work_per_byte& w) { return u.is_cpu ? w.cpu : sp.dequant_to_f16 ? w.gpu_f16 : w.gpu; };
     const double expert_slowdown = u.is_cpu ? k_cpu_expert_slowdown : 1.0 / sp.gpu_expert_flops;
 
     // Decode: every weight a token needs is read once per token (experts: the used share). Experts in
     // system RAM under a GPU (expert offload) are read at a share of the host's bandwidth, and each
     // such layer hands its activations to the CPU and back.
     const bool host_experts = u.is_cpu && gpu_present && expert > 0;
-    const double expert_bw = host_experts ? std::max(1.0, bw * sp.eta_host_expert) : bw;
+    // GPU experts: mul_mat_id reads n_expert_used small matrices per layer, below a dense read's rate.
+    const double expert_bw = host_experts ? std::max(1.0, bw * sp.eta_host_expert)
+                                          : (u.is_cpu ? bw : std::max(1.0, bw * sp.gpu_expert_bw));
     const double read = layer_dense + out_b + expert * used_share + kv;
     bytes_tok += read;
     int expert_layers = 0;
     if (host_experts) expert_layers = std::max(p.expert_layers_on_host, 1);
-    const double overhead = layers * (u.is_cpu ? k_layer_overhead_cpu_s : sp.layer_overhead_gpu_s) +
+    const double layer_overhead = u.is_cpu ? k_layer_overhead_cpu_s : sp.layer_overhead_gpu_s;
+    const double overhead = layers * layer_overhead +
                             expert_layers * sp.host_expert_layer_s;
     t_dec += (layer_dense + out_b + kv) / bw + expert * used_share / expert_bw + overhead;
 
@@ -196,6 +210,11 @@ speed_estimate estimate_speed(const speed_input& in) {
         const double U = std::max(1, in.n_ubatch);
         const double share_u = s.is_moe() ? 1.0 - std::pow(1.0 - used_share, U) : 1.0;
         t_pre += (layer_dense + expert * share_u) / bw / U;
+        // each micro-batch is one graph evaluation: the same per-layer dispatch cost as a decoded token
+        t_pre += layers * layer_overhead / U;
+        // dequantize-to-F16 + cuBLAS: the F16 copy of the weights written and read per micro-batch
+        if (sp.dequant_to_f16)
+          t_pre += (layer_dense * w_dense.dequant + expert * share_u * w_expert.dequant) / bw / U;
       }
     }
 

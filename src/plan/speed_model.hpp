@@ -5,6 +5,8 @@
 //            W_d = dense weight bytes on d + expert bytes on d * n_expert_used / n_expert
 //            (experts in system RAM: read at eta_host_expert * the host's bandwidth)
 //   prefill: t_tok = sum_d sum_type 2 * P_d,type / (eta_flops(gen_d) * f(type) * FLOPS_d) + attention
+//            + weights read and layers * t_layer paid once per micro-batch
+//            (+ 4 bytes per quantized weight per micro-batch on the dequantize+cuBLAS path)
 //            (P = active parameters of the repeating layers; the output matrix runs for the last
 //            prompt token only; CPU eta per weight type, MoE experts on the CPU k_cpu_expert_slowdown;
 //            op offload streams host weights over the first GPU's link once per micro-batch)
@@ -76,6 +78,13 @@ struct speed_params {
   double rpc_prefill_bytes = 4;        // RPC prefill: bytes per n_embd element per token per hop
   double row_layer_sync_s = 0;         // -sm row: per layer per token on top of two all-reduces
   double row_prefill_factor = 1.0;     // -sm row: prefill time relative to one GPU doing all of it
+  // GPU decode of MoE experts (mul_mat_id): share of the dense bandwidth share reached while reading
+  // the n_expert_used small matrices of a layer (an id gather and one kernel per expert matrix).
+  double gpu_expert_bw = 1.0;
+  // Quantized weights in GPU prefill go through dequantize-to-F16 + cuBLAS (true: builds before
+  // llama.cpp's int8 tensor-core MMQ became the default in mid 2024): each micro-batch writes every
+  // quantized weight as F16 and the GEMM reads it back, 4 bytes per weight per micro-batch.
+  bool dequant_to_f16 = false;
 
   double eta_bw(std::string_view generation) const;
   double eta_flops(std::string_view generation) const;

@@ -55,17 +55,17 @@ TEST(calibrate, the_split_leaves_enough_rows_on_each_side) {
   EXPECT_GE(setups.size(), 4u) << "full GPU, multi-GPU, expert offload and RPC rows in the holdout";
 }
 
-// Issue 15's goal on the holdout rows is decode within ±20 % and prefill within ±30 % for 80 % of
-// them, none off by more than 2x. It is NOT met: 13 of 20 holdout rows (65 %) are within it
-// (docs/benchmarks.md says which rows miss and why). This asserts what is achieved, as a regression
-// bound: no holdout row off by more than 2x, at least 65 % within the goal, and the medians.
+// Issue 15's goal on the holdout rows: decode within ±20 % and prefill within ±30 % for 80 % of
+// them, none off by more than 2x. Met with the committed constants: 19 of 23 holdout rows (83 %)
+// (docs/benchmarks.md says which rows miss and why, and how close to the line the goal sits: a refit
+// from these constants, 0.4 % lower fit-row loss, scores 17 of 23).
 TEST(calibrate, holdout_error_stays_within_the_achieved_bound) {
   const auto r = evaluate(the_data().cases, default_calibration());
   const auto holdout = summarize(r, split::holdout);
   EXPECT_EQ(holdout.off_2x, 0);
-  EXPECT_GE(holdout.share_within(), 0.65) << format_report(r);
-  EXPECT_LE(holdout.median_abs_decode, 0.11);   // 10.3 % (2026-12-06, 23 holdout rows)
-  EXPECT_LE(holdout.median_abs_prefill, 0.18);  // 17.7 %: the new F16 / 8-GPU rows prefill worst
+  EXPECT_GE(holdout.share_within(), 0.80) << format_report(r);
+  EXPECT_LE(holdout.median_abs_decode, 0.12);   // 11.2 % (2026-12-06, 23 holdout rows)
+  EXPECT_LE(holdout.median_abs_prefill, 0.15);  // 13.5 %
   const auto fit = summarize(r, split::fit);
   EXPECT_GE(fit.share_within(), 0.9) << format_report(r);
 }

@@ -73,7 +73,9 @@ struct row_result {
 
 // What is fitted: the speed model's constants, and two factors for rows of llama.cpp builds before
 // May 2024 (before CUDA graphs and the quantized-matmul rewrites), which are not today's software:
-// their per-layer overhead and their prefill efficiency relative to today's. Plans use `speed` only.
+// their per-layer overhead and their prefill efficiency relative to today's. Those rows are also
+// replayed on the dequantize-to-F16 path (speed_params::dequant_to_f16), which is physics, not a
+// fitted factor. Plans use `speed` only.
 struct calibration {
   plan::speed_params speed;
   double legacy_overhead = 1.0;

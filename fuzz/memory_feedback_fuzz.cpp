@@ -1,4 +1,4 @@
-// Fuzz target: the farm's measured-memory file (<state_dir>/memory.json, farm/memory_feedback) and the
+// Fuzz target: the farm's measured-memory file (<state_dir>/measured-memory.json, farm/memory_feedback) and the
 // margin rule fed from it. Any input parses or gives an error naming the file; what parses writes back
 // to text that parses to the same observations; the rule's GPU margins stay within floor and cap.
 #include <cstddef>

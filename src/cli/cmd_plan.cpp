@@ -1,7 +1,7 @@
 // agifarm plan --inventory FILE --model M.gguf [--model ...] [--role NAME:MODEL:ctx=N:agents=N] [--json]
 // Every strategy for every model on the inventory (or this machine), ranked, with a recommendation and
 // the deployment that runs it. Exit 3 when nothing fits, 2 for bad input. Memory measured by earlier
-// farms (<state dir>/memory.json) sizes the margins, and the plan says so (--no-measured: not).
+// farms (<state dir>/measured-memory.json) sizes the margins, and the plan says so (--no-measured: not).
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
@@ -85,7 +85,7 @@ void add_plan_command(CLI::App& app) {
                   "with llama.cpp's llama-fit-params (when a build is found); off: never")
       ->check(CLI::IsMember({"auto", "off"}));
   cmd->add_option("--state-dir", state_dir,
-                  "farm state directory whose measured memory (memory.json) sizes the margins (default: agifarm up's)");
+                  "farm state directory whose measured memory (measured-memory.json) sizes the margins (default: agifarm up's)");
   cmd->add_flag("--no-measured", no_measured, "ignore measured memory: plan with the default margins");
   cmd->add_option("--llama-bin", llama_bin, "llama.cpp binaries (default $AGIFARM_LLAMA_BIN or agifarm's own build)");
   cmd->callback([] {

@@ -182,7 +182,7 @@ std::string describe(const memory_observation& o) {
                      mib(static_cast<double>(o.measured_bytes)));
 }
 
-std::string memory_feedback_file(const std::string& state_dir) { return state_dir + "/memory.json"; }
+std::string memory_feedback_file(const std::string& state_dir) { return state_dir + "/measured-memory.json"; }
 
 result<memory_feedback> load_memory_feedback(const std::string& path) {
   std::error_code ec;

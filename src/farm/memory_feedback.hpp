@@ -1,8 +1,9 @@
 // memory_feedback: what llama-server really allocated, remembered per model and device kind in the
 // farm's state directory, and the rule that turns it into the next plan's memory margins.
 //
-//   <state_dir>/memory.json   {"version":1,"observations":[{"model","model_file","device_kind","device",
-//                             "backend","predicted_bytes","measured_bytes","wall"}, ...]}
+//   <state_dir>/measured-memory.json
+//     {"version":1,"observations":[{"model","model_file","device_kind","device","backend",
+//                                   "predicted_bytes","measured_bytes","wall"}, ...]}
 //
 // A farm writes an observation when a backend's buffers are first read after a start (one per model,
 // model file and device kind: the newest replaces the older, the device of that kind whose prediction
@@ -95,7 +96,7 @@ std::string describe(const memory_observation& o);
 
 // ---- files ------------------------------------------------------------------------------------------
 
-// <state_dir>/memory.json
+// <state_dir>/measured-memory.json
 std::string memory_feedback_file(const std::string& state_dir);
 // A missing file is an empty feedback; a broken one an error naming it.
 result<memory_feedback> load_memory_feedback(const std::string& path);

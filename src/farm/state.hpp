@@ -8,9 +8,9 @@
 //   <state_dir>/logs/<name>.log  each backend's stdout+stderr (rotated: .1, .2, ...)
 //   <state_dir>/agifarm.log      the detached daemon's own output
 //   <state_dir>/models/          the tiny demo model of the embedded default farm
-//   <state_dir>/plan.json        the plan document of a farm planned from its farm file (dashboard)
-//   <state_dir>/memory.json      measured vs predicted memory per model and device kind, kept across
-//                                farms: the next plan's margins (farm/memory_feedback.hpp)
+//   <state_dir>/farm-plan.json   the plan document of a farm planned from its farm file (dashboard)
+//   <state_dir>/measured-memory.json  measured vs predicted memory per model and device kind, kept
+//                                across farms: the next plan's margins (farm/memory_feedback.hpp)
 //
 // Plain data and pure functions, except farm_lock (owns a file descriptor; not thread-safe).
 #pragma once
@@ -46,9 +46,9 @@ struct farm_paths {
   std::string daemon_log() const { return dir + "/agifarm.log"; }
   std::string models() const { return dir + "/models"; }
   // The plan document of a farm planned from its farm file (the dashboard's strategy table).
-  std::string plan() const { return dir + "/plan.json"; }
+  std::string plan() const { return dir + "/farm-plan.json"; }
   // Measured memory per model and device kind, read by the next plan (farm/memory_feedback.hpp).
-  std::string memory() const { return dir + "/memory.json"; }
+  std::string memory() const { return dir + "/measured-memory.json"; }
 };
 
 // One device's buffers (llama.cpp's name: CUDA0, RPC0[host:port], or "host" for every host buffer).

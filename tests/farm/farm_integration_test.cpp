@@ -437,6 +437,46 @@ TEST(farm_up, farm_file_without_strategy_is_planned_by_the_planner) {
     EXPECT_GT(num(b, "predicted_bytes"), 0) << name;
   }
   EXPECT_EQ(f.chat("fast").status, 200);
+  // The plan document is kept for the dashboard's strategy table.
+  auto s = f.status();
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(s->at("plan").is_object()) << json::serialize(*s);
+  EXPECT_FALSE(s->at("plan").at("candidates").as_array().empty());
+  EXPECT_EQ(s->at("plan").at("file").as_string(), f.dir + "/farm-plan.json");
+
+  // Measured memory: in the gateway's /metrics (promtool accepts it) and kept in measured-memory.json.
+  const std::string tiny_r0 = bs.begin()->first;
+  std::string metrics;
+  EXPECT_TRUE(test::wait_until([&] {
+    metrics = test::http_request(f.port, "GET", "/metrics", "", {}, 5s).body;
+    return metrics.find("agifarm_backend_memory_diff_bytes{backend=\"" + tiny_r0 + "\"") != std::string::npos;
+  }, 20s)) << metrics;
+  EXPECT_NE(metrics.find("agifarm_backend_memory_measured_bytes{backend=\"" + tiny_r0 + "\",model=\"tiny\",node=\"local\","
+                         "device=\"host\",buffer=\"model\"}"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("agifarm_backend_memory_predicted_bytes{backend=\"" + tiny_r0 + "\""), std::string::npos) << metrics;
+  auto mfile = f.write("metrics.txt", metrics);
+  auto prom = test::run({"/bin/sh", "-c", "promtool check metrics < " + mfile}, 30s);
+  EXPECT_EQ(prom.exit_code, 0) << prom.output << "\n" << metrics;
+  const std::string memory_json = f.dir + "/measured-memory.json";
+  EXPECT_TRUE(test::wait_until([&] { return fs::exists(memory_json); }, 20s));
+  EXPECT_EQ(f.cli({"down", "--state-dir", f.dir}).exit_code, 0);
+  EXPECT_FALSE(fs::exists(f.dir + "/farm-plan.json")) << "a stopped farm leaves no plan document for the next";
+
+  // The next plan on this farm uses it, and says so: `agifarm plan` and `up` of the same farm file.
+  std::ifstream mj(memory_json);
+  std::string stored((std::istreambuf_iterator<char>(mj)), std::istreambuf_iterator<char>());
+  EXPECT_NE(stored.find("\"model\":\"tiny\""), std::string::npos) << stored;
+  EXPECT_NE(stored.find("\"device_kind\":\"host\""), std::string::npos) << stored;
+  auto plan = f.cli({"plan", "--model", "tiny=" + test::tiny_model(), "--role", "fast:tiny:ctx=1024:agents=2",
+                     "--state-dir", f.dir, "--llama", "off"});
+  EXPECT_NE(plan.output.find("used measured memory from " + memory_json + ": model tiny on host measured"),
+            std::string::npos) << plan.output;
+  EXPECT_NE(plan.output.find("host reserve"), std::string::npos) << plan.output;
+  auto plain = f.cli({"plan", "--model", "tiny=" + test::tiny_model(), "--state-dir", f.dir, "--no-measured", "--llama", "off"});
+  EXPECT_EQ(plain.output.find("used measured memory"), std::string::npos) << plain.output;
+  auto again = f.up(file);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("used measured memory from " + memory_json), std::string::npos) << again.output;
   EXPECT_EQ(f.cli({"down", "--state-dir", f.dir}).exit_code, 0);
 }
 

@@ -291,6 +291,12 @@ TEST(gateway_fixture, usage_survives_restart_and_metrics_pass_promtool) {
   auto c = base_config({a.url()});
   c.usage_db = dir + "/usage.db";
   c.api_keys.push_back({"alice", "sk-alice-0123456789", {}, 0});
+  // The farm's memory series (measured vs predicted per backend and device) go through promtool too.
+  c.memory_rows = [] {
+    return std::vector<gateway::memory_row>{
+        {"tiny-r0", "tiny", "local", "host", gateway::memory_buffers{50, 10, 5}, gateway::memory_buffers{60, 10, 7}},
+        {"tiny-r1", "tiny", "local", "RPC0[127.0.0.1:50052]", gateway::memory_buffers{1, 2, 3}, std::nullopt}};
+  };
   const std::string auth = "Authorization: Bearer sk-alice-0123456789";
   {
     running_gateway gw(c);
@@ -304,6 +310,9 @@ TEST(gateway_fixture, usage_survives_restart_and_metrics_pass_promtool) {
     std::ofstream(path) << m.body;
     auto r = test::run({"/bin/sh", "-c", "promtool check metrics < " + path}, std::chrono::seconds(30));
     EXPECT_EQ(r.exit_code, 0) << r.output << "\n" << m.body;
+    EXPECT_NE(m.body.find("agifarm_backend_memory_diff_bytes{backend=\"tiny-r0\",model=\"tiny\",node=\"local\",device=\"host\"} 12\n"),
+              std::string::npos) << m.body;
+    EXPECT_NE(m.body.find("agifarm_backend_memory_predicted_bytes{backend=\"tiny-r1\""), std::string::npos) << m.body;
     gw.srv.stop();
   }
   running_gateway again(c);

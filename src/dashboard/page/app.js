@@ -163,7 +163,7 @@
 
   function renderPlan(s) {
     const p = s.plan;
-    if (!p) { $("#plan-body").innerHTML = `<p class="hint">Strategy <b>${esc(s.strategy)}</b>. The table of considered strategies is shown for farms started from a plan file (<code>agifarm up --plan plan.json</code>).</p>`; return; }
+    if (!p) { $("#plan-body").innerHTML = `<p class="hint">Strategy <b>${esc(s.strategy)}</b>. The table of considered strategies is shown for farms started from a plan file (<code>agifarm up --plan plan.json</code>) or planned from their farm file (<code>agifarm up farm.yaml</code> without <code>strategy:</code>).</p>`; return; }
     let html = `<p>Chose <b>${esc(p.strategy)}</b>` + (p.runner_up ? `; runner-up <b>${esc(p.runner_up)}</b> would need to be ${(100 * p.runner_up_gain).toFixed(0)} % faster to win` : "") + ".</p>";
     if ((p.reasons || []).length) html += "<ul>" + p.reasons.map((r) => `<li>${esc(r)}</li>`).join("") + "</ul>";
     html += `<div class="scroll"><table><thead><tr><th>Model</th><th>Strategy</th><th>Summary</th><th>Fits</th><th>Decode tok/s</th><th>All agents tok/s</th><th>Max ctx</th><th>Score</th><th>Why not</th></tr></thead><tbody>`;

@@ -50,14 +50,17 @@ class ratio_reporter : public benchmark::ConsoleReporter {
 int main(int argc, char** argv) {
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
-    if (std::string(argv[i]) == "--file" && i + 1 < argc) g_file = argv[++i];
-    else args.push_back(argv[i]);
+    if (std::string(argv[i]) == "--file" && i + 1 < argc)
+      g_file = argv[++i];
+    else
+      args.push_back(argv[i]);
   }
   if (g_file.empty()) {
     g_file = std::string(AGIFARM_BINARY_DIR) + "/bench-work/qwen3-235b-a22b-Q4_K_M.gguf";
     if (!std::filesystem::exists(g_file)) {
       std::filesystem::create_directories(std::filesystem::path(g_file).parent_path());
-      std::string cmd = std::string(AGIFARM_CLI) + " synth shape --model qwen3-235b-a22b --quant Q4_K_M -o " + g_file;
+      std::string cmd =
+          std::string(AGIFARM_CLI) + " synth shape --model qwen3-235b-a22b --quant Q4_K_M -o " + g_file;
       if (std::system(cmd.c_str()) != 0) {
         std::cerr << "could not write the shape file: " << cmd << "\n";
         return 1;

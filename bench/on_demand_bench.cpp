@@ -33,7 +33,7 @@ struct model_def {
 
 // A personal farm on one 48 GiB GPU: a big thinker, a coder, small helpers, an embedding model.
 const std::vector<model_def> k_models{
-    {"think-32b", 26, 12.0, 1}, {"code-14b", 12, 5.0, 2}, {"tool-4b", 4, 1.5, 4},
+    {"think-32b", 26, 12.0, 1}, {"code-14b", 12, 5.0, 2},   {"tool-4b", 4, 1.5, 4},
     {"search-4b", 4, 1.5, 4},   {"summ-1.7b", 2.5, 1.0, 4}, {"embed-0.6b", 1, 0.1, 8},
 };
 constexpr double k_capacity_gib = 44;   // what is left for models on a 48 GiB card
@@ -46,9 +46,12 @@ int next_model(int prev, std::mt19937& rng) {
   std::uniform_real_distribution<double> u(0, 1);
   double x = u(rng);
   switch (prev) {
-    case 1: return x < 0.35 ? 2 : x < 0.6 ? 3 : x < 0.75 ? 5 : x < 0.85 ? 0 : 4;
-    case 0: return x < 0.7 ? 1 : 4;
-    default: return x < 0.6 ? 1 : x < 0.75 ? 5 : x < 0.85 ? 0 : x < 0.95 ? 2 : 4;
+    case 1:
+      return x < 0.35 ? 2 : x < 0.6 ? 3 : x < 0.75 ? 5 : x < 0.85 ? 0 : 4;
+    case 0:
+      return x < 0.7 ? 1 : 4;
+    default:
+      return x < 0.6 ? 1 : x < 0.75 ? 5 : x < 0.85 ? 0 : x < 0.95 ? 2 : 4;
   }
 }
 
@@ -95,7 +98,9 @@ result simulate(rule r, double seconds, unsigned seed) {
     last[a] = static_cast<int>(rng() % 3);
     next_send[a] = think(rng);
   }
-  auto tp = [](double t) { return od_time{} + std::chrono::duration_cast<od_duration>(std::chrono::duration<double>(t)); };
+  auto tp = [](double t) {
+    return od_time{} + std::chrono::duration_cast<od_duration>(std::chrono::duration<double>(t));
+  };
   auto start = [&](sim_model& s, double now) {
     s.m.phase = model_phase::loading;
     s.phase_until = now + static_cast<double>(s.m.need.at("gpu")) / k_gib / k_load_gib_per_s;
@@ -150,7 +155,10 @@ result simulate(rule r, double seconds, unsigned seed) {
         auto t = next_to_load(view);
         if (!t) break;
         auto d = decide_load(view, *t, cap, tp(now), opt);
-        if (d.verdict == od_verdict::start) { start(ms[*t], now); continue; }
+        if (d.verdict == od_verdict::start) {
+          start(ms[*t], now);
+          continue;
+        }
         if (d.verdict == od_verdict::evict)
           for (auto v : d.evict) stop(ms[v], now);
         break;
@@ -172,7 +180,10 @@ result simulate(rule r, double seconds, unsigned seed) {
         if (!t) break;
         int count = 0;
         for (const auto& m : view) count += m.phase != model_phase::unloaded;
-        if (count < k_max) { start(ms[*t], now); continue; }
+        if (count < k_max) {
+          start(ms[*t], now);
+          continue;
+        }
         std::optional<std::size_t> lru;
         for (std::size_t i = 0; i < view.size(); ++i)
           if (view[i].phase == model_phase::loaded && view[i].in_flight == 0 && view[i].queued == 0 &&
@@ -216,18 +227,19 @@ result simulate(rule r, double seconds, unsigned seed) {
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 3600;
   const unsigned seed = argc > 2 ? static_cast<unsigned>(std::atoi(argv[2])) : 12;
-  std::printf("agent workload: %d agents over %zu models (%.1f GiB in all) on a %.0f GiB budget, %.0f s simulated\n",
-              k_agents, k_models.size(), 49.5, k_capacity_gib, seconds);
+  std::printf(
+      "agent workload: %d agents over %zu models (%.1f GiB in all) on a %.0f GiB budget, %.0f s simulated\n",
+      k_agents, k_models.size(), 49.5, k_capacity_gib, seconds);
   const char* names[] = {"agifarm (fit-aware, batch 2 s)", "restart per request", "count LRU (max 2)"};
   result rs[3];
   for (int i = 0; i < 3; ++i) {
     rs[i] = simulate(static_cast<rule>(i), seconds, seed);
-    std::printf("%-32s %8.3f req/s  p95 %7.2f s  %6.1f loads/100 req  (%llu requests, %llu loads)\n", names[i],
-                rs[i].rps, rs[i].p95, rs[i].loads_per_100, static_cast<unsigned long long>(rs[i].done),
-                static_cast<unsigned long long>(rs[i].loads));
+    std::printf("%-32s %8.3f req/s  p95 %7.2f s  %6.1f loads/100 req  (%llu requests, %llu loads)\n",
+                names[i], rs[i].rps, rs[i].p95, rs[i].loads_per_100,
+                static_cast<unsigned long long>(rs[i].done), static_cast<unsigned long long>(rs[i].loads));
   }
   for (int i = 1; i < 3; ++i)
-    std::printf("agifarm vs %-22s throughput x%.2f, p95 latency x%.2f, loads x%.2f\n", names[i], rs[0].rps / rs[i].rps,
-                rs[0].p95 / rs[i].p95, rs[0].loads_per_100 / rs[i].loads_per_100);
+    std::printf("agifarm vs %-22s throughput x%.2f, p95 latency x%.2f, loads x%.2f\n", names[i],
+                rs[0].rps / rs[i].rps, rs[0].p95 / rs[i].p95, rs[0].loads_per_100 / rs[i].loads_per_100);
   return 0;
 }

@@ -2,7 +2,6 @@
 // strategy, the whole make_plan. Goal: well under a second.
 //   build/<dir>/bench/plan_bench --benchmark_min_time=1
 #include <benchmark/benchmark.h>
-
 #include <fmt/format.h>
 
 #include "plan/planner.hpp"
@@ -12,8 +11,8 @@ namespace {
 using namespace agifarm;
 constexpr std::uint64_t k_mib = 1024 * 1024;
 
-plan::model_shape shape(const std::string& name, std::uint64_t n_layer, std::uint64_t layer_mib, std::uint64_t n_expert,
-                        std::uint64_t n_embd) {
+plan::model_shape shape(const std::string& name, std::uint64_t n_layer, std::uint64_t layer_mib,
+                        std::uint64_t n_expert, std::uint64_t n_embd) {
   plan::model_shape s;
   s.name = name;
   s.architecture = n_expert ? "qwen3moe" : "qwen3";
@@ -34,9 +33,11 @@ plan::model_shape shape(const std::string& name, std::uint64_t n_layer, std::uin
   for (std::uint64_t l = 0; l < n_layer; ++l) {
     int b = static_cast<int>(l);
     for (const char* t : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm"})
-      s.tensors.push_back({fmt::format("blk.{}.{}.weight", l, t), layer_mib * k_mib / 16, b, gguf::tensor_class::attention});
+      s.tensors.push_back(
+          {fmt::format("blk.{}.{}.weight", l, t), layer_mib * k_mib / 16, b, gguf::tensor_class::attention});
     for (const char* t : {"gate", "up", "down"})
-      s.tensors.push_back({fmt::format("blk.{}.ffn_{}{}.weight", l, t, n_expert ? "_exps" : ""), layer_mib * k_mib / 4, b,
+      s.tensors.push_back({fmt::format("blk.{}.ffn_{}{}.weight", l, t, n_expert ? "_exps" : ""),
+                           layer_mib * k_mib / 4, b,
                            n_expert ? gguf::tensor_class::ffn_expert : gguf::tensor_class::ffn_dense});
   }
   s.tensors.push_back({"output_norm.weight", 4 * n_embd, -1, gguf::tensor_class::norm});
@@ -79,8 +80,10 @@ void BM_plan_5_models_64_gpus(benchmark::State& state) {
   models.push_back({"qwen3-32b", shape("qwen3-32b", 64, 290, 0, 5120), ""});
   models.push_back({"qwen3-30b-a3b", shape("qwen3-30b-a3b", 48, 360, 128, 2048), ""});
   models.push_back({"qwen3-235b-a22b", shape("qwen3-235b-a22b", 94, 1500, 128, 4096), ""});
-  std::vector<plan::role_request> roles{{"fast", "qwen3-0.6b", 8192, 8},     {"chat", "qwen3-8b", 16384, 8},
-                                        {"code", "qwen3-32b", 32768, 4},     {"agent", "qwen3-30b-a3b", 32768, 8},
+  std::vector<plan::role_request> roles{{"fast", "qwen3-0.6b", 8192, 8},
+                                        {"chat", "qwen3-8b", 16384, 8},
+                                        {"code", "qwen3-32b", 32768, 4},
+                                        {"agent", "qwen3-30b-a3b", 32768, 8},
                                         {"think", "qwen3-235b-a22b", 65536, 2}};
   std::size_t candidates = 0;
   for (auto _ : state) {

@@ -25,8 +25,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (merged == args) return 0;
   std::vector<std::string> rest_before, rest_after;
   for (std::size_t i = 0; i < args.size(); ++i) {
-    if ((args[i] == "-ot" || args[i] == "--override-tensor") && i + 1 < args.size()) ++i;
-    else rest_before.push_back(args[i]);
+    if ((args[i] == "-ot" || args[i] == "--override-tensor") && i + 1 < args.size())
+      ++i;
+    else
+      rest_before.push_back(args[i]);
   }
   for (std::size_t i = 0; i < merged.size(); ++i) {
     if (merged[i] == "-ot" && i + 1 < merged.size()) {

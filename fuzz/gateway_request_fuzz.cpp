@@ -9,12 +9,12 @@
 #include <cstdint>
 #include <string_view>
 
+#include "../tests/gateway/request_reference.hpp"
 #include "gateway/balancer.hpp"
 #include "gateway/config.hpp"
 #include "gateway/request.hpp"
 #include "gateway/router.hpp"
 #include "gateway/usage.hpp"
-#include "../tests/gateway/request_reference.hpp"
 
 namespace {
 
@@ -23,8 +23,10 @@ using namespace agifarm::gateway;
 const router& the_router() {
   static const config c = [] {
     config k;
-    k.pools.push_back({"qwen3-8b", {"fast", "code"}, balance::prefix_affinity, 2, 1, {{"a", "http://127.0.0.1:1"}}});
-    k.pools.push_back({"qwen3-32b", {"think"}, balance::least_outstanding, 1, 0, {{"b", "http://127.0.0.1:2"}}});
+    k.pools.push_back(
+        {"qwen3-8b", {"fast", "code"}, balance::prefix_affinity, 2, 1, {{"a", "http://127.0.0.1:1"}}});
+    k.pools.push_back(
+        {"qwen3-32b", {"think"}, balance::least_outstanding, 1, 0, {{"b", "http://127.0.0.1:2"}}});
     return k;
   }();
   static const router r(c);

@@ -1,10 +1,9 @@
 // Fuzz target: the inventory and catalogue YAML parsers, plus everything that reads an inventory
 // (link lookups, JSON, the table). Any input gives a value or an error naming file:line:column.
+#include <boost/json.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
-
-#include <boost/json.hpp>
 
 #include "hw/hw.hpp"
 

@@ -13,6 +13,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   for (std::size_t i = 0; i < r->size(); ++i)
-    if ((*r)[i].index != static_cast<int>(i) || (*r)[i].free_vram_bytes > (*r)[i].vram_bytes) __builtin_trap();
+    if ((*r)[i].index != static_cast<int>(i) || (*r)[i].free_vram_bytes > (*r)[i].vram_bytes)
+      __builtin_trap();
   return 0;
 }

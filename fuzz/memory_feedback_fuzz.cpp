@@ -1,6 +1,6 @@
-// Fuzz target: the farm's measured-memory file (<state_dir>/measured-memory.json, farm/memory_feedback) and the
-// margin rule fed from it. Any input parses or gives an error naming the file; what parses writes back
-// to text that parses to the same observations; the rule's GPU margins stay within floor and cap.
+// Fuzz target: the farm's measured-memory file (<state_dir>/measured-memory.json, farm/memory_feedback) and
+// the margin rule fed from it. Any input parses or gives an error naming the file; what parses writes back to
+// text that parses to the same observations; the rule's GPU margins stay within floor and cap.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -33,8 +33,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const margin_rule rule;
   for (const auto& k : margins_from(*r, models, 4ull << 30, rule)) {
     if (k.used.empty()) __builtin_trap();
-    if (k.device_kind != "host" && (k.margin_bytes < rule.floor_bytes || k.margin_bytes > rule.cap_bytes)) __builtin_trap();
-    if (k.device_kind == "host" && (k.margin_bytes < (4ull << 30) || k.margin_bytes > (4ull << 30) + rule.cap_bytes))
+    if (k.device_kind != "host" && (k.margin_bytes < rule.floor_bytes || k.margin_bytes > rule.cap_bytes))
+      __builtin_trap();
+    if (k.device_kind == "host" &&
+        (k.margin_bytes < (4ull << 30) || k.margin_bytes > (4ull << 30) + rule.cap_bytes))
       __builtin_trap();
   }
   return 0;

@@ -2,7 +2,6 @@
 // and parses again to the same structure. (Doubles are not compared: Boost.JSON 1.81's parser may
 // differ from the shortest round-trip form in the last bit; regress-double-roundtrip.json.)
 #include <boost/json.hpp>
-
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -16,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto once = boost::json::serialize(agifarm::plan::to_json(*doc));
   auto again = agifarm::plan::parse_plan_document(once);
   if (!again) __builtin_trap();
-  if (again->candidates.size() != doc->candidates.size() || again->chosen.backends.size() != doc->chosen.backends.size() ||
+  if (again->candidates.size() != doc->candidates.size() ||
+      again->chosen.backends.size() != doc->chosen.backends.size() ||
       again->models.size() != doc->models.size() || again->roles.size() != doc->roles.size() ||
       again->inventory.nodes.size() != doc->inventory.nodes.size())
     __builtin_trap();

@@ -28,7 +28,8 @@ static plan::model_shape fixture() {
   s.tensors.push_back({"token_embd.weight", 512000, -1, gguf::tensor_class::token_embd});
   for (int l = 0; l < 6; ++l) {
     s.tensors.push_back({fmt::format("blk.{}.attn_q.weight", l), 131072, l, gguf::tensor_class::attention});
-    s.tensors.push_back({fmt::format("blk.{}.ffn_up_exps.weight", l), 524288, l, gguf::tensor_class::ffn_expert});
+    s.tensors.push_back(
+        {fmt::format("blk.{}.ffn_up_exps.weight", l), 524288, l, gguf::tensor_class::ffn_expert});
   }
   s.tensors.push_back({"output.weight", 512000, -1, gguf::tensor_class::output});
   return s;
@@ -39,8 +40,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::vector<std::string> args(1);
   for (std::size_t i = 1; i < size; ++i) {
     char c = static_cast<char>(data[i]);
-    if (c == '\0' || c == '\n') args.emplace_back();
-    else args.back() += c;
+    if (c == '\0' || c == '\n')
+      args.emplace_back();
+    else
+      args.back() += c;
   }
   auto parsed = plan::parse_server_args(args);
   if (!parsed) return 0;
@@ -50,7 +53,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (parsed->ctx > (1 << 20)) parsed->ctx = 1 << 20;
   static const plan::model_shape shape = fixture();
   std::vector<plan::device_desc> devs;
-  for (int i = 0; i < data[0] % 4; ++i) devs.push_back({fmt::format("Dev{}", i), {fmt::format("Dev{}", i)}, 1ull << 30, i % 2 == 0});
+  for (int i = 0; i < data[0] % 4; ++i)
+    devs.push_back({fmt::format("Dev{}", i), {fmt::format("Dev{}", i)}, 1ull << 30, i % 2 == 0});
   auto est = plan::estimate_memory(shape, *parsed, devs);
   if (est && est->devices.size() != devs.size()) __builtin_trap();
   return 0;

@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       }
       auto again = agifarm::remote::parse_ssh_target(t->text());
-      if (!again.ok() || again->user != t->user || again->host != t->host || again->port != t->port) __builtin_trap();
+      if (!again.ok() || again->user != t->user || again->host != t->host || again->port != t->port)
+        __builtin_trap();
       (void)agifarm::remote::shell_quote(text);
       break;
     }

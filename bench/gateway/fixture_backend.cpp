@@ -41,7 +41,9 @@ static std::string k_json_body =
     R"("usage":{"prompt_tokens":9,"completion_tokens":7,"total_tokens":16}})";
 
 static std::string event(int i) {
-  return "data: {\"id\":\"chatcmpl-fixture\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"fixture\","
+  return "data: "
+         "{\"id\":\"chatcmpl-fixture\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":"
+         "\"fixture\","
          "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok" +
          std::to_string(i) + " \"},\"finish_reason\":null}]}\n\n";
 }
@@ -69,10 +71,12 @@ static net::awaitable<void> session(tcp::socket sock, const options& o) {
   for (int i = 0; i < o.chunks; ++i) sse_chunks.push_back(chunk(event(i)));
   std::string usage_event =
       "data: {\"id\":\"chatcmpl-fixture\",\"object\":\"chat.completion.chunk\",\"choices\":[],"
-      "\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":" + std::to_string(o.chunks) + "}}\n\n";
+      "\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":" +
+      std::to_string(o.chunks) + "}}\n\n";
   std::string tail = chunk(usage_event) + chunk("data: [DONE]\n\n") + "0\r\n\r\n";
   const std::string sse_head =
-      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n";
   for (auto& c : sse_chunks) sse_all += c;
   for (;;) {
     http::request<http::string_body> req;
@@ -80,8 +84,8 @@ static net::awaitable<void> session(tcp::socket sock, const options& o) {
     if (ec) co_return;
     if (req.method() == http::verb::get) {
       std::string ok = R"({"status":"ok"})";
-      std::string r = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(ok.size()) +
-                      "\r\n\r\n" + ok;
+      std::string r = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                      std::to_string(ok.size()) + "\r\n\r\n" + ok;
       auto [wec, wn] = co_await net::async_write(sock, net::buffer(r), k_tuple);
       if (wec) co_return;
       continue;
@@ -93,14 +97,16 @@ static net::awaitable<void> session(tcp::socket sock, const options& o) {
     }
     if (o.mode == "status500") {
       std::string b = R"({"error":{"message":"fixture failure","type":"server_error","code":500}})";
-      std::string r = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: " +
-                      std::to_string(b.size()) + "\r\n\r\n" + b;
+      std::string r =
+          "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: " +
+          std::to_string(b.size()) + "\r\n\r\n" + b;
       auto [wec, wn] = co_await net::async_write(sock, net::buffer(r), k_tuple);
       if (wec) co_return;
       continue;
     }
     const std::string& body = req.body();
-    bool stream = body.find("\"stream\":true") != std::string::npos || body.find("\"stream\": true") != std::string::npos;
+    bool stream = body.find("\"stream\":true") != std::string::npos ||
+                  body.find("\"stream\": true") != std::string::npos;
     if (o.mode == "die_before_body") {
       co_await net::async_write(sock, net::buffer(sse_head), k_tuple);
       reset(sock);
@@ -129,7 +135,8 @@ static net::awaitable<void> session(tcp::socket sock, const options& o) {
         t.expires_after(std::chrono::milliseconds(o.chunk_delay_ms));
         co_await t.async_wait(k_tuple);
       }
-      auto [wec, wn] = co_await net::async_write(sock, net::buffer(sse_chunks[static_cast<std::size_t>(i)]), k_tuple);
+      auto [wec, wn] =
+          co_await net::async_write(sock, net::buffer(sse_chunks[static_cast<std::size_t>(i)]), k_tuple);
       if (wec) co_return;
     }
     auto [wec, wn] = co_await net::async_write(sock, net::buffer(tail), k_tuple);
@@ -149,12 +156,18 @@ int main(int argc, char** argv) {
   options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--port") o.port = std::atoi(v.c_str());
-    else if (k == "--threads") o.threads = std::max(1, std::atoi(v.c_str()));
-    else if (k == "--chunks") o.chunks = std::max(0, std::atoi(v.c_str()));
-    else if (k == "--chunk-delay-ms") o.chunk_delay_ms = std::atoi(v.c_str());
-    else if (k == "--die-after") o.die_after = std::atoi(v.c_str());
-    else if (k == "--mode") o.mode = v;
+    if (k == "--port")
+      o.port = std::atoi(v.c_str());
+    else if (k == "--threads")
+      o.threads = std::max(1, std::atoi(v.c_str()));
+    else if (k == "--chunks")
+      o.chunks = std::max(0, std::atoi(v.c_str()));
+    else if (k == "--chunk-delay-ms")
+      o.chunk_delay_ms = std::atoi(v.c_str());
+    else if (k == "--die-after")
+      o.die_after = std::atoi(v.c_str());
+    else if (k == "--mode")
+      o.mode = v;
     else {
       std::cerr << "fixture_backend: unknown option " << k << "\n";
       return 2;

@@ -1,12 +1,12 @@
 #include "bench/client.hpp"
 
-#include <charconv>
+#include <fmt/format.h>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
-#include <fmt/format.h>
+#include <charconv>
 
 #include "bench/sse.hpp"
 
@@ -27,9 +27,12 @@ result<endpoint> parse_url(std::string_view url) {
   }
   std::string_view rest = url.substr(k_http.size());
   auto slash = rest.find('/');
-  std::string_view hostport = rest.substr(0, slash), path = slash == std::string_view::npos ? "" : rest.substr(slash);
+  std::string_view hostport = rest.substr(0, slash),
+                   path = slash == std::string_view::npos ? "" : rest.substr(slash);
   while (!path.empty() && path.back() == '/') path.remove_suffix(1);
-  if (!path.empty() && path != "/v1") return bad(fmt::format("unexpected path '{}' (give the farm's address, e.g. http://127.0.0.1:8080)", path));
+  if (!path.empty() && path != "/v1")
+    return bad(
+        fmt::format("unexpected path '{}' (give the farm's address, e.g. http://127.0.0.1:8080)", path));
   endpoint ep;
   ep.port = 80;
   if (!hostport.empty() && hostport.front() == '[') {
@@ -66,13 +69,15 @@ void common_headers(Req& req, const endpoint& ep) {
 
 }  // namespace
 
-result<http_reply> http_get(const endpoint& ep, const std::string& target, std::chrono::milliseconds timeout) {
+result<http_reply> http_get(const endpoint& ep, const std::string& target,
+                            std::chrono::milliseconds timeout) {
   net::io_context io;
   beast::tcp_stream stream(io);
   tcp::resolver resolver(io);
   beast::error_code ec;
   auto results = resolver.resolve(ep.host, std::to_string(ep.port), ec);
-  if (ec) return make_error(fmt::format("cannot reach {}: resolving {}: {}", ep.url(), ep.host, ec.message()), 1);
+  if (ec)
+    return make_error(fmt::format("cannot reach {}: resolving {}: {}", ep.url(), ep.host, ec.message()), 1);
   http::request<http::empty_body> req{http::verb::get, target, 11};
   common_headers(req, ep);
   http::response<http::string_body> res;
@@ -100,13 +105,14 @@ result<http_reply> http_get(const endpoint& ep, const std::string& target, std::
     });
   });
   io.run();
-  if (ec) return make_error(fmt::format("cannot reach {}: {} ({} {})", ep.url(), ec.message(), where, target), 1);
+  if (ec)
+    return make_error(fmt::format("cannot reach {}: {} ({} {})", ep.url(), ec.message(), where, target), 1);
   return http_reply{static_cast<int>(res.result_int()), std::move(res.body())};
 }
 
-net::awaitable<request_record> stream_chat(const endpoint& ep, const request_spec& spec, clock_type::time_point t0,
-                                           std::chrono::milliseconds timeout, std::string* reply_text,
-                                           std::size_t max_reply_bytes) {
+net::awaitable<request_record> stream_chat(const endpoint& ep, const request_spec& spec,
+                                           clock_type::time_point t0, std::chrono::milliseconds timeout,
+                                           std::string* reply_text, std::size_t max_reply_bytes) {
   constexpr auto k_tuple = net::as_tuple(net::use_awaitable);
   auto secs = [&](clock_type::time_point t) { return std::chrono::duration<double>(t - t0).count(); };
   request_record r;
@@ -172,8 +178,10 @@ net::awaitable<request_record> stream_chat(const endpoint& ep, const request_spe
       }
       if (c.has_text) {
         ++r.chunks;
-        if (!any_text) r.ttft_s = std::chrono::duration<double>(now - start).count();
-        else r.itl_s.push_back(std::chrono::duration<double>(now - last_text).count());
+        if (!any_text)
+          r.ttft_s = std::chrono::duration<double>(now - start).count();
+        else
+          r.itl_s.push_back(std::chrono::duration<double>(now - last_text).count());
         any_text = true;
         last_text = now;
         if (reply_text && reply_text->size() < max_reply_bytes) {
@@ -183,7 +191,8 @@ net::awaitable<request_record> stream_chat(const endpoint& ep, const request_spe
           if (!jec && v.is_object())
             if (auto* ch = v.get_object().if_contains("choices"); ch && ch->is_array())
               for (auto& x : ch->get_array())
-                if (auto* d = x.is_object() ? x.get_object().if_contains("delta") : nullptr; d && d->is_object())
+                if (auto* d = x.is_object() ? x.get_object().if_contains("delta") : nullptr;
+                    d && d->is_object())
                   if (auto* t = d->get_object().if_contains("content"); t && t->is_string())
                     reply_text->append(t->get_string().data(), t->get_string().size());
         }

@@ -9,12 +9,11 @@
 // (an error object inside the stream).
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <string>
 #include <string_view>
-
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/io_context.hpp>
 
 #include "bench/stats.hpp"
 #include "bench/workload.hpp"
@@ -25,7 +24,7 @@ namespace agifarm::bench {
 struct endpoint {
   std::string host;
   int port = 0;
-  std::string api_key;  // sent as "Authorization: Bearer <key>" when not empty
+  std::string api_key;      // sent as "Authorization: Bearer <key>" when not empty
   std::string url() const;  // "http://host:port"
 };
 
@@ -43,7 +42,8 @@ using clock_type = std::chrono::steady_clock;
 
 // One streaming POST /v1/chat/completions. t0: the bench's start (record times are seconds since it).
 // reply_text: the generated text (for chat histories), up to max_reply_bytes.
-boost::asio::awaitable<request_record> stream_chat(const endpoint& ep, const request_spec& req, clock_type::time_point t0,
+boost::asio::awaitable<request_record> stream_chat(const endpoint& ep, const request_spec& req,
+                                                   clock_type::time_point t0,
                                                    std::chrono::milliseconds timeout, std::string* reply_text,
                                                    std::size_t max_reply_bytes = 4096);
 

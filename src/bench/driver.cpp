@@ -1,9 +1,9 @@
 #include "bench/driver.hpp"
 
-#include <ctime>
+#include <fmt/format.h>
 
 #include <boost/asio.hpp>
-#include <fmt/format.h>
+#include <ctime>
 
 namespace agifarm::bench {
 namespace net = boost::asio;
@@ -12,16 +12,19 @@ namespace json = boost::json;
 result<farm_models> parse_models(std::string_view body) {
   boost::system::error_code ec;
   auto v = json::parse(body, ec);
-  if (ec || !v.is_object()) return make_error(fmt::format("/v1/models: not a JSON object ({})", ec ? ec.message() : "wrong type"), 1);
+  if (ec || !v.is_object())
+    return make_error(fmt::format("/v1/models: not a JSON object ({})", ec ? ec.message() : "wrong type"), 1);
   auto* data = v.get_object().if_contains("data");
   if (!data || !data->is_array()) return make_error("/v1/models: no \"data\" array", 1);
   farm_models out;
   for (const auto& e : data->get_array()) {
     auto* o = e.if_object();
-    if (!o || !o->contains("id") || !o->at("id").is_string()) return make_error("/v1/models: an entry without a string \"id\"", 1);
+    if (!o || !o->contains("id") || !o->at("id").is_string())
+      return make_error("/v1/models: an entry without a string \"id\"", 1);
     std::string id(o->at("id").get_string());
     std::string root = id;
-    if (auto* r = o->if_contains("root"); r && r->is_string() && !r->get_string().empty()) root = std::string(r->get_string());
+    if (auto* r = o->if_contains("root"); r && r->is_string() && !r->get_string().empty())
+      root = std::string(r->get_string());
     out.pool_of[id] = root;
     if (root == id) out.pools.push_back(id);
   }
@@ -40,7 +43,8 @@ result<workload_targets> choose_targets(const farm_models& m, const std::vector<
       if (!m.pool_of.contains(x)) {
         std::string known;
         for (const auto& [id, root] : m.pool_of) known += (known.empty() ? "" : ", ") + id;
-        return make_error(fmt::format("--model '{}': the farm has no such model or alias (it has: {})", x, known), 2);
+        return make_error(
+            fmt::format("--model '{}': the farm has no such model or alias (it has: {})", x, known), 2);
       }
     t.chat = t.agents = t.long_context = models;
     return t;
@@ -74,9 +78,13 @@ result<bench_run> run_bench(const bench_options& o) {
   auto models = http_get(o.ep, "/v1/models", std::chrono::seconds(10));
   if (!models) return models.err();
   if (models->status == 401 || models->status == 403)
-    return make_error(fmt::format("{}/v1/models answered {}: give an API key (--api-key or $AGIFARM_API_KEY)", o.ep.url(), models->status), 1);
+    return make_error(fmt::format("{}/v1/models answered {}: give an API key (--api-key or $AGIFARM_API_KEY)",
+                                  o.ep.url(), models->status),
+                      1);
   if (models->status != 200)
-    return make_error(fmt::format("{}/v1/models answered HTTP {}: is this an OpenAI endpoint?", o.ep.url(), models->status), 1);
+    return make_error(
+        fmt::format("{}/v1/models answered HTTP {}: is this an OpenAI endpoint?", o.ep.url(), models->status),
+        1);
   auto fm = parse_models(models->body);
   if (!fm) return make_error(fmt::format("{}{}", o.ep.url(), fm.err().message), 1);
   auto targets = o.every_pool ? choose_targets(*fm, fm->pools) : choose_targets(*fm, o.models);
@@ -94,7 +102,8 @@ result<bench_run> run_bench(const bench_options& o) {
   workload wl(o.workload, *targets);
   net::io_context io;
   auto t0 = clock_type::now();
-  auto deadline = t0 + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(o.duration_s));
+  auto deadline =
+      t0 + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(o.duration_s));
   std::size_t issued = 0;
   auto worker = [&](int id) -> net::awaitable<void> {
     while (clock_type::now() < deadline && (o.max_requests == 0 || issued < o.max_requests)) {
@@ -128,14 +137,23 @@ json::object to_json(const bench_run& r) {
     for (const auto& s : v) a.push_back(json::value(s));
     return a;
   };
-  o["targets"] = json::object{{"chat", arr(r.targets.chat)}, {"agents", arr(r.targets.agents)}, {"long", arr(r.targets.long_context)}};
+  o["targets"] = json::object{{"chat", arr(r.targets.chat)},
+                              {"agents", arr(r.targets.agents)},
+                              {"long", arr(r.targets.long_context)}};
   auto s = to_json(r.sum);
   for (auto& [k, v] : s) o[k] = v;
   json::array reqs;
   for (const auto& x : r.records) {
-    json::object q{{"pool", x.pool}, {"model", x.model}, {"kind", x.kind}, {"start_s", x.start_s}, {"end_s", x.end_s},
-                   {"ok", x.ok}, {"ttft_s", x.ttft_s}, {"prompt_tokens", x.prompt_tokens},
-                   {"completion_tokens", x.completion_tokens}, {"chunks", x.chunks}};
+    json::object q{{"pool", x.pool},
+                   {"model", x.model},
+                   {"kind", x.kind},
+                   {"start_s", x.start_s},
+                   {"end_s", x.end_s},
+                   {"ok", x.ok},
+                   {"ttft_s", x.ttft_s},
+                   {"prompt_tokens", x.prompt_tokens},
+                   {"completion_tokens", x.completion_tokens},
+                   {"chunks", x.chunks}};
     if (!x.ok) {
       q["error"] = x.error;
       q["error_detail"] = x.error_detail.substr(0, 300);

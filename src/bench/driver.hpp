@@ -7,12 +7,11 @@
 // the URL. Requests that fail during the run are not errors of run_bench: they are counted by kind.
 #pragma once
 
+#include <boost/json.hpp>
 #include <chrono>
 #include <map>
 #include <string>
 #include <vector>
-
-#include <boost/json.hpp>
 
 #include "bench/client.hpp"
 #include "bench/stats.hpp"
@@ -35,7 +34,7 @@ struct bench_options {
 // The farm's models as /v1/models lists them: every id and the pool it belongs to (its `root`).
 struct farm_models {
   std::map<std::string, std::string> pool_of;  // id (pool or alias) -> pool
-  std::vector<std::string> pools;               // pool names, in the listed order
+  std::vector<std::string> pools;              // pool names, in the listed order
 };
 result<farm_models> parse_models(std::string_view body);
 

@@ -71,7 +71,8 @@ std::optional<std::uint64_t> count(const json::object& o, const char* key) {
   if (!v) return std::nullopt;
   if (v->is_uint64()) return v->as_uint64();
   if (v->is_int64() && v->as_int64() >= 0) return static_cast<std::uint64_t>(v->as_int64());
-  if (v->is_double() && v->as_double() >= 0 && v->as_double() < 1e18) return static_cast<std::uint64_t>(v->as_double());
+  if (v->is_double() && v->as_double() >= 0 && v->as_double() < 1e18)
+    return static_cast<std::uint64_t>(v->as_double());
   return std::nullopt;
 }
 
@@ -96,10 +97,12 @@ chunk_info parse_chunk(std::string_view data) {
   out.json = true;
   const auto& o = v.get_object();
   if (auto* e = o.if_contains("error")) {
-    if (e->is_string()) out.error = std::string(e->get_string());
+    if (e->is_string())
+      out.error = std::string(e->get_string());
     else if (auto* eo = e->if_object(); eo && eo->contains("message") && eo->at("message").is_string())
       out.error = std::string(eo->at("message").get_string());
-    else out.error = json::serialize(*e);
+    else
+      out.error = json::serialize(*e);
   }
   if (auto* ch = o.if_contains("choices"); ch && ch->is_array()) {
     for (const auto& c : ch->get_array()) {

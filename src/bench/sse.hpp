@@ -42,9 +42,9 @@ class sse_parser {
 };
 
 struct chunk_info {
-  bool done = false;          // "[DONE]"
-  bool json = false;          // the data parsed as a JSON object
-  bool has_text = false;      // generated text in this chunk (content or reasoning), non-empty
+  bool done = false;      // "[DONE]"
+  bool json = false;      // the data parsed as a JSON object
+  bool has_text = false;  // generated text in this chunk (content or reasoning), non-empty
   std::size_t text_bytes = 0;
   std::optional<std::uint64_t> prompt_tokens, completion_tokens;  // final chunk: usage or timings
   std::optional<std::string> error;  // {"error": {...}} or {"error": "..."}: its message

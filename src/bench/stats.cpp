@@ -40,8 +40,10 @@ struct accumulator {
   std::vector<double> ttft, itl, e2e;
   void add(const request_record& r, std::size_t bucket) {
     ++s.requests;
-    if (r.ok) ++s.ok;
-    else ++s.errors[r.error.empty() ? "unknown" : r.error];
+    if (r.ok)
+      ++s.ok;
+    else
+      ++s.errors[r.error.empty() ? "unknown" : r.error];
     if (r.ok) {
       e2e.push_back(r.end_s - r.start_s);
       if (r.ttft_s >= 0) ttft.push_back(r.ttft_s);
@@ -97,7 +99,7 @@ summary summarize(const std::vector<request_record>& records, double wall_s) {
 
 json::object to_json(const distribution& d) {
   return {{"count", d.count}, {"mean", d.mean}, {"min", d.min}, {"max", d.max},
-          {"p50", d.p50}, {"p95", d.p95}, {"p99", d.p99}};
+          {"p50", d.p50},     {"p95", d.p95},   {"p99", d.p99}};
 }
 
 json::object to_json(const pool_summary& p) {
@@ -118,8 +120,11 @@ json::object to_json(const pool_summary& p) {
   o["requests_per_s"] = p.requests_per_s;
   json::array series;
   for (const auto& s : p.series)
-    series.push_back(json::object{{"t", s.t}, {"requests", s.requests}, {"errors", s.errors},
-                                  {"prompt_tokens", s.prompt_tokens}, {"completion_tokens", s.completion_tokens}});
+    series.push_back(json::object{{"t", s.t},
+                                  {"requests", s.requests},
+                                  {"errors", s.errors},
+                                  {"prompt_tokens", s.prompt_tokens},
+                                  {"completion_tokens", s.completion_tokens}});
   o["series"] = std::move(series);
   return o;
 }

@@ -7,28 +7,27 @@
 // second over the measured wall time, and a per-second time series for the plots.
 #pragma once
 
+#include <boost/json.hpp>
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
-#include <boost/json.hpp>
-
 namespace agifarm::bench {
 
 struct request_record {
-  std::string pool;       // the gateway pool that served it ("" = unknown model)
-  std::string model;      // the name the request asked for (pool or alias)
-  std::string kind;       // workload part: chat | agents | long
-  double start_s = 0;     // sent, seconds since the bench started
-  double end_s = 0;       // last byte or failure
+  std::string pool;    // the gateway pool that served it ("" = unknown model)
+  std::string model;   // the name the request asked for (pool or alias)
+  std::string kind;    // workload part: chat | agents | long
+  double start_s = 0;  // sent, seconds since the bench started
+  double end_s = 0;    // last byte or failure
   bool ok = false;
-  std::string error;      // "" when ok; else its kind: connect, timeout, http_<status>, stream, backend
+  std::string error;  // "" when ok; else its kind: connect, timeout, http_<status>, stream, backend
   std::string error_detail;
-  double ttft_s = -1;     // first generated text; -1 when none arrived
-  std::vector<double> itl_s;  // gaps between successive chunks carrying text
+  double ttft_s = -1;                                      // first generated text; -1 when none arrived
+  std::vector<double> itl_s;                               // gaps between successive chunks carrying text
   std::uint64_t prompt_tokens = 0, completion_tokens = 0;  // from the final chunk (usage / timings)
-  std::size_t chunks = 0;  // chunks with text
+  std::size_t chunks = 0;                                  // chunks with text
 };
 
 // Percentile q in [0, 100] of values (need not be sorted); 0 for an empty set.
@@ -50,11 +49,11 @@ struct pool_summary {
   std::uint64_t requests = 0;  // sent and finished (ok or not)
   std::uint64_t ok = 0;
   std::map<std::string, std::uint64_t> errors;  // kind -> count
-  distribution ttft, itl, e2e;                    // seconds; e2e and ttft of ok requests
+  distribution ttft, itl, e2e;                  // seconds; e2e and ttft of ok requests
   std::uint64_t prompt_tokens = 0, completion_tokens = 0;
-  double prompt_tps = 0, completion_tps = 0;      // tokens over the bench's wall time
+  double prompt_tps = 0, completion_tps = 0;  // tokens over the bench's wall time
   double requests_per_s = 0;
-  std::vector<series_point> series;               // one point per second of wall time
+  std::vector<series_point> series;  // one point per second of wall time
 };
 
 struct summary {

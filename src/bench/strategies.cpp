@@ -1,6 +1,7 @@
 #include "bench/strategies.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -13,8 +14,6 @@
 #include <ostream>
 #include <set>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "farm/state.hpp"
 
@@ -29,10 +28,26 @@ namespace {
 
 // llama-server flags that place the model on devices; a `cpu` candidate drops them (value-taking ones
 // with their value).
-const std::set<std::string> k_placement_with_value{"-ngl", "--n-gpu-layers", "--gpu-layers", "-ts", "--tensor-split",
-                                                   "-sm", "--split-mode", "-mg", "--main-gpu", "-ot", "--override-tensor",
-                                                   "--rpc", "-ncmoe", "--n-cpu-moe", "-dev", "--device", "-c",
-                                                   "--ctx-size", "-np", "--parallel"};
+const std::set<std::string> k_placement_with_value{"-ngl",
+                                                   "--n-gpu-layers",
+                                                   "--gpu-layers",
+                                                   "-ts",
+                                                   "--tensor-split",
+                                                   "-sm",
+                                                   "--split-mode",
+                                                   "-mg",
+                                                   "--main-gpu",
+                                                   "-ot",
+                                                   "--override-tensor",
+                                                   "--rpc",
+                                                   "-ncmoe",
+                                                   "--n-cpu-moe",
+                                                   "-dev",
+                                                   "--device",
+                                                   "-c",
+                                                   "--ctx-size",
+                                                   "-np",
+                                                   "--parallel"};
 const std::set<std::string> k_placement_flags{"-cmoe", "--cpu-moe"};
 
 int role_ctx(const plan::plan_document& doc, const std::string& model) {
@@ -56,7 +71,8 @@ struct proc_result {
 };
 
 // Runs argv to completion (stdout and stderr to log_path), killing it after timeout.
-proc_result run_process(const std::vector<std::string>& argv, const std::string& log_path, std::chrono::seconds timeout) {
+proc_result run_process(const std::vector<std::string>& argv, const std::string& log_path,
+                        std::chrono::seconds timeout) {
   proc_result r;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
@@ -101,7 +117,9 @@ bool alive(int pid) {
   return rp == std::string::npos || rp + 2 >= s.size() || (s[rp + 2] != 'Z' && s[rp + 2] != 'X');
 }
 
-std::string tail(const std::string& s, std::size_t n = 1500) { return s.size() <= n ? s : "..." + s.substr(s.size() - n); }
+std::string tail(const std::string& s, std::size_t n = 1500) {
+  return s.size() <= n ? s : "..." + s.substr(s.size() - n);
+}
 
 }  // namespace
 
@@ -114,8 +132,11 @@ result<plan::deployment> deployment_for_candidate(const plan::plan_document& doc
     return doc.chosen;
   }
   if (c.strategy != "cpu")
-    return make_error(fmt::format("the plan carries command lines for its recommended deployment only, not for this {} "
-                                  "candidate", c.strategy), 2);
+    return make_error(
+        fmt::format("the plan carries command lines for its recommended deployment only, not for this {} "
+                    "candidate",
+                    c.strategy),
+        2);
   const plan::backend_spec* tmpl = nullptr;
   for (const auto& b : doc.chosen.backends)
     if (b.kind == plan::backend_kind::llama_server && b.model == c.model) {
@@ -125,7 +146,8 @@ result<plan::deployment> deployment_for_candidate(const plan::plan_document& doc
   std::string file;
   for (const auto& m : doc.models)
     if (m.name == c.model) file = m.file;
-  if (!tmpl && file.empty()) return make_error(fmt::format("the plan names no file for model {}", c.model), 2);
+  if (!tmpl && file.empty())
+    return make_error(fmt::format("the plan names no file for model {}", c.model), 2);
   int agents = std::max(1, c.agents);
   int ctx = role_ctx(doc, c.model);
   if (c.max_ctx > 0) ctx = std::min(ctx, c.max_ctx);
@@ -147,8 +169,8 @@ result<plan::deployment> deployment_for_candidate(const plan::plan_document& doc
   } else {
     b.args = {"-m", file};
   }
-  for (auto a : {std::string("-c"), std::to_string(ctx * agents), std::string("-np"), std::to_string(agents),
-                 std::string("-ngl"), std::string("0")})
+  for (const auto& a : {std::string("-c"), std::to_string(ctx * agents), std::string("-np"),
+                        std::to_string(agents), std::string("-ngl"), std::string("0")})
     b.args.push_back(a);
   b.slots = agents;
   b.ctx = ctx * agents;
@@ -170,9 +192,13 @@ result<std::vector<strategy_outcome>> run_strategies(const strategies_options& o
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto doc = plan::parse_plan_document(text);
   if (!doc) return make_error(fmt::format("--plan {}: {}", o.plan_file, doc.err().message), 2);
-  bool any = std::any_of(doc->candidates.begin(), doc->candidates.end(), [](const auto& c) { return c.feasible; });
-  if (!any) return make_error(fmt::format("--plan {}: no feasible strategy to run (the plan has {} candidates, none fits)",
-                                          o.plan_file, doc->candidates.size()), 2);
+  bool any =
+      std::any_of(doc->candidates.begin(), doc->candidates.end(), [](const auto& c) { return c.feasible; });
+  if (!any)
+    return make_error(
+        fmt::format("--plan {}: no feasible strategy to run (the plan has {} candidates, none fits)",
+                    o.plan_file, doc->candidates.size()),
+        2);
   std::string exe = o.agifarm_exe;
   if (exe.empty()) {
     std::error_code ec;
@@ -209,7 +235,8 @@ result<std::vector<strategy_outcome>> run_strategies(const strategies_options& o
     int slots = 0;
     for (const auto& b : dep->backends) slots += b.kind == plan::backend_kind::llama_server ? b.slots : 0;
     so.concurrency = o.concurrency > 0 ? o.concurrency : std::max(1, std::max(c.agents, slots));
-    auto dir = (fs::path(work) / fmt::format("{}-{}-{}", i, c.model == "*" ? "all" : c.model, c.strategy)).string();
+    auto dir =
+        (fs::path(work) / fmt::format("{}-{}-{}", i, c.model == "*" ? "all" : c.model, c.strategy)).string();
     fs::remove_all(dir, ec);
     fs::create_directories(dir, ec);
     auto plan_path = dir + "/plan.json";
@@ -218,8 +245,10 @@ result<std::vector<strategy_outcome>> run_strategies(const strategies_options& o
       f << json::serialize(json::object{{"deployment", plan::to_json(*dep)}});
     }
     auto state_dir = dir + "/state";
-    progress << fmt::format("agifarm bench: {} {}: starting the farm ({})\n", c.model, c.strategy, c.summary) << std::flush;
-    std::vector<std::string> up{exe, "up", "--detach", "--plan", plan_path, "--state-dir", state_dir, "--listen", "127.0.0.1:0"};
+    progress << fmt::format("agifarm bench: {} {}: starting the farm ({})\n", c.model, c.strategy, c.summary)
+             << std::flush;
+    std::vector<std::string> up{exe,           "up",      "--detach", "--plan",     plan_path,
+                                "--state-dir", state_dir, "--listen", "127.0.0.1:0"};
     if (!o.llama_bin.empty()) {
       up.push_back("--llama-bin");
       up.push_back(o.llama_bin);
@@ -248,8 +277,9 @@ result<std::vector<strategy_outcome>> run_strategies(const strategies_options& o
       }
     };
     if (upr.exit_code != 0) {
-      so.error = fmt::format("the farm did not start ({}): {}", upr.timed_out ? "timed out" : fmt::format("exit {}", upr.exit_code),
-                             tail(upr.output));
+      so.error =
+          fmt::format("the farm did not start ({}): {}",
+                      upr.timed_out ? "timed out" : fmt::format("exit {}", upr.exit_code), tail(upr.output));
       stop();
       out.push_back(std::move(so));
       continue;
@@ -259,13 +289,16 @@ result<std::vector<strategy_outcome>> run_strategies(const strategies_options& o
     auto st = farm::farm_state_from_json(stext);
     result<endpoint> ep = st ? parse_url(st->endpoint) : result<endpoint>(st.err());
     if (!ep) {
-      so.error = fmt::format("cannot find the farm's endpoint in {}/farm.json: {}", state_dir, ep.err().message);
+      so.error =
+          fmt::format("cannot find the farm's endpoint in {}/farm.json: {}", state_dir, ep.err().message);
       stop();
       out.push_back(std::move(so));
       continue;
     }
-    progress << fmt::format("agifarm bench: {} {}: {} s of {} at concurrency {} against {}\n", c.model, c.strategy,
-                            o.duration_s, workload_name(o.workload.kind), so.concurrency, ep->url()) << std::flush;
+    progress << fmt::format("agifarm bench: {} {}: {} s of {} at concurrency {} against {}\n", c.model,
+                            c.strategy, o.duration_s, workload_name(o.workload.kind), so.concurrency,
+                            ep->url())
+             << std::flush;
     bench_options bo;
     bo.ep = *ep;
     bo.workload = o.workload;
@@ -295,16 +328,18 @@ result<std::vector<strategy_outcome>> run_strategies(const strategies_options& o
 }
 
 std::string format_strategies(const std::vector<strategy_outcome>& r) {
-  std::string out = fmt::format("{:<14} {:<15} {:>5} {:>9} {:>7} {:>24} {:>24}  {}\n", "model", "strategy", "conc", "requests",
-                                "errors", "stream tok/s meas/pred", "total tok/s meas/pred", "");
+  std::string out =
+      fmt::format("{:<14} {:<15} {:>5} {:>9} {:>7} {:>24} {:>24}  {}\n", "model", "strategy", "conc",
+                  "requests", "errors", "stream tok/s meas/pred", "total tok/s meas/pred", "");
   for (const auto& s : r) {
     if (!s.ran) {
       out += fmt::format("{:<14} {:<15} {}\n", s.model, s.strategy,
                          s.skipped.empty() ? "failed: " + s.error : "skipped: " + s.skipped);
       continue;
     }
-    out += fmt::format("{:<14} {:<15} {:>5} {:>9} {:>7} {:>24} {:>24}  {}\n", s.model, s.strategy, s.concurrency, s.requests,
-                       s.errors, fmt::format("{:.1f} / {:.1f}", s.measured_stream_tps, s.predicted_decode_tps),
+    out += fmt::format("{:<14} {:<15} {:>5} {:>9} {:>7} {:>24} {:>24}  {}\n", s.model, s.strategy,
+                       s.concurrency, s.requests, s.errors,
+                       fmt::format("{:.1f} / {:.1f}", s.measured_stream_tps, s.predicted_decode_tps),
                        fmt::format("{:.1f} / {:.1f}", s.measured_generated_tps, s.predicted_aggregate_tps),
                        s.error.empty() ? s.summary : s.error);
   }
@@ -314,12 +349,21 @@ std::string format_strategies(const std::vector<strategy_outcome>& r) {
 json::array to_json(const std::vector<strategy_outcome>& r) {
   json::array a;
   for (const auto& s : r) {
-    json::object o{{"model", s.model}, {"strategy", s.strategy}, {"summary", s.summary}, {"ran", s.ran},
-                   {"concurrency", s.concurrency}, {"requests", s.requests}, {"errors", s.errors},
-                   {"prompt_tokens", s.prompt_tokens}, {"completion_tokens", s.completion_tokens},
-                   {"predicted_decode_tps", s.predicted_decode_tps}, {"predicted_aggregate_decode_tps", s.predicted_aggregate_tps},
-                   {"predicted_prefill_tps", s.predicted_prefill_tps}, {"measured_stream_tps", s.measured_stream_tps},
-                   {"measured_generated_tps", s.measured_generated_tps}, {"measured_prompt_tps", s.measured_prompt_tps},
+    json::object o{{"model", s.model},
+                   {"strategy", s.strategy},
+                   {"summary", s.summary},
+                   {"ran", s.ran},
+                   {"concurrency", s.concurrency},
+                   {"requests", s.requests},
+                   {"errors", s.errors},
+                   {"prompt_tokens", s.prompt_tokens},
+                   {"completion_tokens", s.completion_tokens},
+                   {"predicted_decode_tps", s.predicted_decode_tps},
+                   {"predicted_aggregate_decode_tps", s.predicted_aggregate_tps},
+                   {"predicted_prefill_tps", s.predicted_prefill_tps},
+                   {"measured_stream_tps", s.measured_stream_tps},
+                   {"measured_generated_tps", s.measured_generated_tps},
+                   {"measured_prompt_tps", s.measured_prompt_tps},
                    {"processes_left", s.processes_left}};
     if (!s.skipped.empty()) o["skipped"] = s.skipped;
     if (!s.error.empty()) o["error"] = s.error;

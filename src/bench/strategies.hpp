@@ -25,12 +25,12 @@ namespace agifarm::bench {
 
 struct strategies_options {
   std::string plan_file;
-  std::string agifarm_exe;   // the agifarm binary (default: this process's /proc/self/exe)
-  std::string llama_bin;     // passed to `up --llama-bin` when not empty
-  std::string work_dir;      // state directories go here ("" = a fresh directory under $TMPDIR)
+  std::string agifarm_exe;    // the agifarm binary (default: this process's /proc/self/exe)
+  std::string llama_bin;      // passed to `up --llama-bin` when not empty
+  std::string work_dir;       // state directories go here ("" = a fresh directory under $TMPDIR)
   workload_options workload;  // the fixed workload of every strategy
   double duration_s = 10;
-  int concurrency = 0;        // 0: the candidate's agents
+  int concurrency = 0;  // 0: the candidate's agents
   std::size_t max_requests = 0;
   std::chrono::milliseconds request_timeout{60000};
   int up_timeout_s = 300;
@@ -39,11 +39,11 @@ struct strategies_options {
 struct strategy_outcome {
   std::string model, strategy, summary;
   bool ran = false;
-  std::string skipped;   // why it did not run (ran = false)
-  std::string error;     // ran but failed (farm did not start, bench failed, processes left)
+  std::string skipped;  // why it did not run (ran = false)
+  std::string error;    // ran but failed (farm did not start, bench failed, processes left)
   double predicted_decode_tps = 0, predicted_aggregate_tps = 0, predicted_prefill_tps = 0;
-  double measured_generated_tps = 0;   // all streams together
-  double measured_stream_tps = 0;      // one stream: 1 / mean inter-token latency
+  double measured_generated_tps = 0;  // all streams together
+  double measured_stream_tps = 0;     // one stream: 1 / mean inter-token latency
   double measured_prompt_tps = 0;
   int concurrency = 0;
   std::uint64_t requests = 0, errors = 0, prompt_tokens = 0, completion_tokens = 0;

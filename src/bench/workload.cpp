@@ -1,9 +1,9 @@
 #include "bench/workload.hpp"
 
-#include <array>
-
-#include <boost/json.hpp>
 #include <fmt/format.h>
+
+#include <array>
+#include <boost/json.hpp>
 
 namespace agifarm::bench {
 namespace json = boost::json;
@@ -11,20 +11,26 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::array<std::string_view, 96> k_words{
-    "the", "model", "request", "farm", "server", "memory", "token", "cache", "prefix", "agent", "tool", "call",
-    "result", "value", "error", "return", "function", "string", "number", "list", "file", "read", "write", "open",
-    "close", "search", "query", "answer", "question", "reason", "step", "plan", "code", "test", "build", "run",
-    "time", "fast", "slow", "large", "small", "first", "last", "next", "before", "after", "because", "while",
-    "every", "each", "some", "many", "few", "more", "less", "good", "better", "best", "simple", "clear",
-    "data", "table", "row", "column", "index", "key", "field", "type", "name", "path", "node", "graph",
-    "page", "user", "client", "network", "stream", "batch", "queue", "slot", "layer", "weight", "expert", "device",
-    "explain", "describe", "compare", "summarize", "check", "find", "show", "make", "use", "keep", "give", "take"};
+    "the",    "model",    "request", "farm",    "server",   "memory",  "token",     "cache",    "prefix",
+    "agent",  "tool",     "call",    "result",  "value",    "error",   "return",    "function", "string",
+    "number", "list",     "file",    "read",    "write",    "open",    "close",     "search",   "query",
+    "answer", "question", "reason",  "step",    "plan",     "code",    "test",      "build",    "run",
+    "time",   "fast",     "slow",    "large",   "small",    "first",   "last",      "next",     "before",
+    "after",  "because",  "while",   "every",   "each",     "some",    "many",      "few",      "more",
+    "less",   "good",     "better",  "best",    "simple",   "clear",   "data",      "table",    "row",
+    "column", "index",    "key",     "field",   "type",     "name",    "path",      "node",     "graph",
+    "page",   "user",     "client",  "network", "stream",   "batch",   "queue",     "slot",     "layer",
+    "weight", "expert",   "device",  "explain", "describe", "compare", "summarize", "check",    "find",
+    "show",   "make",     "use",     "keep",    "give",     "take"};
 
-constexpr std::array<std::string_view, 8> k_personas{
-    "You are the code agent: write and fix code.",       "You are the search agent: find facts in documents.",
-    "You are the test agent: write unit tests.",         "You are the review agent: review changes for bugs.",
-    "You are the planner agent: break tasks into steps.", "You are the shell agent: run commands and read output.",
-    "You are the docs agent: write user documentation.", "You are the data agent: query tables and summarize."};
+constexpr std::array<std::string_view, 8> k_personas{"You are the code agent: write and fix code.",
+                                                     "You are the search agent: find facts in documents.",
+                                                     "You are the test agent: write unit tests.",
+                                                     "You are the review agent: review changes for bugs.",
+                                                     "You are the planner agent: break tasks into steps.",
+                                                     "You are the shell agent: run commands and read output.",
+                                                     "You are the docs agent: write user documentation.",
+                                                     "You are the data agent: query tables and summarize."};
 
 }  // namespace
 
@@ -38,10 +44,14 @@ result<workload_kind> parse_workload(std::string_view name) {
 
 std::string_view workload_name(workload_kind k) {
   switch (k) {
-    case workload_kind::chat: return "chat";
-    case workload_kind::agents: return "agents";
-    case workload_kind::long_context: return "long";
-    case workload_kind::mix: return "mix";
+    case workload_kind::chat:
+      return "chat";
+    case workload_kind::agents:
+      return "agents";
+    case workload_kind::long_context:
+      return "long";
+    case workload_kind::mix:
+      return "mix";
   }
   return "mix";
 }
@@ -49,7 +59,9 @@ std::string_view workload_name(workload_kind k) {
 workload::workload(workload_options o, workload_targets t) : o_(o), t_(std::move(t)), rng_(o.seed) {
   // A part with no target borrows another's; with none at all the body names no model (the gateway
   // then routes to its only pool).
-  std::vector<std::string> any = !t_.chat.empty() ? t_.chat : !t_.agents.empty() ? t_.agents : t_.long_context;
+  std::vector<std::string> any = !t_.chat.empty()     ? t_.chat
+                                 : !t_.agents.empty() ? t_.agents
+                                                      : t_.long_context;
   if (any.empty()) any.push_back("");
   for (auto* v : {&t_.chat, &t_.agents, &t_.long_context})
     if (v->empty()) *v = any;
@@ -77,8 +89,8 @@ std::string workload::words(int n) {
   return out;
 }
 
-request_spec workload::make(const std::string& kind, const std::string& model, const std::vector<message>& msgs,
-                             int max_tokens) {
+request_spec workload::make(const std::string& kind, const std::string& model,
+                            const std::vector<message>& msgs, int max_tokens) {
   json::array m;
   std::size_t n_words = 0;
   for (const auto& x : msgs) {
@@ -106,7 +118,8 @@ request_spec workload::next_chat(int worker) {
   auto& c = conv_[static_cast<std::size_t>(worker)];
   if (c.turns >= o_.chat_max_turns) c = conversation{};
   if (c.messages.empty()) c.messages.push_back({"system", "You are a helpful assistant. Answer briefly."});
-  std::uniform_int_distribution<int> len(o_.chat_user_words_min, std::max(o_.chat_user_words_min, o_.chat_user_words_max));
+  std::uniform_int_distribution<int> len(o_.chat_user_words_min,
+                                         std::max(o_.chat_user_words_min, o_.chat_user_words_max));
   c.messages.push_back({"user", words(len(rng_)) + "?"});
   ++c.turns;
   c.last_was_chat = true;
@@ -123,18 +136,23 @@ request_spec workload::next_agents() {
 }
 
 request_spec workload::next_long() {
-  std::vector<message> msgs{{"system", "Read the document and answer the question. Think step by step."},
-                            {"user", "Document:\n" + words(o_.long_words) + "\n\nQuestion: " + words(12) + "?"}};
+  std::vector<message> msgs{
+      {"system", "Read the document and answer the question. Think step by step."},
+      {"user", "Document:\n" + words(o_.long_words) + "\n\nQuestion: " + words(12) + "?"}};
   const auto& model = t_.long_context[long_rr_++ % t_.long_context.size()];
   return make("long", model, msgs, o_.long_max_tokens);
 }
 
 request_spec workload::next(int worker) {
-  if (worker >= 0 && static_cast<std::size_t>(worker) < conv_.size()) conv_[static_cast<std::size_t>(worker)].last_was_chat = false;
+  if (worker >= 0 && static_cast<std::size_t>(worker) < conv_.size())
+    conv_[static_cast<std::size_t>(worker)].last_was_chat = false;
   switch (o_.kind) {
-    case workload_kind::chat: return next_chat(worker);
-    case workload_kind::agents: return next_agents();
-    case workload_kind::long_context: return next_long();
+    case workload_kind::chat:
+      return next_chat(worker);
+    case workload_kind::agents:
+      return next_agents();
+    case workload_kind::long_context:
+      return next_long();
     case workload_kind::mix: {
       std::uniform_int_distribution<int> pick(0, 9);
       int p = pick(rng_);

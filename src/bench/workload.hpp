@@ -37,7 +37,7 @@ struct workload_options {
   int chat_max_turns = 6;
   int chat_user_words_min = 10, chat_user_words_max = 40;
   int chat_max_tokens = 48;
-  int agents = 8;                 // distinct agent personas sharing the prefix
+  int agents = 8;  // distinct agent personas sharing the prefix
   int agent_prefix_words = 400;
   int agent_task_words = 30;
   int agent_max_tokens = 32;
@@ -52,9 +52,9 @@ struct workload_targets {
 };
 
 struct request_spec {
-  std::string kind;   // chat | agents | long
+  std::string kind;  // chat | agents | long
   std::string model;
-  std::string body;   // the JSON request body
+  std::string body;  // the JSON request body
   int max_tokens = 0;
   std::size_t prompt_words = 0;  // words of text in the messages (a rough size)
 };
@@ -81,7 +81,8 @@ class workload {
     bool last_was_chat = false;
   };
   std::string words(int n);
-  request_spec make(const std::string& kind, const std::string& model, const std::vector<message>& msgs, int max_tokens);
+  request_spec make(const std::string& kind, const std::string& model, const std::vector<message>& msgs,
+                    int max_tokens);
   request_spec next_chat(int worker);
   request_spec next_agents();
   request_spec next_long();

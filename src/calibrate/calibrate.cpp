@@ -99,7 +99,8 @@ std::vector<replay_case> build_cases(const std::vector<measurement>& rows, const
       auto entry = synth::find_model(cat.models, x.model);
       auto mix = synth::parse_quant_mix(x.quant);
       if (!entry || !mix) {
-        skip(!entry ? entry.err().message : fmt::format("quant mix '{}' is not one agifarm lays out", x.quant));
+        skip(!entry ? entry.err().message
+                    : fmt::format("quant mix '{}' is not one agifarm lays out", x.quant));
         continue;
       }
       auto s = shape_of(*entry, *mix);
@@ -182,18 +183,22 @@ std::vector<replay_case> build_cases(const std::vector<measurement>& rows, const
     hw::gpu first_gpu;
     first_gpu.pcie_gen = first->pcie_gen;
     first_gpu.pcie_lanes = first->pcie_lanes;
-    si.offload_link_bytes_per_s = node_of[0] == 0 ? hw::gpu_pcie_link("row", first_gpu).bandwidth_bytes_per_s : 0;
+    si.offload_link_bytes_per_s =
+        node_of[0] == 0 ? hw::gpu_pcie_link("row", first_gpu).bandwidth_bytes_per_s : 0;
     // hops: a boundary between devices; RPC when either side is on another machine, and the last
     // remote device's return to machine 0
     const double net_bw = (x.network_gbit > 0 ? x.network_gbit : hw::k_default_ethernet_gbit) * 1e9 / 8;
-    const double net_lat = x.network_latency_ms > 0 ? x.network_latency_ms * 1e-3 : hw::k_default_ethernet_latency_s;
+    const double net_lat =
+        x.network_latency_ms > 0 ? x.network_latency_ms * 1e-3 : hw::k_default_ethernet_latency_s;
     const double pcie_bw = hw::pcie_bandwidth_bytes_per_s(first->pcie_gen, first->pcie_lanes);
     bool any_remote = false;
     for (std::size_t i = 0; i < node_of.size(); ++i) {
       if (node_of[i] != 0) any_remote = true;
       if (i + 1 == node_of.size()) break;
-      if (node_of[i] != 0 || node_of[i + 1] != 0) si.hops.push_back({net_bw, net_lat, true});
-      else si.hops.push_back({pcie_bw, hw::k_default_pcie_latency_s, false});
+      if (node_of[i] != 0 || node_of[i + 1] != 0)
+        si.hops.push_back({net_bw, net_lat, true});
+      else
+        si.hops.push_back({pcie_bw, hw::k_default_pcie_latency_s, false});
     }
     if (any_remote) si.hops.push_back({net_bw, net_lat, true});
     if (args->split == plan::split_mode::row && units.size() > 1) {
@@ -338,8 +343,10 @@ double loss(const std::vector<replay_case>& fit_cases, calibration& p) {
     if (k.prior > 0) l += k_ridge * std::pow(std::log(*k.value / k.prior), 2);
   for (const auto& r : evaluate(fit_cases, p)) {
     if (!r.skip.empty()) continue;
-    if (r.measured_decode > 0) l += std::pow(std::log(std::max(1e-9, r.predicted_decode) / r.measured_decode), 2);
-    if (r.measured_prefill > 0) l += std::pow(std::log(std::max(1e-9, r.predicted_prefill) / r.measured_prefill), 2);
+    if (r.measured_decode > 0)
+      l += std::pow(std::log(std::max(1e-9, r.predicted_decode) / r.measured_decode), 2);
+    if (r.measured_prefill > 0)
+      l += std::pow(std::log(std::max(1e-9, r.predicted_prefill) / r.measured_prefill), 2);
   }
   return l;
 }
@@ -384,22 +391,27 @@ std::string format_report(const std::vector<row_result>& results) {
   auto pct = [](double e) { return fmt::format("{:+.0f}%", 100 * e); };
   for (split part : {split::fit, split::holdout}) {
     out += fmt::format("{} rows\n", to_string(part));
-    out += fmt::format("  {:<52} {:<16} {:>9} {:>9} {:>6}   {:>8} {:>8} {:>6}\n", "id", "setup", "pp pred", "pp meas",
-                       "err", "tg pred", "tg meas", "err");
+    out += fmt::format("  {:<52} {:<16} {:>9} {:>9} {:>6}   {:>8} {:>8} {:>6}\n", "id", "setup", "pp pred",
+                       "pp meas", "err", "tg pred", "tg meas", "err");
     for (const auto& r : results) {
       if (r.part != part || !r.skip.empty()) continue;
       auto cell = [&](double p, double m, double e) {
-        return m > 0 ? fmt::format("{:>9.1f} {:>9.1f} {:>6}", p, m, pct(e)) : fmt::format("{:>9} {:>9} {:>6}", "-", "-", "");
+        return m > 0 ? fmt::format("{:>9.1f} {:>9.1f} {:>6}", p, m, pct(e))
+                     : fmt::format("{:>9} {:>9} {:>6}", "-", "-", "");
       };
-      out += fmt::format("  {:<52} {:<16} {}   {}{}{}\n", r.id, r.setup, cell(r.predicted_prefill, r.measured_prefill, r.prefill_error()),
-                         cell(r.predicted_decode, r.measured_decode, r.decode_error()), r.within_goal() ? "" : "  (outside goal)",
-                         r.outlier ? "  [outlier, not counted]" : "");
+      out +=
+          fmt::format("  {:<52} {:<16} {}   {}{}{}\n", r.id, r.setup,
+                      cell(r.predicted_prefill, r.measured_prefill, r.prefill_error()),
+                      cell(r.predicted_decode, r.measured_decode, r.decode_error()),
+                      r.within_goal() ? "" : "  (outside goal)", r.outlier ? "  [outlier, not counted]" : "");
     }
     const auto s = summarize(results, part);
-    out += fmt::format("  {}: {} of {} rows within the goal ({:.0f}%), {} off by more than 2x; median |error| decode {:.0f}%, "
-                       "prefill {:.0f}%\n\n",
-                       to_string(part), s.within, s.rows, 100 * s.share_within(), s.off_2x, 100 * s.median_abs_decode,
-                       100 * s.median_abs_prefill);
+    out += fmt::format(
+        "  {}: {} of {} rows within the goal ({:.0f}%), {} off by more than 2x; median |error| decode "
+        "{:.0f}%, "
+        "prefill {:.0f}%\n\n",
+        to_string(part), s.within, s.rows, 100 * s.share_within(), s.off_2x, 100 * s.median_abs_decode,
+        100 * s.median_abs_prefill);
   }
   out += "not replayed\n";
   for (const auto& r : results)
@@ -410,17 +422,21 @@ std::string format_report(const std::vector<row_result>& results) {
 std::string format_params(const calibration& cal) {
   const plan::speed_params& p = cal.speed;
   std::string out = "generations (decode bandwidth share, prefill FP16-peak share):\n";
-  for (const auto& g : p.generations) out += fmt::format("  {{\"{}\", {:.3g}, {:.3g}}},\n", g.generation, g.bw, g.flops);
+  for (const auto& g : p.generations)
+    out += fmt::format("  {{\"{}\", {:.3g}, {:.3g}}},\n", g.generation, g.bw, g.flops);
   out += "GPU prefill speed by weight type, relative to Q4_K:\n";
   for (const auto& t : p.gpu_types) out += fmt::format("  {{\"{}\", {:.3g}}},\n", t.type, t.factor);
   out += fmt::format(
-      "gpu_expert_flops {:.3g}\nlayer_overhead_gpu_s {:.3g}\neta_host_expert {:.3g}\nhost_expert_layer_s {:.3g}\n"
-      "eta_offload_link {:.3g}\ngpu_hop_s {:.3g}\nrpc_hop_s {:.3g}\nrpc_round_trips {:.3g}\nrpc_prefill_bytes {:.3g}\n"
+      "gpu_expert_flops {:.3g}\nlayer_overhead_gpu_s {:.3g}\neta_host_expert {:.3g}\nhost_expert_layer_s "
+      "{:.3g}\n"
+      "eta_offload_link {:.3g}\ngpu_hop_s {:.3g}\nrpc_hop_s {:.3g}\nrpc_round_trips "
+      "{:.3g}\nrpc_prefill_bytes {:.3g}\n"
       "row_layer_sync_s {:.3g}\nrow_prefill_factor {:.3g}\ngpu_expert_bw {:.3g}\n",
-      p.gpu_expert_flops, p.layer_overhead_gpu_s, p.eta_host_expert, p.host_expert_layer_s, p.eta_offload_link, p.gpu_hop_s,
-      p.rpc_hop_s, p.rpc_round_trips, p.rpc_prefill_bytes, p.row_layer_sync_s, p.row_prefill_factor, p.gpu_expert_bw);
-  out += fmt::format("builds before May 2024: layer overhead x{:.3g}, prefill efficiency x{:.3g}\n", cal.legacy_overhead,
-                     cal.legacy_flops);
+      p.gpu_expert_flops, p.layer_overhead_gpu_s, p.eta_host_expert, p.host_expert_layer_s,
+      p.eta_offload_link, p.gpu_hop_s, p.rpc_hop_s, p.rpc_round_trips, p.rpc_prefill_bytes,
+      p.row_layer_sync_s, p.row_prefill_factor, p.gpu_expert_bw);
+  out += fmt::format("builds before May 2024: layer overhead x{:.3g}, prefill efficiency x{:.3g}\n",
+                     cal.legacy_overhead, cal.legacy_flops);
   return out;
 }
 

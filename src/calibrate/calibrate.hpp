@@ -41,7 +41,7 @@ std::string_view to_string(split s);
 // A replayable row: its shape, placement and the speed model's inputs for the prefill and decode tests.
 struct replay_case {
   const measurement* row = nullptr;
-  std::string skip;                 // non-empty: not replayed (the reason)
+  std::string skip;  // non-empty: not replayed (the reason)
   std::shared_ptr<const plan::model_shape> shape;
   std::shared_ptr<const plan::memory_estimate> placement;
   plan::speed_input prefill, decode;  // shape/placement pointers into the two above
@@ -81,7 +81,7 @@ struct calibration {
   double legacy_overhead = 1.0;
   double legacy_flops = 1.0;
 };
-calibration default_calibration();  // default_speed_params() and the fitted legacy factors
+calibration default_calibration();            // default_speed_params() and the fitted legacy factors
 bool is_legacy_build(std::string_view date);  // "2023-12", "2024-03" -> true; "2024-05" -> false
 
 std::vector<row_result> evaluate(const std::vector<replay_case>& cases, const calibration& params);

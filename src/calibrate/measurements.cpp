@@ -57,10 +57,12 @@ replay parse_replay(const yaml_reader& r, const YAML::Node& c) {
   for (const auto& s : strings(r, c, "nodes")) {
     char* end = nullptr;
     const long v = std::strtol(s.c_str(), &end, 10);
-    if (s.empty() || *end || v < 0 || v > 64) r.fail(c["nodes"], "nodes", fmt::format("'{}' is not a machine index 0..64", s));
+    if (s.empty() || *end || v < 0 || v > 64)
+      r.fail(c["nodes"], "nodes", fmt::format("'{}' is not a machine index 0..64", s));
     x.nodes.push_back(static_cast<int>(v));
   }
-  if (!x.nodes.empty() && x.nodes.size() != x.gpus.size()) r.fail(c["nodes"], "nodes", "needs one machine per GPU");
+  if (!x.nodes.empty() && x.nodes.size() != x.gpus.size())
+    r.fail(c["nodes"], "nodes", "needs one machine per GPU");
   if (r.has(c, "args")) x.args = r.str(c, "args");
   if (r.has(c, "prompt")) x.prompt = r.integer(c, "prompt", 1, 1 << 20);
   if (r.has(c, "gen")) x.gen = r.integer(c, "gen", 1, 1 << 20);
@@ -70,9 +72,12 @@ replay parse_replay(const yaml_reader& r, const YAML::Node& c) {
   if (r.has(c, "network_latency_ms")) x.network_latency_ms = r.number(c, "network_latency_ms", 0, 1e4);
   if (r.has(c, "use")) {
     const std::string u = r.str(c, "use");
-    if (u == "decode") x.use_prefill = false;
-    else if (u == "prefill") x.use_decode = false;
-    else if (u != "both") r.fail(c["use"], "use", fmt::format("'{}' is not decode, prefill or both", u));
+    if (u == "decode")
+      x.use_prefill = false;
+    else if (u == "prefill")
+      x.use_decode = false;
+    else if (u != "both")
+      r.fail(c["use"], "use", fmt::format("'{}' is not decode, prefill or both", u));
   }
   if (r.has(c, "outlier")) x.outlier = r.str(c, "outlier");
   if (r.has(c, "why")) x.why = r.str(c, "why");

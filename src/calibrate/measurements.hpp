@@ -30,14 +30,14 @@ struct replay {
   double network_gbit = 0;        // between machines (rpc rows)
   double network_latency_ms = 0;  // one way; 0 = agifarm's default for the link
   bool use_prefill = true, use_decode = true;  // false: that figure is not comparable (stated in `why`)
-  std::string outlier;            // non-empty: reported, never fitted, not counted in the goal
-  std::string skip;               // non-empty: not replayed, the reason
-  std::string why;                // a note on the approximations made
+  std::string outlier;                         // non-empty: reported, never fitted, not counted in the goal
+  std::string skip;                            // non-empty: not replayed, the reason
+  std::string why;                             // a note on the approximations made
 };
 
 struct measurement {
   std::string id, setup, model_name, source;
-  std::string date;  // as written ("2024-05", "2025-10-18"), "" when null
+  std::string date;                        // as written ("2024-05", "2025-10-18"), "" when null
   double prefill_tps = 0, decode_tps = 0;  // 0: not measured
   std::optional<replay> calib;
   int line = 0;

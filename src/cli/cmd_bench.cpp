@@ -4,11 +4,11 @@
 // Drives a running farm's OpenAI endpoint with streaming load and reports TTFT / ITL / e2e percentiles
 // and tokens/s per pool (bench/driver.hpp, bench/report.hpp); or runs each feasible strategy of a plan
 // on this machine and prints measured beside predicted tokens/s (bench/strategies.hpp).
+#include <fmt/format.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
-
-#include <fmt/format.h>
 
 #include "bench/driver.hpp"
 #include "bench/report.hpp"
@@ -60,7 +60,10 @@ result<bench::endpoint> find_endpoint(const bench_flags& f) {
     if (ff->gateway.listen_port > 0) {
       const auto& h = ff->gateway.listen_host;
       bool any = h.empty() || h == "0.0.0.0" || h == "::";
-      listen = fmt::format("{}:{}", any ? "127.0.0.1" : h.find(':') != std::string::npos ? "[" + h + "]" : h,
+      listen = fmt::format("{}:{}",
+                           any                                ? "127.0.0.1"
+                           : h.find(':') != std::string::npos ? "[" + h + "]"
+                                                              : h,
                            ff->gateway.listen_port);
     }
     if (api_key.empty() && !ff->gateway.api_keys.empty()) api_key = ff->gateway.api_keys.front().key;
@@ -69,8 +72,10 @@ result<bench::endpoint> find_endpoint(const bench_flags& f) {
     return with_key(bench::parse_url(st->endpoint));
   if (!listen.empty()) return with_key(bench::parse_url("http://" + listen));
   if (!f.farm_file.empty())
-    return make_error(fmt::format("{}: no running farm (no endpoint in {}/farm.json); start it with `agifarm up {}`",
-                                  f.farm_file, state_dir, f.farm_file), 1);
+    return make_error(
+        fmt::format("{}: no running farm (no endpoint in {}/farm.json); start it with `agifarm up {}`",
+                    f.farm_file, state_dir, f.farm_file),
+        1);
   return with_key(bench::parse_url("http://127.0.0.1:8080"));
 }
 
@@ -94,8 +99,10 @@ void run(const bench_flags& f) {
     so.work_dir = f.out + "/strategies";
     auto r = bench::run_strategies(so, std::cerr);
     if (!r) fail(r.err());
-    if (f.json) std::cout << boost::json::serialize(boost::json::object{{"strategies", bench::to_json(*r)}}) << '\n';
-    else std::cout << bench::format_strategies(*r);
+    if (f.json)
+      std::cout << boost::json::serialize(boost::json::object{{"strategies", bench::to_json(*r)}}) << '\n';
+    else
+      std::cout << bench::format_strategies(*r);
     bool bad = std::any_of(r->begin(), r->end(), [](const auto& s) { return !s.error.empty(); });
     bool ran = std::any_of(r->begin(), r->end(), [](const auto& s) { return s.ran; });
     if (bad || !ran) throw CLI::RuntimeError(1);
@@ -112,7 +119,9 @@ void run(const bench_flags& f) {
   o.request_timeout = timeout;
   o.models = f.models;
   o.max_requests = f.max_requests;
-  if (!f.json) std::cerr << fmt::format("agifarm bench: {} for {} s, {} concurrent, against {}\n", f.workload, f.duration, o.concurrency, ep->url());
+  if (!f.json)
+    std::cerr << fmt::format("agifarm bench: {} for {} s, {} concurrent, against {}\n", f.workload,
+                             f.duration, o.concurrency, ep->url());
   auto r = bench::run_bench(o);
   if (!r) fail(r.err());
   auto path = bench::write_report(*r, f.out);
@@ -139,28 +148,35 @@ void run(const bench_flags& f) {
 
 void add_bench_command(CLI::App& app) {
   static bench_flags f;
-  auto* cmd = app.add_subcommand("bench", "Drive a running farm with realistic streaming load (chat, agents with shared "
-                                          "prefixes, long context) and report TTFT, inter-token latency and tokens/s per "
-                                          "pool; or run a plan's strategies one after another and measure each");
-  auto* farm_opt = cmd->add_option("--farm", f.farm_file, "the farm file of the running farm (its endpoint and API key)")
-                       ->check(CLI::ExistingFile);
+  auto* cmd =
+      app.add_subcommand("bench",
+                         "Drive a running farm with realistic streaming load (chat, agents with shared "
+                         "prefixes, long context) and report TTFT, inter-token latency and tokens/s per "
+                         "pool; or run a plan's strategies one after another and measure each");
+  auto* farm_opt =
+      cmd->add_option("--farm", f.farm_file, "the farm file of the running farm (its endpoint and API key)")
+          ->check(CLI::ExistingFile);
   cmd->add_option("--url", f.url, "the farm's endpoint, e.g. http://127.0.0.1:8080")->excludes(farm_opt);
   cmd->add_option("--workload", f.workload, "chat | agents | long | mix (default mix)");
   cmd->add_option("--duration", f.duration, "seconds of load (default 30)")->check(CLI::Range(0.1, 86400.0));
-  cmd->add_option("--concurrency", f.concurrency, "streams in flight (default 4; with --strategies: each candidate's agents)")
+  cmd->add_option("--concurrency", f.concurrency,
+                  "streams in flight (default 4; with --strategies: each candidate's agents)")
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--out", f.out, "directory for bench.json and report.html (default ./agifarm-bench)");
   cmd->add_flag("--json", f.json, "print the results as JSON");
-  cmd->add_option("--model", f.models, "send every request to this model or alias (repeatable; default: fast / code / "
-                                       "think for chat / agents / long when the farm has them, else every pool)");
+  cmd->add_option("--model", f.models,
+                  "send every request to this model or alias (repeatable; default: fast / code / "
+                  "think for chat / agents / long when the farm has them, else every pool)");
   cmd->add_option("--api-key", f.api_key, "API key (default $AGIFARM_API_KEY, or the farm file's first key)");
   cmd->add_option("--seed", f.seed, "workload seed (same seed, same requests)");
   cmd->add_option("--timeout", f.timeout, "seconds per request before it counts as a timeout (default 120)")
       ->check(CLI::Range(0.1, 86400.0));
-  cmd->add_option("--max-requests", f.max_requests, "stop sending after this many requests (default: no limit)");
+  cmd->add_option("--max-requests", f.max_requests,
+                  "stop sending after this many requests (default: no limit)");
   cmd->add_option("--plan", f.plan_file, "with --strategies: the plan (JSON from `agifarm plan --json`)");
-  cmd->add_flag("--strategies", f.strategies, "run each feasible strategy of --plan on this machine, measure it, "
-                                              "print measured beside predicted tokens/s");
+  cmd->add_flag("--strategies", f.strategies,
+                "run each feasible strategy of --plan on this machine, measure it, "
+                "print measured beside predicted tokens/s");
   cmd->add_option("--llama-bin", f.llama_bin, "with --strategies: directory with llama-server");
   cmd->callback([] { run(f); });
 }

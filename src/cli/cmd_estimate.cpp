@@ -3,12 +3,11 @@
 // that command line. Devices: the inventory's GPUs in order, or N identical devices, or the --rpc
 // servers of the command line (RPC0, RPC1, ... as llama.cpp names them). For an architecture whose
 // graph agifarm does not replay (or with --llama on) it asks llama.cpp itself (fit/fit.hpp) and says so.
-#include <boost/json.hpp>
 #include <fmt/format.h>
-
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -29,8 +28,11 @@ namespace {
 constexpr double k_mib = 1024.0 * 1024.0;
 
 boost::json::object mem_json(const plan::device_memory& m) {
-  return {{"name", m.name}, {"model_bytes", m.model_bytes}, {"context_bytes", m.context_bytes},
-          {"compute_bytes", m.compute_bytes}, {"total_bytes", m.total_bytes}};
+  return {{"name", m.name},
+          {"model_bytes", m.model_bytes},
+          {"context_bytes", m.context_bytes},
+          {"compute_bytes", m.compute_bytes},
+          {"total_bytes", m.total_bytes}};
 }
 
 [[noreturn]] void fail(const error& e) {
@@ -42,7 +44,8 @@ boost::json::object mem_json(const plan::device_memory& m) {
 
 void add_estimate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "estimate", "Predict llama.cpp's per-device memory (model / context / compute) for a llama-server command line");
+      "estimate",
+      "Predict llama.cpp's per-device memory (model / context / compute) for a llama-server command line");
   static std::string inventory_file;
   static int n_devices = -1;
   static std::uint64_t device_gib = 24;
@@ -56,15 +59,20 @@ void add_estimate_command(CLI::App& app) {
   cmd->add_option("--devices", n_devices, "N identical devices (plus the host) instead of an inventory");
   cmd->add_option("--device-gib", device_gib, "memory of each --devices device in GiB (default 24)");
   cmd->add_flag("--json", as_json, "print JSON");
-  cmd->add_option("--tool", tool, "whose reservation to model: llama-server (logits for one token per slot) or llama-fit-params (a whole micro-batch)")
+  cmd->add_option("--tool", tool,
+                  "whose reservation to model: llama-server (logits for one token per slot) or "
+                  "llama-fit-params (a whole micro-batch)")
       ->check(CLI::IsMember({"llama-server", "llama-fit-params"}));
   cmd->add_flag("--speed", with_speed,
-                "also predict decode / prefill tokens/s (GPU figures from the inventory; the host from this machine's discovery)");
-  cmd->add_option("--llama", ask_llama,
-                  "ask llama.cpp itself (llama-fit-params over loopback RPC devices): auto = for architectures "
-                  "whose graph agifarm does not replay, when a llama.cpp build is found")
+                "also predict decode / prefill tokens/s (GPU figures from the inventory; the host from this "
+                "machine's discovery)");
+  cmd->add_option(
+         "--llama", ask_llama,
+         "ask llama.cpp itself (llama-fit-params over loopback RPC devices): auto = for architectures "
+         "whose graph agifarm does not replay, when a llama.cpp build is found")
       ->check(CLI::IsMember({"auto", "on", "off"}));
-  cmd->add_option("--llama-bin", llama_bin, "llama.cpp binaries (default $AGIFARM_LLAMA_BIN or agifarm's own build)");
+  cmd->add_option("--llama-bin", llama_bin,
+                  "llama.cpp binaries (default $AGIFARM_LLAMA_BIN or agifarm's own build)");
   cmd->add_option("server_args", server, "llama-server arguments (after --)")->required();
   cmd->callback([] {
     auto args = plan::parse_server_args(server);
@@ -75,18 +83,23 @@ void add_estimate_command(CLI::App& app) {
     if (!shape) fail(shape.err());
     std::vector<plan::device_desc> devices = plan::rpc_devices(args->rpc);
     // RPC servers and devices the inventory does not describe: the speed model's GPU defaults
-    const plan::compute_unit unknown_gpu{"rpc", plan::k_default_gpu_bandwidth, plan::k_default_gpu_fp16_tflops * 1e12, false};
+    const plan::compute_unit unknown_gpu{"rpc", plan::k_default_gpu_bandwidth,
+                                         plan::k_default_gpu_fp16_tflops * 1e12, false};
     std::vector<plan::compute_unit> units(devices.size(), unknown_gpu);
     std::optional<plan::compute_unit> host;  // from the inventory's first node, else this machine
     double first_gpu_link = 0;
     std::vector<std::string> host_defaults;  // host figures that are defaults, stated as warnings
     auto note_defaults = [&](const hw::node& n) {
       if (n.ram_bandwidth_source == "catalogue")
-        host_defaults.push_back(fmt::format("{}: RAM bandwidth {:.1f} GB/s is a default (CPU not in data/cpus.yaml, "
-                                            "ram_bandwidth_gbs not declared)", n.name, n.ram_bandwidth_bytes_per_s / 1e9));
+        host_defaults.push_back(
+            fmt::format("{}: RAM bandwidth {:.1f} GB/s is a default (CPU not in data/cpus.yaml, "
+                        "ram_bandwidth_gbs not declared)",
+                        n.name, n.ram_bandwidth_bytes_per_s / 1e9));
       if (n.cpu_peak_flops <= 0)
-        host_defaults.push_back(fmt::format("{}: CPU compute is a default of 500 GFLOP/s (CPU not in data/cpus.yaml, "
-                                            "cpu.ghz not declared)", n.name));
+        host_defaults.push_back(
+            fmt::format("{}: CPU compute is a default of 500 GFLOP/s (CPU not in data/cpus.yaml, "
+                        "cpu.ghz not declared)",
+                        n.name));
     };
     if (!inventory_file.empty()) {
       auto cat = hw::load_default_catalogue();
@@ -121,9 +134,13 @@ void add_estimate_command(CLI::App& app) {
       fit::fit_request req;
       req.llama_bin = bin;
       req.n_devices = static_cast<int>(devices.size());
-      req.work_dir = (std::filesystem::temp_directory_path() / fmt::format("agifarm-fit-{}", ::getpid())).string();
+      req.work_dir =
+          (std::filesystem::temp_directory_path() / fmt::format("agifarm-fit-{}", ::getpid())).string();
       for (std::size_t i = 0; i < server.size(); ++i) {
-        if (server[i] == "--rpc") { ++i; continue; }  // the devices are ours, sized like the planned ones
+        if (server[i] == "--rpc") {
+          ++i;
+          continue;
+        }  // the devices are ours, sized like the planned ones
         req.server_args.push_back(server[i]);
       }
       supervise::posix_launcher launcher;
@@ -137,9 +154,12 @@ void add_estimate_command(CLI::App& app) {
       as_fit.n_outputs_max = 0;
       auto ours_fit = plan::estimate_memory(*shape, as_fit, devices);
       if (!ours_fit) fail(ours_fit.err());
-      auto adjust = [&](plan::device_memory& d, const plan::device_memory& mine, const plan::device_memory& mine_fit) {
-        const auto delta = static_cast<std::int64_t>(mine.compute_bytes) - static_cast<std::int64_t>(mine_fit.compute_bytes);
-        d.compute_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(0, static_cast<std::int64_t>(d.compute_bytes) + delta));
+      auto adjust = [&](plan::device_memory& d, const plan::device_memory& mine,
+                        const plan::device_memory& mine_fit) {
+        const auto delta =
+            static_cast<std::int64_t>(mine.compute_bytes) - static_cast<std::int64_t>(mine_fit.compute_bytes);
+        d.compute_bytes = static_cast<std::uint64_t>(
+            std::max<std::int64_t>(0, static_cast<std::int64_t>(d.compute_bytes) + delta));
         d.total_bytes = d.model_bytes + d.context_bytes + d.compute_bytes;
       };
       ours = *est;
@@ -152,13 +172,18 @@ void add_estimate_command(CLI::App& app) {
       est->host = theirs->host;
       source = "llama-fit-params";
       est->warnings.erase(std::remove_if(est->warnings.begin(), est->warnings.end(),
-                                         [](const std::string& w) { return w.find("generic estimate") != std::string::npos; }),
+                                         [](const std::string& w) {
+                                           return w.find("generic estimate") != std::string::npos;
+                                         }),
                           est->warnings.end());
-      notes.push_back(fmt::format("memory from llama.cpp itself ({}/llama-fit-params over {} loopback RPC devices, MiB "
-                                  "precision){}", bin, req.n_devices,
-                                  args->n_outputs_max == 0 ? "" : "; compute adjusted to llama-server's one output row per slot"));
+      notes.push_back(fmt::format(
+          "memory from llama.cpp itself ({}/llama-fit-params over {} loopback RPC devices, MiB "
+          "precision){}",
+          bin, req.n_devices,
+          args->n_outputs_max == 0 ? "" : "; compute adjusted to llama-server's one output row per slot"));
     } else if (!exact && !have_llama) {
-      notes.push_back(fmt::format("no llama.cpp build at {} to ask: the compute column is agifarm's generic estimate", bin));
+      notes.push_back(fmt::format(
+          "no llama.cpp build at {} to ask: the compute column is agifarm's generic estimate", bin));
     }
     plan::speed_estimate speed;
     if (with_speed) {
@@ -219,7 +244,8 @@ void add_estimate_command(CLI::App& app) {
     }
     fmt::print("{}: {} layers, n_ctx {} ({} x {} cells), flash attention {}\n", args->model, shape->n_layer,
                est->n_ctx, est->n_stream, est->n_ctx_seq, est->flash_attn ? "on" : "off");
-    fmt::print("{:<28} {:>10} {:>10} {:>10} {:>10}   [MiB]\n", "device", "total", "model", "context", "compute");
+    fmt::print("{:<28} {:>10} {:>10} {:>10} {:>10}   [MiB]\n", "device", "total", "model", "context",
+               "compute");
     auto row = [](const plan::device_memory& d) {
       fmt::print("{:<28} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.0f}\n", d.name, d.total_bytes / k_mib,
                  d.model_bytes / k_mib, d.context_bytes / k_mib, d.compute_bytes / k_mib);
@@ -227,8 +253,8 @@ void add_estimate_command(CLI::App& app) {
     for (const auto& d : est->devices) row(d);
     row(est->host);
     if (with_speed)
-      fmt::print("predicted: decode {:.1f} tok/s, prefill {:.1f} tok/s, {:.1f} tok/s with {} slots busy\n", speed.decode_tps,
-                 speed.prefill_tps, speed.aggregate_decode_tps, est->n_slots);
+      fmt::print("predicted: decode {:.1f} tok/s, prefill {:.1f} tok/s, {:.1f} tok/s with {} slots busy\n",
+                 speed.decode_tps, speed.prefill_tps, speed.aggregate_decode_tps, est->n_slots);
     if (ours) {
       fmt::print("agifarm's own estimate, for comparison:\n");
       for (const auto& d : ours->devices) row(d);

@@ -1,13 +1,13 @@
 // agifarm hw [--json] [--no-measure] [--remeasure] | agifarm hw --inventory FILE [--json]
 // | agifarm hw --ssh user@host [--ssh ...] [--ssh-option ARG ...] [--agifarm PATH] [--no-measure] [-o FILE]
 // Discovers this machine (or validates an inventory file, or writes one from other machines) and prints it.
-#include <boost/json.hpp>
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <unistd.h>
 
 #include "cli/commands.hpp"
 #include "hw/hw.hpp"
@@ -44,20 +44,26 @@ void write_atomically(const std::string& path, const std::string& text) {
 }  // namespace
 
 void add_hw_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("hw", "Discover this machine's GPUs, CPU and RAM, or validate an inventory file");
+  auto* cmd =
+      app.add_subcommand("hw", "Discover this machine's GPUs, CPU and RAM, or validate an inventory file");
   static std::string inventory_file, catalogue_file;
   static bool as_json = false, no_measure = false, remeasure = false;
   static std::vector<std::string> ssh_targets, ssh_options;
   static std::string agifarm_path, output_file;
-  cmd->add_option("--inventory", inventory_file, "validate and print this inventory (YAML) instead of discovering");
-  cmd->add_option("--catalogue", catalogue_file, "GPU catalogue to use (default: gpus.yaml in the data directory)");
+  cmd->add_option("--inventory", inventory_file,
+                  "validate and print this inventory (YAML) instead of discovering");
+  cmd->add_option("--catalogue", catalogue_file,
+                  "GPU catalogue to use (default: gpus.yaml in the data directory)");
   cmd->add_flag("--json", as_json, "print JSON");
-  cmd->add_flag("--no-measure", no_measure, "do not measure RAM bandwidth; use the cached or catalogue figure");
+  cmd->add_flag("--no-measure", no_measure,
+                "do not measure RAM bandwidth; use the cached or catalogue figure");
   cmd->add_flag("--remeasure", remeasure, "measure RAM bandwidth again even if a cached figure exists");
   cmd->add_option("--ssh", ssh_targets,
                   "write an inventory from these machines' own discovery (user@host[:port], repeatable)");
-  cmd->add_option("--ssh-option", ssh_options, "an extra ssh argument, one word each (--ssh-option=-F --ssh-option=FILE)");
-  cmd->add_option("--agifarm", agifarm_path, "with --ssh: the agifarm binary on those machines (default: agifarm on PATH)");
+  cmd->add_option("--ssh-option", ssh_options,
+                  "an extra ssh argument, one word each (--ssh-option=-F --ssh-option=FILE)");
+  cmd->add_option("--agifarm", agifarm_path,
+                  "with --ssh: the agifarm binary on those machines (default: agifarm on PATH)");
   cmd->add_option("-o,--output", output_file, "with --ssh: write the inventory here (default: print it)");
   cmd->callback([] {
     auto cat = catalogue_file.empty() ? hw::load_default_catalogue() : hw::load_catalogue(catalogue_file);
@@ -71,10 +77,12 @@ void add_hw_command(CLI::App& app) {
     }
     if (!ssh_targets.empty()) {
       if (!inventory_file.empty() || as_json || remeasure) {
-        std::cerr << "agifarm hw: --ssh writes an inventory; it does not go with --inventory, --json or --remeasure\n";
+        std::cerr << "agifarm hw: --ssh writes an inventory; it does not go with --inventory, --json or "
+                     "--remeasure\n";
         throw CLI::RuntimeError(2);
       }
-      remote::ssh_shell shell(remote::ssh_settings{.options = ssh_options, .control_dir = remote::default_control_dir()});
+      remote::ssh_shell shell(
+          remote::ssh_settings{.options = ssh_options, .control_dir = remote::default_control_dir()});
       hw::remote_inventory_options opt;
       opt.targets = ssh_targets;
       opt.agifarm_path = agifarm_path;

@@ -1,7 +1,7 @@
 // agifarm inspect FILE.gguf [...] [--json]
-#include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <boost/json.hpp>
 #include <iostream>
 
 #include "cli/commands.hpp"
@@ -15,22 +15,39 @@ boost::json::object to_json(const gguf::summary& s) {
   boost::json::object by_class, by_type;
   for (const auto& [k, v] : s.tensor_bytes_by_class) by_class[k] = v;
   for (const auto& [k, v] : s.bytes_by_type) by_type[k] = v;
-  return {{"file", s.file}, {"name", s.name}, {"gguf_version", s.version}, {"architecture", s.architecture},
-          {"n_layers", s.n_layers}, {"n_embd", s.n_embd}, {"n_head", s.n_head}, {"n_head_kv", s.n_head_kv},
-          {"key_length", s.key_length}, {"value_length", s.value_length}, {"context_length", s.context_length},
-          {"n_vocab", s.n_vocab}, {"n_ff", s.n_ff}, {"n_experts", s.n_experts}, {"n_experts_used", s.n_experts_used},
-          {"n_ff_exp", s.n_ff_exp}, {"n_params", s.n_params}, {"n_tensors", s.n_tensors}, {"n_split", s.n_split},
-          {"file_bytes", s.file_bytes}, {"tensor_bytes_by_class", by_class}, {"bytes_by_type", by_type}};
+  return {{"file", s.file},
+          {"name", s.name},
+          {"gguf_version", s.version},
+          {"architecture", s.architecture},
+          {"n_layers", s.n_layers},
+          {"n_embd", s.n_embd},
+          {"n_head", s.n_head},
+          {"n_head_kv", s.n_head_kv},
+          {"key_length", s.key_length},
+          {"value_length", s.value_length},
+          {"context_length", s.context_length},
+          {"n_vocab", s.n_vocab},
+          {"n_ff", s.n_ff},
+          {"n_experts", s.n_experts},
+          {"n_experts_used", s.n_experts_used},
+          {"n_ff_exp", s.n_ff_exp},
+          {"n_params", s.n_params},
+          {"n_tensors", s.n_tensors},
+          {"n_split", s.n_split},
+          {"file_bytes", s.file_bytes},
+          {"tensor_bytes_by_class", by_class},
+          {"bytes_by_type", by_type}};
 }
 
 void print_human(const gguf::summary& s) {
   fmt::print("{}\n", s.file);
   fmt::print("  architecture   {}{}\n", s.architecture, s.name.empty() ? "" : fmt::format("  ({})", s.name));
-  fmt::print("  parameters     {:.3f} B   file {}{}\n", static_cast<double>(s.n_params) / 1e9, human_bytes(s.file_bytes, 2),
-             s.n_split > 1 ? fmt::format(" in {} parts", s.n_split) : "");
-  fmt::print("  layers {}  embd {}  heads {} (kv {})  head dim k/v {}/{}  ctx {}  vocab {}\n", s.n_layers, s.n_embd,
-             s.n_head, s.n_head_kv, s.key_length, s.value_length, s.context_length, s.n_vocab);
-  if (s.n_experts) fmt::print("  experts {} (used {})  expert ffn {}\n", s.n_experts, s.n_experts_used, s.n_ff_exp);
+  fmt::print("  parameters     {:.3f} B   file {}{}\n", static_cast<double>(s.n_params) / 1e9,
+             human_bytes(s.file_bytes, 2), s.n_split > 1 ? fmt::format(" in {} parts", s.n_split) : "");
+  fmt::print("  layers {}  embd {}  heads {} (kv {})  head dim k/v {}/{}  ctx {}  vocab {}\n", s.n_layers,
+             s.n_embd, s.n_head, s.n_head_kv, s.key_length, s.value_length, s.context_length, s.n_vocab);
+  if (s.n_experts)
+    fmt::print("  experts {} (used {})  expert ffn {}\n", s.n_experts, s.n_experts_used, s.n_ff_exp);
   fmt::print("  bytes by tensor class:\n");
   for (const auto& [k, v] : s.tensor_bytes_by_class)
     if (v) fmt::print("    {:<18} {:>12}\n", k, human_bytes(v, 2));
@@ -56,8 +73,10 @@ void add_inspect_command(CLI::App& app) {
         continue;
       }
       auto s = gguf::summarize(*m);
-      if (as_json) std::cout << boost::json::serialize(to_json(s)) << "\n";
-      else print_human(s);
+      if (as_json)
+        std::cout << boost::json::serialize(to_json(s)) << "\n";
+      else
+        print_human(s);
     }
     if (rc) throw CLI::RuntimeError(rc);
   });

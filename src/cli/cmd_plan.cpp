@@ -2,9 +2,9 @@
 // Every strategy for every model on the inventory (or this machine), ranked, with a recommendation and
 // the deployment that runs it. Exit 3 when nothing fits, 2 for bad input. Memory measured by earlier
 // farms (<state dir>/measured-memory.json) sizes the margins, and the plan says so (--no-measured: not).
-#include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <boost/json.hpp>
 #include <filesystem>
 #include <iostream>
 
@@ -37,7 +37,8 @@ result<plan::role_request> parse_role(const std::string& text) {
     }
   }
   parts.push_back(cur);
-  if (parts.empty() || parts[0].empty()) return make_error(fmt::format("--role '{}': expected NAME:MODEL:ctx=N:agents=N", text), 2);
+  if (parts.empty() || parts[0].empty())
+    return make_error(fmt::format("--role '{}': expected NAME:MODEL:ctx=N:agents=N", text), 2);
   r.name = parts[0];
   for (std::size_t i = 1; i < parts.size(); ++i) {
     const auto& p = parts[i];
@@ -68,7 +69,8 @@ result<plan::role_request> parse_role(const std::string& text) {
 }  // namespace
 
 void add_plan_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("plan", "Compare every strategy for your models on your hardware and recommend one");
+  auto* cmd =
+      app.add_subcommand("plan", "Compare every strategy for your models on your hardware and recommend one");
   static std::string inventory_file;
   static std::vector<std::string> model_files, role_texts;
   static bool as_json = false;
@@ -77,17 +79,21 @@ void add_plan_command(CLI::App& app) {
   static bool no_measured = false;
   cmd->add_option("--inventory", inventory_file, "inventory YAML (default: discover this machine)");
   cmd->add_option("--model", model_files, "GGUF model file (repeatable); NAME=FILE names it")->required();
-  cmd->add_option("--role", role_texts, "NAME[:MODEL][:ctx=N][:agents=N] (repeatable; default fast, code, think)");
+  cmd->add_option("--role", role_texts,
+                  "NAME[:MODEL][:ctx=N][:agents=N] (repeatable; default fast, code, think)");
   cmd->add_option("--kv-type", kv_type, "KV cache type of the planned backends (f16, q8_0, q4_0)");
   cmd->add_flag("--json", as_json, "print the plan document (docs/plan-format.md)");
-  cmd->add_option("--llama", ask_llama,
-                  "auto: for architectures whose graph agifarm does not replay, measure their compute buffers "
-                  "with llama.cpp's llama-fit-params (when a build is found); off: never")
+  cmd->add_option(
+         "--llama", ask_llama,
+         "auto: for architectures whose graph agifarm does not replay, measure their compute buffers "
+         "with llama.cpp's llama-fit-params (when a build is found); off: never")
       ->check(CLI::IsMember({"auto", "off"}));
   cmd->add_option("--state-dir", state_dir,
-                  "farm state directory whose measured memory (measured-memory.json) sizes the margins (default: agifarm up's)");
+                  "farm state directory whose measured memory (measured-memory.json) sizes the margins "
+                  "(default: agifarm up's)");
   cmd->add_flag("--no-measured", no_measured, "ignore measured memory: plan with the default margins");
-  cmd->add_option("--llama-bin", llama_bin, "llama.cpp binaries (default $AGIFARM_LLAMA_BIN or agifarm's own build)");
+  cmd->add_option("--llama-bin", llama_bin,
+                  "llama.cpp binaries (default $AGIFARM_LLAMA_BIN or agifarm's own build)");
   cmd->callback([] {
     auto cat = hw::load_default_catalogue();
     if (!cat) fail(cat.err());
@@ -117,7 +123,8 @@ void add_plan_command(CLI::App& app) {
       pm.shape.file = std::filesystem::absolute(file).string();
       pm.name = name.empty() ? std::filesystem::path(file).stem().string() : name;
       if (ask_llama != "off") {
-        auto note = fit::calibrate_compute(pm.shape, llama_bin.empty() ? farm::default_llama_bin() : llama_bin);
+        auto note =
+            fit::calibrate_compute(pm.shape, llama_bin.empty() ? farm::default_llama_bin() : llama_bin);
         if (!note.empty()) notes.push_back(note);
       }
       for (const char* key : {"general.source.repo_url", "general.base_model.0.repo_url"})
@@ -142,8 +149,10 @@ void add_plan_command(CLI::App& app) {
     auto doc = plan::make_plan(inv, models, roles, opt);
     if (!doc) fail(doc.err());
     doc->notes.insert(doc->notes.begin(), notes.begin(), notes.end());
-    if (as_json) std::cout << boost::json::serialize(plan::to_json(*doc)) << "\n";
-    else std::cout << plan::format_plan(*doc);
+    if (as_json)
+      std::cout << boost::json::serialize(plan::to_json(*doc)) << "\n";
+    else
+      std::cout << plan::format_plan(*doc);
     if (!plan::plan_fits(*doc)) {
       if (as_json) fmt::print(stderr, "agifarm plan: nothing fits (see why_not / fix in the candidates)\n");
       throw CLI::RuntimeError(3);

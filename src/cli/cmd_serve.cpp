@@ -17,7 +17,8 @@ void add_serve_command(CLI::App& app) {
   static std::string config_file, listen;
   static int threads = -1;
   cmd->add_option("--config", config_file, "farm YAML file (listen, api_keys, gateway, pools)")->required();
-  cmd->add_option("--listen", listen, "override the listen address, e.g. 127.0.0.1:8080 (port 0: any free port)");
+  cmd->add_option("--listen", listen,
+                  "override the listen address, e.g. 127.0.0.1:8080 (port 0: any free port)");
   cmd->add_option("--threads", threads, "worker threads (0: one per core)");
   cmd->callback([] {
     auto cfg = gateway::load_config(config_file);
@@ -48,7 +49,8 @@ void add_serve_command(CLI::App& app) {
       throw CLI::RuntimeError(s.err().exit_code == 1 ? 1 : s.err().exit_code);
     }
     // The line scripts and tests wait for: the address actually bound.
-    std::cout << fmt::format("agifarm gateway listening on http://{}:{}", cfg->listen_host, srv.port()) << std::endl;
+    std::cout << fmt::format("agifarm gateway listening on http://{}:{}", cfg->listen_host, srv.port())
+              << std::endl;
     int sig = 0;
     sigwait(&set, &sig);
     spdlog::info("gateway: signal {}, draining", sig);

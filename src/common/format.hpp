@@ -1,10 +1,10 @@
 // Small formatting helpers shared by the CLI and the modules that print for people. Pure functions.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cstdint>
 #include <string>
-
-#include <fmt/format.h>
 
 namespace agifarm {
 

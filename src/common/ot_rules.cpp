@@ -1,10 +1,10 @@
 #include "common/ot_rules.hpp"
 
-#include "common/tensor_pattern.hpp"
-
 #include <algorithm>
 #include <map>
 #include <set>
+
+#include "common/tensor_pattern.hpp"
 
 namespace agifarm {
 namespace {
@@ -124,11 +124,14 @@ std::optional<std::vector<int>> expert_rule_layers(const std::string& pattern, i
       if (h < 0) return std::nullopt;
       experts += h;
     }
-    for (const char* t : {"attn_q.weight", "attn_k.weight", "attn_output.weight", "attn_norm.weight", "ffn_up.weight",
-                          "ffn_down.weight", "ffn_gate_inp.weight", "ffn_up_shexp.weight", "ffn_norm.weight"})
+    for (const char* t :
+         {"attn_q.weight", "attn_k.weight", "attn_output.weight", "attn_norm.weight", "ffn_up.weight",
+          "ffn_down.weight", "ffn_gate_inp.weight", "ffn_up_shexp.weight", "ffn_norm.weight"})
       if (hit(blk + t) != 0) return std::nullopt;
-    if (experts == 3) layers.push_back(l);
-    else if (experts != 0) return std::nullopt;
+    if (experts == 3)
+      layers.push_back(l);
+    else if (experts != 0)
+      return std::nullopt;
   }
   return layers;
 }
@@ -144,11 +147,12 @@ std::vector<std::string> merge_override_args(const std::vector<std::string>& arg
   for (std::size_t i = 0; i < args.size(); ++i) {
     if ((args[i] == "-ot" || args[i] == "--override-tensor") && i + 1 < args.size()) {
       if (first_ot == std::string::npos) first_ot = rest.size();
-      std::string value = args[++i];
+      const std::string& value = args[++i];
       std::size_t start = 0;
       while (start <= value.size()) {
         std::size_t comma = value.find(',', start);
-        std::string item = value.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        std::string item =
+            value.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
         start = comma == std::string::npos ? value.size() + 1 : comma + 1;
         std::size_t eq = item.find('=');
         if (eq == std::string::npos) return args;

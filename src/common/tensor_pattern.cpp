@@ -41,10 +41,12 @@ result<bool> tensor_pattern::search(std::string_view name) const {
     return boost::regex_search(name.begin(), name.end(), re_->re);
   } catch (const std::exception&) {
     // boost::regex_error (error_complexity / error_stack): the matcher hit its bound
-    return make_error(fmt::format("-ot pattern '{}' takes too long to match the tensor name '{}' (it backtracks "
-                                  "without bound; llama-server would hang on it too): write it without "
-                                  "repeated wildcards such as '.*.*' or nested repetition such as '(a*)*'",
-                                  text_, name), 2);
+    return make_error(
+        fmt::format("-ot pattern '{}' takes too long to match the tensor name '{}' (it backtracks "
+                    "without bound; llama-server would hang on it too): write it without "
+                    "repeated wildcards such as '.*.*' or nested repetition such as '(a*)*'",
+                    text_, name),
+        2);
   }
 }
 

@@ -101,7 +101,8 @@ std::optional<response> handle(const request& r, const context& c) {
   if (r.method != "GET" && !head) {
     out.status = 405;
     out.content_type = "text/plain; charset=utf-8";
-    out.body = "Method " + std::string(r.method.substr(0, 20)) + " is not allowed on " + std::string(path) + ".\n";
+    out.body =
+        "Method " + std::string(r.method.substr(0, 20)) + " is not allowed on " + std::string(path) + ".\n";
     out.headers.emplace_back("Allow", "GET, HEAD");
     return out;
   }
@@ -110,8 +111,9 @@ std::optional<response> handle(const request& r, const context& c) {
     if (key.empty() || !c.key_ok(key)) {
       out.status = 401;
       out.content_type = "text/plain; charset=utf-8";
-      out.body = "This farm has API keys: sign in with one (any user name, the key as the password), "
-                 "or send Authorization: Bearer <key>.\n";
+      out.body =
+          "This farm has API keys: sign in with one (any user name, the key as the password), "
+          "or send Authorization: Bearer <key>.\n";
       out.headers.emplace_back("WWW-Authenticate", "Basic realm=\"agifarm dashboard\", charset=\"UTF-8\"");
       out.headers.emplace_back("Cache-Control", "no-store");
       if (head) out.body.clear();

@@ -28,7 +28,7 @@ struct request {
 struct response {
   int status = 200;
   std::string content_type;
-  std::string body;  // empty for HEAD and 304
+  std::string body;                                          // empty for HEAD and 304
   std::vector<std::pair<std::string, std::string>> headers;  // ETag, Cache-Control, WWW-Authenticate, Allow
 };
 

@@ -1,9 +1,9 @@
 // emit deepspeed: a DeepSpeed ZeRO-3 config, one Hugging Face Accelerate config per machine, the launch
 // scripts and a small ZeRO-3 inference program for the plan's shard (its biggest multi-GPU backend).
-#include <boost/json.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <map>
 
 #include "emit/emit.hpp"
@@ -22,7 +22,8 @@ constexpr int k_main_port = 29500;
 std::string squash(const std::string& s) {
   std::string out;
   for (char c : s)
-    if (std::isalnum(static_cast<unsigned char>(c))) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (std::isalnum(static_cast<unsigned char>(c)))
+      out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 
@@ -38,8 +39,11 @@ bool supports_bf16(const gpu_info& g) {
   }
   std::string n = squash(g.name);
   auto has = [&](const char* x) { return n.find(x) != std::string::npos; };
-  if (g.vendor == "amd") return !(has("mi25") || has("mi50") || has("mi60") || has("mi100") || has("vega") || has("rx5") || has("rx6"));
-  for (const char* old : {"v100", "teslat4", "p100", "p40", "p4", "k80", "m40", "gtx", "rtx20", "titanv", "titanrtx", "quadro"})
+  if (g.vendor == "amd")
+    return !(has("mi25") || has("mi50") || has("mi60") || has("mi100") || has("vega") || has("rx5") ||
+             has("rx6"));
+  for (const char* old :
+       {"v100", "teslat4", "p100", "p40", "p4", "k80", "m40", "gtx", "rtx20", "titanv", "titanrtx", "quadro"})
     if (has(old)) return false;
   return true;
 }
@@ -51,7 +55,8 @@ std::string pretty(const json::value& v, int indent = 0) {
     std::string s = "{\n";
     std::size_t i = 0;
     for (const auto& [k, val] : *o)
-      s += pad + "  " + json::serialize(json::value(k)) + ": " + pretty(val, indent + 2) + (++i < o->size() ? ",\n" : "\n");
+      s += pad + "  " + json::serialize(json::value(k)) + ": " + pretty(val, indent + 2) +
+           (++i < o->size() ? ",\n" : "\n");
     return s + pad + "}";
   }
   return json::serialize(v);
@@ -75,7 +80,8 @@ result<files> emit_deepspeed(const emit_input& in, const emit_options& opt) {
       if (!db || db->kind != plan::backend_kind::rpc_server) continue;
       if (std::find(ns.begin(), ns.end(), db->node) == ns.end()) ns.push_back(db->node);
       for (int g : db->gpus)
-        if (std::find(gs[db->node].begin(), gs[db->node].end(), g) == gs[db->node].end()) gs[db->node].push_back(g);
+        if (std::find(gs[db->node].begin(), gs[db->node].end(), g) == gs[db->node].end())
+          gs[db->node].push_back(g);
     }
     std::size_t count = 0, best = 0;
     for (const auto& [n, v] : gs) count += v.size();
@@ -94,7 +100,8 @@ result<files> emit_deepspeed(const emit_input& in, const emit_options& opt) {
     per_node = std::min<int>(per_node, static_cast<int>(gpus[n].size()));
   }
   if (total == 0)
-    return make_error(fmt::format("plan: backend '{}' uses no GPU; DeepSpeed ZeRO-3 needs GPUs", shard->name), 3);
+    return make_error(fmt::format("plan: backend '{}' uses no GPU; DeepSpeed ZeRO-3 needs GPUs", shard->name),
+                      3);
   const model_info* m = find_model(in, shard->model);
 
   // Precision from the GPU generation; offload from the 16-bit weights against GPU and host memory.
@@ -103,8 +110,10 @@ result<files> emit_deepspeed(const emit_input& in, const emit_options& opt) {
   bool memory_known = true;
   for (const auto& n : nodes) {
     const node_info* ni = find_node(in, n);
-    if (!ni || ni->ram_bytes == 0) memory_known = false;
-    else ram_bytes += static_cast<double>(ni->ram_bytes);
+    if (!ni || ni->ram_bytes == 0)
+      memory_known = false;
+    else
+      ram_bytes += static_cast<double>(ni->ram_bytes);
     for (int g : gpus[n]) {
       bool found = false;
       if (ni)
@@ -120,18 +129,24 @@ result<files> emit_deepspeed(const emit_input& in, const emit_options& opt) {
   double weights = m ? 2.0 * static_cast<double>(m->n_params) : 0;
   std::string offload = "none", why;
   if (!m || m->n_params == 0 || !memory_known) {
-    why = "the plan does not give the model's size and every machine's memory: no offload (edit offload_param if it does not fit)";
+    why =
+        "the plan does not give the model's size and every machine's memory: no offload (edit offload_param "
+        "if it does not fit)";
   } else if (weights <= 0.85 * gpu_bytes) {
-    why = fmt::format("16-bit weights {:.1f} GiB fit in 85% of the {:.1f} GiB of GPU memory: no offload", weights / k_gib, gpu_bytes / k_gib);
+    why = fmt::format("16-bit weights {:.1f} GiB fit in 85% of the {:.1f} GiB of GPU memory: no offload",
+                      weights / k_gib, gpu_bytes / k_gib);
   } else if (weights - 0.85 * gpu_bytes <= 0.7 * ram_bytes) {
     offload = "cpu";
-    why = fmt::format("16-bit weights {:.1f} GiB exceed 85% of the {:.1f} GiB of GPU memory but fit in system memory: parameters offloaded to CPU",
-                      weights / k_gib, gpu_bytes / k_gib);
+    why = fmt::format(
+        "16-bit weights {:.1f} GiB exceed 85% of the {:.1f} GiB of GPU memory but fit in system memory: "
+        "parameters offloaded to CPU",
+        weights / k_gib, gpu_bytes / k_gib);
   } else {
     offload = "nvme";
-    why = fmt::format("16-bit weights {:.1f} GiB exceed 85% of the GPU memory ({:.1f} GiB) plus 70% of the system memory "
-                      "({:.1f} GiB in all): parameters offloaded to NVMe at {}",
-                      weights / k_gib, gpu_bytes / k_gib, ram_bytes / k_gib, opt.nvme_path);
+    why = fmt::format(
+        "16-bit weights {:.1f} GiB exceed 85% of the GPU memory ({:.1f} GiB) plus 70% of the system memory "
+        "({:.1f} GiB in all): parameters offloaded to NVMe at {}",
+        weights / k_gib, gpu_bytes / k_gib, ram_bytes / k_gib, opt.nvme_path);
   }
 
   json::object zero{{"stage", 3},
@@ -144,14 +159,20 @@ result<files> emit_deepspeed(const emit_input& in, const emit_options& opt) {
                     {"stage3_gather_16bit_weights_on_model_save", false}};
   if (offload == "cpu") zero["offload_param"] = json::object{{"device", "cpu"}, {"pin_memory", true}};
   if (offload == "nvme")
-    zero["offload_param"] = json::object{{"device", "nvme"}, {"nvme_path", opt.nvme_path}, {"pin_memory", true},
-                                         {"buffer_count", 5}, {"buffer_size", 100000000}, {"max_in_cpu", 1000000000}};
+    zero["offload_param"] =
+        json::object{{"device", "nvme"},  {"nvme_path", opt.nvme_path}, {"pin_memory", true},
+                     {"buffer_count", 5}, {"buffer_size", 100000000},   {"max_in_cpu", 1000000000}};
   json::object ds;
-  if (bf16) ds["bf16"] = json::object{{"enabled", true}};
-  else ds["fp16"] = json::object{{"enabled", true}};
+  if (bf16)
+    ds["bf16"] = json::object{{"enabled", true}};
+  else
+    ds["fp16"] = json::object{{"enabled", true}};
   ds["zero_optimization"] = zero;
   if (offload == "nvme")
-    ds["aio"] = json::object{{"block_size", 1048576}, {"queue_depth", 8}, {"thread_count", 1}, {"single_submit", false},
+    ds["aio"] = json::object{{"block_size", 1048576},
+                             {"queue_depth", 8},
+                             {"thread_count", 1},
+                             {"single_submit", false},
                              {"overlap_events", true}};
   ds["train_micro_batch_size_per_gpu"] = 1;
   ds["gradient_accumulation_steps"] = 1;
@@ -167,31 +188,44 @@ result<files> emit_deepspeed(const emit_input& in, const emit_options& opt) {
   std::string vendor = vendor_of(in, *shard);
   for (std::size_t rank = 0; rank < nodes.size(); ++rank) {
     const auto& n = nodes[rank];
-    std::string y = fmt::format("# agifarm: Accelerate config of machine {} ('{}') of {}. Generated by `agifarm emit deepspeed`.\n",
-                                rank, n, nodes.size());
+    std::string y = fmt::format(
+        "# agifarm: Accelerate config of machine {} ('{}') of {}. Generated by `agifarm emit deepspeed`.\n",
+        rank, n, nodes.size());
     y += "compute_environment: LOCAL_MACHINE\ndebug: false\n"
-         "deepspeed_config:\n  deepspeed_config_file: ds_zero3.json\n  deepspeed_multinode_launcher: standard\n"
+         "deepspeed_config:\n  deepspeed_config_file: ds_zero3.json\n  deepspeed_multinode_launcher: "
+         "standard\n"
          "  zero3_init_flag: true\n"
          "distributed_type: DEEPSPEED\ndowncast_bf16: false\nenable_cpu_affinity: false\n";
-    y += fmt::format("machine_rank: {}\nmain_process_ip: {}\nmain_process_port: {}\nmain_training_function: main\n", rank,
-                     json::serialize(json::value(main_ip)), k_main_port);
-    y += fmt::format("num_machines: {}\nnum_processes: {}\nrdzv_backend: static\nsame_network: true\nuse_cpu: false\n",
-                     nodes.size(), static_cast<std::size_t>(per_node) * nodes.size());
+    y += fmt::format(
+        "machine_rank: {}\nmain_process_ip: {}\nmain_process_port: {}\nmain_training_function: main\n", rank,
+        json::serialize(json::value(main_ip)), k_main_port);
+    y += fmt::format(
+        "num_machines: {}\nnum_processes: {}\nrdzv_backend: static\nsame_network: true\nuse_cpu: false\n",
+        nodes.size(), static_cast<std::size_t>(per_node) * nodes.size());
     out.push_back({fmt::format("accelerate-{}.yaml", slug(n)), y, false});
 
     std::vector<int> used(gpus[n].begin(), gpus[n].begin() + per_node);
     std::string s = "#!/usr/bin/env bash\n";
-    s += fmt::format("# agifarm: ZeRO-3 inference, machine {} ('{}') of {}. Generated by `agifarm emit deepspeed`.\n", rank, n,
-                     nodes.size());
-    s += fmt::format("#   ./{}.sh [--prompt TEXT] [--max-new-tokens N]   (run on every machine; rank 0 prints the answer)\n", slug(n));
+    s += fmt::format(
+        "# agifarm: ZeRO-3 inference, machine {} ('{}') of {}. Generated by `agifarm emit deepspeed`.\n",
+        rank, n, nodes.size());
+    s += fmt::format(
+        "#   ./{}.sh [--prompt TEXT] [--max-new-tokens N]   (run on every machine; rank 0 prints the "
+        "answer)\n",
+        slug(n));
     s += "# Stop: Ctrl-C (or SIGTERM) on any machine ends every rank.\nset -euo pipefail\n";
     s += "cd \"$(dirname \"${BASH_SOURCE[0]}\")\"\n";
     if (model_id.empty())
-      s += fmt::format("MODEL=\"${{MODEL:?set MODEL to the Hugging Face id of {} (its GGUF names none)}}\"\n", shard->model);
+      s += fmt::format("MODEL=\"${{MODEL:?set MODEL to the Hugging Face id of {} (its GGUF names none)}}\"\n",
+                       shard->model);
     else
       s += fmt::format("MODEL=\"${{MODEL:-{}}}\"\n", model_id);
-    s += fmt::format("export {}={}\n", vendor == "amd" ? "HIP_VISIBLE_DEVICES" : "CUDA_VISIBLE_DEVICES", gpu_list(used));
-    s += fmt::format("exec accelerate launch --config_file accelerate-{}.yaml zero3_generate.py --model \"$MODEL\" \"$@\"\n", slug(n));
+    s += fmt::format("export {}={}\n", vendor == "amd" ? "HIP_VISIBLE_DEVICES" : "CUDA_VISIBLE_DEVICES",
+                     gpu_list(used));
+    s += fmt::format(
+        "exec accelerate launch --config_file accelerate-{}.yaml zero3_generate.py --model \"$MODEL\" "
+        "\"$@\"\n",
+        slug(n));
     out.push_back({slug(n) + ".sh", s, true});
   }
 
@@ -249,29 +283,41 @@ if __name__ == "__main__":
   out.push_back({"zero3_generate.py", py, true});
 
   std::string readme = fmt::format(
-      "# DeepSpeed ZeRO-3 + Accelerate for this farm\n\nGenerated by `agifarm emit deepspeed` for the plan's shard: backend "
+      "# DeepSpeed ZeRO-3 + Accelerate for this farm\n\nGenerated by `agifarm emit deepspeed` for the plan's "
+      "shard: backend "
       "`{}` (model {}{}), {} GPU(s) on {} machine(s), {} process(es) per machine.\n\n",
-      shard->name, shard->model, model_id.empty() ? "" : ", Hugging Face `" + model_id + "`", total, nodes.size(), per_node);
+      shard->name, shard->model, model_id.empty() ? "" : ", Hugging Face `" + model_id + "`", total,
+      nodes.size(), per_node);
   readme += "| file | what |\n|---|---|\n| `ds_zero3.json` | DeepSpeed config: ZeRO stage 3";
   readme += bf16 ? ", bf16" : ", fp16";
   readme += offload == "none" ? "" : ", parameters offloaded to " + offload;
   readme += " |\n";
   for (std::size_t r = 0; r < nodes.size(); ++r)
-    readme += fmt::format("| `accelerate-{0}.yaml`, `{0}.sh` | machine rank {1} ({2}): Accelerate config and launch script |\n",
-                          slug(nodes[r]), r, nodes[r]);
+    readme += fmt::format(
+        "| `accelerate-{0}.yaml`, `{0}.sh` | machine rank {1} ({2}): Accelerate config and launch script |\n",
+        slug(nodes[r]), r, nodes[r]);
   readme += "| `zero3_generate.py` | the inference program the scripts launch |\n\n";
   readme += fmt::format(
-      "## Choices\n\n- Precision: {} ({}).\n- Offload: {}.\n- Main process: {}:{} (machine rank 0, node {}).\n\n",
-      bf16 ? "bf16" : "fp16", bf16 ? "every GPU is Ampere / CDNA or newer" : "at least one GPU predates bf16 support",
-      why, main_ip, k_main_port, nodes.front());
-  readme += "## Start\n\nInstall `deepspeed`, `accelerate`, `transformers` and `torch` on every machine and copy this directory "
-            "to the same path on each. Then run `./NODE.sh --prompt \"...\"` on every machine (any order; they rendezvous at "
-            "the main process). Rank 0 prints the answer.\n\n"
-            "The one-line launch on each machine is `accelerate launch --config_file accelerate-NODE.yaml zero3_generate.py "
-            "--model MODEL`.\n\n## Stop\n\nThe program exits after generating. Ctrl-C or SIGTERM on any machine stops every rank.\n";
+      "## Choices\n\n- Precision: {} ({}).\n- Offload: {}.\n- Main process: {}:{} (machine rank 0, node "
+      "{}).\n\n",
+      bf16 ? "bf16" : "fp16",
+      bf16 ? "every GPU is Ampere / CDNA or newer" : "at least one GPU predates bf16 support", why, main_ip,
+      k_main_port, nodes.front());
+  readme +=
+      "## Start\n\nInstall `deepspeed`, `accelerate`, `transformers` and `torch` on every machine and copy "
+      "this directory "
+      "to the same path on each. Then run `./NODE.sh --prompt \"...\"` on every machine (any order; they "
+      "rendezvous at "
+      "the main process). Rank 0 prints the answer.\n\n"
+      "The one-line launch on each machine is `accelerate launch --config_file accelerate-NODE.yaml "
+      "zero3_generate.py "
+      "--model MODEL`.\n\n## Stop\n\nThe program exits after generating. Ctrl-C or SIGTERM on any machine "
+      "stops every rank.\n";
   if (model_id.empty())
-    readme += "\nThe model's GGUF names no Hugging Face repository: set `MODEL` to the original (16-bit) repository before "
-              "starting; DeepSpeed does not load GGUF files.\n";
+    readme +=
+        "\nThe model's GGUF names no Hugging Face repository: set `MODEL` to the original (16-bit) "
+        "repository before "
+        "starting; DeepSpeed does not load GGUF files.\n";
   out.push_back({"README.md", readme, false});
   return out;
 }

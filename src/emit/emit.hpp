@@ -24,30 +24,30 @@
 namespace agifarm::emit {
 
 struct gpu_info {
-  int index = 0;                    // inventory index on the node (what backend_spec::gpus names)
-  std::string vendor = "nvidia";    // nvidia | amd
-  std::string name;                 // "RTX 3090", "H100 SXM", ...
+  int index = 0;                  // inventory index on the node (what backend_spec::gpus names)
+  std::string vendor = "nvidia";  // nvidia | amd
+  std::string name;               // "RTX 3090", "H100 SXM", ...
   std::uint64_t memory_bytes = 0;
-  std::string compute_capability;   // "8.6" for NVIDIA when known; empty otherwise
+  std::string compute_capability;  // "8.6" for NVIDIA when known; empty otherwise
 };
 
 struct node_info {
-  std::string name;                 // inventory node name (what backend_spec::node names)
-  std::string address;              // private address other nodes reach it on ("127.0.0.1" for a lone box)
+  std::string name;     // inventory node name (what backend_spec::node names)
+  std::string address;  // private address other nodes reach it on ("127.0.0.1" for a lone box)
   std::vector<gpu_info> gpus;
   int cpu_cores = 0;
   std::uint64_t ram_bytes = 0;
 };
 
 struct model_info {
-  std::string name;                 // model name the pools serve
-  std::string file;                 // GGUF path
-  std::string hf_repo;              // Hugging Face id ("Qwen/Qwen3-8B") named by the GGUF metadata, may be empty
-  std::string architecture;         // qwen3, qwen3moe, ...
+  std::string name;          // model name the pools serve
+  std::string file;          // GGUF path
+  std::string hf_repo;       // Hugging Face id ("Qwen/Qwen3-8B") named by the GGUF metadata, may be empty
+  std::string architecture;  // qwen3, qwen3moe, ...
   std::uint64_t n_params = 0;
   int n_layers = 0;
-  int n_heads = 0;                  // attention heads (vLLM's tensor parallel size must divide it); 0: unknown
-  int n_experts = 0;                // 0 for dense models
+  int n_heads = 0;    // attention heads (vLLM's tensor parallel size must divide it); 0: unknown
+  int n_experts = 0;  // 0 for dense models
   int n_experts_used = 0;
 };
 
@@ -56,7 +56,7 @@ struct emit_input {
   std::vector<node_info> nodes;
   std::vector<model_info> models;
   plan::deployment deployment;
-  std::string plan_json;            // the plan document as given (copied next to files that need it)
+  std::string plan_json;  // the plan document as given (copied next to files that need it)
 };
 
 // The view of a plan document (docs/plan-format.md) emit works from; plan_json is the text it came from.
@@ -67,14 +67,14 @@ result<emit_input> input_from_plan_text(std::string_view text);
 struct emit_options {
   std::string llama_bin_dir = "/opt/llama.cpp/bin";  // where llama-server / ggml-rpc-server live on the nodes
   std::string agifarm_bin = "/usr/local/bin/agifarm";
-  std::string state_dir;            // llama scripts: pid files and logs (default: $XDG_STATE_HOME/agifarm/<node>)
-  std::string image;                // compose: llama-server image (default by GPU vendor)
-  std::string rpc_image;            // compose: image with ggml-rpc-server and GGML_RPC (no published one)
+  std::string state_dir;  // llama scripts: pid files and logs (default: $XDG_STATE_HOME/agifarm/<node>)
+  std::string image;      // compose: llama-server image (default by GPU vendor)
+  std::string rpc_image;  // compose: image with ggml-rpc-server and GGML_RPC (no published one)
   std::string gateway_image = "agifarm:latest";
   std::string gateway_host = "127.0.0.1";
   int gateway_port = 8080;
-  int base_port = 8081;             // ports for llama-server backends the plan left at 0
-  std::string user = "agifarm";     // systemd: the account services run as
+  int base_port = 8081;                   // ports for llama-server backends the plan left at 0
+  std::string user = "agifarm";           // systemd: the account services run as
   std::string nvme_path = "/local_nvme";  // deepspeed: NVMe offload directory
   int vllm_base_port = 8000;
   // The farm's backend key, written to farm.env when a backend requires one (letters, digits and ._+/=:-).
@@ -92,10 +92,10 @@ inline constexpr const char* k_farm_env_file = "farm.env";
 std::string new_backend_key();
 
 struct emitted_file {
-  std::string path;                 // relative to the output directory
+  std::string path;  // relative to the output directory
   std::string content;
   bool executable = false;
-  bool secret = false;              // holds the backend key: written with mode 0600, never wider
+  bool secret = false;  // holds the backend key: written with mode 0600, never wider
 };
 
 using files = std::vector<emitted_file>;

@@ -6,7 +6,8 @@ namespace {
 
 // "https://huggingface.co/Qwen/Qwen3-8B" -> "Qwen/Qwen3-8B"; a URL of another site gives "".
 std::string hf_id(const std::string& url) {
-  for (const char* prefix : {"https://huggingface.co/", "http://huggingface.co/", "https://hf.co/", "hf.co/", "huggingface.co/"})
+  for (const char* prefix :
+       {"https://huggingface.co/", "http://huggingface.co/", "https://hf.co/", "hf.co/", "huggingface.co/"})
     if (url.rfind(prefix, 0) == 0) {
       std::string id = url.substr(std::string(prefix).size());
       while (!id.empty() && id.back() == '/') id.pop_back();

@@ -19,8 +19,8 @@ struct checked_plan {
   std::vector<std::string> node_names;       // nodes that run something, in first-appearance order
   std::string gateway_node;                  // where the gateway runs (see gateway_node_of)
   // Filled by check_farm() only:
-  std::set<std::string> keyed;               // backends that require the farm's backend key
-  std::string key;                           // the farm's backend key; empty when no backend requires one
+  std::set<std::string> keyed;  // backends that require the farm's backend key
+  std::string key;              // the farm's backend key; empty when no backend requires one
 };
 
 result<checked_plan> check(const emit_input& in, const emit_options& opt);
@@ -44,7 +44,8 @@ std::vector<std::string> key_nodes(const checked_plan& p);
 // README section "## Start order": which node starts what, dependencies first, the gateway last.
 // node_command(node) is how that node starts its part; gateway_command how the gateway starts (empty: with
 // its node's command).
-std::string start_order_md(const checked_plan& p, const std::function<std::string(const std::string&)>& node_command,
+std::string start_order_md(const checked_plan& p,
+                           const std::function<std::string(const std::string&)>& node_command,
                            const std::string& gateway_command);
 // README section "## Security" for multi-node farms: private addresses, the key, ggml-rpc-server.
 // key_install: how farm.env gets onto a node (a sentence).
@@ -66,7 +67,8 @@ std::vector<gpu_info> gpus_of(const emit_input& in, const plan::backend_spec& b)
 // replicas that require the backend key) for the plan's pools; p comes from check_farm().
 std::string gateway_yaml(const emit_input& in, const checked_plan& p, const emit_options& opt);
 // The node that runs the gateway: the node named "local" when a backend runs there; else the one with the
-// most llama-server backends, the first in inventory order on a tie (start order when the inventory is empty).
+// most llama-server backends, the first in inventory order on a tie (start order when the inventory is
+// empty).
 std::string gateway_node_of(const emit_input& in, const checked_plan& p);
 
 // Quotes a word for POSIX sh / bash (as is when it is safe, else single quotes).

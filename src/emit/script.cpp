@@ -15,10 +15,11 @@ std::string shell_ident(const std::string& name) {
 
 std::string process_script(const script_spec& spec) {
   std::string s = "#!/usr/bin/env bash\n" + spec.title;
-  s += fmt::format("#   ./{0} start    start every process of this node, dependencies first; waits until each is ready\n"
-                   "#   ./{0} stop     stop them: SIGTERM to each process group, SIGKILL after STOP_TIMEOUT seconds\n"
-                   "#   ./{0} status   show each process's state\n",
-                   spec.usage_name);
+  s += fmt::format(
+      "#   ./{0} start    start every process of this node, dependencies first; waits until each is ready\n"
+      "#   ./{0} stop     stop them: SIGTERM to each process group, SIGKILL after STOP_TIMEOUT seconds\n"
+      "#   ./{0} status   show each process's state\n",
+      spec.usage_name);
   s += spec.header + "set -euo pipefail\n\n";
   for (const auto& line : spec.settings) s += line + "\n";
   s += "START_TIMEOUT=\"${START_TIMEOUT:-600}\"\n"
@@ -29,12 +30,14 @@ std::string process_script(const script_spec& spec) {
   s += fmt::format("PROCESSES=({})  # start order\n\n", sh_join(names));
 
   for (const auto& p : spec.processes)
-    s += p.comment + fmt::format("run_{}() {{\n{}  exec {}\n}}\n\n", shell_ident(p.name), p.prelude, p.command);
+    s += p.comment +
+         fmt::format("run_{}() {{\n{}  exec {}\n}}\n\n", shell_ident(p.name), p.prelude, p.command);
 
   std::string comm_test;
   for (const auto& c : spec.comms) comm_test += fmt::format("\"$comm\" == {} || ", sh_quote(c));
-  comm_test = spec.comms.empty() ? std::string(": \"$comm\" \"$cmd\"  # any process")
-                                 : "[[ " + comm_test + "(\"$comm\" == bash && \"$cmd\" == *\" __run \"*) ]] || return 1";
+  comm_test = spec.comms.empty()
+                  ? std::string(": \"$comm\" \"$cmd\"  # any process")
+                  : "[[ " + comm_test + "(\"$comm\" == bash && \"$cmd\" == *\" __run \"*) ]] || return 1";
   s += fmt::format(R"SH(log() {{ printf '%s\n' "$*" >&2; }}
 
 # The pid of a running process, if its pid file names a live process of ours (not a reused pid).
@@ -66,10 +69,12 @@ wait_tcp() {{  # WHAT NODE HOST PORT
 {}# ready NAME: does the process answer?
 ready() {{
   case "$1" in
-)SH", comm_test, spec.functions);
+)SH",
+                   comm_test, spec.functions);
   for (const auto& p : spec.processes) s += fmt::format("    {}) {} ;;\n", sh_quote(p.name), p.ready);
   s += "    *) return 1 ;;\n  esac\n}\n\n";
-  s += "# wait_remote NAME: what this process needs on other nodes is reachable.\nwait_remote() {\n  case \"$1\" in\n";
+  s += "# wait_remote NAME: what this process needs on other nodes is reachable.\nwait_remote() {\n  case "
+       "\"$1\" in\n";
   for (const auto& p : spec.processes)
     if (!p.wait_remote.empty()) s += fmt::format("    {}) {} ;;\n", sh_quote(p.name), p.wait_remote);
   s += "    *) : ;;\n  esac\n}\n\n";
@@ -148,7 +153,8 @@ case "${1:-}" in
     printf '%s\n' "$$" >"$STATE_DIR/$2.pid"
     case "$2" in
 )SH";
-  for (const auto& p : spec.processes) s += fmt::format("      {}) run_{} ;;\n", sh_quote(p.name), shell_ident(p.name));
+  for (const auto& p : spec.processes)
+    s += fmt::format("      {}) run_{} ;;\n", sh_quote(p.name), shell_ident(p.name));
   s += R"SH(      *) log "unknown process '$2'"; exit 2 ;;
     esac
     ;;

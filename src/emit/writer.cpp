@@ -25,7 +25,8 @@ result<files> emit_target(const std::string& target, const emit_input& in, const
   if (target == "systemd") return emit_systemd(in, opt);
   if (target == "vllm") return emit_vllm(in, opt);
   if (target == "deepspeed") return emit_deepspeed(in, opt);
-  return make_error(fmt::format("emit: unknown target '{}' (llama, compose, systemd, vllm or deepspeed)", target), 2);
+  return make_error(
+      fmt::format("emit: unknown target '{}' (llama, compose, systemd, vllm or deepspeed)", target), 2);
 }
 
 std::string new_backend_key() {
@@ -41,7 +42,8 @@ namespace {
 // the content never sits in a file others may read; O_NOFOLLOW so a planted symlink is not written through.
 status write_secret(const fs::path& path, const std::string& content) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return make_error(fmt::format("emit: cannot write {}: {}", path.string(), std::strerror(errno)));
+  if (fd < 0)
+    return make_error(fmt::format("emit: cannot write {}: {}", path.string(), std::strerror(errno)));
   auto fail = [&](const char* what) {
     int e = errno;
     ::close(fd);
@@ -55,7 +57,8 @@ status write_secret(const fs::path& path, const std::string& content) {
     if (n <= 0) return fail("write");
     done += static_cast<std::size_t>(n);
   }
-  if (::close(fd) != 0) return make_error(fmt::format("emit: cannot write {}: {}", path.string(), std::strerror(errno)));
+  if (::close(fd) != 0)
+    return make_error(fmt::format("emit: cannot write {}: {}", path.string(), std::strerror(errno)));
   return {};
 }
 
@@ -69,12 +72,14 @@ status write_files(const std::string& dir, const files& out, bool force) {
     if (rel.is_absolute() || f.path.find("..") != std::string::npos)
       return make_error(fmt::format("emit: refusing to write '{}' outside the output directory", f.path));
     if (!force && fs::exists(root / rel, ec))
-      return make_error(fmt::format("emit: {} already exists; use --force to overwrite", (root / rel).string()));
+      return make_error(
+          fmt::format("emit: {} already exists; use --force to overwrite", (root / rel).string()));
   }
   for (const auto& f : out) {
     fs::path path = root / f.path;
     fs::create_directories(path.parent_path(), ec);
-    if (ec) return make_error(fmt::format("emit: cannot create {}: {}", path.parent_path().string(), ec.message()));
+    if (ec)
+      return make_error(fmt::format("emit: cannot create {}: {}", path.parent_path().string(), ec.message()));
     if (f.secret) {
       if (auto s = write_secret(path, f.content); !s) return s;
       continue;
@@ -83,10 +88,12 @@ status write_files(const std::string& dir, const files& out, bool force) {
     o << f.content;
     o.close();
     if (!o) return make_error(fmt::format("emit: cannot write {}", path.string()));
-    auto perms = fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read;
+    auto perms =
+        fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read;
     if (f.executable) perms |= fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec;
     fs::permissions(path, perms, ec);
-    if (ec) return make_error(fmt::format("emit: cannot set the mode of {}: {}", path.string(), ec.message()));
+    if (ec)
+      return make_error(fmt::format("emit: cannot set the mode of {}: {}", path.string(), ec.message()));
   }
   return {};
 }

@@ -1,7 +1,9 @@
 // status / down / logs: read the state directory of a farm run by another process.
+#include <fmt/format.h>
 #include <signal.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -10,21 +12,18 @@
 #include <ostream>
 #include <thread>
 
-#include <boost/json.hpp>
-#include <fmt/format.h>
-
+#include "common/format.hpp"
 #include "farm/farm_file.hpp"
 #include "farm/nodes.hpp"
-#include "remote/remote.hpp"
-#include "common/format.hpp"
 #include "farm/runner.hpp"
 #include "farm/state.hpp"
 #include "gateway/gateway.hpp"
 #include "plan/plan_document.hpp"
+#include "remote/remote.hpp"
 #include "supervise/buffers_log.hpp"
 #include "supervise/files.hpp"
-#include "supervise/process.hpp"
 #include "supervise/prober.hpp"
+#include "supervise/process.hpp"
 
 namespace agifarm::farm {
 namespace {
@@ -38,7 +37,8 @@ std::string human_duration(std::int64_t s) {
 }
 
 std::int64_t now_wall() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 // A pid from the state file is ours only if it still runs the program we started (pids are reused).
@@ -107,11 +107,17 @@ void stop_recorded_nodes(const farm_state& s, std::ostream& out) {
   auto sh = shell_for(s);
   for (auto it = s.nodes.rbegin(); it != s.nodes.rend(); ++it) {
     auto rn = node_from_record(*it);
-    if (!rn) { out << fmt::format("node {}: {}\n", it->name, rn.err().message); continue; }
+    if (!rn) {
+      out << fmt::format("node {}: {}\n", it->name, rn.err().message);
+      continue;
+    }
     auto r = sh.run(rn->target, rn->argv("down"), {}, std::chrono::seconds(90));
-    if (!r) out << fmt::format("node {}: could not stop it: {}\n", it->name, r.err().message);
-    else if (r->exit_code != 0) out << fmt::format("node {}: `agifarm node down` failed (exit {})\n", it->name, r->exit_code);
-    else out << fmt::format("node {}: stopped\n", it->name);
+    if (!r)
+      out << fmt::format("node {}: could not stop it: {}\n", it->name, r.err().message);
+    else if (r->exit_code != 0)
+      out << fmt::format("node {}: `agifarm node down` failed (exit {})\n", it->name, r->exit_code);
+    else
+      out << fmt::format("node {}: stopped\n", it->name);
   }
 }
 
@@ -139,11 +145,18 @@ int kill_leftovers(const farm_state& s, std::ostream& out) {
 
 void print_running_farm(const farm_paths& paths, std::ostream& out) {
   auto text = supervise::read_file(paths.state());
-  if (!text) { out << "  (its state file is not written yet)\n"; return; }
+  if (!text) {
+    out << "  (its state file is not written yet)\n";
+    return;
+  }
   auto s = farm_state_from_json(*text);
-  if (!s) { out << "  " << s.err().message << '\n'; return; }
+  if (!s) {
+    out << "  " << s.err().message << '\n';
+    return;
+  }
   out << fmt::format("  pid {}, {}, up {}, endpoint {}\n", s->supervisor_pid, s->phase,
-                     human_duration(now_wall() - s->started_wall), s->endpoint.empty() ? "(not yet)" : s->endpoint + "/v1");
+                     human_duration(now_wall() - s->started_wall),
+                     s->endpoint.empty() ? "(not yet)" : s->endpoint + "/v1");
   out << "  `agifarm status` shows it, `agifarm down` stops it\n";
 }
 
@@ -155,7 +168,8 @@ struct pool_counters {
 };
 
 // "name{pool=\"x\",...} value" -> pool x's value; false for anything else.
-bool metric_line(std::string_view line, std::string_view name, std::string& pool, std::string& code, double& value) {
+bool metric_line(std::string_view line, std::string_view name, std::string& pool, std::string& code,
+                 double& value) {
   if (!line.starts_with(name) || line.size() <= name.size() || line[name.size()] != '{') return false;
   auto close = line.find("} ", name.size());
   if (close == std::string_view::npos) return false;
@@ -220,7 +234,9 @@ std::map<std::string, pool_counters> gateway_counters(const std::string& endpoin
 }
 
 boost::json::object bytes_json(const device_memory_record& d) {
-  return {{"model_bytes", d.model_bytes}, {"kv_bytes", d.kv_bytes}, {"compute_bytes", d.compute_bytes},
+  return {{"model_bytes", d.model_bytes},
+          {"kv_bytes", d.kv_bytes},
+          {"compute_bytes", d.compute_bytes},
           {"total_bytes", d.total()}};
 }
 
@@ -240,15 +256,25 @@ boost::json::value plan_table(const farm_paths& paths, const std::string& source
   boost::json::array cands;
   for (std::size_t i = 0; i < doc->candidates.size(); ++i) {
     const auto& c = doc->candidates[i];
-    cands.push_back({{"model", c.model}, {"role", c.role}, {"strategy", c.strategy}, {"summary", c.summary},
-                     {"feasible", c.feasible}, {"why_not", c.why_not}, {"decode_tps", c.decode_tps},
-                     {"aggregate_decode_tps", c.aggregate_decode_tps}, {"max_ctx", c.max_ctx}, {"agents", c.agents},
-                     {"score", c.score}, {"chosen", static_cast<int>(i) == doc->recommendation.candidate}});
+    cands.push_back({{"model", c.model},
+                     {"role", c.role},
+                     {"strategy", c.strategy},
+                     {"summary", c.summary},
+                     {"feasible", c.feasible},
+                     {"why_not", c.why_not},
+                     {"decode_tps", c.decode_tps},
+                     {"aggregate_decode_tps", c.aggregate_decode_tps},
+                     {"max_ctx", c.max_ctx},
+                     {"agents", c.agents},
+                     {"score", c.score},
+                     {"chosen", static_cast<int>(i) == doc->recommendation.candidate}});
   }
   const auto& r = doc->recommendation;
-  return boost::json::object{{"file", file}, {"strategy", r.strategy},
+  return boost::json::object{{"file", file},
+                             {"strategy", r.strategy},
                              {"reasons", boost::json::array(r.reasons.begin(), r.reasons.end())},
-                             {"runner_up", r.runner_up}, {"runner_up_gain", r.runner_up_gain},
+                             {"runner_up", r.runner_up},
+                             {"runner_up_gain", r.runner_up_gain},
                              {"candidates", std::move(cands)}};
 }
 
@@ -257,13 +283,15 @@ boost::json::value plan_table(const farm_paths& paths, const std::string& source
 namespace {
 // Predicted devices paired with measured ones by their name before '[' (RPC0[...]); then the measured
 // devices the plan did not predict.
-std::vector<std::pair<const device_memory_record*, const device_memory_record*>> device_pairs(const backend_record& b) {
+std::vector<std::pair<const device_memory_record*, const device_memory_record*>> device_pairs(
+    const backend_record& b) {
   std::vector<std::pair<const device_memory_record*, const device_memory_record*>> out;
   std::vector<bool> used(b.measured_devices.size(), false);
   for (const auto& p : b.predicted_devices) {
     const device_memory_record* m = nullptr;
     for (std::size_t i = 0; i < b.measured_devices.size(); ++i)
-      if (!used[i] && supervise::device_key(b.measured_devices[i].device) == supervise::device_key(p.device)) {
+      if (!used[i] &&
+          supervise::device_key(b.measured_devices[i].device) == supervise::device_key(p.device)) {
         used[i] = true;
         m = &b.measured_devices[i];
         break;
@@ -284,7 +312,8 @@ std::vector<gateway::memory_row> memory_metric_rows(const farm_state& s) {
   };
   for (const auto& b : s.backends)
     for (const auto& [pred, meas] : device_pairs(b))
-      rows.push_back({b.name, b.model, b.node, meas ? meas->device : pred->device, buffers(pred), buffers(meas)});
+      rows.push_back(
+          {b.name, b.model, b.node, meas ? meas->device : pred->device, buffers(pred), buffers(meas)});
   return rows;
 }
 
@@ -297,7 +326,8 @@ boost::json::array memory_rows(const backend_record& b) {
     if (pred && meas) {
       double diff = static_cast<double>(meas->total()) - static_cast<double>(pred->total());
       row["diff_bytes"] = static_cast<std::int64_t>(diff);
-      row["diff_pct"] = pred->total() ? std::round(1000.0 * diff / static_cast<double>(pred->total())) / 10.0 : 0.0;
+      row["diff_pct"] =
+          pred->total() ? std::round(1000.0 * diff / static_cast<double>(pred->total())) / 10.0 : 0.0;
     } else {
       row["diff_bytes"] = nullptr;
       row["diff_pct"] = nullptr;
@@ -314,7 +344,8 @@ std::vector<device_memory_record> measured_devices(const std::string& log_path, 
   if (log_path.empty() || started_wall == 0) return {};
   {
     std::lock_guard lk(mu);
-    if (auto it = done.find(log_path); it != done.end() && it->second.first == started_wall) return it->second.second;
+    if (auto it = done.find(log_path); it != done.end() && it->second.first == started_wall)
+      return it->second.second;
   }
   // The buffer lines follow the last start marker; a log larger than 32 MiB is read from its end.
   std::ifstream in(log_path, std::ios::binary);
@@ -338,9 +369,11 @@ std::vector<device_memory_record> measured_devices(const std::string& log_path, 
 std::vector<device_memory_record> predicted_devices(const plan::backend_spec& b) {
   std::vector<device_memory_record> out;
   if (!b.predicted) return out;
-  for (const auto& d : b.predicted->devices) out.push_back({d.name, d.model_bytes, d.context_bytes, d.compute_bytes});
+  for (const auto& d : b.predicted->devices)
+    out.push_back({d.name, d.model_bytes, d.context_bytes, d.compute_bytes});
   const auto& h = b.predicted->host;
-  if (h.model_bytes || h.context_bytes || h.compute_bytes) out.push_back({"host", h.model_bytes, h.context_bytes, h.compute_bytes});
+  if (h.model_bytes || h.context_bytes || h.compute_bytes)
+    out.push_back({"host", h.model_bytes, h.context_bytes, h.compute_bytes});
   return out;
 }
 
@@ -383,11 +416,14 @@ boost::json::object status_json(const farm_paths& paths, const farm_state& s, co
     o2["uptime_s"] = b.pid && alive ? now - b.started_wall : 0;
     o2["rss_bytes"] = alive ? supervise::process_rss_bytes(b.pid) : 0;
     int f = o.brief ? -1 : in_flight(b);
-    if (f >= 0) o2["in_flight"] = f;
-    else o2["in_flight"] = nullptr;
+    if (f >= 0)
+      o2["in_flight"] = f;
+    else
+      o2["in_flight"] = nullptr;
     boost::json::array tail;
     if (o.log_lines > 0 && !b.log_path.empty())
-      for (auto& l : files.tail(b.log_path, o.log_lines)) tail.push_back(boost::json::string(l.size() > 400 ? l.substr(0, 400) : l));
+      for (auto& l : files.tail(b.log_path, o.log_lines))
+        tail.push_back(boost::json::string(l.size() > 400 ? l.substr(0, 400) : l));
     o2["log_tail"] = std::move(tail);
   }
   auto counters = o.brief ? std::map<std::string, pool_counters>{} : gateway_counters(s.endpoint);
@@ -460,18 +496,33 @@ void status_cache::refresh() {
 
 int run_status(const control_options& o, bool json, std::ostream& out, std::ostream& err) {
   auto paths = paths_for(o);
-  if (!paths) { err << "agifarm status: " << paths.err().message << '\n'; return paths.err().exit_code; }
+  if (!paths) {
+    err << "agifarm status: " << paths.err().message << '\n';
+    return paths.err().exit_code;
+  }
   const bool running = farm_lock::is_held(*paths);
   auto text = supervise::read_file(paths->state());
   if (!running) {
-    if (json) out << R"({"running":false})" << '\n';
-    else if (text) out << fmt::format("no farm is running in {} (an earlier one did not stop cleanly; `agifarm up` or `agifarm down` cleans up)\n", paths->dir);
-    else out << fmt::format("no farm is running in {}\n", paths->dir);
+    if (json)
+      out << R"({"running":false})" << '\n';
+    else if (text)
+      out << fmt::format(
+          "no farm is running in {} (an earlier one did not stop cleanly; `agifarm up` or `agifarm down` "
+          "cleans up)\n",
+          paths->dir);
+    else
+      out << fmt::format("no farm is running in {}\n", paths->dir);
     return 1;
   }
-  if (!text) { err << "agifarm status: a farm holds " << paths->lock() << " but has not written its state yet\n"; return 1; }
+  if (!text) {
+    err << "agifarm status: a farm holds " << paths->lock() << " but has not written its state yet\n";
+    return 1;
+  }
   auto s = farm_state_from_json(*text);
-  if (!s) { err << "agifarm status: " << paths->state() << ": " << s.err().message << '\n'; return 2; }
+  if (!s) {
+    err << "agifarm status: " << paths->state() << ": " << s.err().message << '\n';
+    return 2;
+  }
   const auto now = now_wall();
   if (json) {
     status_options so;
@@ -482,43 +533,49 @@ int run_status(const control_options& o, bool json, std::ostream& out, std::ostr
   }
   out << fmt::format("farm pid {} ({}), up {}, strategy {}, from {}\n", s->supervisor_pid, s->phase,
                      human_duration(now - s->started_wall), s->strategy, s->source);
-  out << fmt::format("endpoint {}\n", s->endpoint.empty() ? "(gateway not started yet)" : s->endpoint + "/v1");
+  out << fmt::format("endpoint {}\n",
+                     s->endpoint.empty() ? "(gateway not started yet)" : s->endpoint + "/v1");
   for (const auto& p : s->pools) {
     std::string aliases;
     for (const auto& a : p.aliases) aliases += (aliases.empty() ? "" : ", ") + a;
     out << fmt::format("model {}{}\n", p.name, aliases.empty() ? "" : " (roles " + aliases + ")");
   }
   if (!s->models.empty()) {
-    out << fmt::format("{:<24} {:<10} {:<10} {:>6} {:>10} {:>8} {:>10} {:>10}  {}\n", "MODEL", "MODE", "STATE", "LOADS",
-                       "EVICTIONS", "UNLOADS", "LAST LOAD", "LOAD TIME", "REASON");
+    out << fmt::format("{:<24} {:<10} {:<10} {:>6} {:>10} {:>8} {:>10} {:>10}  {}\n", "MODEL", "MODE",
+                       "STATE", "LOADS", "EVICTIONS", "UNLOADS", "LAST LOAD", "LOAD TIME", "REASON");
     for (const auto& m : s->models)
-      out << fmt::format("{:<24} {:<10} {:<10} {:>6} {:>10} {:>8} {:>10} {:>10}  {}\n", m.name,
-                         m.on_demand ? (m.pinned ? "pinned" : "on-demand") : "always-on", m.state, m.loads, m.evictions,
-                         m.unloads, m.loads && m.on_demand ? fmt::format("{:.1f} s", m.last_load_s) : "-",
-                         m.loads && m.on_demand ? fmt::format("{:.1f} s", m.total_load_s) : "-",
-                         m.restored_tokens ? fmt::format("{}prompt cache restored: {} tokens", m.reason.empty() ? "" : m.reason + "; ",
-                                                         m.restored_tokens)
-                                           : m.reason);
+      out << fmt::format(
+          "{:<24} {:<10} {:<10} {:>6} {:>10} {:>8} {:>10} {:>10}  {}\n", m.name,
+          m.on_demand ? (m.pinned ? "pinned" : "on-demand") : "always-on", m.state, m.loads, m.evictions,
+          m.unloads, m.loads && m.on_demand ? fmt::format("{:.1f} s", m.last_load_s) : "-",
+          m.loads && m.on_demand ? fmt::format("{:.1f} s", m.total_load_s) : "-",
+          m.restored_tokens ? fmt::format("{}prompt cache restored: {} tokens",
+                                          m.reason.empty() ? "" : m.reason + "; ", m.restored_tokens)
+                            : m.reason);
   }
   if (!s->nodes.empty()) {
-    out << fmt::format("{:<12} {:<24} {:<16} {:<12} {:<14}  {}\n", "NODE", "SSH", "ADDRESS", "STATE", "SINCE", "VERSIONS / ERROR");
-    out << fmt::format("{:<12} {:<24} {:<16} {:<12} {:<14}  {}\n", "local", "-", "-", "up", "-", "this machine (controller)");
+    out << fmt::format("{:<12} {:<24} {:<16} {:<12} {:<14}  {}\n", "NODE", "SSH", "ADDRESS", "STATE", "SINCE",
+                       "VERSIONS / ERROR");
+    out << fmt::format("{:<12} {:<24} {:<16} {:<12} {:<14}  {}\n", "local", "-", "-", "up", "-",
+                       "this machine (controller)");
     for (const auto& n : s->nodes)
       out << fmt::format("{:<12} {:<24} {:<16} {:<12} {:<14}  {}\n", n.name, n.ssh, n.address, n.state,
                          human_duration(now - n.since_wall) + " ago",
-                         !n.error.empty() ? n.error
-                                          : fmt::format("agifarm {}, llama.cpp {}{}", n.agifarm_version, n.llama_version,
-                                                        n.restarts ? fmt::format(", restarted {}x", n.restarts) : ""));
+                         !n.error.empty()
+                             ? n.error
+                             : fmt::format("agifarm {}, llama.cpp {}{}", n.agifarm_version, n.llama_version,
+                                           n.restarts ? fmt::format(", restarted {}x", n.restarts) : ""));
   }
   const bool nodes = !s->nodes.empty();
   out << fmt::format("{:<24} {}{:<11} {:>7} {:>6} {:>8} {:>8} {:>10} {:>24} {:>9}  {}\n", "BACKEND",
-                     nodes ? fmt::format("{:<12} ", "NODE") : "", "STATE", "PID", "PORT",
-                     "RESTARTS", "UPTIME", "RSS", "BUFFERS (MEASURED/PLAN)", "IN-FLIGHT", "REASON");
+                     nodes ? fmt::format("{:<12} ", "NODE") : "", "STATE", "PID", "PORT", "RESTARTS",
+                     "UPTIME", "RSS", "BUFFERS (MEASURED/PLAN)", "IN-FLIGHT", "REASON");
   for (const auto& b : s->backends) {
     const bool remote = b.node != "local";
     bool alive = remote ? b.pid > 0 && b.state != "unreachable" : runs_program(b.pid, b.program);
-    std::string rss = !alive ? "-" : remote ? (b.rss_bytes ? human_bytes(b.rss_bytes) : "?")
-                                            : human_bytes(supervise::process_rss_bytes(b.pid));
+    std::string rss = !alive   ? "-"
+                      : remote ? (b.rss_bytes ? human_bytes(b.rss_bytes) : "?")
+                               : human_bytes(supervise::process_rss_bytes(b.pid));
     std::uint64_t measured = 0;
     for (const auto& d : b.measured_devices) measured += d.total();
     std::string mem = (measured ? human_bytes(measured) : std::string("-")) + " / " +
@@ -532,9 +589,11 @@ int run_status(const control_options& o, bool json, std::ostream& out, std::ostr
   }
   // Measured (the buffers llama-server printed at load) against predicted (the plan), per device.
   bool any_mem = false;
-  for (const auto& b : s->backends) any_mem = any_mem || !b.measured_devices.empty() || !b.predicted_devices.empty();
+  for (const auto& b : s->backends)
+    any_mem = any_mem || !b.measured_devices.empty() || !b.predicted_devices.empty();
   if (any_mem) {
-    out << fmt::format("{:<24} {:<26} {:>11} {:>11} {:>11} {:>8}\n", "MEMORY", "DEVICE", "PREDICTED", "MEASURED", "DIFF", "DIFF %");
+    out << fmt::format("{:<24} {:<26} {:>11} {:>11} {:>11} {:>8}\n", "MEMORY", "DEVICE", "PREDICTED",
+                       "MEASURED", "DIFF", "DIFF %");
     constexpr double mib = 1024.0 * 1024.0;
     for (const auto& b : s->backends)
       for (const auto& row : memory_rows(b)) {
@@ -542,14 +601,16 @@ int run_status(const control_options& o, bool json, std::ostream& out, std::ostr
         auto total = [&](const char* k) -> std::string {
           const auto& v = r.at(k);
           if (v.is_null()) return "-";
-          return fmt::format("{:.1f} MiB", static_cast<double>(v.at("total_bytes").to_number<std::uint64_t>()) / mib);
+          return fmt::format("{:.1f} MiB",
+                             static_cast<double>(v.at("total_bytes").to_number<std::uint64_t>()) / mib);
         };
         const auto& db = r.at("diff_bytes");
         const auto& dp = r.at("diff_pct");
-        out << fmt::format("{:<24} {:<26} {:>11} {:>11} {:>11} {:>8}\n", b.name, std::string(r.at("device").as_string()),
-                           total("predicted"), total("measured"),
-                           db.is_null() ? "-" : fmt::format("{:+.1f} MiB", static_cast<double>(db.as_int64()) / mib),
-                           dp.is_null() ? "-" : fmt::format("{:+.1f} %", dp.as_double()));
+        out << fmt::format(
+            "{:<24} {:<26} {:>11} {:>11} {:>11} {:>8}\n", b.name, std::string(r.at("device").as_string()),
+            total("predicted"), total("measured"),
+            db.is_null() ? "-" : fmt::format("{:+.1f} MiB", static_cast<double>(db.as_int64()) / mib),
+            dp.is_null() ? "-" : fmt::format("{:+.1f} %", dp.as_double()));
       }
   }
   return 0;
@@ -557,14 +618,24 @@ int run_status(const control_options& o, bool json, std::ostream& out, std::ostr
 
 int run_down(const control_options& o, int timeout_s, std::ostream& out, std::ostream& err) {
   auto paths = paths_for(o);
-  if (!paths) { err << "agifarm down: " << paths.err().message << '\n'; return paths.err().exit_code; }
+  if (!paths) {
+    err << "agifarm down: " << paths.err().message << '\n';
+    return paths.err().exit_code;
+  }
   auto lock = farm_lock::try_acquire(*paths);
-  if (!lock) { err << "agifarm down: " << lock.err().message << '\n'; return 1; }
+  if (!lock) {
+    err << "agifarm down: " << lock.err().message << '\n';
+    return 1;
+  }
   auto text = supervise::read_file(paths->state());
   std::optional<farm_state> s;
-  if (text) if (auto p = farm_state_from_json(*text); p) s = std::move(*p);
+  if (text)
+    if (auto p = farm_state_from_json(*text); p) s = std::move(*p);
   if (lock->held()) {  // nobody runs the farm
-    if (!s) { out << fmt::format("no farm is running in {}\n", paths->dir); return 0; }
+    if (!s) {
+      out << fmt::format("no farm is running in {}\n", paths->dir);
+      return 0;
+    }
     out << fmt::format("no farm is running in {}; cleaning up after pid {}\n", paths->dir, s->supervisor_pid);
     kill_leftovers(*s, out);
     stop_recorded_nodes(*s, out);
@@ -577,14 +648,20 @@ int run_down(const control_options& o, int timeout_s, std::ostream& out, std::os
   if (pid <= 0) {
     if (auto p = supervise::read_file(paths->pid()); p) pid = std::atoi(p->c_str());
   }
-  if (pid <= 0) { err << "agifarm down: a farm holds " << paths->lock() << " but its pid is unknown\n"; return 1; }
+  if (pid <= 0) {
+    err << "agifarm down: a farm holds " << paths->lock() << " but its pid is unknown\n";
+    return 1;
+  }
   out << fmt::format("stopping the farm (pid {})\n", pid);
   ::kill(pid, SIGTERM);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   bool stopped = false;
   while (std::chrono::steady_clock::now() < deadline) {
     auto l = farm_lock::try_acquire(*paths);
-    if (l && l->held()) { stopped = true; break; }
+    if (l && l->held()) {
+      stopped = true;
+      break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polling a condition with a deadline
   }
   if (!stopped) {
@@ -600,33 +677,48 @@ int run_down(const control_options& o, int timeout_s, std::ostream& out, std::os
         return 1;
       }
   }
-  out << fmt::format("farm stopped{}; no backend process left\n", left ? fmt::format(" ({} leftover processes killed)", left) : "");
+  out << fmt::format("farm stopped{}; no backend process left\n",
+                     left ? fmt::format(" ({} leftover processes killed)", left) : "");
   return stopped ? 0 : 1;
 }
 
-int run_logs(const control_options& o, const std::string& name, int lines, std::ostream& out, std::ostream& err) {
+int run_logs(const control_options& o, const std::string& name, int lines, std::ostream& out,
+             std::ostream& err) {
   auto paths = paths_for(o);
-  if (!paths) { err << "agifarm logs: " << paths.err().message << '\n'; return paths.err().exit_code; }
+  if (!paths) {
+    err << "agifarm logs: " << paths.err().message << '\n';
+    return paths.err().exit_code;
+  }
   if (auto slash = name.find('/'); slash != std::string::npos) {
     // NODE/NAME: a remote node's backend, read over ssh from the node's own state dir.
     std::string node = name.substr(0, slash), backend = name.substr(slash + 1);
     auto text = supervise::read_file(paths->state());
     auto s = text ? farm_state_from_json(*text) : result<farm_state>(make_error("no farm state"));
-    if (!s) { err << fmt::format("agifarm logs: no farm with nodes is running in {}\n", paths->dir); return 1; }
+    if (!s) {
+      err << fmt::format("agifarm logs: no farm with nodes is running in {}\n", paths->dir);
+      return 1;
+    }
     auto n = std::find_if(s->nodes.begin(), s->nodes.end(), [&](auto& x) { return x.name == node; });
     if (n == s->nodes.end()) {
       std::string names;
       for (const auto& x : s->nodes) names += (names.empty() ? "" : ", ") + x.name;
-      err << fmt::format("agifarm logs: no node '{}' in this farm (nodes: {})\n", node, names.empty() ? "none" : names);
+      err << fmt::format("agifarm logs: no node '{}' in this farm (nodes: {})\n", node,
+                         names.empty() ? "none" : names);
       return 2;
     }
     auto rn = node_from_record(*n);
-    if (!rn) { err << "agifarm logs: " << rn.err().message << '\n'; return 2; }
+    if (!rn) {
+      err << "agifarm logs: " << rn.err().message << '\n';
+      return 2;
+    }
     auto argv = rn->argv("logs");
     argv.insert(argv.end(), {backend, "-n", std::to_string(lines)});
     auto sh = shell_for(*s);
     auto r = sh.run(rn->target, argv, {}, std::chrono::seconds(30));
-    if (!r) { err << "agifarm logs: node " << node << ": " << r.err().message << '\n'; return 1; }
+    if (!r) {
+      err << "agifarm logs: node " << node << ": " << r.err().message << '\n';
+      return 1;
+    }
     out << r->out;
     err << r->err;
     return r->exit_code;
@@ -637,7 +729,8 @@ int run_logs(const control_options& o, const std::string& name, int lines, std::
     std::string names;
     for (auto& e : fs::directory_iterator(paths->logs(), ec)) {
       auto f = e.path().filename().string();
-      if (f.size() > 4 && f.substr(f.size() - 4) == ".log") names += (names.empty() ? "" : ", ") + f.substr(0, f.size() - 4);
+      if (f.size() > 4 && f.substr(f.size() - 4) == ".log")
+        names += (names.empty() ? "" : ", ") + f.substr(0, f.size() - 4);
     }
     err << fmt::format("agifarm logs: no log for '{}' in {} (backends: {}; 'agifarm' for the daemon)\n", name,
                        paths->logs(), names.empty() ? "none" : names);

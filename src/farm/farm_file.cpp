@@ -1,13 +1,12 @@
 #include "farm/farm_file.hpp"
 
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "gateway/config.hpp"
 
@@ -32,14 +31,16 @@ class reader {
   [[noreturn]] void fail(const YAML::Node& at, const std::string& key, const std::string& msg) const {
     throw farm_error{fmt::format("{}: key '{}': {}", where(at), key, msg)};
   }
-  void check_keys(const YAML::Node& map, const std::string& path, const std::set<std::string>& allowed) const {
+  void check_keys(const YAML::Node& map, const std::string& path,
+                  const std::set<std::string>& allowed) const {
     for (auto it = map.begin(); it != map.end(); ++it) {
       if (!it->first.IsScalar()) fail(it->first, path, "keys must be plain names");
       const std::string& k = it->first.Scalar();
       if (!allowed.count(k)) {
         std::string list;
         for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-        fail(it->first, path.empty() ? k : path + "." + k, fmt::format("unknown key (expected one of: {})", list));
+        fail(it->first, path.empty() ? k : path + "." + k,
+             fmt::format("unknown key (expected one of: {})", list));
       }
     }
   }
@@ -55,7 +56,8 @@ class reader {
     } catch (const YAML::Exception&) {
       fail(n, key, fmt::format("'{}' is not a number", n.Scalar()));
     }
-    if (!std::isfinite(v) || v < lo || v > hi) fail(n, key, fmt::format("{} is out of range [{}, {}]", n.Scalar(), lo, hi));
+    if (!std::isfinite(v) || v < lo || v > hi)
+      fail(n, key, fmt::format("{} is out of range [{}, {}]", n.Scalar(), lo, hi));
     return v;
   }
   int integer(const YAML::Node& n, const std::string& key, int lo, int hi) const {
@@ -64,7 +66,8 @@ class reader {
     return static_cast<int>(v);
   }
   bool boolean(const YAML::Node& n, const std::string& key) const {
-    if (!n.IsScalar() || (n.Scalar() != "true" && n.Scalar() != "false")) fail(n, key, "must be true or false");
+    if (!n.IsScalar() || (n.Scalar() != "true" && n.Scalar() != "false"))
+      fail(n, key, "must be true or false");
     return n.Scalar() == "true";
   }
   double duration_s(const YAML::Node& n, const std::string& key, double hi) const {
@@ -99,17 +102,20 @@ bool valid_name(const std::string& s) {
   return true;
 }
 
-farm_file parse(const YAML::Node& root, const reader& r, const std::string& base_dir, const std::string& home) {
+farm_file parse(const YAML::Node& root, const reader& r, const std::string& base_dir,
+                const std::string& home) {
   farm_file f;
   if (!root.IsDefined() || root.IsNull()) return f;  // an empty file: nothing but defaults
   if (!root.IsMap()) r.fail(root, "(top level)", "a farm file is a mapping of keys (models, roles, ...)");
   for (auto it = root.begin(); it != root.end(); ++it) {
     if (it->first.IsScalar() && it->first.Scalar() == "pools")
-      r.fail(it->first, "pools", "a farm file does not list pools: they come from the plan (roles name their model)");
+      r.fail(it->first, "pools",
+             "a farm file does not list pools: they come from the plan (roles name their model)");
   }
-  r.check_keys(root, "", {"models", "roles", "strategy", "inventory", "llama_bin", "state_dir", "supervisor",
-                          "listen", "threads", "session_header", "api_keys", "gateway", "ssh_options",
-                          "allow_public_bind", "on_demand"});
+  r.check_keys(
+      root, "",
+      {"models", "roles", "strategy", "inventory", "llama_bin", "state_dir", "supervisor", "listen",
+       "threads", "session_header", "api_keys", "gateway", "ssh_options", "allow_public_bind", "on_demand"});
 
   if (auto ms = root["models"]; defined(ms)) {
     if (!ms.IsMap()) r.fail(ms, "models", "must be a mapping of model name -> GGUF file");
@@ -132,8 +138,9 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
         if (defined(v["on_demand"])) m.on_demand = r.boolean(v["on_demand"], key + ".on_demand");
         for (const char* k : {"ttl", "pin"})
           if (defined(v[k]) && !m.on_demand)
-            r.fail(v[k], key + "." + k, "applies to on-demand models only (add `on_demand: true`; an always-on "
-                                        "model runs until `agifarm down`)");
+            r.fail(v[k], key + "." + k,
+                   "applies to on-demand models only (add `on_demand: true`; an always-on "
+                   "model runs until `agifarm down`)");
         if (defined(v["ttl"])) m.ttl_s = r.duration_s(v["ttl"], key + ".ttl", 86400.0 * 365);
         if (defined(v["pin"])) m.pin = r.boolean(v["pin"], key + ".pin");
         if (defined(v["priority"])) m.priority = r.integer(v["priority"], key + ".priority", -1000, 1000);
@@ -152,7 +159,8 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
       role_entry role;
       role.name = r.str(it->first, "roles");
       std::string key = "roles." + role.name;
-      if (!valid_name(role.name)) r.fail(it->first, key, "a role name uses letters, digits, '-', '_' and '.'");
+      if (!valid_name(role.name))
+        r.fail(it->first, key, "a role name uses letters, digits, '-', '_' and '.'");
       for (const auto& o : f.roles)
         if (o.name == role.name) r.fail(it->first, key, "role listed twice");
       YAML::Node v = it->second;  // a copy: it->second refers into a temporary proxy
@@ -177,7 +185,8 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
       std::string v = r.str(n, key);
       for (const char* k : k_strategies)
         if (v == k) return v;
-      r.fail(n, key, fmt::format("unknown strategy '{}' (replica, shard, shard_rpc, expert_offload, hybrid)", v));
+      r.fail(n, key,
+             fmt::format("unknown strategy '{}' (replica, shard, shard_rpc, expert_offload, hybrid)", v));
     };
     if (s.IsScalar()) {
       f.strategy = check(s, "strategy");
@@ -191,9 +200,12 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
       r.fail(s, "strategy", "must be a strategy name or a mapping model -> strategy");
     }
   }
-  if (auto n = root["inventory"]; defined(n)) f.inventory = expand_path(r.str(n, "inventory"), base_dir, home);
-  if (auto n = root["llama_bin"]; defined(n)) f.llama_bin = expand_path(r.str(n, "llama_bin"), base_dir, home);
-  if (auto n = root["state_dir"]; defined(n)) f.state_dir = expand_path(r.str(n, "state_dir"), base_dir, home);
+  if (auto n = root["inventory"]; defined(n))
+    f.inventory = expand_path(r.str(n, "inventory"), base_dir, home);
+  if (auto n = root["llama_bin"]; defined(n))
+    f.llama_bin = expand_path(r.str(n, "llama_bin"), base_dir, home);
+  if (auto n = root["state_dir"]; defined(n))
+    f.state_dir = expand_path(r.str(n, "state_dir"), base_dir, home);
   if (auto n = root["ssh_options"]; defined(n)) f.ssh_options = r.strings(n, "ssh_options");
   if (auto n = root["allow_public_bind"]; defined(n)) {
     if (!n.IsScalar() || (n.Scalar() != "true" && n.Scalar() != "false"))
@@ -204,7 +216,8 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
   if (auto s = root["on_demand"]; defined(s)) {
     if (!s.IsMap()) r.fail(s, "on_demand", "must be a mapping {batch_ms, load_timeout_s, save_slots}");
     r.check_keys(s, "on_demand", {"batch_ms", "load_timeout_s", "save_slots"});
-    if (auto n = s["batch_ms"]; defined(n)) f.on_demand.batch_ms = r.number(n, "on_demand.batch_ms", 0, 3600e3);
+    if (auto n = s["batch_ms"]; defined(n))
+      f.on_demand.batch_ms = r.number(n, "on_demand.batch_ms", 0, 3600e3);
     if (auto n = s["load_timeout_s"]; defined(n))
       f.on_demand.load_timeout_s = r.number(n, "on_demand.load_timeout_s", 1, 86400);
     if (auto n = s["save_slots"]; defined(n)) f.on_demand.save_slots = r.boolean(n, "on_demand.save_slots");
@@ -214,8 +227,8 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
     if (!s.IsMap()) r.fail(s, "supervisor", "must be a mapping");
     r.check_keys(s, "supervisor",
                  {"start_timeout_s", "max_failures", "failure_window_s", "backoff_initial_s", "backoff_cap_s",
-                  "healthy_reset_s", "health_interval_s", "probe_interval_s", "probe_timeout_s", "stop_timeout_s",
-                  "log_max_mb", "log_keep"});
+                  "healthy_reset_s", "health_interval_s", "probe_interval_s", "probe_timeout_s",
+                  "stop_timeout_s", "log_max_mb", "log_keep"});
     auto& o = f.supervisor;
     auto secs = [&](const char* k, std::optional<double>& out, double lo, double hi) {
       if (auto n = s[k]; defined(n)) out = r.number(n, std::string("supervisor.") + k, lo, hi);
@@ -230,7 +243,8 @@ farm_file parse(const YAML::Node& root, const reader& r, const std::string& base
     secs("probe_timeout_s", o.probe_timeout_s, 0.1, 3600);
     secs("stop_timeout_s", o.stop_timeout_s, 0.1, 3600);
     secs("log_max_mb", o.log_max_mb, 0.01, 1024 * 1024);
-    if (auto n = s["max_failures"]; defined(n)) o.max_failures = r.integer(n, "supervisor.max_failures", 1, 1000);
+    if (auto n = s["max_failures"]; defined(n))
+      o.max_failures = r.integer(n, "supervisor.max_failures", 1, 1000);
     if (auto n = s["log_keep"]; defined(n)) o.log_keep = r.integer(n, "supervisor.log_keep", 1, 100);
     if (o.backoff_initial_s && o.backoff_cap_s && *o.backoff_cap_s < *o.backoff_initial_s)
       r.fail(s["backoff_cap_s"], "supervisor.backoff_cap_s", "must not be smaller than backoff_initial_s");
@@ -255,10 +269,18 @@ bool has_on_demand(const farm_file& f) {
 std::optional<double> parse_duration_s(std::string_view t) {
   if (t.empty() || t.size() > 32) return std::nullopt;
   double scale = 1;
-  if (t.size() > 2 && t.substr(t.size() - 2) == "ms") { scale = 0.001; t.remove_suffix(2); }
-  else if (t.back() == 's') { t.remove_suffix(1); }
-  else if (t.back() == 'm') { scale = 60; t.remove_suffix(1); }
-  else if (t.back() == 'h') { scale = 3600; t.remove_suffix(1); }
+  if (t.size() > 2 && t.substr(t.size() - 2) == "ms") {
+    scale = 0.001;
+    t.remove_suffix(2);
+  } else if (t.back() == 's') {
+    t.remove_suffix(1);
+  } else if (t.back() == 'm') {
+    scale = 60;
+    t.remove_suffix(1);
+  } else if (t.back() == 'h') {
+    scale = 3600;
+    t.remove_suffix(1);
+  }
   if (t.empty()) return std::nullopt;
   for (char c : t)
     if (!(std::isdigit(static_cast<unsigned char>(c)) || c == '.')) return std::nullopt;
@@ -269,8 +291,8 @@ std::optional<double> parse_duration_s(std::string_view t) {
   return v * scale;
 }
 
-result<farm_file> parse_farm_file(std::string_view text, const std::string& file_name, const std::string& base_dir,
-                                  const std::string& home) {
+result<farm_file> parse_farm_file(std::string_view text, const std::string& file_name,
+                                  const std::string& base_dir, const std::string& home) {
   const std::string name = file_name.empty() ? "<farm>" : file_name;
   farm_file f;
   bool empty = false;
@@ -279,11 +301,14 @@ result<farm_file> parse_farm_file(std::string_view text, const std::string& file
     empty = !root.IsDefined() || root.IsNull();
     f = parse(root, reader(name), base_dir, home);
     if (!empty && root.Style() == YAML::EmitterStyle::Flow)
-      return make_error(fmt::format("{}:1:1: write the farm file's top level as a block mapping (key: value lines)", name), 2);
+      return make_error(
+          fmt::format("{}:1:1: write the farm file's top level as a block mapping (key: value lines)", name),
+          2);
   } catch (const farm_error& e) {
     return make_error(e.message, 2);
   } catch (const YAML::ParserException& e) {
-    return make_error(fmt::format("{}:{}:{}: YAML syntax error: {}", name, e.mark.line + 1, e.mark.column + 1, e.msg), 2);
+    return make_error(
+        fmt::format("{}:{}:{}: YAML syntax error: {}", name, e.mark.line + 1, e.mark.column + 1, e.msg), 2);
   } catch (const YAML::Exception& e) {
     return make_error(fmt::format("{}: {}", name, e.what()), 2);
   } catch (const std::exception& e) {
@@ -295,7 +320,9 @@ result<farm_file> parse_farm_file(std::string_view text, const std::string& file
   if (!empty) {
     std::string with_pool(text);
     if (!with_pool.empty() && with_pool.back() != '\n') with_pool += '\n';
-    with_pool += "pools: [{name: agifarm-placeholder, replicas: [{name: agifarm-placeholder-0, url: \"http://127.0.0.1:9\"}]}]\n";
+    with_pool +=
+        "pools: [{name: agifarm-placeholder, replicas: [{name: agifarm-placeholder-0, url: "
+        "\"http://127.0.0.1:9\"}]}]\n";
     auto g = gateway::config_from_yaml(with_pool, name);
     if (!g) return g.err();
     f.gateway = std::move(*g);

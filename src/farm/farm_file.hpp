@@ -59,16 +59,16 @@ struct model_entry {
 
 // The farm-wide settings of on-demand models (`on_demand:` at the top level).
 struct on_demand_settings {
-  double batch_ms = 2000;        // anti-thrash: a model used within this long is not evicted yet
-  double load_timeout_s = 600;   // a request waits this long for its model to load
-  bool save_slots = true;        // save an evicted llama-server's prompt cache, restore it on reload
+  double batch_ms = 2000;       // anti-thrash: a model used within this long is not evicted yet
+  double load_timeout_s = 600;  // a request waits this long for its model to load
+  bool save_slots = true;       // save an evicted llama-server's prompt cache, restore it on reload
 };
 
 struct role_entry {
   std::string name;
   std::string model;
-  int ctx = 4096;   // context per agent (tokens)
-  int agents = 1;   // concurrent agents = parallel slots
+  int ctx = 4096;  // context per agent (tokens)
+  int agents = 1;  // concurrent agents = parallel slots
 };
 
 // Optional overrides of supervise::supervisor_options (seconds; absent = the supervisor's default).
@@ -80,19 +80,19 @@ struct supervisor_settings {
 };
 
 struct farm_file {
-  std::string path;                     // as given ("" for text parsed without a file)
-  std::vector<model_entry> models;      // in file order
-  std::vector<role_entry> roles;        // in file order
-  std::string strategy;                 // for all models; "" = planner decides
+  std::string path;                 // as given ("" for text parsed without a file)
+  std::vector<model_entry> models;  // in file order
+  std::vector<role_entry> roles;    // in file order
+  std::string strategy;             // for all models; "" = planner decides
   std::map<std::string, std::string> strategy_per_model;
   std::string inventory;
-  std::string llama_bin;                // "" = default
-  std::string state_dir;                // "" = default
-  std::vector<std::string> ssh_options; // extra `ssh` arguments for every node (e.g. ["-F", "ssh_config"])
-  bool allow_public_bind = false;       // let a remote backend bind 0.0.0.0 (a warning is printed)
+  std::string llama_bin;                 // "" = default
+  std::string state_dir;                 // "" = default
+  std::vector<std::string> ssh_options;  // extra `ssh` arguments for every node (e.g. ["-F", "ssh_config"])
+  bool allow_public_bind = false;        // let a remote backend bind 0.0.0.0 (a warning is printed)
   supervisor_settings supervisor;
   on_demand_settings on_demand;
-  gateway::config gateway;              // listen, keys, limits (pools empty: they come from the plan)
+  gateway::config gateway;  // listen, keys, limits (pools empty: they come from the plan)
 };
 
 inline constexpr const char* k_strategies[] = {"replica", "shard", "shard_rpc", "expert_offload", "hybrid"};
@@ -101,7 +101,8 @@ inline constexpr const char* k_strategies[] = {"replica", "shard", "shard_rpc", 
 // home: value used for a leading "~" ("" = leave it).
 result<farm_file> parse_farm_file(std::string_view text, const std::string& file_name,
                                   const std::string& base_dir = "", const std::string& home = "");
-result<farm_file> load_farm_file(const std::string& path);  // reads, resolves paths against its folder and $HOME
+result<farm_file> load_farm_file(
+    const std::string& path);  // reads, resolves paths against its folder and $HOME
 
 const model_entry* find_model(const farm_file& f, std::string_view name);
 bool has_on_demand(const farm_file& f);

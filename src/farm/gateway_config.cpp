@@ -11,21 +11,25 @@ using gateway::config;
 using gateway::pool_config;
 
 result<config> gateway_config_from_deployment(const plan::deployment& d,
-                                              const std::map<std::string, std::string>& backend_urls, config base) {
+                                              const std::map<std::string, std::string>& backend_urls,
+                                              config base) {
   base.pools.clear();
   for (const auto& ps : d.pools) {
     pool_config p;
     p.name = ps.name;
     p.aliases = ps.aliases;
     p.priority = ps.priority;
-    p.policy = ps.balance == plan::balance_policy::prefix_affinity ? balance::prefix_affinity : balance::least_outstanding;
+    p.policy = ps.balance == plan::balance_policy::prefix_affinity ? balance::prefix_affinity
+                                                                   : balance::least_outstanding;
     int slots = 0;
     for (const auto& bname : ps.backends) {
-      auto it = std::find_if(d.backends.begin(), d.backends.end(), [&](const auto& b) { return b.name == bname; });
+      auto it =
+          std::find_if(d.backends.begin(), d.backends.end(), [&](const auto& b) { return b.name == bname; });
       if (it == d.backends.end())
         return make_error(fmt::format("pool '{}': backend '{}' is not in the deployment", ps.name, bname));
       if (it->kind != plan::backend_kind::llama_server)
-        return make_error(fmt::format("pool '{}': backend '{}' is an rpc server, not a llama-server", ps.name, bname));
+        return make_error(
+            fmt::format("pool '{}': backend '{}' is an rpc server, not a llama-server", ps.name, bname));
       auto url = backend_urls.find(bname);
       if (url == backend_urls.end())
         return make_error(fmt::format("pool '{}': no URL resolved for backend '{}'", ps.name, bname));

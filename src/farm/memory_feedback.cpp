@@ -1,5 +1,6 @@
 #include "farm/memory_feedback.hpp"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,8 +11,6 @@
 #include <map>
 #include <mutex>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "farm/state.hpp"
 #include "plan/deployment.hpp"
@@ -39,13 +38,17 @@ result<std::string> get_string(const json::object& o, const char* key, const std
   return std::string(v->as_string());
 }
 
-result<std::int64_t> get_int(const json::object& o, const char* key, const std::string& at, bool non_negative) {
+result<std::int64_t> get_int(const json::object& o, const char* key, const std::string& at,
+                             bool non_negative) {
   const auto* v = o.if_contains(key);
   if (!v) return make_error(fmt::format("{}.{}: missing", at, key), 2);
   std::int64_t n = 0;
-  if (v->is_int64()) n = v->as_int64();
-  else if (v->is_uint64() && v->as_uint64() <= static_cast<std::uint64_t>(INT64_MAX)) n = static_cast<std::int64_t>(v->as_uint64());
-  else return make_error(fmt::format("{}.{}: expected an integer", at, key), 2);
+  if (v->is_int64())
+    n = v->as_int64();
+  else if (v->is_uint64() && v->as_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
+    n = static_cast<std::int64_t>(v->as_uint64());
+  else
+    return make_error(fmt::format("{}.{}: expected an integer", at, key), 2);
   if (non_negative && n < 0) return make_error(fmt::format("{}.{}: {} is negative", at, key, n), 2);
   return n;
 }
@@ -73,7 +76,8 @@ result<memory_feedback> parse_memory_feedback(std::string_view text, const std::
   if (!ver) return ver.err();
   if (*ver != 1) return make_error(fmt::format("{}.version: {} is not supported (1 is)", where, *ver), 2);
   const auto* obs = top.if_contains("observations");
-  if (!obs || !obs->is_array()) return make_error(fmt::format("{}.observations: expected an array", where), 2);
+  if (!obs || !obs->is_array())
+    return make_error(fmt::format("{}.observations: expected an array", where), 2);
   memory_feedback out;
   const auto& arr = obs->as_array();
   for (std::size_t i = 0; i < arr.size(); ++i) {
@@ -115,10 +119,14 @@ result<memory_feedback> parse_memory_feedback(std::string_view text, const std::
 std::string to_json_text(const memory_feedback& f) {
   json::array obs;
   for (const auto& o : f.observations)
-    obs.push_back(json::object{{"model", o.model}, {"model_file", o.model_file}, {"device_kind", o.device_kind},
-                               {"device", o.device}, {"backend", o.backend},
+    obs.push_back(json::object{{"model", o.model},
+                               {"model_file", o.model_file},
+                               {"device_kind", o.device_kind},
+                               {"device", o.device},
+                               {"backend", o.backend},
                                {"predicted_bytes", static_cast<std::int64_t>(o.predicted_bytes)},
-                               {"measured_bytes", static_cast<std::int64_t>(o.measured_bytes)}, {"wall", o.wall}});
+                               {"measured_bytes", static_cast<std::int64_t>(o.measured_bytes)},
+                               {"wall", o.wall}});
   return json::serialize(json::object{{"version", 1}, {"observations", std::move(obs)}}) + "\n";
 }
 
@@ -134,18 +142,22 @@ void note(memory_feedback& f, memory_observation o) {
 std::vector<memory_observation> observations_of(const std::string& model, const std::string& model_file,
                                                 const std::string& backend,
                                                 const std::vector<device_memory_record>& predicted,
-                                                const std::vector<device_memory_record>& measured, std::int64_t wall) {
+                                                const std::vector<device_memory_record>& measured,
+                                                std::int64_t wall) {
   std::vector<memory_observation> out;
   std::vector<bool> used(measured.size(), false);
   for (const auto& p : predicted)
     for (std::size_t i = 0; i < measured.size(); ++i) {
       if (used[i] || supervise::device_key(measured[i].device) != supervise::device_key(p.device)) continue;
       used[i] = true;
-      memory_observation o{model, model_file, device_kind(p.device), measured[i].device, backend,
-                           p.total(), measured[i].total(), wall};
-      auto it = std::find_if(out.begin(), out.end(), [&](const auto& e) { return e.device_kind == o.device_kind; });
-      if (it == out.end()) out.push_back(std::move(o));
-      else if (o.diff_bytes() > it->diff_bytes()) *it = std::move(o);  // the shortest prediction of the kind
+      memory_observation o{model,   model_file, device_kind(p.device), measured[i].device,
+                           backend, p.total(),  measured[i].total(),   wall};
+      auto it =
+          std::find_if(out.begin(), out.end(), [&](const auto& e) { return e.device_kind == o.device_kind; });
+      if (it == out.end())
+        out.push_back(std::move(o));
+      else if (o.diff_bytes() > it->diff_bytes())
+        *it = std::move(o);  // the shortest prediction of the kind
       break;
     }
   return out;
@@ -155,14 +167,17 @@ std::vector<kind_margin> margins_from(const memory_feedback& f, const std::vecto
                                       std::uint64_t default_host_reserve, const margin_rule& rule) {
   std::vector<kind_margin> out;
   for (const auto& o : f.observations) {
-    if (std::none_of(models.begin(), models.end(), [&](const model_ref& m) { return belongs_to(o, m); })) continue;
-    auto it = std::find_if(out.begin(), out.end(), [&](const auto& k) { return k.device_kind == o.device_kind; });
+    if (std::none_of(models.begin(), models.end(), [&](const model_ref& m) { return belongs_to(o, m); }))
+      continue;
+    auto it =
+        std::find_if(out.begin(), out.end(), [&](const auto& k) { return k.device_kind == o.device_kind; });
     if (it == out.end()) {
       out.push_back({o.device_kind, 0, 0, {}});
       it = out.end() - 1;
     }
     const auto add = static_cast<std::uint64_t>(std::max<std::int64_t>(0, o.diff_bytes()));
-    it->shortfall_bytes = add > UINT64_MAX - it->shortfall_bytes ? UINT64_MAX : it->shortfall_bytes + add;  // saturates
+    it->shortfall_bytes =
+        add > UINT64_MAX - it->shortfall_bytes ? UINT64_MAX : it->shortfall_bytes + add;  // saturates
     it->used.push_back(o);
   }
   for (auto& k : out) {
@@ -177,8 +192,8 @@ std::vector<kind_margin> margins_from(const memory_feedback& f, const std::vecto
 
 std::string describe(const memory_observation& o) {
   const double d = static_cast<double>(o.diff_bytes());
-  return fmt::format("model {} on {} measured {}{} vs predicted ({} -> {})", o.model, o.device_kind, d >= 0 ? "+" : "-",
-                     mib(std::abs(d)), mib(static_cast<double>(o.predicted_bytes)),
+  return fmt::format("model {} on {} measured {}{} vs predicted ({} -> {})", o.model, o.device_kind,
+                     d >= 0 ? "+" : "-", mib(std::abs(d)), mib(static_cast<double>(o.predicted_bytes)),
                      mib(static_cast<double>(o.measured_bytes)));
 }
 
@@ -229,7 +244,8 @@ std::vector<std::string> remember_measured_memory(const std::string& path, const
         auto abs = fs::weakly_canonical(file, ec);
         if (!ec) file = abs.string();
       }
-      auto obs = observations_of(r.model, file, r.name, r.predicted_devices, r.measured_devices, r.started_wall);
+      auto obs =
+          observations_of(r.model, file, r.name, r.predicted_devices, r.measured_devices, r.started_wall);
       fresh.insert(fresh.end(), obs.begin(), obs.end());
     }
   }
@@ -237,8 +253,10 @@ std::vector<std::string> remember_measured_memory(const std::string& path, const
   if (fresh.empty()) return lines;
   auto f = load_memory_feedback(path);
   memory_feedback fb;
-  if (f) fb = std::move(*f);
-  else lines.push_back(fmt::format("agifarm: {} (starting it afresh)", f.err().message));
+  if (f)
+    fb = std::move(*f);
+  else
+    lines.push_back(fmt::format("agifarm: {} (starting it afresh)", f.err().message));
   for (auto& o : fresh) {
     lines.push_back(fmt::format("agifarm: {}: {} (kept in {})", o.backend, describe(o), path));
     note(fb, std::move(o));

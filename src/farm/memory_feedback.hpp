@@ -43,7 +43,9 @@ struct memory_observation {
   std::uint64_t predicted_bytes = 0;  // model + KV + compute on that device, as the plan predicted
   std::uint64_t measured_bytes = 0;   // as llama-server printed it at load
   std::int64_t wall = 0;              // unix seconds of the measurement
-  std::int64_t diff_bytes() const { return static_cast<std::int64_t>(measured_bytes) - static_cast<std::int64_t>(predicted_bytes); }
+  std::int64_t diff_bytes() const {
+    return static_cast<std::int64_t>(measured_bytes) - static_cast<std::int64_t>(predicted_bytes);
+  }
 };
 
 struct memory_feedback {
@@ -65,7 +67,8 @@ void note(memory_feedback& f, memory_observation o);
 std::vector<memory_observation> observations_of(const std::string& model, const std::string& model_file,
                                                 const std::string& backend,
                                                 const std::vector<device_memory_record>& predicted,
-                                                const std::vector<device_memory_record>& measured, std::int64_t wall);
+                                                const std::vector<device_memory_record>& measured,
+                                                std::int64_t wall);
 
 struct margin_rule {
   std::uint64_t floor_bytes = 512ull << 20;   // a GPU margin never shrinks below this

@@ -1,9 +1,9 @@
 #include "farm/memory_feedback_plan.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <filesystem>
-
-#include <fmt/format.h>
 
 namespace agifarm::farm {
 namespace {
@@ -39,7 +39,8 @@ std::vector<std::string> apply_memory_feedback(const std::string& path, std::vec
   std::uint64_t device_margin = 0;
   bool any_gpu = false;
   for (const auto& k : kinds) {
-    auto it = std::find_if(margins.begin(), margins.end(), [&](const kind_margin& m) { return m.device_kind == k; });
+    auto it = std::find_if(margins.begin(), margins.end(),
+                           [&](const kind_margin& m) { return m.device_kind == k; });
     if (it == margins.end()) {
       device_margin = std::max(device_margin, opt.device_margin_bytes);
     } else {
@@ -49,15 +50,19 @@ std::vector<std::string> apply_memory_feedback(const std::string& path, std::vec
   }
   for (const auto& m : margins) {
     const bool host = m.device_kind == "host";
-    if (!host && std::find(kinds.begin(), kinds.end(), m.device_kind) == kinds.end()) continue;  // not on this inventory
-    for (const auto& o : m.used) lines.push_back(fmt::format("used measured memory from {}: {}", path, describe(o)));
+    if (!host && std::find(kinds.begin(), kinds.end(), m.device_kind) == kinds.end())
+      continue;  // not on this inventory
+    for (const auto& o : m.used)
+      lines.push_back(fmt::format("used measured memory from {}: {}", path, describe(o)));
     if (host)
-      lines.push_back(fmt::format("  host reserve {} (was {}: {} + {} the predictions missed)", mib(m.margin_bytes),
-                                  mib(opt.host_reserve_bytes), mib(opt.host_reserve_bytes), mib(m.shortfall_bytes)));
+      lines.push_back(fmt::format("  host reserve {} (was {}: {} + {} the predictions missed)",
+                                  mib(m.margin_bytes), mib(opt.host_reserve_bytes),
+                                  mib(opt.host_reserve_bytes), mib(m.shortfall_bytes)));
     else
-      lines.push_back(fmt::format("  {} margin {} (was {}: max({} floor, {} missed + {} safety), at most {})", m.device_kind,
-                                  mib(m.margin_bytes), mib(opt.device_margin_bytes), mib(rule.floor_bytes),
-                                  mib(m.shortfall_bytes), mib(rule.safety_bytes), mib(rule.cap_bytes)));
+      lines.push_back(fmt::format("  {} margin {} (was {}: max({} floor, {} missed + {} safety), at most {})",
+                                  m.device_kind, mib(m.margin_bytes), mib(opt.device_margin_bytes),
+                                  mib(rule.floor_bytes), mib(m.shortfall_bytes), mib(rule.safety_bytes),
+                                  mib(rule.cap_bytes)));
   }
   for (const auto& m : margins)
     if (m.device_kind == "host") opt.host_reserve_bytes = m.margin_bytes;
@@ -65,8 +70,9 @@ std::vector<std::string> apply_memory_feedback(const std::string& path, std::vec
     if (kinds.size() > 1) {
       std::string all;
       for (const auto& k : kinds) all += (all.empty() ? "" : ", ") + k;
-      lines.push_back(fmt::format("  every GPU margin {} (the largest of {}: the planner has one margin for all)",
-                                  mib(device_margin), all));
+      lines.push_back(
+          fmt::format("  every GPU margin {} (the largest of {}: the planner has one margin for all)",
+                      mib(device_margin), all));
     }
     opt.device_margin_bytes = device_margin;
   }

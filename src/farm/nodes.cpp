@@ -1,8 +1,10 @@
 #include "farm/nodes.hpp"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,19 +12,19 @@
 #include <set>
 #include <sstream>
 
-#include <boost/json.hpp>
-#include <fmt/format.h>
-
 namespace agifarm::farm {
 namespace {
 namespace json = boost::json;
 namespace fs = std::filesystem;
 
-bool is_loopback(const std::string& h) { return h.empty() || h == "localhost" || h.rfind("127.", 0) == 0 || h == "::1"; }
+bool is_loopback(const std::string& h) {
+  return h.empty() || h == "localhost" || h.rfind("127.", 0) == 0 || h == "::1";
+}
 bool is_any(const std::string& h) { return h == "0.0.0.0" || h == "::" || h == "[::]"; }
 
 std::int64_t wall_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 std::string last_lines(const std::string& text, std::size_t n) {
@@ -31,7 +33,8 @@ std::string last_lines(const std::string& text, std::size_t n) {
   for (std::string l; std::getline(is, l);)
     if (!l.empty()) lines.push_back(l);
   std::string out;
-  for (std::size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); ++i) out += "\n    | " + lines[i];
+  for (std::size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); ++i)
+    out += "\n    | " + lines[i];
   return out;
 }
 
@@ -58,8 +61,8 @@ std::string make_backend_key() {
   return hex;
 }
 
-result<farm_split> split_farm(const plan::deployment& d, const hw::inventory& inv, const std::string& backend_key,
-                              bool allow_public) {
+result<farm_split> split_farm(const plan::deployment& d, const hw::inventory& inv,
+                              const std::string& backend_key, bool allow_public) {
   farm_split s;
   s.all = d;
   s.local.strategy = d.strategy;
@@ -68,11 +71,15 @@ result<farm_split> split_farm(const plan::deployment& d, const hw::inventory& in
   std::set<std::string> sshless;
   std::map<std::string, const hw::node*> remote;
   for (auto& b : s.all.backends) {
-    if (b.node.empty() || b.node == "local") { node_of[b.name] = "local"; continue; }
+    if (b.node.empty() || b.node == "local") {
+      node_of[b.name] = "local";
+      continue;
+    }
     const hw::node* n = inv.find_node(b.node);
     if (!n)
-      return make_error(fmt::format("backend '{}' runs on node '{}', which the inventory ({}) does not have", b.name,
-                                    b.node, inv.source.empty() ? "none given" : inv.source), 2);
+      return make_error(fmt::format("backend '{}' runs on node '{}', which the inventory ({}) does not have",
+                                    b.name, b.node, inv.source.empty() ? "none given" : inv.source),
+                        2);
     if (n->ssh.empty()) {
       sshless.insert(n->name);
       node_of[b.name] = "local";
@@ -84,8 +91,11 @@ result<farm_split> split_farm(const plan::deployment& d, const hw::inventory& in
   if (sshless.size() > 1) {
     std::string names;
     for (const auto& n : sshless) names += (names.empty() ? "" : ", ") + n;
-    return make_error(fmt::format("nodes {} have no `ssh:` in the inventory: only one node (the machine `agifarm up` runs "
-                                  "on) may lack it; give the others `ssh: user@host`", names), 2);
+    return make_error(
+        fmt::format("nodes {} have no `ssh:` in the inventory: only one node (the machine `agifarm up` runs "
+                    "on) may lack it; give the others `ssh: user@host`",
+                    names),
+        2);
   }
   // Rewrite remote backends for their node.
   for (auto& b : s.all.backends) {
@@ -93,18 +103,24 @@ result<farm_split> split_farm(const plan::deployment& d, const hw::inventory& in
     if (nn == "local") continue;
     const hw::node& n = *remote.at(nn);
     if (is_any(b.host) && !allow_public)
-      return make_error(fmt::format("backend '{}' on node '{}' binds {} (every network): backends listen only on their "
-                                    "node's address unless the farm opts in with allow_public_bind: true", b.name, nn, b.host), 2);
+      return make_error(
+          fmt::format("backend '{}' on node '{}' binds {} (every network): backends listen only on their "
+                      "node's address unless the farm opts in with allow_public_bind: true",
+                      b.name, nn, b.host),
+          2);
     if (is_loopback(b.host)) {
-      if (b.kind == plan::backend_kind::llama_server) b.host = n.address;
+      if (b.kind == plan::backend_kind::llama_server)
+        b.host = n.address;
       else {
         // An rpc server on loopback is reachable only from its own node.
         for (const auto& o : s.all.backends)
           for (const auto& dep : o.depends_on)
             if (dep == b.name && node_of[o.name] != nn)
-              return make_error(fmt::format("rpc server '{}' on node '{}' binds {}, but '{}' on node '{}' uses it: it "
-                                            "must listen on its node's address ({})", b.name, nn, b.host, o.name,
-                                            node_of[o.name], n.address), 2);
+              return make_error(
+                  fmt::format("rpc server '{}' on node '{}' binds {}, but '{}' on node '{}' uses it: it "
+                              "must listen on its node's address ({})",
+                              b.name, nn, b.host, o.name, node_of[o.name], n.address),
+                  2);
       }
     }
     if (b.kind == plan::backend_kind::llama_server) b.env[std::string(plan::k_api_key_env)] = backend_key;
@@ -116,17 +132,24 @@ result<farm_split> split_farm(const plan::deployment& d, const hw::inventory& in
   for (const auto& b : s.all.backends)
     for (const auto& dep : b.depends_on) {
       auto it = node_of.find(dep);
-      if (it == node_of.end()) return make_error(fmt::format("backend '{}' depends on '{}', which is not in the deployment", b.name, dep), 2);
+      if (it == node_of.end())
+        return make_error(
+            fmt::format("backend '{}' depends on '{}', which is not in the deployment", b.name, dep), 2);
       const std::string& from = node_of[b.name];
       const std::string& to = it->second;
       if (from == to) continue;
-      if (to == "local") local_first = true;
-      else if (from == "local") local_after = true;
-      else needs[from].insert(to);
+      if (to == "local")
+        local_first = true;
+      else if (from == "local")
+        local_after = true;
+      else
+        needs[from].insert(to);
     }
   if (local_first && local_after)
-    return make_error("this machine's backends and a remote node's depend on each other both ways; put the rpc servers of "
-                      "a shard on nodes other than the one whose llama-server uses them, or all on one side", 2);
+    return make_error(
+        "this machine's backends and a remote node's depend on each other both ways; put the rpc servers of "
+        "a shard on nodes other than the one whose llama-server uses them, or all on one side",
+        2);
   std::set<std::string> placed;
   while (placed.size() < needs.size()) {
     bool progress = false;
@@ -175,7 +198,8 @@ result<farm_split> split_farm(const plan::deployment& d, const hw::inventory& in
 
 std::string node_info_json(const std::string& llama_bin) {
   std::error_code ec;
-  json::object o{{"agifarm_version", k_agifarm_version}, {"llama_bin", llama_bin},
+  json::object o{{"agifarm_version", k_agifarm_version},
+                 {"llama_bin", llama_bin},
                  {"llama_server", fs::exists(llama_bin + "/llama-server", ec)},
                  {"rpc_server", fs::exists(llama_bin + "/ggml-rpc-server", ec)}};
   std::string version;
@@ -202,7 +226,8 @@ result<node_info> parse_node_info(std::string_view text, const std::string& node
   boost::system::error_code ec;
   auto v = json::parse(text, ec);
   if (ec || !v.is_object())
-    return make_error(fmt::format("node {}: `agifarm node info` did not print JSON (an older agifarm there?)", node));
+    return make_error(
+        fmt::format("node {}: `agifarm node info` did not print JSON (an older agifarm there?)", node));
   const auto& o = v.as_object();
   node_info i;
   auto s = [&](const char* k) {
@@ -219,7 +244,8 @@ result<node_info> parse_node_info(std::string_view text, const std::string& node
   i.hostname = s("hostname");
   i.llama_server = b("llama_server");
   i.rpc_server = b("rpc_server");
-  if (i.agifarm_version.empty()) return make_error(fmt::format("node {}: `agifarm node info` has no agifarm_version", node));
+  if (i.agifarm_version.empty())
+    return make_error(fmt::format("node {}: `agifarm node info` has no agifarm_version", node));
   return i;
 }
 
@@ -227,7 +253,11 @@ result<node_info> parse_node_info(std::string_view text, const std::string& node
 
 node_fleet::node_fleet(std::vector<remote_node> nodes, std::map<std::string, plan::deployment> parts,
                        remote::remote_shell& sh, fleet_options o, wall_clock wall)
-    : nodes_(std::move(nodes)), parts_(std::move(parts)), sh_(sh), o_(o), wall_(wall ? std::move(wall) : wall_clock(wall_now)) {
+    : nodes_(std::move(nodes)),
+      parts_(std::move(parts)),
+      sh_(sh),
+      o_(o),
+      wall_(wall ? std::move(wall) : wall_clock(wall_now)) {
   for (const auto& n : nodes_) {
     auto e = std::make_unique<entry>();
     e->st.name = n.name;
@@ -252,11 +282,13 @@ status node_fleet::check(const say_fn& say) {
       std::string where = fmt::format("node {} ({})", n.name, n.target.text());
       if (!r) return fmt::format("{}: cannot reach it: {}", where, r.err().message);
       if (r->exit_code == 127 || r->err.find("not found") != std::string::npos)
-        return fmt::format("{}: agifarm is not installed there ('{}' not found): install agifarm {} on it (scripts/setup.sh "
-                           "and the build), or set `agifarm: /path/to/agifarm` for the node in the inventory",
-                           where, n.agifarm, k_agifarm_version);
+        return fmt::format(
+            "{}: agifarm is not installed there ('{}' not found): install agifarm {} on it (scripts/setup.sh "
+            "and the build), or set `agifarm: /path/to/agifarm` for the node in the inventory",
+            where, n.agifarm, k_agifarm_version);
       if (r->exit_code != 0)
-        return fmt::format("{}: `agifarm node info` failed (exit {}): {}", where, r->exit_code, last_lines(r->err + r->out, 3));
+        return fmt::format("{}: `agifarm node info` failed (exit {}): {}", where, r->exit_code,
+                           last_lines(r->err + r->out, 3));
       auto info = parse_node_info(r->out, n.name);
       if (!info) return where + ": " + info.err().message;
       {
@@ -274,9 +306,10 @@ status node_fleet::check(const say_fn& say) {
           needs_rpc |= b.kind == plan::backend_kind::rpc_server;
         }
       if ((needs_server && !info->llama_server) || (needs_rpc && !info->rpc_server))
-        return fmt::format("{}: llama.cpp is not there: no {} in {} (build it there with scripts/setup.sh, or set "
-                           "`llama_bin:` for the node in the inventory)", where,
-                           needs_server && !info->llama_server ? "llama-server" : "ggml-rpc-server", info->llama_bin);
+        return fmt::format(
+            "{}: llama.cpp is not there: no {} in {} (build it there with scripts/setup.sh, or set "
+            "`llama_bin:` for the node in the inventory)",
+            where, needs_server && !info->llama_server ? "llama-server" : "ggml-rpc-server", info->llama_bin);
       return "";
     }));
   std::vector<std::string> problems;
@@ -284,17 +317,19 @@ status node_fleet::check(const say_fn& say) {
     std::string p = jobs[i].get();
     if (p.empty()) {
       std::lock_guard lk(entries_[i]->mu);
-      say(fmt::format("node {} ({}): agifarm {}, llama.cpp {}", nodes_[i].name, nodes_[i].target.text(),
-                      entries_[i]->st.agifarm_version,
-                      entries_[i]->st.llama_version.empty() ? "(version unknown)" : entries_[i]->st.llama_version));
+      say(fmt::format(
+          "node {} ({}): agifarm {}, llama.cpp {}", nodes_[i].name, nodes_[i].target.text(),
+          entries_[i]->st.agifarm_version,
+          entries_[i]->st.llama_version.empty() ? "(version unknown)" : entries_[i]->st.llama_version));
     } else {
       say(p);
       problems.push_back(p);
     }
   }
   if (!problems.empty())
-    return make_error(problems.size() == 1 ? problems[0]
-                                           : fmt::format("{} nodes cannot run their part (see above)", problems.size()));
+    return make_error(problems.size() == 1
+                          ? problems[0]
+                          : fmt::format("{} nodes cannot run their part (see above)", problems.size()));
   return {};
 }
 
@@ -351,8 +386,12 @@ bool node_fleet::poll(std::size_t i) {
     // One slow answer (a busy machine, a slow login shell) is not a lost node: it takes
     // unreachable_after failures in a row. A failed connection is: sshd itself did not answer.
     const bool connection_failed = r.err().exit_code == remote::k_exit_connection_failed;
-    if (++e.failures < o_.unreachable_after && !connection_failed && e.st.state != "unreachable") return false;
-    if (e.st.state == "unreachable") { e.st.error = r.err().message; return false; }
+    if (++e.failures < o_.unreachable_after && !connection_failed && e.st.state != "unreachable")
+      return false;
+    if (e.st.state == "unreachable") {
+      e.st.error = r.err().message;
+      return false;
+    }
     set_state(e, "unreachable", r.err().message);
     return true;
   }
@@ -367,7 +406,8 @@ bool node_fleet::poll(std::size_t i) {
     for (auto& b : s->backends) {
       b.node = n.name;
       for (const auto& old : e.st.backends)
-        if (old.name == b.name && (old.state != b.state || old.port != b.port || old.pid != b.pid || old.host != b.host))
+        if (old.name == b.name &&
+            (old.state != b.state || old.port != b.port || old.pid != b.pid || old.host != b.host))
           changed = true;
     }
     e.st.backends = std::move(s->backends);
@@ -408,7 +448,8 @@ void node_fleet::stop(const say_fn& say) {
       const auto& n = nodes_[k];
       auto r = sh_.run(n.target, n.argv("down"), {}, o_.stop_timeout);
       if (!r) return fmt::format("node {}: could not stop it: {}", n.name, r.err().message);
-      if (r->exit_code != 0) return fmt::format("node {}: `agifarm node down` failed:{}", n.name, last_lines(r->out + r->err, 4));
+      if (r->exit_code != 0)
+        return fmt::format("node {}: `agifarm node down` failed:{}", n.name, last_lines(r->out + r->err, 4));
       return fmt::format("node {}: stopped", n.name);
     }));
   for (auto& j : jobs) say(j.get());
@@ -425,7 +466,8 @@ std::vector<node_status> node_fleet::snapshot() const {
 
 // ---- the gateway's view ------------------------------------------------------------------------------
 
-std::map<std::string, replica_state> replica_view(const plan::deployment& all, const std::vector<backend_record>& local,
+std::map<std::string, replica_state> replica_view(const plan::deployment& all,
+                                                  const std::vector<backend_record>& local,
                                                   const std::vector<node_status>& nodes) {
   struct where {
     const backend_record* rec = nullptr;
@@ -455,13 +497,15 @@ std::map<std::string, replica_state> replica_view(const plan::deployment& all, c
     if (b.kind != plan::backend_kind::llama_server) continue;
     replica_state s;
     if (auto w = at.find(b.name); w != at.end() && w->second.rec->port > 0)
-      s.url = fmt::format("http://{}:{}", w->second.rec->host.find(':') != std::string::npos
-                                               ? "[" + w->second.rec->host + "]" : w->second.rec->host,
+      s.url = fmt::format("http://{}:{}",
+                          w->second.rec->host.find(':') != std::string::npos ? "[" + w->second.rec->host + "]"
+                                                                             : w->second.rec->host,
                           w->second.rec->port);
     s.reason = down_reason(b);
     if (s.reason.empty())
       for (const auto& dep : b.depends_on) {
-        auto d = std::find_if(all.backends.begin(), all.backends.end(), [&](auto& x) { return x.name == dep; });
+        auto d =
+            std::find_if(all.backends.begin(), all.backends.end(), [&](auto& x) { return x.name == dep; });
         if (d == all.backends.end()) continue;
         std::string why = down_reason(*d);
         if (!why.empty()) {

@@ -54,16 +54,16 @@ struct remote_node {
 };
 
 struct farm_split {
-  plan::deployment all;    // the whole deployment, remote backends rewritten for their node
-  plan::deployment local;  // this machine's backends (no pools: the gateway takes them from `all`)
-  std::vector<remote_node> nodes;                    // remote nodes in start order (dependencies first)
+  plan::deployment all;            // the whole deployment, remote backends rewritten for their node
+  plan::deployment local;          // this machine's backends (no pools: the gateway takes them from `all`)
+  std::vector<remote_node> nodes;  // remote nodes in start order (dependencies first)
   std::map<std::string, plan::deployment> per_node;  // node name -> its part, as its daemon runs it
 };
 
 // Errors name the node or backend: a node not in the inventory, two nodes without `ssh:` (which one is
 // this machine?), a remote backend bound to 0.0.0.0 / a public address without allow_public.
-result<farm_split> split_farm(const plan::deployment& d, const hw::inventory& inv, const std::string& backend_key,
-                              bool allow_public = false);
+result<farm_split> split_farm(const plan::deployment& d, const hw::inventory& inv,
+                              const std::string& backend_key, bool allow_public = false);
 
 // A random 256-bit key as hex (from /dev/urandom).
 std::string make_backend_key();
@@ -87,7 +87,8 @@ struct fleet_options {
   std::chrono::milliseconds info_timeout{20000};
   std::chrono::milliseconds start_timeout{900000};  // `node up` returns once its backends started
   std::chrono::milliseconds poll_timeout{8000};
-  int unreachable_after = 2;  // polls timing out in a row before a node's replicas leave their pools (a failed connection: 1)
+  int unreachable_after =
+      2;  // polls timing out in a row before a node's replicas leave their pools (a failed connection: 1)
   std::chrono::milliseconds stop_timeout{90000};
   std::chrono::seconds restart_backoff_initial{2};
   std::chrono::seconds restart_backoff_cap{60};
@@ -97,8 +98,8 @@ class node_fleet {
  public:
   using say_fn = std::function<void(const std::string&)>;
   using wall_clock = std::function<std::int64_t()>;  // unix seconds
-  node_fleet(std::vector<remote_node> nodes, std::map<std::string, plan::deployment> parts, remote::remote_shell& sh,
-             fleet_options o = {}, wall_clock wall = {});
+  node_fleet(std::vector<remote_node> nodes, std::map<std::string, plan::deployment> parts,
+             remote::remote_shell& sh, fleet_options o = {}, wall_clock wall = {});
 
   // `agifarm node info` on every node (in parallel): present, same agifarm version, llama.cpp found.
   // Every problem is reported (one line per node); an error if any.
@@ -141,7 +142,8 @@ struct replica_state {
   std::string reason;  // why not ready ("node work unreachable since ...", "rpc server X down")
 };
 // local: the local supervisor's backends (name, host, port, state); nodes: the fleet's snapshot.
-std::map<std::string, replica_state> replica_view(const plan::deployment& all, const std::vector<backend_record>& local,
+std::map<std::string, replica_state> replica_view(const plan::deployment& all,
+                                                  const std::vector<backend_record>& local,
                                                   const std::vector<node_status>& nodes);
 
 // Parses `agifarm node info` output; errors name the node.

@@ -1,10 +1,9 @@
 #include "farm/on_demand.hpp"
 
-#include <algorithm>
-
-#include <boost/json.hpp>
-
 #include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
 
 #include "hw/hw.hpp"
 
@@ -49,7 +48,8 @@ device_bytes local_capacity(const farm_file& f, std::vector<std::string>& notes)
   if (n.ram_bytes) cap["host"] = n.ram_bytes;
   int cuda = 0, rocm = 0;
   for (const auto& g : n.gpus) {
-    std::string name = g.vendor == hw::gpu_vendor::amd ? fmt::format("ROCm{}", rocm++) : fmt::format("CUDA{}", cuda++);
+    std::string name =
+        g.vendor == hw::gpu_vendor::amd ? fmt::format("ROCm{}", rocm++) : fmt::format("CUDA{}", cuda++);
     if (g.vram_bytes) cap[name] = g.vram_bytes;
   }
   return cap;
@@ -58,7 +58,8 @@ device_bytes local_capacity(const farm_file& f, std::vector<std::string>& notes)
 on_demand_manager::on_demand_manager(const plan::deployment& d, const farm_file& f, device_bytes capacity,
                                      std::function<void()> wake)
     : capacity_(std::move(capacity)), wake_(std::move(wake)) {
-  opt_.hold = std::chrono::duration_cast<od_duration>(std::chrono::duration<double, std::milli>(f.on_demand.batch_ms));
+  opt_.hold = std::chrono::duration_cast<od_duration>(
+      std::chrono::duration<double, std::milli>(f.on_demand.batch_ms));
   load_timeout_s_ = f.on_demand.load_timeout_s;
   for (const auto& p : d.pools) {
     entry e;
@@ -169,7 +170,9 @@ bool on_demand_manager::serving(const std::string& replica) const {
 }
 
 namespace {
-std::string slot_file(const std::string& replica, int slot) { return fmt::format("{}-slot{}.bin", replica, slot); }
+std::string slot_file(const std::string& replica, int slot) {
+  return fmt::format("{}-slot{}.bin", replica, slot);
+}
 }  // namespace
 
 void on_demand_manager::save(const supervise::supervisor& sup, entry& e,
@@ -183,7 +186,8 @@ void on_demand_manager::save(const supervise::supervisor& sup, entry& e,
     const auto& b = sup.backends()[*i];
     for (int s = 0; s < e.slots[r]; ++s) {
       auto a = supervise::http_post(b.host, b.port, fmt::format("/slots/{}?action=save", s),
-                                    fmt::format(R"({{"filename":"{}"}})", slot_file(b.name, s)), std::chrono::seconds(30));
+                                    fmt::format(R"({{"filename":"{}"}})", slot_file(b.name, s)),
+                                    std::chrono::seconds(30));
       if (a.status != 200) continue;
       boost::system::error_code ec;
       auto v = boost::json::parse(a.body, ec);
@@ -207,14 +211,16 @@ void on_demand_manager::restore(const supervise::supervisor& sup, entry& e,
     const auto& b = sup.backends()[*i];
     for (std::size_t s = 0; s < e.saved[r].size(); ++s) {
       if (e.saved[r][s] < k_restore_min_tokens) continue;  // cheaper to recompute
-      auto a = supervise::http_post(b.host, b.port, fmt::format("/slots/{}?action=restore", s),
-                                    fmt::format(R"({{"filename":"{}"}})", slot_file(b.name, static_cast<int>(s))),
-                                    std::chrono::seconds(30));
+      auto a =
+          supervise::http_post(b.host, b.port, fmt::format("/slots/{}?action=restore", s),
+                               fmt::format(R"({{"filename":"{}"}})", slot_file(b.name, static_cast<int>(s))),
+                               std::chrono::seconds(30));
       if (a.status != 200) continue;
       boost::system::error_code ec;
       auto v = boost::json::parse(a.body, ec);
       if (!ec && v.is_object())
-        if (auto* n = v.as_object().if_contains("n_restored"); n && n->is_int64()) total += static_cast<int>(n->as_int64());
+        if (auto* n = v.as_object().if_contains("n_restored"); n && n->is_int64())
+          total += static_cast<int>(n->as_int64());
     }
     e.saved[r].clear();
   }
@@ -341,7 +347,8 @@ od_time on_demand_manager::step(supervise::supervisor& sup, gateway::server* gw,
         view[v] = victim.m;
       }
       (void)all;
-      e.reason = fmt::format("waiting for {} to stop", d.evict.size() == 1 ? models_[d.evict[0]].m.name : "its victims");
+      e.reason = fmt::format("waiting for {} to stop",
+                             d.evict.size() == 1 ? models_[d.evict[0]].m.name : "its victims");
       waiting = true;
       break;  // it starts once they are gone (their exits wake us)
     }
@@ -373,8 +380,8 @@ std::vector<model_record> on_demand_manager::records() const {
   std::vector<model_record> out;
   if (!active()) return out;
   for (const auto& e : models_)
-    out.push_back({e.m.name, e.shown, e.m.on_demand, e.m.pinned, e.loads, e.evictions, e.unloads, e.last_load_s,
-                   e.total_load_s, e.reason, e.saved_tokens, e.restored_tokens});
+    out.push_back({e.m.name, e.shown, e.m.on_demand, e.m.pinned, e.loads, e.evictions, e.unloads,
+                   e.last_load_s, e.total_load_s, e.reason, e.saved_tokens, e.restored_tokens});
   return out;
 }
 
@@ -383,8 +390,8 @@ std::vector<gateway::model_status> on_demand_manager::statuses() const {
   if (!active()) return out;
   for (const auto& e : models_)
     out.push_back({e.m.name, e.shown, e.m.on_demand, static_cast<std::uint64_t>(e.loads),
-                   static_cast<std::uint64_t>(e.evictions), static_cast<std::uint64_t>(e.unloads), e.last_load_s,
-                   e.total_load_s});
+                   static_cast<std::uint64_t>(e.evictions), static_cast<std::uint64_t>(e.unloads),
+                   e.last_load_s, e.total_load_s});
   return out;
 }
 

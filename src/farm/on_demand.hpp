@@ -77,14 +77,15 @@ class on_demand_manager {
     double last_load_s = 0, total_load_s = 0;
     od_time load_started{};
     std::string reason;
-    std::vector<int> slots;                        // per replica: its -np
-    std::vector<std::vector<int>> saved;           // per replica, per slot: tokens saved at its last stop
+    std::vector<int> slots;               // per replica: its -np
+    std::vector<std::vector<int>> saved;  // per replica, per slot: tokens saved at its last stop
     std::int64_t saved_tokens = 0, restored_tokens = 0;
   };
   void save(const supervise::supervisor& sup, entry& e, const std::function<void(const std::string&)>& say);
-  void restore(const supervise::supervisor& sup, entry& e, const std::function<void(const std::string&)>& say);
-  bool all_in(const supervise::supervisor& sup, const entry& e, std::initializer_list<supervise::backend_state> states,
-              bool llama_only) const;
+  void restore(const supervise::supervisor& sup, entry& e,
+               const std::function<void(const std::string&)>& say);
+  bool all_in(const supervise::supervisor& sup, const entry& e,
+              std::initializer_list<supervise::backend_state> states, bool llama_only) const;
   void stop(supervise::supervisor& sup, entry& e, const std::string& why,
             const std::function<void(const std::string&)>& say);
 
@@ -95,7 +96,7 @@ class on_demand_manager {
   bool any_on_demand_ = false;
   std::function<void()> wake_;
   std::mutex mu_;
-  std::set<std::string> wanted_;  // gateway pools asked for since the last step
+  std::set<std::string> wanted_;                 // gateway pools asked for since the last step
   std::vector<std::vector<std::string>> pools_;  // per model: gateway pool names (set by configure)
   std::string slot_dir_;                         // "" = no save/restore
 };

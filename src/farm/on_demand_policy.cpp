@@ -1,41 +1,53 @@
 #include "farm/on_demand_policy.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <numeric>
-
-#include <fmt/format.h>
 
 namespace agifarm::farm {
 
 const char* to_string(model_phase p) {
   switch (p) {
-    case model_phase::unloaded: return "unloaded";
-    case model_phase::loading: return "loading";
-    case model_phase::loaded: return "loaded";
-    case model_phase::stopping: return "stopping";
+    case model_phase::unloaded:
+      return "unloaded";
+    case model_phase::loading:
+      return "loading";
+    case model_phase::loaded:
+      return "loaded";
+    case model_phase::stopping:
+      return "stopping";
   }
   return "?";
 }
 
 const char* to_string(od_verdict v) {
   switch (v) {
-    case od_verdict::start: return "start";
-    case od_verdict::evict: return "evict";
-    case od_verdict::wait: return "wait";
-    case od_verdict::refuse: return "refuse";
-    case od_verdict::nothing: return "nothing";
+    case od_verdict::start:
+      return "start";
+    case od_verdict::evict:
+      return "evict";
+    case od_verdict::wait:
+      return "wait";
+    case od_verdict::refuse:
+      return "refuse";
+    case od_verdict::nothing:
+      return "nothing";
   }
   return "?";
 }
 
-std::string mib(std::uint64_t bytes) { return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1024.0 * 1024.0)); }
+std::string mib(std::uint64_t bytes) {
+  return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+}
 
 namespace {
 
 bool holds_memory(model_phase p) { return p != model_phase::unloaded; }
 
 // Does freeing the models in `set` cover every device of `short_by`?
-bool covers(const std::vector<od_model>& models, const std::vector<std::size_t>& set, const device_bytes& short_by) {
+bool covers(const std::vector<od_model>& models, const std::vector<std::size_t>& set,
+            const device_bytes& short_by) {
   for (const auto& [dev, missing] : short_by) {
     std::uint64_t freed = 0;
     for (auto i : set)
@@ -145,8 +157,10 @@ od_decision decide_load(const std::vector<od_model>& models, std::size_t target,
     auto c = capacity.find(dev);
     if (c != capacity.end() && b > c->second) {
       d.verdict = od_verdict::refuse;
-      d.reason = fmt::format("model '{}' needs {} on {}, which has {} in all: it cannot load however many models "
-                             "are stopped", t.name, mib(b), dev, mib(c->second));
+      d.reason = fmt::format(
+          "model '{}' needs {} on {}, which has {} in all: it cannot load however many models "
+          "are stopped",
+          t.name, mib(b), dev, mib(c->second));
       return d;
     }
   }
@@ -173,12 +187,14 @@ od_decision decide_load(const std::vector<od_model>& models, std::size_t target,
   std::vector<std::size_t> cands, later, blockers;
   for (std::size_t i = 0; i < models.size(); ++i) {
     const auto& m = models[i];
-    if (i == target || !holds_memory(m.phase) || m.phase == model_phase::stopping || !uses_any(m, short_by)) continue;
+    if (i == target || !holds_memory(m.phase) || m.phase == model_phase::stopping || !uses_any(m, short_by))
+      continue;
     if (!m.on_demand || m.pinned) {
       blockers.push_back(i);
       continue;
     }
-    const bool idle = m.phase == model_phase::loaded && m.in_flight == 0 && m.queued == 0 && now - m.last_used >= o.hold;
+    const bool idle =
+        m.phase == model_phase::loaded && m.in_flight == 0 && m.queued == 0 && now - m.last_used >= o.hold;
     (idle ? cands : later).push_back(i);
   }
   std::stable_sort(cands.begin(), cands.end(), [&](std::size_t a, std::size_t b) {
@@ -198,15 +214,18 @@ od_decision decide_load(const std::vector<od_model>& models, std::size_t target,
     std::vector<std::size_t> busy, held_back;
     for (auto i : later) {
       const auto& m = models[i];
-      if (m.phase == model_phase::loading || m.in_flight > 0 || m.queued > 0) busy.push_back(i);
-      else held_back.push_back(i);
+      if (m.phase == model_phase::loading || m.in_flight > 0 || m.queued > 0)
+        busy.push_back(i);
+      else
+        held_back.push_back(i);
     }
     std::string why;
     if (!busy.empty()) why += fmt::format("{}{} busy", why.empty() ? "" : "; ", names(models, busy));
     if (!held_back.empty())
-      why += fmt::format("{}{} used within the batch window", why.empty() ? "" : "; ", names(models, held_back));
-    d.reason = fmt::format("model '{}' needs {}: waiting ({})", t.name, describe_short(short_by, t.need, after, capacity),
-                           why);
+      why +=
+          fmt::format("{}{} used within the batch window", why.empty() ? "" : "; ", names(models, held_back));
+    d.reason = fmt::format("model '{}' needs {}: waiting ({})", t.name,
+                           describe_short(short_by, t.need, after, capacity), why);
     return d;
   }
   d.verdict = od_verdict::refuse;
@@ -218,9 +237,10 @@ od_decision decide_load(const std::vector<od_model>& models, std::size_t target,
   std::string must_go;
   if (!pinned.empty()) must_go += "pinned " + pinned;
   if (!always.empty()) must_go += (must_go.empty() ? "always-on " : "; always-on ") + always;
-  d.reason = fmt::format("model '{}' needs {}; stopping every evictable model would not make room: {} would have to "
-                         "go (pinned and always-on models are never evicted)",
-                         t.name, describe_short(short_by, t.need, after, capacity), must_go.empty() ? "?" : must_go);
+  d.reason = fmt::format(
+      "model '{}' needs {}; stopping every evictable model would not make room: {} would have to "
+      "go (pinned and always-on models are never evicted)",
+      t.name, describe_short(short_by, t.need, after, capacity), must_go.empty() ? "?" : must_go);
   return d;
 }
 
@@ -240,8 +260,8 @@ std::vector<std::size_t> expired(const std::vector<od_model>& models, od_time no
   std::vector<std::size_t> out;
   for (std::size_t i = 0; i < models.size(); ++i) {
     const auto& m = models[i];
-    if (m.on_demand && m.phase == model_phase::loaded && m.ttl.count() > 0 && m.in_flight == 0 && m.queued == 0 &&
-        now - m.last_used >= m.ttl)
+    if (m.on_demand && m.phase == model_phase::loaded && m.ttl.count() > 0 && m.in_flight == 0 &&
+        m.queued == 0 && now - m.last_used >= m.ttl)
       out.push_back(i);
   }
   return out;
@@ -258,8 +278,8 @@ std::vector<std::string> never_fit(const std::vector<od_model>& models, const de
   std::vector<std::string> out;
   for (const auto& [dev, c] : capacity)
     if (fixed.count(dev) && fixed[dev] > c)
-      out.push_back(fmt::format("the always-on models ({}) need {} on {}, which has {}", always, mib(fixed[dev]), dev,
-                                mib(c)));
+      out.push_back(fmt::format("the always-on models ({}) need {} on {}, which has {}", always,
+                                mib(fixed[dev]), dev, mib(c)));
   for (const auto& m : models) {
     if (!m.on_demand) continue;
     for (const auto& [dev, b] : m.need) {
@@ -267,8 +287,9 @@ std::vector<std::string> never_fit(const std::vector<od_model>& models, const de
       if (c == capacity.end()) continue;
       const std::uint64_t f = fixed.count(dev) ? fixed[dev] : 0;
       if (f + b > c->second)
-        out.push_back(fmt::format("on-demand model '{}' needs {} on {}, but {} has {}{}", m.name, mib(b), dev, dev,
-                                  mib(c->second), f ? fmt::format(" and the always-on models hold {}", mib(f)) : ""));
+        out.push_back(fmt::format("on-demand model '{}' needs {} on {}, but {} has {}{}", m.name, mib(b), dev,
+                                  dev, mib(c->second),
+                                  f ? fmt::format(" and the always-on models hold {}", mib(f)) : ""));
     }
   }
   return out;

@@ -50,10 +50,10 @@ struct od_model {
   od_duration ttl{};       // idle this long -> stopped; 0 = never for idleness
   device_bytes need;       // predicted bytes per device, all its backends
   model_phase phase = model_phase::unloaded;
-  int in_flight = 0;       // requests holding a slot of one of its backends
-  int queued = 0;          // requests waiting for it
-  od_time last_used{};     // last request start or end, or when it became loaded
-  od_time waiting_since{}; // its oldest queued request (meaningful when queued > 0)
+  int in_flight = 0;        // requests holding a slot of one of its backends
+  int queued = 0;           // requests waiting for it
+  od_time last_used{};      // last request start or end, or when it became loaded
+  od_time waiting_since{};  // its oldest queued request (meaningful when queued > 0)
 };
 
 struct od_options {

@@ -1,39 +1,37 @@
 #include "farm/runner.hpp"
-#include "common/format.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <filesystem>
+#include <iostream>
 #include <map>
+#include <mutex>
 #include <optional>
-#include <set>
 #include <ostream>
+#include <set>
 #include <sstream>
+#include <thread>
 
-#include <fmt/format.h>
-
+#include "common/format.hpp"
 #include "farm/farm_file.hpp"
+#include "farm/gateway_config.hpp"
 #include "farm/memory_feedback.hpp"
 #include "farm/nodes.hpp"
 #include "farm/on_demand.hpp"
 #include "farm/sources.hpp"
 #include "farm/state.hpp"
 #include "gateway/config.hpp"
-#include "farm/gateway_config.hpp"
 #include "gateway/gateway.hpp"
 #include "hw/hw.hpp"
 #include "remote/remote.hpp"
 #include "supervise/supervisor.hpp"
-
-#include <condition_variable>
-#include <iostream>
-#include <mutex>
-#include <thread>
 
 namespace agifarm::farm {
 
@@ -72,7 +70,11 @@ class reporter {
     while (n > 0) {
       ssize_t w = ::write(pipe_, p, n);
       if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) { ::close(pipe_); pipe_ = -1; return; }
+      if (w <= 0) {
+        ::close(pipe_);
+        pipe_ = -1;
+        return;
+      }
       p += w;
       n -= static_cast<size_t>(w);
     }
@@ -136,7 +138,8 @@ std::vector<backend_record> local_records(const supervise::supervisor& sup) {
     r.slots = spec.slots;
     r.predicted_bytes = predicted_total(spec);
     r.predicted_devices = predicted_devices(spec);
-    if (r.state == "ready" && r.kind == "llama-server") r.measured_devices = measured_devices(r.log_path, r.started_wall);
+    if (r.state == "ready" && r.kind == "llama-server")
+      r.measured_devices = measured_devices(r.log_path, r.started_wall);
     out.push_back(std::move(r));
   }
   return out;
@@ -186,8 +189,8 @@ std::vector<node_record> node_records(const node_fleet* fleet) {
   for (std::size_t i = 0; i < fleet->size(); ++i) {
     const auto& n = fleet->node(i);
     const auto& st = snap[i];
-    out.push_back({n.name, n.target.text(), n.address, n.agifarm, n.llama_bin, n.state_dir, st.state, st.since_wall,
-                   st.error, st.restarts, st.agifarm_version, st.llama_version});
+    out.push_back({n.name, n.target.text(), n.address, n.agifarm, n.llama_bin, n.state_dir, st.state,
+                   st.since_wall, st.error, st.restarts, st.agifarm_version, st.llama_version});
   }
   return out;
 }
@@ -199,8 +202,8 @@ void print_summary(reporter& rep, const plan::deployment& all, const std::vector
     ready += b.state == "ready";
     failed += b.state == "failed";
   }
-  rep.say(fmt::format("agifarm: farm is up: {} of {} backends ready{} (strategy {}, from {})", ready, recs.size(),
-                      failed ? fmt::format(", {} FAILED", failed) : "", all.strategy, source));
+  rep.say(fmt::format("agifarm: farm is up: {} of {} backends ready{} (strategy {}, from {})", ready,
+                      recs.size(), failed ? fmt::format(", {} FAILED", failed) : "", all.strategy, source));
   rep.say(fmt::format("  endpoint  {}/v1  (OpenAI-compatible)", endpoint));
   const auto& specs = all.backends;
   std::map<std::string, std::size_t> index;
@@ -216,8 +219,9 @@ void print_summary(reporter& rep, const plan::deployment& all, const std::vector
     for (const auto& name : p.backends) {
       auto i = index.at(name);
       const auto& b = recs[i];
-      std::string line = fmt::format("    {:<24} {:<8} {}port {:<5}", b.name, b.state,
-                                     several_nodes ? fmt::format("node {:<8} {} ", b.node, b.host) : "", b.port);
+      std::string line =
+          fmt::format("    {:<24} {:<8} {}port {:<5}", b.name, b.state,
+                      several_nodes ? fmt::format("node {:<8} {} ", b.node, b.host) : "", b.port);
       if (b.pid) line += fmt::format("  pid {}", b.pid);
       if (b.state != "ready" && !b.reason.empty()) line += "  " + b.reason;
       rep.say(line);
@@ -227,9 +231,12 @@ void print_summary(reporter& rep, const plan::deployment& all, const std::vector
       }
     }
     if (tps > 0)
-      rep.say(fmt::format("    predicted: {:.0f} tok/s per stream, {:.0f} tok/s with every slot busy", tps1, tps));
+      rep.say(fmt::format("    predicted: {:.0f} tok/s per stream, {:.0f} tok/s with every slot busy", tps1,
+                          tps));
     else
-      rep.say("    predicted tokens/s: not predicted (this deployment has no planner predictions; see `agifarm plan`)");
+      rep.say(
+          "    predicted tokens/s: not predicted (this deployment has no planner predictions; see `agifarm "
+          "plan`)");
   }
   // Memory per device, as predicted by the plan.
   std::map<std::string, std::uint64_t> per_device;
@@ -242,21 +249,26 @@ void print_summary(reporter& rep, const plan::deployment& all, const std::vector
   std::uint64_t rss = 0;
   for (const auto& b : recs) rss += b.node == "local" ? supervise::process_rss_bytes(b.pid) : b.rss_bytes;
   std::string mem;
-  for (const auto& [d, bytes] : per_device) mem += fmt::format("{}{} {}", mem.empty() ? "" : ", ", d, human_bytes(bytes));
+  for (const auto& [d, bytes] : per_device)
+    mem += fmt::format("{}{} {}", mem.empty() ? "" : ", ", d, human_bytes(bytes));
   rep.say(fmt::format("  memory    predicted: {}; in use now (RSS of all backends): {}",
                       mem.empty() ? "not predicted" : mem, human_bytes(rss)));
   std::string auth = gc.api_keys.empty() ? "" : " -H \"Authorization: Bearer $AGIFARM_KEY\"";
   std::string key = gc.api_keys.empty() ? "\"none\"" : "os.environ[\"AGIFARM_KEY\"]";
   rep.say("  try it:");
-  rep.say(fmt::format("    curl -s {}/v1/chat/completions -H 'Content-Type: application/json'{} \\", endpoint, auth));
-  rep.say(fmt::format(R"(      -d '{{"model":"{}","messages":[{{"role":"user","content":"Hello"}}],"max_tokens":32}}')",
-                      first_alias));
-  rep.say(fmt::format(R"(    python3 -c 'import os; from openai import OpenAI; c = OpenAI(base_url="{}/v1", api_key={}); )"
-                      R"(print(c.chat.completions.create(model="{}", max_tokens=32, messages=[{{"role":"user","content":"Hello"}}]).choices[0].message.content)')",
-                      endpoint, key, first_alias));
+  rep.say(fmt::format("    curl -s {}/v1/chat/completions -H 'Content-Type: application/json'{} \\", endpoint,
+                      auth));
+  rep.say(fmt::format(
+      R"(      -d '{{"model":"{}","messages":[{{"role":"user","content":"Hello"}}],"max_tokens":32}}')",
+      first_alias));
+  rep.say(fmt::format(
+      R"(    python3 -c 'import os; from openai import OpenAI; c = OpenAI(base_url="{}/v1", api_key={}); )"
+      R"(print(c.chat.completions.create(model="{}", max_tokens=32, messages=[{{"role":"user","content":"Hello"}}]).choices[0].message.content)')",
+      endpoint, key, first_alias));
   std::string node_key = gc.api_keys.empty() ? "\"none\"" : "process.env.AGIFARM_KEY";
-  rep.say(fmt::format(R"(    node -e 'const OpenAI=require("openai"); new OpenAI({{baseURL:"{}/v1",apiKey:{}}}).chat.completions.create({{model:"{}",max_tokens:32,messages:[{{role:"user",content:"Hello"}}]}}).then(r=>console.log(r.choices[0].message.content))')",
-                      endpoint, node_key, first_alias));
+  rep.say(fmt::format(
+      R"(    node -e 'const OpenAI=require("openai"); new OpenAI({{baseURL:"{}/v1",apiKey:{}}}).chat.completions.create({{model:"{}",max_tokens:32,messages:[{{role:"user",content:"Hello"}}]}}).then(r=>console.log(r.choices[0].message.content))')",
+      endpoint, node_key, first_alias));
   rep.say(several_nodes ? "  agifarm status | agifarm logs NODE/NAME | agifarm down"
                         : "  agifarm status | agifarm logs NAME | agifarm down");
 }
@@ -266,7 +278,7 @@ sigset_t block_signals() {
   sigset_t set;
   sigemptyset(&set);
   for (int s : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1}) sigaddset(&set, s);
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = [](int) {};
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGCHLD, &sa, nullptr);  // a handler (never run: blocked) keeps SIGCHLD from being discarded
@@ -302,10 +314,15 @@ result<resolved> resolve(const up_options& o) {
     if (!f) return f.err();
     r.ff = std::move(*f);
   }
-  r.paths.dir = !o.state_dir.empty() ? o.state_dir : (r.ff && !r.ff->state_dir.empty() ? r.ff->state_dir : default_state_dir());
+  r.paths.dir = !o.state_dir.empty()
+                    ? o.state_dir
+                    : (r.ff && !r.ff->state_dir.empty() ? r.ff->state_dir : default_state_dir());
   if (o.node_mode && o.state_dir.empty()) r.paths.dir = node_state_dir(o.node_name);
-  if (o.plan_file == "-") r.plan_text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  r.llama_bin = !o.llama_bin.empty() ? o.llama_bin : (r.ff && !r.ff->llama_bin.empty() ? r.ff->llama_bin : default_llama_bin());
+  if (o.plan_file == "-")
+    r.plan_text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  r.llama_bin = !o.llama_bin.empty()
+                    ? o.llama_bin
+                    : (r.ff && !r.ff->llama_bin.empty() ? r.ff->llama_bin : default_llama_bin());
   r.gateway = r.ff ? r.ff->gateway : gateway::config{};
   if (!o.listen.empty()) {
     auto hp = gateway::parse_host_port(o.listen);
@@ -315,8 +332,10 @@ result<resolved> resolve(const up_options& o) {
   }
   std::error_code ec;
   if (!fs::exists(r.llama_bin + "/llama-server", ec))
-    return make_error(fmt::format("llama-server not found in {} (run scripts/setup.sh, set llama_bin in the farm file, "
-                                  "--llama-bin, or $AGIFARM_LLAMA_BIN)", r.llama_bin));
+    return make_error(
+        fmt::format("llama-server not found in {} (run scripts/setup.sh, set llama_bin in the farm file, "
+                    "--llama-bin, or $AGIFARM_LLAMA_BIN)",
+                    r.llama_bin));
   for (const auto& d : {r.paths.dir, r.paths.logs()}) {
     auto st = supervise::make_dirs(d);
     if (!st) return st.err();
@@ -326,7 +345,8 @@ result<resolved> resolve(const up_options& o) {
 
 // The deployment `up` runs: --plan (a file, or "-" for stdin: a node daemon's part), the farm file
 // (planned, or replicas), or the embedded demo.
-result<plan::deployment> get_deployment(const up_options& o, resolved& r, reporter& rep, std::string& source) {
+result<plan::deployment> get_deployment(const up_options& o, resolved& r, reporter& rep,
+                                        std::string& source) {
   if (o.plan_file == "-") {
     source = o.node_mode ? "controller (node " + o.node_name + ")" : "stdin";
     return deployment_from_plan_text(r.plan_text, "stdin");
@@ -360,14 +380,17 @@ result<plan::deployment> get_deployment(const up_options& o, resolved& r, report
 }
 
 bool has_remote_backends(const plan::deployment& d) {
-  return std::any_of(d.backends.begin(), d.backends.end(), [](auto& b) { return !b.node.empty() && b.node != "local"; });
+  return std::any_of(d.backends.begin(), d.backends.end(),
+                     [](auto& b) { return !b.node.empty() && b.node != "local"; });
 }
 
 // The remote nodes of a multi-node farm: the farm file's inventory says how to reach them.
 result<farm_split> split_for_nodes(const plan::deployment& d, const resolved& r) {
   if (!r.ff || r.ff->inventory.empty())
-    return make_error("the deployment has backends on other nodes; give the farm file whose `inventory:` says how to "
-                      "reach them (`agifarm up farm.yaml --plan plan.json`; nodes need `ssh: user@host`)", 2);
+    return make_error(
+        "the deployment has backends on other nodes; give the farm file whose `inventory:` says how to "
+        "reach them (`agifarm up farm.yaml --plan plan.json`; nodes need `ssh: user@host`)",
+        2);
   auto cat = hw::load_default_catalogue();
   if (!cat) return cat.err();
   auto inv = hw::load_inventory(r.ff->inventory, *cat);
@@ -423,7 +446,8 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   // What a crashed earlier run left behind.
   if (auto text = supervise::read_file(r.paths.state()); text) {
     if (auto old = farm_state_from_json(*text); old) {
-      rep.say(fmt::format("agifarm: an earlier farm (pid {}) did not stop cleanly; cleaning up", old->supervisor_pid));
+      rep.say(fmt::format("agifarm: an earlier farm (pid {}) did not stop cleanly; cleaning up",
+                          old->supervisor_pid));
       std::ostringstream os;
       kill_leftovers(*old, os);
       stop_recorded_nodes(*old, os);
@@ -440,7 +464,10 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     fs::remove(r.paths.plan(), ec);  // an earlier farm's plan document; get_deployment writes this one's
   }
   auto got = get_deployment(o, r, rep, source);
-  if (!got) { err << got.err().message << '\n'; return got.err().exit_code; }
+  if (!got) {
+    err << got.err().message << '\n';
+    return got.err().exit_code;
+  }
   plan::deployment all = std::move(*got);
   predict_on_this_machine(all);
   log_buffers_at_load(all);  // measured memory: llama-server prints its buffers at load
@@ -453,13 +480,18 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   bool local_first = false;
   if (has_remote_backends(all) && !o.node_mode) {
     auto s = split_for_nodes(all, r);
-    if (!s) { err << s.err().message << '\n'; return s.err().exit_code; }
+    if (!s) {
+      err << s.err().message << '\n';
+      return s.err().exit_code;
+    }
     split = std::move(*s);
     for (const auto& b : split->all.backends)
       if (b.host == "0.0.0.0" || b.host == "::")
-        rep.say(fmt::format("agifarm: WARNING: backend {} on node {} listens on every network ({}): allow_public_bind "
-                            "is set; anyone who reaches that machine reaches it{}", b.name, b.node, b.host,
-                            b.kind == plan::backend_kind::rpc_server ? " (ggml-rpc-server has no authentication)" : ""));
+        rep.say(fmt::format(
+            "agifarm: WARNING: backend {} on node {} listens on every network ({}): allow_public_bind "
+            "is set; anyone who reaches that machine reaches it{}",
+            b.name, b.node, b.host,
+            b.kind == plan::backend_kind::rpc_server ? " (ggml-rpc-server has no authentication)" : ""));
     all = split->all;
     local = split->local;
     for (const auto& b : split->all.backends)
@@ -483,24 +515,29 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     std::vector<std::string> notes;
     auto cap = local_capacity(*r.ff, notes);
     for (const auto& n : notes) rep.say("agifarm: " + n);
-    od = std::make_unique<on_demand_manager>(all, *r.ff, cap, [main_thread] { ::pthread_kill(main_thread, SIGUSR1); });
+    od = std::make_unique<on_demand_manager>(all, *r.ff, cap,
+                                             [main_thread] { ::pthread_kill(main_thread, SIGUSR1); });
     if (auto lines = od->never_fit(); !lines.empty()) {
       err << "agifarm: not starting: these models can never be loaded on this machine:\n";
       for (const auto& l : lines) err << "  " << l << '\n';
       return 3;
     }
     std::string budget;
-    for (const auto& [dev, bytes] : cap) budget += fmt::format("{}{} {}", budget.empty() ? "" : ", ", dev, mib(bytes));
-    rep.say(fmt::format("agifarm: {} backends start on demand; memory budget: {}", od->on_demand_backends().size(),
-                        budget.empty() ? "not limited" : budget));
+    for (const auto& [dev, bytes] : cap)
+      budget += fmt::format("{}{} {}", budget.empty() ? "" : ", ", dev, mib(bytes));
+    rep.say(fmt::format("agifarm: {} backends start on demand; memory budget: {}",
+                        od->on_demand_backends().size(), budget.empty() ? "not limited" : budget));
     if (r.ff->on_demand.save_slots) {
       const std::string slots = r.paths.dir + "/slots";
-      if (auto st = supervise::make_dirs(slots); st) od->save_slots_in(slots, local);
-      else rep.say("agifarm: prompt caches are not saved: " + st.err().message);
+      if (auto st = supervise::make_dirs(slots); st)
+        od->save_slots_in(slots, local);
+      else
+        rep.say("agifarm: prompt caches are not saved: " + st.err().message);
     }
   }
   if (auto st = check_runnable(all, o.node_mode ? runnable_check::node_part
-                                    : split ? runnable_check::multi_node : runnable_check::this_machine);
+                                    : split     ? runnable_check::multi_node
+                                                : runnable_check::this_machine);
       !st) {
     err << st.err().message << '\n';
     return st.err().exit_code;
@@ -508,14 +545,17 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   for (const auto& b : local.backends) {
     std::error_code ec;
     if (b.kind == plan::backend_kind::llama_server && !b.model_file.empty() && !fs::exists(b.model_file, ec))
-      rep.say(fmt::format("agifarm: warning: backend {}: model file {} does not exist", b.name, b.model_file));
+      rep.say(
+          fmt::format("agifarm: warning: backend {}: model file {} does not exist", b.name, b.model_file));
   }
 
   supervise::real_ports ports;
-  if (!o.node_mode && r.gateway.listen_port != 0 && !ports.is_free(r.gateway.listen_host, r.gateway.listen_port)) {
-    err << fmt::format("agifarm: {}:{} is already in use (another program, or a farm with another state "
-                       "directory); choose another with --listen or `listen:` in the farm file\n",
-                       r.gateway.listen_host, r.gateway.listen_port);
+  if (!o.node_mode && r.gateway.listen_port != 0 &&
+      !ports.is_free(r.gateway.listen_host, r.gateway.listen_port)) {
+    err << fmt::format(
+        "agifarm: {}:{} is already in use (another program, or a farm with another state "
+        "directory); choose another with --listen or `listen:` in the farm file\n",
+        r.gateway.listen_host, r.gateway.listen_port);
     return 1;
   }
 
@@ -553,18 +593,23 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   std::map<std::string, std::pair<std::string, bool>> told;
   auto sync_gateway = [&] {
     if (!gw) return;
-    auto view = replica_view(all, local_records(*sup), fleet ? fleet->snapshot() : std::vector<node_status>{});
+    auto view =
+        replica_view(all, local_records(*sup), fleet ? fleet->snapshot() : std::vector<node_status>{});
     for (const auto& [name, v] : view) {
       auto& t = told[name];
       // A restart may have moved the backend to another port (its old one was taken meanwhile).
       if (!v.url.empty() && v.url != t.first) {
-        if (auto st = gw->set_replica_url(name, v.url); st) t.first = v.url;
-        else rep.say("agifarm: " + st.err().message);
+        if (auto st = gw->set_replica_url(name, v.url); st)
+          t.first = v.url;
+        else
+          rep.say("agifarm: " + st.err().message);
       }
       const bool ready = v.ready && (!od || od->serving(name));  // on demand: not while loading/restoring
       if (ready != t.second) {
         (void)gw->set_replica_ready(name, ready);
-        if (fleet) rep.say(fmt::format("  {}: {}", name, v.ready ? "back in its pool" : "out of its pool: " + v.reason));
+        if (fleet)
+          rep.say(
+              fmt::format("  {}: {}", name, v.ready ? "back in its pool" : "out of its pool: " + v.reason));
         t.second = ready;
       }
     }
@@ -575,17 +620,20 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     auto now = fleet->snapshot();
     for (std::size_t i = 0; i < now.size(); ++i)
       if (i >= last_nodes.size() || last_nodes[i].state != now[i].state)
-        rep.say(fmt::format("  node {}: {}{}", now[i].name, now[i].state, now[i].error.empty() ? "" : " — " + now[i].error));
+        rep.say(fmt::format("  node {}: {}{}", now[i].name, now[i].state,
+                            now[i].error.empty() ? "" : " — " + now[i].error));
     last_nodes = std::move(now);
   };
   supervise::supervisor_events ev;
   ev.on_change = [&](const supervise::backend_status& b) {
-    if (b.state == backend_state::ready || b.state == backend_state::backoff || b.state == backend_state::failed)
+    if (b.state == backend_state::ready || b.state == backend_state::backoff ||
+        b.state == backend_state::failed)
       tried.insert(b.name);
     std::string line = fmt::format("  {}: {}", b.name, supervise::to_string(b.state));
     if (b.state == backend_state::starting) line += fmt::format(" (pid {}, port {})", b.pid, b.port);
     if (b.state == backend_state::ready)
-      line += fmt::format(" after {:.1f} s", std::chrono::duration<double>(b.ready_at - b.started_at).count());
+      line +=
+          fmt::format(" after {:.1f} s", std::chrono::duration<double>(b.ready_at - b.started_at).count());
     if (b.state == backend_state::backoff)
       line += fmt::format(" — {}; next start in {:.0f} s", b.reason,
                           std::chrono::duration<double>(b.next_start - clk.now()).count());
@@ -606,27 +654,36 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   };
   auto sup_options = make_options(r.ff, r.llama_bin, r.paths);
   if (od) sup_options.on_demand = od->on_demand_backends();
-  sup = std::make_unique<supervise::supervisor>(local, std::move(sup_options), clk, launcher, prober, files, ports, ev);
-  if (auto st = sup->prepare(); !st) { err << st.err().message << '\n'; return st.err().exit_code; }
+  sup = std::make_unique<supervise::supervisor>(local, std::move(sup_options), clk, launcher, prober, files,
+                                                ports, ev);
+  if (auto st = sup->prepare(); !st) {
+    err << st.err().message << '\n';
+    return st.err().exit_code;
+  }
   (void)supervise::write_file_atomic(r.paths.pid(), fmt::format("{}\n", ::getpid()));
   write_state();
 
   auto gateway_config = [&]() -> result<gateway::config> {
     std::map<std::string, std::string> urls;
-    auto view = replica_view(all, local_records(*sup), fleet ? fleet->snapshot() : std::vector<node_status>{});
+    auto view =
+        replica_view(all, local_records(*sup), fleet ? fleet->snapshot() : std::vector<node_status>{});
     for (const auto& b : all.backends) {
       if (b.kind != plan::backend_kind::llama_server) continue;
       auto v = view.find(b.name);
       // Not known yet (a remote backend whose node has not reported its port): a placeholder the
       // gateway never uses, since the replica stays out of rotation until its real URL arrives.
-      urls[b.name] = v != view.end() && !v->second.url.empty() ? v->second.url
-                                                                 : fmt::format("http://{}:{}", b.host, b.port ? b.port : 9);
+      urls[b.name] = v != view.end() && !v->second.url.empty()
+                         ? v->second.url
+                         : fmt::format("http://{}:{}", b.host, b.port ? b.port : 9);
     }
     return gateway_config_from_deployment(all, urls, r.gateway);
   };
   if (!o.node_mode) {
     auto gcfg = gateway_config();  // checked now; built again below with the ports the backends ended up on
-    if (!gcfg) { err << gcfg.err().message << '\n'; return gcfg.err().exit_code; }
+    if (!gcfg) {
+      err << gcfg.err().message << '\n';
+      return gcfg.err().exit_code;
+    }
   }
 
   int signal_seen = 0;
@@ -661,7 +718,10 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
       auto next = sup->step();
       if (sup->all_settled() || startup_over()) break;
       int s = wait_signal(sigs, next);
-      if (s == SIGINT || s == SIGTERM || s == SIGHUP) { signal_seen = s; break; }
+      if (s == SIGINT || s == SIGTERM || s == SIGHUP) {
+        signal_seen = s;
+        break;
+      }
     }
   };
   auto start_nodes = [&]() -> bool {
@@ -693,7 +753,8 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   auto recs = records();
   bool any_ready = std::any_of(recs.begin(), recs.end(), [](auto& b) { return b.state == "ready"; });
   // A farm of on-demand models only has nothing ready yet, and that is fine.
-  if (od && std::all_of(recs.begin(), recs.end(), [](auto& b) { return b.state == "ready" || b.state == "stopped"; }))
+  if (od && std::all_of(recs.begin(), recs.end(),
+                        [](auto& b) { return b.state == "ready" || b.state == "stopped"; }))
     any_ready = true;
   if (!nodes_ok) {
     exit_code = 1;
@@ -710,7 +771,8 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     started_up = true;
     rep.say(fmt::format("agifarm: node {} is up: {} of {} backends ready", o.node_name, ready, recs.size()));
     for (const auto& b : recs)
-      rep.say(fmt::format("  {:<24} {:<8} {}:{}{}", b.name, b.state, b.host, b.port, b.reason.empty() ? "" : "  " + b.reason));
+      rep.say(fmt::format("  {:<24} {:<8} {}:{}{}", b.name, b.state, b.host, b.port,
+                          b.reason.empty() ? "" : "  " + b.reason));
     rep.finish_startup(0);
     while (!signal_seen) {
       auto next = sup->step();
@@ -720,9 +782,13 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
     rep.say(fmt::format("agifarm: {} received, stopping node {}", strsignal(signal_seen), o.node_name));
   } else if (!signal_seen && exit_code == 0) {
     auto gcfg = gateway_config();
-    if (!gcfg) { err << gcfg.err().message << '\n'; return gcfg.err().exit_code; }
+    if (!gcfg) {
+      err << gcfg.err().message << '\n';
+      return gcfg.err().exit_code;
+    }
     if (od) od->configure(*gcfg);
-    auto dash = std::make_shared<status_cache>(r.paths);  // the dashboard's status JSON, rebuilt once a second
+    auto dash =
+        std::make_shared<status_cache>(r.paths);  // the dashboard's status JSON, rebuilt once a second
     gcfg->status_json = [dash] { return dash->latest(); };
     gcfg->memory_rows = [dash] { return dash->memory(); };  // /metrics: measured vs predicted memory
     gw = std::make_unique<gateway::server>(*gcfg);
@@ -741,16 +807,18 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
       for (const auto& p : gcfg->pools)
         for (const auto& rc : p.replicas) told[rc.name] = {rc.url, !not_started.count(rc.name)};
       sync_gateway();
-      endpoint = fmt::format("http://{}:{}", gcfg->listen_host.find(':') != std::string::npos
-                                                 ? "[" + gcfg->listen_host + "]" : gcfg->listen_host, gw->port());
+      endpoint = fmt::format("http://{}:{}",
+                             gcfg->listen_host.find(':') != std::string::npos ? "[" + gcfg->listen_host + "]"
+                                                                              : gcfg->listen_host,
+                             gw->port());
       phase = "running";
       write_state();
       started_up = true;
       print_summary(rep, all, records(), endpoint, source, *gcfg);
       rep.finish_startup(0);
       if (fleet)
-        watch = std::make_unique<node_watch>(*fleet, [main_thread] { ::pthread_kill(main_thread, SIGUSR1); },
-                                             std::chrono::milliseconds(1000));
+        watch = std::make_unique<node_watch>(
+            *fleet, [main_thread] { ::pthread_kill(main_thread, SIGUSR1); }, std::chrono::milliseconds(1000));
       std::string last_models;
       auto say = [&](const std::string& l) { rep.say(l); };
       while (!signal_seen) {
@@ -761,7 +829,8 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
           auto recs_now = od->records();
           std::string now_models;
           for (const auto& m : recs_now)
-            now_models += fmt::format("{}:{}:{}:{}:{}:{};", m.name, m.state, m.loads, m.evictions, m.unloads, m.reason);
+            now_models +=
+                fmt::format("{}:{}:{}:{}:{}:{};", m.name, m.state, m.loads, m.evictions, m.unloads, m.reason);
           if (now_models != last_models) {
             gw->set_model_status(od->statuses());
             write_state();
@@ -799,7 +868,10 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
   }
   int left = 0;
   for (const auto& b : sup->backends())
-    if (b.pid) { supervise::signal_process_group(b.pid, SIGKILL); ++left; }
+    if (b.pid) {
+      supervise::signal_process_group(b.pid, SIGKILL);
+      ++left;
+    }
   std::error_code ec;
   fs::remove(r.paths.state(), ec);
   fs::remove(r.paths.pid(), ec);
@@ -811,7 +883,9 @@ int serve(const up_options& o, resolved& r, farm_lock& lock, reporter& rep, std:
 
 }  // namespace
 
-std::string node_state_dir(const std::string& node_name) { return default_state_dir() + "/node-" + node_name; }
+std::string node_state_dir(const std::string& node_name) {
+  return default_state_dir() + "/node-" + node_name;
+}
 
 int run_up(const up_options& o, std::ostream& out, std::ostream& err) {
   auto r = resolve(o);
@@ -853,7 +927,10 @@ int run_up(const up_options& o, std::ostream& out, std::ostream& err) {
     int null_fd = ::open("/dev/null", O_RDONLY);
     int log_fd = ::open(r->paths.daemon_log().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (null_fd >= 0) ::dup2(null_fd, 0);
-    if (log_fd >= 0) { ::dup2(log_fd, 1); ::dup2(log_fd, 2); }
+    if (log_fd >= 0) {
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+    }
     if (null_fd > 2) ::close(null_fd);
     if (log_fd > 2) ::close(log_fd);
     // Keep nothing of the caller's open (a CI pipe held by the daemon would never see EOF).
@@ -905,7 +982,8 @@ int run_up(const up_options& o, std::ostream& out, std::ostream& err) {
     err << "agifarm up: the farm daemon exited during start-up; see " << r->paths.daemon_log() << '\n';
     return 1;
   }
-  if (code == 0) out << fmt::format("agifarm: running in the background (pid {}); log: {}\n", pid, r->paths.daemon_log());
+  if (code == 0)
+    out << fmt::format("agifarm: running in the background (pid {}); log: {}\n", pid, r->paths.daemon_log());
   return code;
 }
 

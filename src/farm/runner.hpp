@@ -21,12 +21,12 @@
 namespace agifarm::farm {
 
 struct up_options {
-  std::string farm_file;   // "" = embedded default (tiny demo model, two replicas)
-  std::string plan_file;   // --plan
+  std::string farm_file;  // "" = embedded default (tiny demo model, two replicas)
+  std::string plan_file;  // --plan
   bool detach = false;
-  std::string state_dir;   // "" = farm file's, else default_state_dir()
-  std::string llama_bin;   // "" = farm file's, else default_llama_bin()
-  std::string listen;      // "" = farm file's, else 127.0.0.1:8080
+  std::string state_dir;  // "" = farm file's, else default_state_dir()
+  std::string llama_bin;  // "" = farm file's, else default_llama_bin()
+  std::string listen;     // "" = farm file's, else 127.0.0.1:8080
   // A node daemon of a multi-node farm (`agifarm node up`, farm/nodes.hpp): no gateway, the plan's
   // part for this node from stdin (plan_file "-"), state in node_state_dir(node_name) by default.
   bool node_mode = false;
@@ -48,6 +48,7 @@ struct control_options {
 int run_status(const control_options& o, bool json, std::ostream& out, std::ostream& err);
 int run_down(const control_options& o, int timeout_s, std::ostream& out, std::ostream& err);
 // name: a backend, "agifarm" (the daemon's own log), or NODE/NAME for a remote node's backend (over ssh).
-int run_logs(const control_options& o, const std::string& name, int lines, std::ostream& out, std::ostream& err);
+int run_logs(const control_options& o, const std::string& name, int lines, std::ostream& out,
+             std::ostream& err);
 
 }  // namespace agifarm::farm

@@ -1,7 +1,6 @@
 #include "farm/sources.hpp"
-#include "farm/state.hpp"
-#include "fit/fit.hpp"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,15 +9,15 @@
 #include <functional>
 #include <set>
 
-#include <fmt/format.h>
-
+#include "farm/state.hpp"
+#include "fit/fit.hpp"
 #include "synth/tiny.hpp"
 
 #if __has_include("plan/planner.hpp")
+#include "farm/memory_feedback_plan.hpp"
 #include "gguf/gguf.hpp"
 #include "hw/hw.hpp"
 #include "plan/memory_model.hpp"
-#include "farm/memory_feedback_plan.hpp"
 #include "plan/planner.hpp"
 #include "plan/server_args.hpp"
 #include "plan/speed_inputs.hpp"
@@ -50,17 +49,22 @@ result<plan::deployment> deployment_from_plan_text(std::string_view text, const 
 
 result<plan::deployment> replica_deployment(const farm_file& f) {
   if (f.models.empty())
-    return make_error(fmt::format("{}: no models (add `models: {{name: file.gguf}}`)", f.path.empty() ? "farm" : f.path), 2);
+    return make_error(
+        fmt::format("{}: no models (add `models: {{name: file.gguf}}`)", f.path.empty() ? "farm" : f.path),
+        2);
   auto refuse = [&](const std::string& model, const std::string& s) -> error {
-    return make_error(fmt::format("{}: strategy '{}' for {} needs a plan: run `agifarm plan {} --json > plan.json` "
-                                  "and `agifarm up --plan plan.json` (`up` itself only runs replicas without one)",
-                                  f.path, s, model, f.path), 2);
+    return make_error(
+        fmt::format("{}: strategy '{}' for {} needs a plan: run `agifarm plan {} --json > plan.json` "
+                    "and `agifarm up --plan plan.json` (`up` itself only runs replicas without one)",
+                    f.path, s, model, f.path),
+        2);
   };
   if (!f.strategy.empty() && f.strategy != "replica") return refuse("all models", f.strategy);
   plan::deployment d;
   d.strategy = "replica";
   for (const auto& m : f.models) {
-    if (auto it = f.strategy_per_model.find(m.name); it != f.strategy_per_model.end() && it->second != "replica")
+    if (auto it = f.strategy_per_model.find(m.name);
+        it != f.strategy_per_model.end() && it->second != "replica")
       return refuse(m.name, it->second);
     int agents = 0, ctx = 0;
     plan::pool_spec pool;
@@ -167,13 +171,18 @@ result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std:
     if (part.models.empty()) return status::success();
     auto doc = plan_farm_file(part, notes, memory_file);
     if (!doc) return doc.err();
-    if (out.strategy.empty()) out.strategy = doc->chosen.strategy;
-    else if (out.strategy != doc->chosen.strategy) out.strategy = "hybrid";
+    if (out.strategy.empty())
+      out.strategy = doc->chosen.strategy;
+    else if (out.strategy != doc->chosen.strategy)
+      out.strategy = "hybrid";
     for (auto& b : doc->chosen.backends) {
       for (const auto& o : out.backends)
         if (o.name == b.name)
-          return make_error(fmt::format("{}: the plans of two models both name a backend '{}'; give `strategy: replica` "
-                                        "or a --plan for this farm", f.path.empty() ? "farm" : f.path, b.name), 2);
+          return make_error(
+              fmt::format("{}: the plans of two models both name a backend '{}'; give `strategy: replica` "
+                          "or a --plan for this farm",
+                          f.path.empty() ? "farm" : f.path, b.name),
+              2);
       out.backends.push_back(std::move(b));
     }
     for (auto& p : doc->chosen.pools) out.pools.push_back(std::move(p));
@@ -182,7 +191,8 @@ result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std:
   if (auto st = add(subset(f, [](const model_entry& m) { return !m.on_demand; })); !st) return st.err();
   for (const auto& m : f.models)
     if (m.on_demand)
-      if (auto st = add(subset(f, [&](const model_entry& x) { return x.name == m.name; })); !st) return st.err();
+      if (auto st = add(subset(f, [&](const model_entry& x) { return x.name == m.name; })); !st)
+        return st.err();
   return out;
 }
 
@@ -190,7 +200,8 @@ result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::
                                            const std::string& memory_file) {
 #ifdef AGIFARM_HAVE_PLANNER
   const std::string where = f.path.empty() ? "farm" : f.path;
-  if (f.models.empty()) return make_error(fmt::format("{}: no models (add `models: {{name: file.gguf}}`)", where), 2);
+  if (f.models.empty())
+    return make_error(fmt::format("{}: no models (add `models: {{name: file.gguf}}`)", where), 2);
   auto cat = hw::load_default_catalogue();
   if (!cat) return cat.err();
   hw::inventory inv;
@@ -207,7 +218,8 @@ result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::
   std::vector<plan::plan_model> models;
   for (const auto& m : f.models) {
     auto g = gguf::read_model(m.file);
-    if (!g) return make_error(fmt::format("{}: model {}: {}", where, m.name, g.err().message), g.err().exit_code);
+    if (!g)
+      return make_error(fmt::format("{}: model {}: {}", where, m.name, g.err().message), g.err().exit_code);
     plan::plan_model pm;
     pm.name = m.name;
     pm.shape = plan::model_shape_of(*g);
@@ -222,7 +234,8 @@ result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::
   std::vector<plan::role_request> roles;
   for (const auto& r : f.roles) roles.push_back({r.name, r.model, r.ctx, r.agents});
   plan::plan_options opt;
-  if (!memory_file.empty()) {  // measured memory of earlier farms sizes the margins (farm/memory_feedback.hpp)
+  if (!memory_file
+           .empty()) {  // measured memory of earlier farms sizes the margins (farm/memory_feedback.hpp)
     std::vector<model_ref> refs;
     for (const auto& m : f.models) refs.push_back({m.name, m.file});
     for (auto& l : apply_memory_feedback(memory_file, refs, inv, opt)) notes.push_back(std::move(l));
@@ -232,8 +245,9 @@ result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::
   if (!plan::plan_fits(*doc)) {
     std::string why;
     for (const auto& c : doc->candidates)
-      if (!c.feasible && !c.why_not.empty()) why += fmt::format("\n  {} {}: {}{}", c.model, c.strategy, c.why_not,
-                                                               c.fix.empty() ? "" : " (" + c.fix + ")");
+      if (!c.feasible && !c.why_not.empty())
+        why += fmt::format("\n  {} {}: {}{}", c.model, c.strategy, c.why_not,
+                           c.fix.empty() ? "" : " (" + c.fix + ")");
     return make_error(fmt::format("{}: no strategy fits this hardware:{}", where, why), 3);
   }
   for (const auto& r : doc->recommendation.reasons) notes.push_back("plan: " + r);
@@ -289,8 +303,11 @@ status check_runnable(const plan::deployment& d, runnable_check mode) {
   std::set<std::string> llama;
   for (const auto& b : d.backends) {
     if (mode != runnable_check::multi_node && b.node != "local" && !b.node.empty())
-      return make_error(fmt::format("backend '{}' runs on node '{}': this machine cannot run it (a multi-node "
-                                    "farm is started by `agifarm up farm.yaml`, whose inventory gives the node `ssh:`)", b.name, b.node), 2);
+      return make_error(
+          fmt::format("backend '{}' runs on node '{}': this machine cannot run it (a multi-node "
+                      "farm is started by `agifarm up farm.yaml`, whose inventory gives the node `ssh:`)",
+                      b.name, b.node),
+          2);
     if (b.kind == plan::backend_kind::llama_server) llama.insert(b.name);
   }
   if (mode == runnable_check::node_part) return status::success();
@@ -298,7 +315,8 @@ status check_runnable(const plan::deployment& d, runnable_check mode) {
   for (const auto& p : d.pools)
     for (const auto& b : p.backends)
       if (!llama.count(b))
-        return make_error(fmt::format("pool '{}': backend '{}' is not a llama-server of this deployment", p.name, b), 2);
+        return make_error(
+            fmt::format("pool '{}': backend '{}' is not a llama-server of this deployment", p.name, b), 2);
   return status::success();
 }
 

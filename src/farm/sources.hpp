@@ -33,7 +33,8 @@ bool planner_available();
 // memory_file: the farm's measured memory (farm/memory_feedback.hpp), sizing the planner's margins
 // ("" = none); document: when set, receives the plan document (farms without on-demand models).
 result<plan::deployment> planned_deployment(const farm_file& f, std::vector<std::string>& notes,
-                                            const std::string& memory_file = "", plan::plan_document* document = nullptr);
+                                            const std::string& memory_file = "",
+                                            plan::plan_document* document = nullptr);
 // The whole plan document the planner makes for a farm file (its inventory, or this machine when it
 // names none); what `agifarm emit --farm` writes files from. No fitting strategy: exit code 3.
 result<plan::plan_document> plan_farm_file(const farm_file& f, std::vector<std::string>& notes,

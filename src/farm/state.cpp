@@ -1,14 +1,13 @@
 #include "farm/state.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-
-#include <fmt/format.h>
 
 namespace agifarm::farm {
 namespace json = boost::json;
@@ -17,8 +16,11 @@ namespace {
 json::array devices_json(const std::vector<device_memory_record>& ds) {
   json::array a;
   for (const auto& d : ds)
-    a.push_back(json::object{{"device", d.device}, {"model_bytes", d.model_bytes}, {"kv_bytes", d.kv_bytes},
-                             {"compute_bytes", d.compute_bytes}, {"total_bytes", d.total()}});
+    a.push_back(json::object{{"device", d.device},
+                             {"model_bytes", d.model_bytes},
+                             {"kv_bytes", d.kv_bytes},
+                             {"compute_bytes", d.compute_bytes},
+                             {"total_bytes", d.total()}});
   return a;
 }
 }  // namespace
@@ -26,36 +28,70 @@ json::array devices_json(const std::vector<device_memory_record>& ds) {
 json::object to_json(const farm_state& s) {
   json::array backends;
   for (const auto& b : s.backends) {
-    backends.push_back(json::object{{"name", b.name}, {"kind", b.kind}, {"model", b.model}, {"host", b.host},
-                                    {"port", b.port}, {"pid", b.pid}, {"state", b.state}, {"restarts", b.restarts},
-                                    {"reason", b.reason}, {"last_exit", b.last_exit},
-                                    {"started_wall", b.started_wall}, {"log_path", b.log_path},
-                                    {"program", b.program}, {"slots", b.slots},
-                                    {"predicted_bytes", b.predicted_bytes}, {"node", b.node},
+    backends.push_back(json::object{{"name", b.name},
+                                    {"kind", b.kind},
+                                    {"model", b.model},
+                                    {"host", b.host},
+                                    {"port", b.port},
+                                    {"pid", b.pid},
+                                    {"state", b.state},
+                                    {"restarts", b.restarts},
+                                    {"reason", b.reason},
+                                    {"last_exit", b.last_exit},
+                                    {"started_wall", b.started_wall},
+                                    {"log_path", b.log_path},
+                                    {"program", b.program},
+                                    {"slots", b.slots},
+                                    {"predicted_bytes", b.predicted_bytes},
+                                    {"node", b.node},
                                     {"rss_bytes", b.rss_bytes}});
-    if (!b.predicted_devices.empty()) backends.back().as_object()["predicted_devices"] = devices_json(b.predicted_devices);
-    if (!b.measured_devices.empty()) backends.back().as_object()["measured_devices"] = devices_json(b.measured_devices);
+    if (!b.predicted_devices.empty())
+      backends.back().as_object()["predicted_devices"] = devices_json(b.predicted_devices);
+    if (!b.measured_devices.empty())
+      backends.back().as_object()["measured_devices"] = devices_json(b.measured_devices);
   }
   json::array pools;
   for (const auto& p : s.pools)
-    pools.push_back(json::object{{"name", p.name}, {"aliases", json::array(p.aliases.begin(), p.aliases.end())},
+    pools.push_back(json::object{{"name", p.name},
+                                 {"aliases", json::array(p.aliases.begin(), p.aliases.end())},
                                  {"backends", json::array(p.backends.begin(), p.backends.end())}});
   json::array nodes;
   for (const auto& n : s.nodes)
-    nodes.push_back(json::object{{"name", n.name}, {"ssh", n.ssh}, {"address", n.address}, {"agifarm", n.agifarm},
-                                 {"llama_bin", n.llama_bin}, {"state_dir", n.state_dir}, {"state", n.state},
-                                 {"since_wall", n.since_wall}, {"error", n.error}, {"restarts", n.restarts},
-                                 {"agifarm_version", n.agifarm_version}, {"llama_version", n.llama_version}});
-  json::object o{{"supervisor_pid", s.supervisor_pid}, {"started_wall", s.started_wall}, {"phase", s.phase},
-                 {"endpoint", s.endpoint}, {"strategy", s.strategy}, {"source", s.source}, {"backends", backends},
+    nodes.push_back(json::object{{"name", n.name},
+                                 {"ssh", n.ssh},
+                                 {"address", n.address},
+                                 {"agifarm", n.agifarm},
+                                 {"llama_bin", n.llama_bin},
+                                 {"state_dir", n.state_dir},
+                                 {"state", n.state},
+                                 {"since_wall", n.since_wall},
+                                 {"error", n.error},
+                                 {"restarts", n.restarts},
+                                 {"agifarm_version", n.agifarm_version},
+                                 {"llama_version", n.llama_version}});
+  json::object o{{"supervisor_pid", s.supervisor_pid},
+                 {"started_wall", s.started_wall},
+                 {"phase", s.phase},
+                 {"endpoint", s.endpoint},
+                 {"strategy", s.strategy},
+                 {"source", s.source},
+                 {"backends", backends},
                  {"pools", pools}};
   if (!s.models.empty()) {
     json::array ms;
     for (const auto& m : s.models)
-      ms.push_back(json::object{{"name", m.name}, {"state", m.state}, {"on_demand", m.on_demand}, {"pinned", m.pinned},
-                                {"loads", m.loads}, {"evictions", m.evictions}, {"unloads", m.unloads},
-                                {"last_load_s", m.last_load_s}, {"total_load_s", m.total_load_s}, {"reason", m.reason},
-                                {"saved_tokens", m.saved_tokens}, {"restored_tokens", m.restored_tokens}});
+      ms.push_back(json::object{{"name", m.name},
+                                {"state", m.state},
+                                {"on_demand", m.on_demand},
+                                {"pinned", m.pinned},
+                                {"loads", m.loads},
+                                {"evictions", m.evictions},
+                                {"unloads", m.unloads},
+                                {"last_load_s", m.last_load_s},
+                                {"total_load_s", m.total_load_s},
+                                {"reason", m.reason},
+                                {"saved_tokens", m.saved_tokens},
+                                {"restored_tokens", m.restored_tokens}});
     o["models"] = std::move(ms);
   }
   if (!s.nodes.empty()) {
@@ -99,7 +135,8 @@ const json::object& obj(const json::value& v, const std::string& path) {
   if (!v.is_object()) throw field_error{path + ": expected an object"};
   return v.as_object();
 }
-std::vector<device_memory_record> devices_from(const json::object& o, const char* k, const std::string& path) {
+std::vector<device_memory_record> devices_from(const json::object& o, const char* k,
+                                               const std::string& path) {
   std::vector<device_memory_record> out;
   auto* v = o.if_contains(k);
   if (!v) return out;
@@ -205,7 +242,8 @@ result<farm_state> farm_state_from_json(std::string_view text) {
         m.loads = num(mo, "loads", p);
         m.evictions = num(mo, "evictions", p);
         m.unloads = num(mo, "unloads", p);
-        for (auto [k, out] : {std::pair{"last_load_s", &m.last_load_s}, std::pair{"total_load_s", &m.total_load_s}})
+        for (auto [k, out] :
+             {std::pair{"last_load_s", &m.last_load_s}, std::pair{"total_load_s", &m.total_load_s}})
           if (auto* v = mo.if_contains(k); v && v->is_number()) *out = v->to_number<double>();
         m.reason = str(mo, "reason", p);
         if (mo.contains("saved_tokens")) m.saved_tokens = num(mo, "saved_tokens", p);

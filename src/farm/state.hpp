@@ -62,7 +62,7 @@ struct device_memory_record {
 
 struct backend_record {
   std::string name;
-  std::string kind;   // llama-server | ggml-rpc-server
+  std::string kind;  // llama-server | ggml-rpc-server
   std::string model;
   std::string host;
   int port = 0;
@@ -73,7 +73,7 @@ struct backend_record {
   std::string last_exit;
   std::int64_t started_wall = 0;  // unix seconds of the current process's start
   std::string log_path;
-  std::string program;            // argv[0]: `down` checks a pid still runs it before signalling
+  std::string program;  // argv[0]: `down` checks a pid still runs it before signalling
   int slots = 1;
   std::uint64_t predicted_bytes = 0;  // all devices + host, from the plan; 0 = not predicted
   std::string node = "local";         // inventory node; "local" = the machine of this state dir
@@ -85,15 +85,15 @@ struct backend_record {
 // A remote node of a multi-node farm (farm/nodes.hpp), as the controller last saw it. Holds no secret.
 struct node_record {
   std::string name;
-  std::string ssh;        // user@host[:port]
+  std::string ssh;  // user@host[:port]
   std::string address;
-  std::string agifarm;    // the agifarm binary there
-  std::string llama_bin;  // "" = its default
-  std::string state_dir;  // "" = its default
-  std::string state;      // starting | up | unreachable | restarting | down | failed
+  std::string agifarm;          // the agifarm binary there
+  std::string llama_bin;        // "" = its default
+  std::string state_dir;        // "" = its default
+  std::string state;            // starting | up | unreachable | restarting | down | failed
   std::int64_t since_wall = 0;  // unix seconds when it entered `state`
-  std::string error;      // the last error talking to it
-  int restarts = 0;       // times the controller started its daemon again
+  std::string error;            // the last error talking to it
+  int restarts = 0;             // times the controller started its daemon again
   std::string agifarm_version, llama_version;
 };
 
@@ -106,27 +106,27 @@ struct pool_record {
 // A model's on-demand life (farm file `on_demand: true`; docs/on-demand.md).
 struct model_record {
   std::string name;
-  std::string state;   // loaded | loading | unloaded | evicted | stopping
+  std::string state;  // loaded | loading | unloaded | evicted | stopping
   bool on_demand = false;
   bool pinned = false;
   std::int64_t loads = 0, evictions = 0, unloads = 0;
-  double last_load_s = 0, total_load_s = 0;  // seconds from start to ready
-  std::string reason;  // why it waits, or why it could not load
+  double last_load_s = 0, total_load_s = 0;            // seconds from start to ready
+  std::string reason;                                  // why it waits, or why it could not load
   std::int64_t saved_tokens = 0, restored_tokens = 0;  // prompt cache saved at stops, restored at loads
 };
 
 struct farm_state {
   int supervisor_pid = 0;
   std::int64_t started_wall = 0;
-  std::string phase;      // starting | running | stopping
-  std::string endpoint;   // "http://127.0.0.1:8080" once the gateway listens, else ""
+  std::string phase;     // starting | running | stopping
+  std::string endpoint;  // "http://127.0.0.1:8080" once the gateway listens, else ""
   std::string strategy;
-  std::string source;     // farm file path, plan file path, or "embedded default"
+  std::string source;  // farm file path, plan file path, or "embedded default"
   std::vector<backend_record> backends;
   std::vector<pool_record> pools;
-  std::vector<node_record> nodes;          // remote nodes (empty: a farm of this machine only)
-  std::vector<std::string> ssh_options;    // the farm file's ssh_options, for `down`/`logs` over SSH
-  std::vector<model_record> models;        // farms with on-demand models only (else empty, not written)
+  std::vector<node_record> nodes;        // remote nodes (empty: a farm of this machine only)
+  std::vector<std::string> ssh_options;  // the farm file's ssh_options, for `down`/`logs` over SSH
+  std::vector<model_record> models;      // farms with on-demand models only (else empty, not written)
 };
 
 boost::json::object to_json(const farm_state& s);
@@ -134,7 +134,8 @@ result<farm_state> farm_state_from_json(std::string_view text);  // errors name 
 
 // The default state directory: $AGIFARM_STATE_DIR, else $XDG_STATE_HOME/agifarm, else ~/.local/state/agifarm.
 std::string default_state_dir();
-// The default llama.cpp binaries: $AGIFARM_LLAMA_BIN, else ~/.cache/agifarm/llama.cpp-node-llama-cpp-3.22.1/build/bin.
+// The default llama.cpp binaries: $AGIFARM_LLAMA_BIN, else
+// ~/.cache/agifarm/llama.cpp-node-llama-cpp-3.22.1/build/bin.
 std::string default_llama_bin();
 
 // An exclusive, non-blocking open-file-description lock (fcntl F_OFD_SETLK) on <state_dir>/farm.lock.

@@ -1,19 +1,18 @@
 #include "fit/fit.hpp"
-#include "supervise/files.hpp"
 
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <boost/asio.hpp>
-#include <fmt/format.h>
-
 #include <algorithm>
+#include <boost/asio.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
 
 #include "plan/devices.hpp"
 #include "plan/server_args.hpp"
+#include "supervise/files.hpp"
 
 namespace agifarm::fit {
 
@@ -106,7 +105,8 @@ result<fit_breakdown> ask_llama_fit(const fit_request& req, supervise::process_l
   const std::string rpc_tool = req.llama_bin + "/ggml-rpc-server";
   std::error_code ec;
   if (!fs::exists(fit_tool, ec))
-    return make_error(fmt::format("{} not found: a llama.cpp build with llama-fit-params is needed to ask llama.cpp", fit_tool));
+    return make_error(fmt::format(
+        "{} not found: a llama.cpp build with llama-fit-params is needed to ask llama.cpp", fit_tool));
   if (req.n_devices > 0 && !fs::exists(rpc_tool, ec))
     return make_error(fmt::format("{} not found: llama.cpp must be built with -DGGML_RPC=ON", rpc_tool));
   fs::create_directories(req.work_dir, ec);
@@ -118,7 +118,8 @@ result<fit_breakdown> ask_llama_fit(const fit_request& req, supervise::process_l
   for (int i = 0; i < req.n_devices; ++i) {
     const int port = free_loopback_port();
     if (port == 0) return make_error("no free port on 127.0.0.1 for a ggml-rpc-server");
-    auto pid = procs.spawn({{rpc_tool, "-H", "127.0.0.1", "-p", std::to_string(port)}, {},
+    auto pid = procs.spawn({{rpc_tool, "-H", "127.0.0.1", "-p", std::to_string(port)},
+                            {},
                             fmt::format("{}/rpc{}.log", req.work_dir, i)});
     if (!pid) return pid.err();
     rpc.emplace_back(*pid, port);
@@ -130,7 +131,8 @@ result<fit_breakdown> ask_llama_fit(const fit_request& req, supervise::process_l
         return make_error(fmt::format("ggml-rpc-server {} stopped at start ({}):\n{}", i, e->describe(),
                                       last_lines(slurp(fmt::format("{}/rpc{}.log", req.work_dir, i)), 5)));
       if (clock_type::now() > deadline)
-        return make_error(fmt::format("ggml-rpc-server {} did not listen on 127.0.0.1:{} in time", i, rpc[i].second));
+        return make_error(
+            fmt::format("ggml-rpc-server {} did not listen on 127.0.0.1:{} in time", i, rpc[i].second));
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
@@ -160,24 +162,28 @@ result<fit_breakdown> ask_llama_fit(const fit_request& req, supervise::process_l
   return parsed;
 }
 
-std::string calibrate_compute(plan::model_shape& shape, const std::string& llama_bin, const std::string& work_dir) {
+std::string calibrate_compute(plan::model_shape& shape, const std::string& llama_bin,
+                              const std::string& work_dir) {
   if (plan::replays_graph_exactly(shape.architecture)) return "";
   std::error_code ec;
   if (!fs::exists(llama_bin + "/llama-fit-params", ec))
-    return fmt::format("{}: no llama.cpp build at {} to measure '{}' compute buffers: they are a generic estimate",
-                       shape.name, llama_bin, shape.architecture);
+    return fmt::format(
+        "{}: no llama.cpp build at {} to measure '{}' compute buffers: they are a generic estimate",
+        shape.name, llama_bin, shape.architecture);
   const std::vector<std::string> args{"-m", shape.file, "-c", "4096", "-np", "1", "-fa", "on", "-ngl", "999"};
   fit_request req;
   req.llama_bin = llama_bin;
   req.n_devices = 1;
-  req.work_dir = work_dir.empty() ? (fs::temp_directory_path() / fmt::format("agifarm-fit-{}", ::getpid())).string() : work_dir;
+  req.work_dir = work_dir.empty()
+                     ? (fs::temp_directory_path() / fmt::format("agifarm-fit-{}", ::getpid())).string()
+                     : work_dir;
   req.server_args = args;
   supervise::posix_launcher launcher;
   auto theirs = ask_llama_fit(req, launcher);
   if (work_dir.empty()) fs::remove_all(req.work_dir, ec);
   if (!theirs)
-    return fmt::format("{}: asking llama.cpp for its compute buffers failed, they are a generic estimate: {}", shape.name,
-                       theirs.err().message);
+    return fmt::format("{}: asking llama.cpp for its compute buffers failed, they are a generic estimate: {}",
+                       shape.name, theirs.err().message);
   auto sa = plan::parse_server_args(args);
   if (!sa) return "";
   sa->n_outputs_max = 0;
@@ -190,12 +196,14 @@ std::string calibrate_compute(plan::model_shape& shape, const std::string& llama
   shape.compute_scale.device = ratio(theirs->devices[0].compute_bytes, mine->devices[0].compute_bytes);
   shape.compute_scale.host = ratio(theirs->host.compute_bytes, mine->host.compute_bytes);
   shape.compute_scale.source = "llama-fit-params";
-  shape.warnings.erase(std::remove_if(shape.warnings.begin(), shape.warnings.end(),
-                                      [](const std::string& w) { return w.find("generic estimate") != std::string::npos; }),
-                       shape.warnings.end());
-  return fmt::format("{}: compute buffers of '{}' measured by llama.cpp (llama-fit-params, -c 4096 on one device): "
-                     "x{:.2f} on devices, x{:.2f} on the host over agifarm's generic graph",
-                     shape.name, shape.architecture, shape.compute_scale.device, shape.compute_scale.host);
+  shape.warnings.erase(
+      std::remove_if(shape.warnings.begin(), shape.warnings.end(),
+                     [](const std::string& w) { return w.find("generic estimate") != std::string::npos; }),
+      shape.warnings.end());
+  return fmt::format(
+      "{}: compute buffers of '{}' measured by llama.cpp (llama-fit-params, -c 4096 on one device): "
+      "x{:.2f} on devices, x{:.2f} on the host over agifarm's generic graph",
+      shape.name, shape.architecture, shape.compute_scale.device, shape.compute_scale.host);
 }
 
 }  // namespace agifarm::fit

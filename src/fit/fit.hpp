@@ -33,10 +33,10 @@ struct fit_breakdown {
 result<fit_breakdown> parse_fit_output(std::string_view output, int n_devices);
 
 struct fit_request {
-  std::string llama_bin;                  // folder with llama-fit-params and ggml-rpc-server
-  std::vector<std::string> server_args;   // llama-server arguments, -m included, no --rpc
-  int n_devices = 1;                      // 0: the host only
-  std::string work_dir;                   // logs of the processes
+  std::string llama_bin;                 // folder with llama-fit-params and ggml-rpc-server
+  std::vector<std::string> server_args;  // llama-server arguments, -m included, no --rpc
+  int n_devices = 1;                     // 0: the host only
+  std::string work_dir;                  // logs of the processes
   std::chrono::seconds timeout{120};
 };
 
@@ -49,6 +49,7 @@ result<fit_breakdown> ask_llama_fit(const fit_request& req, supervise::process_l
 // scaled. Returns a note for the user: what was measured, or why it was not (no build, an error).
 // work_dir "" = a temporary folder, removed afterwards. A measured model's "generic estimate" warning
 // is replaced by the note.
-std::string calibrate_compute(plan::model_shape& shape, const std::string& llama_bin, const std::string& work_dir = "");
+std::string calibrate_compute(plan::model_shape& shape, const std::string& llama_bin,
+                              const std::string& work_dir = "");
 
 }  // namespace agifarm::fit

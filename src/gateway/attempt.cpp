@@ -44,7 +44,8 @@ void parse_head(upstream_conn& conn, boost::system::error_code& ec) {
 }  // namespace
 
 // A fresh connection to the backend (under connect_timeout_ms, or the first-byte deadline if shorter).
-awaitable<boost::system::error_code> server::impl::connect(proxy_call& c, upstream_conn& conn, const backend_addr& b) {
+awaitable<boost::system::error_code> server::impl::connect(proxy_call& c, upstream_conn& conn,
+                                                           const backend_addr& b) {
   auto first_byte = std::chrono::milliseconds(cfg.limits.first_byte_timeout_ms);
   c.w.timed.push_back(conn.stream);
   conn.stream.expires_after(std::min(first_byte, std::chrono::milliseconds(cfg.limits.connect_timeout_ms)));
@@ -105,13 +106,16 @@ awaitable<attempt_result> server::impl::open_response(proxy_call& c, const lease
       std::size_t n = 0;
       if (!conn->read_now(rec, n)) std::tie(rec, n) = conn->waited(co_await conn->wait_read());
       if (rec && rec == net::error::eof)
-        rec = conn->parser->got_some() || conn->buffer.size() > 0 ? http::error::partial_message : http::error::end_of_stream;
+        rec = conn->parser->got_some() || conn->buffer.size() > 0 ? http::error::partial_message
+                                                                  : http::error::end_of_stream;
       if (rec) break;
       conn->buffer.commit(n);
       parse_head(*conn, rec);
     }
-    if (wec) conn->stream.settle(wec);
-    else if (rec) conn->stream.settle(rec);
+    if (wec)
+      conn->stream.settle(wec);
+    else if (rec)
+      conn->stream.settle(rec);
     if (c.st->client_gone) {
       c.st->upstream = nullptr;
       co_return attempt_result{attempt_outcome::client_gone};
@@ -121,8 +125,9 @@ awaitable<attempt_result> server::impl::open_response(proxy_call& c, const lease
     if (ec) {
       c.st->upstream = nullptr;
       out.failure = ec == beast::error::timeout ? failure_kind::header_timeout : failure_kind::backend_error;
-      out.why = out.failure == failure_kind::header_timeout ? std::string("no response header within first_byte_timeout_ms")
-                                                            : "backend: " + ec.message();
+      out.why = out.failure == failure_kind::header_timeout
+                    ? std::string("no response header within first_byte_timeout_ms")
+                    : "backend: " + ec.message();
       co_return out;
     }
     out.outcome = attempt_outcome::responded;

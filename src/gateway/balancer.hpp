@@ -23,7 +23,7 @@
 namespace agifarm::gateway {
 
 struct replica_view {
-  std::size_t id = 0;     // pool-local replica index (stable)
+  std::size_t id = 0;  // pool-local replica index (stable)
   int outstanding = 0;
   int slots = 1;
 };
@@ -37,14 +37,16 @@ struct pick_request {
 class balancer {
  public:
   virtual ~balancer() = default;
-  virtual std::optional<std::size_t> choose(std::span<const replica_view> candidates, const pick_request& req) = 0;
+  virtual std::optional<std::size_t> choose(std::span<const replica_view> candidates,
+                                            const pick_request& req) = 0;
 };
 
 std::unique_ptr<balancer> make_least_outstanding();
 // names: the pool's replica names in pool-local index order (hash ring positions derive from them).
 // load_factor 1.5: a replica may carry up to 1.5x the mean load before its keys spill (prefill of a
 // long prefix usually costs more than waiting for a slot on the replica that caches it).
-std::unique_ptr<balancer> make_prefix_affinity(const std::vector<std::string>& names, double load_factor = 1.5);
+std::unique_ptr<balancer> make_prefix_affinity(const std::vector<std::string>& names,
+                                               double load_factor = 1.5);
 std::unique_ptr<balancer> make_balancer(balance policy, const std::vector<std::string>& names);
 
 }  // namespace agifarm::gateway

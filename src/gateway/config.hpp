@@ -27,7 +27,8 @@ namespace agifarm::gateway {
 // env lookup is injectable for tests; default reads the process environment.
 using env_lookup = std::function<std::optional<std::string>(const std::string&)>;
 
-result<config> config_from_yaml(std::string_view text, const std::string& file_name, const env_lookup& env = {});
+result<config> config_from_yaml(std::string_view text, const std::string& file_name,
+                                const env_lookup& env = {});
 result<config> load_config(const std::string& path, const env_lookup& env = {});
 
 struct host_port {

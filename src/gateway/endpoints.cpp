@@ -61,8 +61,8 @@ std::optional<endpoint> proxied_endpoint(const client_request& req) {
   return r ? r->model : std::nullopt;
 }
 
-awaitable<bool> server::impl::send(timed_socket& s, int status, std::string_view content_type, std::string_view body,
-                                   bool keep_alive, std::string_view extra) {
+awaitable<bool> server::impl::send(timed_socket& s, int status, std::string_view content_type,
+                                   std::string_view body, bool keep_alive, std::string_view extra) {
   std::string h = response_head(status, content_type, body.size(), keep_alive, extra);
   std::array<net::const_buffer, 2> bufs{net::buffer(h), net::buffer(body)};
   boost::system::error_code ec;
@@ -79,8 +79,8 @@ awaitable<bool> server::impl::send(timed_socket& s, int status, std::string_view
   co_return !ec;
 }
 
-awaitable<bool> server::impl::send_error(timed_socket& s, int status, std::string_view message, std::string_view code,
-                                         bool keep_alive, std::string_view extra) {
+awaitable<bool> server::impl::send_error(timed_socket& s, int status, std::string_view message,
+                                         std::string_view code, bool keep_alive, std::string_view extra) {
   std::string body = openai_error_body(message, error_type_for(status), code);
   co_return co_await send(s, status, "application/json", body, keep_alive, extra);
 }
@@ -90,8 +90,8 @@ page server::impl::health_page(std::optional<std::size_t>) const {
   int usable = 0;
   for (const auto& r : rs) usable += (r.ready && !r.ejected) ? 1 : 0;
   return {200, "application/json",
-          fmt::format(R"({{"status":"{}","replicas":{},"usable_replicas":{}}})", usable ? "ok" : "degraded", rs.size(),
-                      usable)};
+          fmt::format(R"({{"status":"{}","replicas":{},"usable_replicas":{}}})", usable ? "ok" : "degraded",
+                      rs.size(), usable)};
 }
 
 page server::impl::metrics_page(std::optional<std::size_t>) const {
@@ -104,7 +104,9 @@ page server::impl::metrics_page(std::optional<std::size_t>) const {
   return {200, "text/plain; version=0.0.4; charset=utf-8", std::move(body)};
 }
 
-page server::impl::models_page(std::optional<std::size_t>) const { return {200, "application/json", rt.models_json()}; }
+page server::impl::models_page(std::optional<std::size_t>) const {
+  return {200, "application/json", rt.models_json()};
+}
 
 // Usage rows: all of them without keys, else only the presenting key's.
 page server::impl::usage_page(std::optional<std::size_t> key) const {
@@ -117,7 +119,8 @@ page server::impl::usage_page(std::optional<std::size_t> key) const {
                                 {"prompt_tokens", r.prompt_tokens},
                                 {"completion_tokens", r.completion_tokens}});
   }
-  return {200, "application/json", json::serialize(json::object{{"object", "list"}, {"data", std::move(data)}})};
+  return {200, "application/json",
+          json::serialize(json::object{{"object", "list"}, {"data", std::move(data)}})};
 }
 
 // Everything but a POST to a model endpoint (session() sends those to proxy() straight away, one
@@ -128,9 +131,14 @@ awaitable<bool> server::impl::handle(timed_socket& client, client_request& req) 
   const auto method = req.method();
   if (dashboard::owns(target)) {  // the dashboard: /, /ui/..., /agifarm/status (docs/dashboard.md)
     std::function<bool(std::string_view)> key_ok;
-    if (keys.enabled()) key_ok = [this](std::string_view k) { return keys.authenticate("Bearer " + std::string(k), "").has_value(); };
-    auto d = dashboard::handle({std::string_view(req.method_string()), req.target(), header_value(req, http::field::if_none_match),
-                                header_value(req, http::field::authorization)}, {cfg.status_json, key_ok});
+    if (keys.enabled())
+      key_ok = [this](std::string_view k) {
+        return keys.authenticate("Bearer " + std::string(k), "").has_value();
+      };
+    auto d = dashboard::handle(
+        {std::string_view(req.method_string()), req.target(), header_value(req, http::field::if_none_match),
+         header_value(req, http::field::authorization)},
+        {cfg.status_json, key_ok});
     std::string extra;
     for (const auto& [k, v] : d->headers) extra += k + ": " + v + "\r\n";
     co_return co_await send(client, d->status, d->content_type, d->body, keep, extra) && keep;
@@ -141,21 +149,27 @@ awaitable<bool> server::impl::handle(timed_socket& client, client_request& req) 
     if (r->who == access::key && keys.enabled()) {
       key = presented_key(req);
       if (!key) {
-        co_return co_await send_error(client, 401, "Missing or invalid API key (send Authorization: Bearer <key>).",
-                                      "invalid_api_key", keep) && keep;
+        co_return co_await send_error(client, 401,
+                                      "Missing or invalid API key (send Authorization: Bearer <key>).",
+                                      "invalid_api_key", keep) &&
+            keep;
       }
     }
     page p = r->get(*this, key);
     co_return co_await send(client, p.status, p.content_type, p.body, keep) && keep;
   }
   if (r) {
-    co_return co_await send_error(client, 405, fmt::format("Method {} is not allowed on {}.",
-                                                           std::string_view(req.method_string()), target),
-                                  "method_not_allowed", keep) && keep;
+    co_return co_await send_error(
+        client, 405,
+        fmt::format("Method {} is not allowed on {}.", std::string_view(req.method_string()), target),
+        "method_not_allowed", keep) &&
+        keep;
   }
-  co_return co_await send_error(client, 404, fmt::format("No endpoint {} {}.", std::string_view(req.method_string()),
-                                                         std::string(target.substr(0, 200))),
-                                "not_found", keep) && keep;
+  co_return co_await send_error(client, 404,
+                                fmt::format("No endpoint {} {}.", std::string_view(req.method_string()),
+                                            std::string(target.substr(0, 200))),
+                                "not_found", keep) &&
+      keep;
 }
 
 }  // namespace agifarm::gateway

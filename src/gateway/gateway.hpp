@@ -10,9 +10,9 @@
 //        \--start() fails (bind, usage db)--> constructed (may be destroyed, or started again)
 //
 // Thread-safety: start(), stop() and the destructor are called from one owning thread. While running,
-// set_replica_ready(), set_replica_url(), port(), snapshot() are safe from any thread. The server owns its worker
-// threads (config.threads, 0 = one per core), each running its own io_context; stop() joins them.
-// The destructor calls stop() with the configured drain timeout if still running.
+// set_replica_ready(), set_replica_url(), port(), snapshot() are safe from any thread. The server owns its
+// worker threads (config.threads, 0 = one per core), each running its own io_context; stop() joins them. The
+// destructor calls stop() with the configured drain timeout if still running.
 #pragma once
 
 #include <chrono>
@@ -35,15 +35,15 @@ struct replica_config {
   std::string name;  // unique across the whole config (backend name), e.g. "qwen3-8b-r0"
   std::string url;   // "http://127.0.0.1:8081" (http only; host must be a numeric IPv4/IPv6 or "localhost")
   std::string api_key = {};  // sent to the backend as "Authorization: Bearer <key>" (llama-server --api-key /
-                        // $LLAMA_API_KEY); "" = none. Never logged, never in /metrics or errors.
+                             // $LLAMA_API_KEY); "" = none. Never logged, never in /metrics or errors.
 };
 
 struct pool_config {
   std::string name;                  // model name clients ask for
   std::vector<std::string> aliases;  // role names routed here ("fast", "code", "think", ...)
   balance policy = balance::least_outstanding;
-  int slots_per_replica = 1;         // concurrent requests per replica before queueing (llama-server -np)
-  int priority = 0;                  // higher is served first when freed slots are contended
+  int slots_per_replica = 1;             // concurrent requests per replica before queueing (llama-server -np)
+  int priority = 0;                      // higher is served first when freed slots are contended
   std::vector<replica_config> replicas;  // a replica name may appear in several pools (shared slots)
   // Loaded on demand (docs/on-demand.md): with no ready replica a request waits in the queue (up to
   // load_timeout_ms) and config::on_demand_wanted is told, instead of a 503 at once.
@@ -59,8 +59,8 @@ struct api_key_config {
 };
 
 struct queue_config {
-  int max = 64;              // waiting requests per pool beyond which new ones get 429 at once
-  int timeout_ms = 30000;    // longest wait for a slot; past it 429 (503 when no replica is healthy)
+  int max = 64;            // waiting requests per pool beyond which new ones get 429 at once
+  int timeout_ms = 30000;  // longest wait for a slot; past it 429 (503 when no replica is healthy)
 };
 
 struct limits_config {
@@ -93,13 +93,13 @@ struct memory_row {
 
 struct config {
   std::string listen_host = "127.0.0.1";
-  int listen_port = 8080;            // 0 = any free port (see server::port())
-  int threads = 0;                   // 0 = std::thread::hardware_concurrency()
+  int listen_port = 8080;                // 0 = any free port (see server::port())
+  int threads = 0;                       // 0 = std::thread::hardware_concurrency()
   std::vector<api_key_config> api_keys;  // empty = no auth; then only loopback listen addresses are allowed
   std::string session_header = "x-session-id";  // sticky sessions: same value -> same replica
   limits_config limits;
   queue_config queue;
-  std::string usage_db;              // SQLite file for per-key usage; empty = in memory only
+  std::string usage_db;  // SQLite file for per-key usage; empty = in memory only
   std::vector<pool_config> pools;
   // Called (on a worker thread, never under a lock; must not block) when a request queues for an
   // on-demand pool that has no ready replica. Empty: nobody loads models; such requests time out.
@@ -115,8 +115,8 @@ struct config {
 // Counters a supervisor or a test can read without scraping /metrics.
 struct replica_snapshot {
   std::string name;
-  bool ready = true;      // as set by set_replica_ready
-  bool healthy = true;    // not ejected by outlier detection
+  bool ready = true;    // as set by set_replica_ready
+  bool healthy = true;  // not ejected by outlier detection
   int outstanding = 0;
   std::chrono::steady_clock::time_point last_used{};  // last lease granted or ended
 };
@@ -136,7 +136,7 @@ struct model_status {
 struct snapshot {
   std::vector<replica_snapshot> replicas;
   std::vector<pool_snapshot> pools;
-  std::uint64_t requests = 0;       // finished client requests (any status)
+  std::uint64_t requests = 0;  // finished client requests (any status)
   std::uint64_t open_connections = 0;
 };
 

@@ -19,7 +19,8 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 
 key_store::key_store(std::vector<api_key_config> keys) : keys_(std::move(keys)), buckets_(keys_.size()) {}
 
-std::optional<std::size_t> key_store::authenticate(std::string_view authorization, std::string_view x_api_key) const {
+std::optional<std::size_t> key_store::authenticate(std::string_view authorization,
+                                                   std::string_view x_api_key) const {
   std::string_view presented = x_api_key;
   constexpr std::string_view k_bearer = "Bearer ";
   if (authorization.size() > k_bearer.size()) {
@@ -29,8 +30,10 @@ std::optional<std::size_t> key_store::authenticate(std::string_view authorizatio
                              std::tolower(static_cast<unsigned char>(k_bearer[i]));
     if (bearer) presented = authorization.substr(k_bearer.size());
   }
-  while (!presented.empty() && (presented.front() == ' ' || presented.front() == '\t')) presented.remove_prefix(1);
-  while (!presented.empty() && (presented.back() == ' ' || presented.back() == '\t')) presented.remove_suffix(1);
+  while (!presented.empty() && (presented.front() == ' ' || presented.front() == '\t'))
+    presented.remove_prefix(1);
+  while (!presented.empty() && (presented.back() == ' ' || presented.back() == '\t'))
+    presented.remove_suffix(1);
   if (presented.empty()) return std::nullopt;
   std::optional<std::size_t> found;
   for (std::size_t i = 0; i < keys_.size(); ++i)

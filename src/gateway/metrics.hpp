@@ -36,7 +36,7 @@ class metrics {
                      const std::vector<scheduler::pool_state>& pools, std::uint64_t open_connections) const;
 
   static constexpr std::array<double, 16> k_buckets{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                                    1,     2.5,   5,    10,    30,   60,  120, 300};
+                                                    1,     2.5,   5,    10,    30,   60,  120,  300};
 
  private:
   struct histogram {

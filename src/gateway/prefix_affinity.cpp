@@ -27,8 +27,8 @@ class prefix_affinity final : public balancer {
     if (!req.has_key || ring_.empty()) return fallback_->choose(c, req);
     long long total = 0;
     for (const auto& r : c) total += r.outstanding;
-    long long bound = static_cast<long long>(std::ceil(load_factor_ * static_cast<double>(total + 1) /
-                                                       static_cast<double>(c.size())));
+    long long bound = static_cast<long long>(
+        std::ceil(load_factor_ * static_cast<double>(total + 1) / static_cast<double>(c.size())));
     auto it = std::lower_bound(ring_.begin(), ring_.end(), node{req.key, 0});
     std::vector<bool> seen(c.size(), false);
     std::size_t visited = 0;

@@ -20,7 +20,8 @@ std::optional<error_reply> server::impl::admit(const client_request& req, endpoi
     a.key = presented_key(req);
     if (!a.key) {
       met.request_done(k_no_index, k_no_index, 401, 0);
-      return error_reply{401, "Missing or invalid API key (send Authorization: Bearer <key>).", "invalid_api_key", ""};
+      return error_reply{401, "Missing or invalid API key (send Authorization: Bearer <key>).",
+                         "invalid_api_key", ""};
     }
   }
   auto info = inspect_request(req.body(), kind);
@@ -37,14 +38,17 @@ std::optional<error_reply> server::impl::admit(const client_request& req, endpoi
   a.pool = *pool;
   if (a.key && !keys.allows(*a.key, a.info.model, rt.pool_name(a.pool))) {
     met.request_done(a.pool, k_no_index, 403, 0);
-    return error_reply{403, fmt::format("API key '{}' may not use model '{}'.", keys.name(*a.key), a.info.model),
+    return error_reply{403,
+                       fmt::format("API key '{}' may not use model '{}'.", keys.name(*a.key), a.info.model),
                        "model_not_allowed", ""};
   }
   if (a.key) {
     if (int wait = keys.take(*a.key, clock_type::now())) {
       met.request_done(a.pool, k_no_index, 429, 0);
-      return error_reply{429, fmt::format("API key '{}' is over its rate_per_minute; retry in {} s.", keys.name(*a.key), wait),
-                         "rate_limit_exceeded", fmt::format("Retry-After: {}\r\n", wait)};
+      return error_reply{
+          429,
+          fmt::format("API key '{}' is over its rate_per_minute; retry in {} s.", keys.name(*a.key), wait),
+          "rate_limit_exceeded", fmt::format("Retry-After: {}\r\n", wait)};
     }
   }
   return std::nullopt;
@@ -73,15 +77,22 @@ std::chrono::milliseconds server::impl::queue_wait(std::size_t pool) const {
 
 namespace {
 
-int http_status(refusal why) { return why == refusal::queue_full ? 429 : why == refusal::exhausted ? 502 : 503; }
+int http_status(refusal why) {
+  return why == refusal::queue_full ? 429 : why == refusal::exhausted ? 502 : 503;
+}
 
 // The refusal a queued request's grant carries (none: it got a lease, now in `l`).
 refusal refusal_of(const grant& g, std::optional<lease>& l) {
   switch (g.status) {
-    case grant_status::granted: l = g.l; return refusal::none;
-    case grant_status::no_healthy: return refusal::no_healthy;
-    case grant_status::refused: return refusal::loader_refused;
-    case grant_status::timed_out: return refusal::queue_full;
+    case grant_status::granted:
+      l = g.l;
+      return refusal::none;
+    case grant_status::no_healthy:
+      return refusal::no_healthy;
+    case grant_status::refused:
+      return refusal::loader_refused;
+    case grant_status::timed_out:
+      return refusal::queue_full;
   }
   return refusal::queue_full;
 }
@@ -91,18 +102,20 @@ refusal refusal_of(const grant& g, std::optional<lease>& l) {
 std::string server::impl::refusal_message(std::size_t pool, refusal why) const {
   if (why == refusal::loader_refused) return sched.refusal(pool);
   if (why == refusal::no_healthy && sched.on_demand(pool))
-    return fmt::format("Model '{}' is loaded on demand and did not become ready within {} ms.", rt.pool_name(pool),
-                       queue_wait(pool).count());
-  if (why == refusal::no_healthy) return fmt::format("No healthy replica of '{}' is available.", rt.pool_name(pool));
+    return fmt::format("Model '{}' is loaded on demand and did not become ready within {} ms.",
+                       rt.pool_name(pool), queue_wait(pool).count());
+  if (why == refusal::no_healthy)
+    return fmt::format("No healthy replica of '{}' is available.", rt.pool_name(pool));
   return fmt::format("All replicas of '{}' are busy and its queue is full or the wait exceeded {} ms.",
                      rt.pool_name(pool), queue_wait(pool).count());
 }
 
 // Asks the scheduler for a slot: a lease, a queue ticket (the grant comes to `st`), or a refusal.
 // (A plain function: GCC keeps every local of a coroutine in its heap frame.)
-void server::impl::acquire_slot(std::size_t pool, const pick_request& pick, const std::vector<std::size_t>& excluded,
-                                clock_type::time_point deadline, const std::shared_ptr<request_state>& st,
-                                std::optional<lease>& l, refusal& why, std::optional<std::uint64_t>& ticket) {
+void server::impl::acquire_slot(std::size_t pool, const pick_request& pick,
+                                const std::vector<std::size_t>& excluded, clock_type::time_point deadline,
+                                const std::shared_ptr<request_state>& st, std::optional<lease>& l,
+                                refusal& why, std::optional<std::uint64_t>& ticket) {
   // The grant callback is made only if the request is queued (see acquire_lazy).
   auto ar = sched.acquire_lazy(pool, pick, excluded, clock_type::now(), deadline, [&st]() -> grant_callback {
     return [weak = std::weak_ptr<request_state>(st)](grant g) {
@@ -116,16 +129,27 @@ void server::impl::acquire_slot(std::size_t pool, const pick_request& pick, cons
   });
   if (ar.wants_load && cfg.on_demand_wanted) cfg.on_demand_wanted(sched.pool_name(pool));
   switch (ar.status) {
-    case acquire_status::granted: l = ar.l; break;
-    case acquire_status::queued: ticket = ar.ticket; break;
-    case acquire_status::queue_full: why = refusal::queue_full; break;
-    case acquire_status::no_healthy: why = refusal::no_healthy; break;
-    case acquire_status::exhausted: why = refusal::exhausted; break;
+    case acquire_status::granted:
+      l = ar.l;
+      break;
+    case acquire_status::queued:
+      ticket = ar.ticket;
+      break;
+    case acquire_status::queue_full:
+      why = refusal::queue_full;
+      break;
+    case acquire_status::no_healthy:
+      why = refusal::no_healthy;
+      break;
+    case acquire_status::exhausted:
+      why = refusal::exhausted;
+      break;
   }
 }
 
 // Waits for a queued request's grant. Returns the grant, or nullopt when the client went away.
-awaitable<std::optional<grant>> server::impl::wait_grant(std::shared_ptr<request_state> st, std::uint64_t ticket,
+awaitable<std::optional<grant>> server::impl::wait_grant(std::shared_ptr<request_state> st,
+                                                         std::uint64_t ticket,
                                                          clock_type::time_point deadline) {
   st->waiting = true;
   st->wait_timer().expires_at(deadline);
@@ -158,14 +182,16 @@ awaitable<void> server::impl::backoff(proxy_call& c, int a) {
   met.retry(c.pool);
   double base = cfg.limits.retry_backoff_ms * static_cast<double>(1 << std::min(a - 1, 8));
   std::uniform_real_distribution<double> jitter(0.5, 1.5);
-  c.st->wait_timer().expires_after(std::chrono::microseconds(static_cast<long long>(base * jitter(c.w.rng) * 1000)));
+  c.st->wait_timer().expires_after(
+      std::chrono::microseconds(static_cast<long long>(base * jitter(c.w.rng) * 1000)));
   c.st->waiting = true;
   co_await c.st->wait_timer().async_wait(k_tuple);
   c.st->waiting = false;
 }
 
 // Gives the attempt's lease back to the scheduler with what it says of the replica, and logs failures.
-void server::impl::settle_attempt(proxy_call& c, const lease& l, const attempt_result& r, int a, int attempts) {
+void server::impl::settle_attempt(proxy_call& c, const lease& l, const attempt_result& r, int a,
+                                  int attempts) {
   const auto now = clock_type::now();
   switch (r.outcome) {
     case attempt_outcome::client_gone:
@@ -176,7 +202,8 @@ void server::impl::settle_attempt(proxy_call& c, const lease& l, const attempt_r
     case attempt_outcome::cut_mid_response: {
       const bool cut = r.outcome == attempt_outcome::cut_mid_response;
       if (cut)
-        spdlog::warn("gateway: {} -> {}: failed mid-response: {}", rt.pool_name(c.pool), sched.replica_name(l.replica), r.why);
+        spdlog::warn("gateway: {} -> {}: failed mid-response: {}", rt.pool_name(c.pool),
+                     sched.replica_name(l.replica), r.why);
       if (sched.release(l, cut || c.status >= 500 ? outcome::failure : outcome::success, now))
         spdlog::warn("gateway: replica {} ejected after repeated failures", sched.replica_name(l.replica));
       return;
@@ -184,8 +211,8 @@ void server::impl::settle_attempt(proxy_call& c, const lease& l, const attempt_r
     case attempt_outcome::retryable:
     case attempt_outcome::responded:
       c.excluded.push_back(l.replica);
-      spdlog::warn("gateway: {} -> {}: {} (attempt {} of {})", rt.pool_name(c.pool), sched.replica_name(l.replica), r.why,
-                   a + 1, attempts);
+      spdlog::warn("gateway: {} -> {}: {} (attempt {} of {})", rt.pool_name(c.pool),
+                   sched.replica_name(l.replica), r.why, a + 1, attempts);
       if (sched.release(l, outcome::failure, now))
         spdlog::warn("gateway: replica {} ejected after repeated failures", sched.replica_name(l.replica));
       return;
@@ -194,8 +221,9 @@ void server::impl::settle_attempt(proxy_call& c, const lease& l, const attempt_r
 
 // Counts the finished request in metrics and usage. Returns the error reply of a request whose every
 // attempt failed before the first byte (504 if the last one timed out, else 502).
-std::optional<error_reply> server::impl::finish(proxy_call& c, const std::optional<std::size_t>& key, bool committed,
-                                                failure_kind last_kind, std::string last_failure, std::size_t replica,
+std::optional<error_reply> server::impl::finish(proxy_call& c, const std::optional<std::size_t>& key,
+                                                bool committed, failure_kind last_kind,
+                                                std::string last_failure, std::size_t replica,
                                                 int final_status) {
   double duration = std::chrono::duration<double>(clock_type::now() - c.started).count();
   const std::string key_name = key ? keys.name(*key) : std::string("anonymous");
@@ -228,9 +256,11 @@ awaitable<bool> server::impl::proxy(worker& w, timed_socket& client, client_requ
   // temporaries in the coroutine frame, and a frame above 1 KiB is a malloc per request.
   admitted ok;
   std::optional<error_reply> fail = admit(req, kind, ok);
-  if (fail) co_return co_await send_error(client, fail->status, fail->message, fail->code, keep, fail->extra) && keep;
+  if (fail)
+    co_return co_await send_error(client, fail->status, fail->message, fail->code, keep, fail->extra) && keep;
   const pick_request pick = pick_for(req, ok);
-  auto st = std::allocate_shared<request_state>(recycling_allocator<request_state>{}, w.ioc.get_executor(), client, started);
+  auto st = std::allocate_shared<request_state>(recycling_allocator<request_state>{}, w.ioc.get_executor(),
+                                                client, started);
   w.in_flight.push_back(*st);
   struct watch_guard {
     std::shared_ptr<request_state> st;
@@ -272,9 +302,10 @@ awaitable<bool> server::impl::proxy(worker& w, timed_socket& client, client_requ
     }
     if (why != refusal::none) {
       final_status = http_status(why);
-      met.request_done(c.pool, k_no_index, final_status, std::chrono::duration<double>(clock_type::now() - started).count());
-      fail = error_reply{final_status, refusal_message(c.pool, why), final_status == 503 ? "no_healthy_replica" : "queue_full",
-                         "Retry-After: 1\r\n"};
+      met.request_done(c.pool, k_no_index, final_status,
+                       std::chrono::duration<double>(clock_type::now() - started).count());
+      fail = error_reply{final_status, refusal_message(c.pool, why),
+                         final_status == 503 ? "no_healthy_replica" : "queue_full", "Retry-After: 1\r\n"};
       break;
     }
     if (!l) break;
@@ -293,9 +324,11 @@ awaitable<bool> server::impl::proxy(worker& w, timed_socket& client, client_requ
     settle_attempt(c, *l, r, a, attempts);
     if (r.outcome == attempt_outcome::client_gone) break;
   }
-  if (!fail) fail = finish(c, ok.key, committed, last_kind, std::move(last_failure), final_replica, final_status);
+  if (!fail)
+    fail = finish(c, ok.key, committed, last_kind, std::move(last_failure), final_replica, final_status);
   if (st->client_gone) co_return false;
-  if (fail) co_return co_await send_error(client, fail->status, fail->message, fail->code, keep, fail->extra) && keep;
+  if (fail)
+    co_return co_await send_error(client, fail->status, fail->message, fail->code, keep, fail->extra) && keep;
   co_return result_keep;
 }
 

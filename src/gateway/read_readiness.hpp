@@ -34,11 +34,11 @@
 #include <sys/epoll.h>
 
 #include <boost/asio/basic_stream_socket.hpp>
+#include <boost/asio/detail/reactor.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/version.hpp>
 #include <cstddef>
 #include <cstdint>
-#include <boost/asio/detail/reactor.hpp>
-#include <boost/version.hpp>
 #include <type_traits>
 
 namespace agifarm::gateway::readiness {
@@ -57,13 +57,14 @@ template <class Tag, typename Tag::type M>
 struct expose {
   friend typename Tag::type member(Tag) { return M; }
 };
-#define AGIFARM_EXPOSE(tag, type_, pointer)  \
-  struct tag {                               \
-    using type = type_;                      \
-    friend type member(tag);                 \
-  };                                         \
+#define AGIFARM_EXPOSE(tag, type_, pointer) \
+  struct tag {                              \
+    using type = type_;                     \
+    friend type member(tag);                \
+  };                                        \
   template struct expose<tag, pointer>;
-AGIFARM_EXPOSE(speculative_tag, bool (descriptor_state::*)[reactor::max_ops], &descriptor_state::try_speculative_)
+AGIFARM_EXPOSE(speculative_tag, bool (descriptor_state::*)[reactor::max_ops],
+               &descriptor_state::try_speculative_)
 AGIFARM_EXPOSE(registered_tag, uint32_t descriptor_state::*, &descriptor_state::registered_events_)
 AGIFARM_EXPOSE(descriptor_tag, int descriptor_state::*, &descriptor_state::descriptor_)
 AGIFARM_EXPOSE(reactor_tag, reactor* descriptor_state::*, &descriptor_state::reactor_)
@@ -83,7 +84,9 @@ template <class Socket>
 descriptor_state* state(Socket& s) {
   return socket_access<Socket>::state(s);
 }
-inline bool& speculative_read(descriptor_state* d) { return (d->*member(speculative_tag{}))[reactor::read_op]; }
+inline bool& speculative_read(descriptor_state* d) {
+  return (d->*member(speculative_tag{}))[reactor::read_op];
+}
 inline uint32_t last_events(descriptor_state* d) {
   // descriptor_state derives privately from the scheduler operation that carries the event mask; a
   // C-style cast may name an inaccessible base ([expr.cast]/4).
@@ -101,7 +104,8 @@ void watch_hangup(Socket& s) {
   ev.events = registered | EPOLLRDHUP;
   ev.data.ptr = d;
   int epoll_fd = (d->*member(detail::reactor_tag{}))->*member(detail::epoll_fd_tag{});
-  if (::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, d->*member(detail::descriptor_tag{}), &ev) == 0) registered = ev.events;
+  if (::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, d->*member(detail::descriptor_tag{}), &ev) == 0)
+    registered = ev.events;
 }
 
 template <class Socket>

@@ -10,7 +10,8 @@ namespace {
 
 // The end of an SSE stream whose backend died: a `data: {"error": ...}` event (after closing a
 // half-written event) and the last chunk, replacing what `out` held.
-void write_error_event(std::string& out, bool tail_ended_event, const std::string& replica, const std::string& failure) {
+void write_error_event(std::string& out, bool tail_ended_event, const std::string& replica,
+                       const std::string& failure) {
   std::string frame_text = (tail_ended_event ? "" : "\n\n");
   std::string msg = fmt::format("backend '{}' failed mid-stream: {}", replica, failure);
   frame_text += "data: " + openai_error_body(msg, "server_error", "backend_disconnected") + "\n\n";
@@ -51,7 +52,8 @@ awaitable<attempt_result> server::impl::end_cut_response(proxy_call& c, const le
   attempt_result out;
   out.outcome = attempt_outcome::cut_mid_response;
   out.failure = ec == beast::error::timeout ? failure_kind::stream_silent : failure_kind::backend_error;
-  out.why = out.failure == failure_kind::stream_silent ? std::string("backend went silent mid-response") : ec.message();
+  out.why = out.failure == failure_kind::stream_silent ? std::string("backend went silent mid-response")
+                                                       : ec.message();
   out.keep_alive = false;
   if (shape.sse && shape.chunked && shape.http11) {
     write_error_event(conn.out, conn.sse_tail.empty(), sched.replica_name(l.replica), out.why);
@@ -100,9 +102,11 @@ awaitable<attempt_result> server::impl::relay(proxy_call& c, const lease& l, boo
   }
   if (ec) {
     c.st->upstream = nullptr;
-    out.failure = ec == beast::error::timeout ? failure_kind::first_byte_timeout : failure_kind::backend_error;
-    out.why = out.failure == failure_kind::first_byte_timeout ? std::string("no first byte within first_byte_timeout_ms")
-                                                              : "backend: " + ec.message();
+    out.failure =
+        ec == beast::error::timeout ? failure_kind::first_byte_timeout : failure_kind::backend_error;
+    out.why = out.failure == failure_kind::first_byte_timeout
+                  ? std::string("no first byte within first_byte_timeout_ms")
+                  : "backend: " + ec.message();
     co_return out;
   }
 
@@ -128,7 +132,8 @@ awaitable<attempt_result> server::impl::relay(proxy_call& c, const lease& l, boo
       boost::system::error_code wec;
       if (std::size_t left = write_now(client.sock, net::buffer(out_buf), wec); !wec && left > 0) {
         client.expires_after(idle);
-        auto [ec3, wn] = co_await net::async_write(client.sock, net::buffer(out_buf.data() + out_buf.size() - left, left), k_tuple);
+        auto [ec3, wn] = co_await net::async_write(
+            client.sock, net::buffer(out_buf.data() + out_buf.size() - left, left), k_tuple);
         (void)wn;
         client.settle(ec3);
         wec = ec3;

@@ -95,9 +95,14 @@ class inspect_handler {
                    : key == "input"    ? slot::input
                                        : slot::none;
         break;
-      case slot::message: f.member = key == "role" ? slot::role : key == "content" ? slot::content : slot::none; break;
-      case slot::part: f.member = key == "text" ? slot::part_text : slot::none; break;
-      default: break;
+      case slot::message:
+        f.member = key == "role" ? slot::role : key == "content" ? slot::content : slot::none;
+        break;
+      case slot::part:
+        f.member = key == "text" ? slot::part_text : slot::none;
+        break;
+      default:
+        break;
     }
     part_.clear();
     return true;
@@ -125,10 +130,14 @@ class inspect_handler {
   result<request_info> finish() {
     if (!root_is_object_) return make_error("the request body must be a JSON object");
     request_info info;
-    if (model_ == value::string) info.model = model_text_;
-    else if (model_ != value::absent) return make_error("'model' must be a string");
-    if (stream_ == value::true_ || stream_ == value::false_) info.stream = stream_ == value::true_;
-    else if (stream_ != value::absent && stream_ != value::null) return make_error("'stream' must be true or false");
+    if (model_ == value::string)
+      info.model = model_text_;
+    else if (model_ != value::absent)
+      return make_error("'model' must be a string");
+    if (stream_ == value::true_ || stream_ == value::false_)
+      info.stream = stream_ == value::true_;
+    else if (stream_ != value::absent && stream_ != value::null)
+      return make_error("'stream' must be true or false");
     std::string key;
     switch (kind_) {
       case endpoint::chat_completions:
@@ -162,7 +171,20 @@ class inspect_handler {
   // Where a value stands: a top-level member, a message of "messages", a member of a message, a part
   // of a content (or system) array, the "text" of a part, the first element of a prompt array.
   enum class slot : std::uint8_t {
-    none, root, model, stream, messages, system, prompt, input, message, role, content, part, part_text, prompt_first
+    none,
+    root,
+    model,
+    stream,
+    messages,
+    system,
+    prompt,
+    input,
+    message,
+    role,
+    content,
+    part,
+    part_text,
+    prompt_first
   };
   enum class value : std::uint8_t { absent, string, true_, false_, null, array, other };
   struct frame {
@@ -198,12 +220,17 @@ class inspect_handler {
     switch (p.what) {
       case slot::root:
       case slot::message:
-      case slot::part: return p.member;
-      case slot::messages: return messages_open_ ? slot::message : slot::none;
+      case slot::part:
+        return p.member;
+      case slot::messages:
+        return messages_open_ ? slot::message : slot::none;
       case slot::content:
-      case slot::system: return slot::part;
-      case slot::prompt: return p.index == 0 ? slot::prompt_first : slot::none;
-      default: return slot::none;
+      case slot::system:
+        return slot::part;
+      case slot::prompt:
+        return p.index == 0 ? slot::prompt_first : slot::none;
+      default:
+        return slot::none;
     }
   }
   // A value (scalar or container) that ended: the next element of its array.
@@ -219,13 +246,19 @@ class inspect_handler {
 
   bool scalar(value v, std::string_view text = {}) {
     switch (value_slot()) {
-      case slot::root: root_is_object_ = false; break;
+      case slot::root:
+        root_is_object_ = false;
+        break;
       case slot::model:
         model_ = v == value::string ? value::string : value::other;
         if (v == value::string) model_text_.assign(text);
         break;
-      case slot::stream: stream_ = v == value::string ? value::other : v; break;
-      case slot::messages: messages_ = value::other; break;
+      case slot::stream:
+        stream_ = v == value::string ? value::other : v;
+        break;
+      case slot::messages:
+        messages_ = value::other;
+        break;
       case slot::system:
         system_text_.clear();
         if (v == value::string) set_capped(system_text_, text);
@@ -238,8 +271,12 @@ class inspect_handler {
       case slot::prompt_first:
         if (v == value::string) set_capped(prompt_text_, text);
         break;
-      case slot::input: input_seen_ = true; break;
-      case slot::message: not_a_message(); break;
+      case slot::input:
+        input_seen_ = true;
+        break;
+      case slot::message:
+        not_a_message();
+        break;
       case slot::role:
         current_.role.clear();
         if (v == value::string) current_.role.assign(text);
@@ -252,7 +289,8 @@ class inspect_handler {
         has_part_text_ = v == value::string;
         if (has_part_text_) set_capped(part_text_, text);
         break;
-      default: break;
+      default:
+        break;
     }
     value_done();
     return true;
@@ -269,8 +307,12 @@ class inspect_handler {
         root_is_object_ = object;
         if (object) f.what = slot::root;
         break;
-      case slot::model: model_ = value::other; break;
-      case slot::stream: stream_ = value::other; break;
+      case slot::model:
+        model_ = value::other;
+        break;
+      case slot::stream:
+        stream_ = value::other;
+        break;
       case slot::messages:
         messages_ = object ? value::other : value::array;
         messages_seen_.clear();
@@ -288,7 +330,9 @@ class inspect_handler {
         prompt_text_.clear();
         if (!object) f.what = slot::prompt;
         break;
-      case slot::input: input_seen_ = true; break;
+      case slot::input:
+        input_seen_ = true;
+        break;
       case slot::message:
         if (!object) {
           not_a_message();
@@ -298,7 +342,9 @@ class inspect_handler {
           current_.content.clear();
         }
         break;
-      case slot::role: current_.role.clear(); break;
+      case slot::role:
+        current_.role.clear();
+        break;
       case slot::content:
         current_.content.clear();
         if (!object) f.what = slot::content;
@@ -309,8 +355,11 @@ class inspect_handler {
           has_part_text_ = false;
         }
         break;
-      case slot::part_text: has_part_text_ = false; break;
-      default: break;
+      case slot::part_text:
+        has_part_text_ = false;
+        break;
+      default:
+        break;
     }
     stack_[depth_++] = f;
     return true;
@@ -323,7 +372,8 @@ class inspect_handler {
       // does (it may stand after "messages" in the body).
       append_message(messages_key_, current_);
       if (kind_ == endpoint::messages) messages_seen_.push_back(current_);
-      if (current_.role == "user") messages_open_ = false;  // the reference reads up to the first user message
+      if (current_.role == "user")
+        messages_open_ = false;  // the reference reads up to the first user message
     } else if (f.what == slot::part && has_part_text_) {
       // A part of a message's content, or of the system prompt.
       std::string& dest = stack_[depth_ - 1].what == slot::system ? system_text_ : current_.content;
@@ -341,7 +391,7 @@ class inspect_handler {
   value model_ = value::absent, stream_ = value::absent, messages_ = value::absent, prompt_ = value::absent;
   bool input_seen_ = false;
   std::string model_text_, system_text_, prompt_text_;
-  std::string messages_key_;                  // the affinity key's messages part
+  std::string messages_key_;                 // the affinity key's messages part
   std::vector<message_text> messages_seen_;  // /v1/messages only
   std::optional<std::size_t> bad_message_;
   bool messages_open_ = false;
@@ -363,7 +413,8 @@ result<request_info> inspect_request(std::string_view body, endpoint kind) {
     std::size_t i = n;
     while (i < body.size() && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t')) ++i;
     if (i < body.size())
-      return make_error(fmt::format("malformed JSON at {}: unexpected data after the JSON value", position_of(body, i)));
+      return make_error(
+          fmt::format("malformed JSON at {}: unexpected data after the JSON value", position_of(body, i)));
   }
   if (ec) {
     std::size_t at = ec == json::error::incomplete || n >= body.size() ? body.size() : n;

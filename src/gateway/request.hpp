@@ -20,7 +20,7 @@ enum class endpoint { chat_completions, completions, embeddings, messages };
 inline constexpr std::size_t k_affinity_bytes = 8192;
 
 struct request_info {
-  std::string model;          // empty when the body has none
+  std::string model;  // empty when the body has none
   bool stream = false;
   bool has_affinity = false;
   std::uint64_t affinity_hash = 0;

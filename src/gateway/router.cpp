@@ -10,7 +10,8 @@ router::router(const config& c) {
     by_name_.emplace(c.pools[i].name, i);
   }
   for (std::size_t i = 0; i < c.pools.size(); ++i)
-    for (const auto& a : c.pools[i].aliases) by_name_.emplace(a, i);  // pool names win (validate forbids clashes)
+    for (const auto& a : c.pools[i].aliases)
+      by_name_.emplace(a, i);  // pool names win (validate forbids clashes)
 }
 
 std::optional<std::size_t> router::find(std::string_view model) const {

@@ -51,7 +51,8 @@ bool scheduler::any_usable(const pool& p) const {
   return false;
 }
 
-std::optional<std::size_t> scheduler::place(pool& p, const pick_request& req, const std::vector<std::size_t>& excluded) {
+std::optional<std::size_t> scheduler::place(pool& p, const pick_request& req,
+                                            const std::vector<std::size_t>& excluded) {
   replica_view views[64];
   std::vector<replica_view> many;
   replica_view* v = views;
@@ -73,13 +74,15 @@ std::optional<std::size_t> scheduler::place(pool& p, const pick_request& req, co
   return p.replicas[v[*pick].id];
 }
 
-acquire_result scheduler::acquire(std::size_t pi, const pick_request& req, const std::vector<std::size_t>& excluded,
-                                  time_point now, time_point deadline, grant_callback cb) {
+acquire_result scheduler::acquire(std::size_t pi, const pick_request& req,
+                                  const std::vector<std::size_t>& excluded, time_point now,
+                                  time_point deadline, grant_callback cb) {
   return acquire_lazy(pi, req, excluded, now, deadline, [&cb] { return std::move(cb); });
 }
 
-acquire_result scheduler::acquire_lazy(std::size_t pi, const pick_request& req, const std::vector<std::size_t>& excluded,
-                                       time_point now, time_point deadline, const std::function<grant_callback()>& make_cb) {
+acquire_result scheduler::acquire_lazy(std::size_t pi, const pick_request& req,
+                                       const std::vector<std::size_t>& excluded, time_point now,
+                                       time_point deadline, const std::function<grant_callback()>& make_cb) {
   std::lock_guard lock(mu_);
   pool& p = pools_.at(pi);
   acquire_result out;
@@ -101,7 +104,8 @@ acquire_result scheduler::acquire_lazy(std::size_t pi, const pick_request& req, 
   }
   bool untried = false;
   for (auto r : p.replicas)
-    if (usable(replicas_[r]) && std::find(excluded.begin(), excluded.end(), r) == excluded.end()) untried = true;
+    if (usable(replicas_[r]) && std::find(excluded.begin(), excluded.end(), r) == excluded.end())
+      untried = true;
   if (!untried) {
     out.status = acquire_status::exhausted;
     return out;
@@ -211,7 +215,8 @@ void scheduler::expire(time_point now) {
       bool healthy = any_usable(p);
       for (auto it = p.queue.begin(); it != p.queue.end();) {
         if (it->deadline <= now) {
-          todo.emplace_back(std::move(it->cb), grant{healthy ? grant_status::timed_out : grant_status::no_healthy, {}});
+          todo.emplace_back(std::move(it->cb),
+                            grant{healthy ? grant_status::timed_out : grant_status::no_healthy, {}});
           it = p.queue.erase(it);
         } else {
           ++it;
@@ -296,14 +301,16 @@ std::vector<scheduler::replica_state> scheduler::replica_states() const {
   std::lock_guard lock(mu_);
   std::vector<replica_state> out;
   for (const auto& r : replicas_)
-    out.push_back({r.name, r.ready, r.ejected, r.outstanding, r.consecutive_failures, r.ejections, r.last_used});
+    out.push_back(
+        {r.name, r.ready, r.ejected, r.outstanding, r.consecutive_failures, r.ejections, r.last_used});
   return out;
 }
 
 std::vector<scheduler::pool_state> scheduler::pool_states() const {
   std::lock_guard lock(mu_);
   std::vector<pool_state> out;
-  for (const auto& p : pools_) out.push_back({p.name, p.queue.size(), p.queue.empty() ? time_point{} : p.queue.front().since});
+  for (const auto& p : pools_)
+    out.push_back({p.name, p.queue.size(), p.queue.empty() ? time_point{} : p.queue.front().since});
   return out;
 }
 

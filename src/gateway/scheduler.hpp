@@ -49,9 +49,9 @@ using grant_callback = std::function<void(grant)>;
 enum class acquire_status { granted, queued, queue_full, no_healthy, exhausted };
 struct acquire_result {
   acquire_status status = acquire_status::no_healthy;
-  lease l;                  // when granted
-  std::uint64_t ticket = 0; // when queued
-  bool wants_load = false;  // queued for an on-demand pool with no ready replica: ask for a load
+  lease l;                   // when granted
+  std::uint64_t ticket = 0;  // when queued
+  bool wants_load = false;   // queued for an on-demand pool with no ready replica: ask for a load
 };
 
 enum class outcome { success, failure, neutral };  // neutral: client went away, says nothing of the replica
@@ -68,8 +68,9 @@ class scheduler {
   // The same, with the callback made by `make_cb` only when the request is queued: most requests are
   // granted at once, and a callback holding a weak_ptr does not fit std::function's inline storage (a
   // heap allocation per request for nothing).
-  acquire_result acquire_lazy(std::size_t pool, const pick_request& req, const std::vector<std::size_t>& excluded,
-                              time_point now, time_point deadline, const std::function<grant_callback()>& make_cb);
+  acquire_result acquire_lazy(std::size_t pool, const pick_request& req,
+                              const std::vector<std::size_t>& excluded, time_point now, time_point deadline,
+                              const std::function<grant_callback()>& make_cb);
   // True if the pool has a ready, healthy replica not in `excluded` (a retry has somewhere to go).
   bool has_untried(std::size_t pool, const std::vector<std::size_t>& excluded) const;
   // Removes a queued waiter; true if it was still queued (its callback will not be called).
@@ -147,7 +148,7 @@ class scheduler {
     int slots = 1;
     std::vector<std::size_t> replicas;  // global indices, pool-local order
     std::unique_ptr<balancer> policy;
-    std::unique_ptr<balancer> sticky;   // for session keys, whatever the policy
+    std::unique_ptr<balancer> sticky;  // for session keys, whatever the policy
     std::deque<waiter> queue;
     bool on_demand = false;
     std::string refusal;
@@ -157,7 +158,8 @@ class scheduler {
   bool usable(const replica& r) const { return r.ready && !r.ejected; }
   bool any_usable(const pool& p) const;
   // Picks a replica for req in pool p (under lock); nullopt when none has a free slot.
-  std::optional<std::size_t> place(pool& p, const pick_request& req, const std::vector<std::size_t>& excluded);
+  std::optional<std::size_t> place(pool& p, const pick_request& req,
+                                   const std::vector<std::size_t>& excluded);
   void dispatch(pending& out, time_point now);  // hands freed slots to waiters, priority order
   static void run(pending& p);
 

@@ -58,14 +58,17 @@ std::vector<std::string> server::impl::replica_names() const {
 awaitable<void> server::impl::reject_unreadable(timed_socket& stream, boost::system::error_code hec) {
   if (hec == http::error::body_limit) {
     met.request_done(k_no_index, k_no_index, 413, 0);
-    co_await send_error(stream, 413, fmt::format("The request body exceeds max_body_bytes ({} bytes).", cfg.limits.max_body_bytes),
-                        "request_too_large", false);
+    co_await send_error(
+        stream, 413,
+        fmt::format("The request body exceeds max_body_bytes ({} bytes).", cfg.limits.max_body_bytes),
+        "request_too_large", false);
   } else if (hec == http::error::header_limit) {
     met.request_done(k_no_index, k_no_index, 431, 0);
-    co_await send_error(stream, 431, fmt::format("The request header exceeds {} bytes.", cfg.limits.max_header_bytes),
+    co_await send_error(stream, 431,
+                        fmt::format("The request header exceeds {} bytes.", cfg.limits.max_header_bytes),
                         "header_too_large", false);
-  } else if (hec.category() == make_error_code(http::error::bad_target).category() && hec != http::error::end_of_stream &&
-             hec != http::error::partial_message) {
+  } else if (hec.category() == make_error_code(http::error::bad_target).category() &&
+             hec != http::error::end_of_stream && hec != http::error::partial_message) {
     met.request_done(k_no_index, k_no_index, 400, 0);
     co_await send_error(stream, 400, "Malformed HTTP request: " + hec.message(), "malformed_http", false);
   }
@@ -135,8 +138,10 @@ awaitable<void> server::impl::session(worker& w, socket_type sock) {
     }
     auto& req = parser.get();
     bool keep = false;
-    if (auto kind = proxied_endpoint(req)) keep = co_await proxy(w, stream, req, *kind, started);
-    else keep = co_await handle(stream, req);
+    if (auto kind = proxied_endpoint(req))
+      keep = co_await proxy(w, stream, req, *kind, started);
+    else
+      keep = co_await handle(stream, req);
     requests_done++;
     if (!keep) break;
   }
@@ -160,8 +165,10 @@ awaitable<void> server::impl::accept_loop(worker& w) {
     if (stopping) co_return;
     if (open_connections.load() >= static_cast<std::uint64_t>(cfg.limits.max_connections)) {
       // Over max_connections: a short 503, best effort without blocking, then close.
-      std::string body = openai_error_body("The gateway is at max_connections.", "server_error", "overloaded");
-      std::string msg = response_head(503, "application/json", body.size(), false, "Retry-After: 1\r\n") + body;
+      std::string body =
+          openai_error_body("The gateway is at max_connections.", "server_error", "overloaded");
+      std::string msg =
+          response_head(503, "application/json", body.size(), false, "Retry-After: 1\r\n") + body;
       ::send(sock.native_handle(), msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
       beast::error_code ignored;
       sock.close(ignored);
@@ -184,11 +191,13 @@ constexpr auto k_watch_delay = std::chrono::milliseconds(100);
 void server::impl::arm_watch(const std::shared_ptr<request_state>& st) {
   st->watching = true;
   st->client.sock.async_wait(
-      tcp::socket::wait_read, net::bind_cancellation_slot(st->watch_cancel.slot(), [st](boost::system::error_code ec) {
+      tcp::socket::wait_read,
+      net::bind_cancellation_slot(st->watch_cancel.slot(), [st](boost::system::error_code ec) {
         if (ec || st->done) return;
         char byte;
         ssize_t n = ::recv(st->client.sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;  // pipelined data: not gone
+        if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
+          return;  // pipelined data: not gone
         st->client_gone = true;
         if (st->upstream) {
           beast::error_code ignored;
@@ -202,8 +211,8 @@ void server::impl::arm_watch(const std::shared_ptr<request_state>& st) {
 // timeout fires at most an eighth late, and the client watch starts 100-350 ms into a request).
 clock_type::duration server::impl::sweep_interval() const {
   const auto& l = cfg.limits;
-  int shortest = std::min({l.header_timeout_ms, l.idle_timeout_ms, l.first_byte_timeout_ms, l.connect_timeout_ms,
-                           l.stream_idle_timeout_ms});
+  int shortest = std::min({l.header_timeout_ms, l.idle_timeout_ms, l.first_byte_timeout_ms,
+                           l.connect_timeout_ms, l.stream_idle_timeout_ms});
   return std::chrono::milliseconds(std::clamp(shortest / 8, 10, 250));
 }
 
@@ -255,7 +264,8 @@ awaitable<void> server::impl::background(worker& w) {
     for (auto r : sched.ejected()) {
       bool ok = co_await probe(w, r);
       sched.probe_result(r, ok, clock_type::now());
-      if (ok) spdlog::info("gateway: replica {} passed /health and is back in rotation", sched.replica_name(r));
+      if (ok)
+        spdlog::info("gateway: replica {} passed /health and is back in rotation", sched.replica_name(r));
     }
     if (clock_type::now() - last_flush >= std::chrono::seconds(1)) {
       last_flush = clock_type::now();
@@ -335,7 +345,8 @@ status server::start() {
   if (auto v = validate(m.cfg); !v) return v;
   m.backends.clear();
   for (std::size_t r = 0; r < m.sched.replica_count(); ++r) {
-    auto a = resolve_backend(m.sched.replica_name(r), m.sched.replica_url(r), m.replica_key(m.sched.replica_name(r)));
+    auto a = resolve_backend(m.sched.replica_name(r), m.sched.replica_url(r),
+                             m.replica_key(m.sched.replica_name(r)));
     if (!a) return make_error(a.err().message);
     m.backends.push_back(*a);
   }
@@ -345,7 +356,8 @@ status server::start() {
   std::string lhost = m.cfg.listen_host == "localhost" ? "127.0.0.1" : m.cfg.listen_host;
   auto addr = net::ip::make_address(lhost, ec);
   if (ec) return make_error(fmt::format("listen {}: not a numeric IP address", m.cfg.listen_host));
-  unsigned threads = m.cfg.threads > 0 ? static_cast<unsigned>(m.cfg.threads) : std::max(1u, std::thread::hardware_concurrency());
+  unsigned threads = m.cfg.threads > 0 ? static_cast<unsigned>(m.cfg.threads)
+                                       : std::max(1u, std::thread::hardware_concurrency());
   m.workers.clear();
   int port = m.cfg.listen_port;
   for (unsigned i = 0; i < threads; ++i) {
@@ -391,8 +403,9 @@ status server::start() {
     spdlog::info("gateway: listening on {}:{} ({} threads, {} API keys)", m.cfg.listen_host, port, threads,
                  m.cfg.api_keys.size());
   else
-    spdlog::info("gateway: listening on {}:{} ({} threads); no api_keys configured, so bound to loopback only",
-                 m.cfg.listen_host, port, threads);
+    spdlog::info(
+        "gateway: listening on {}:{} ({} threads); no api_keys configured, so bound to loopback only",
+        m.cfg.listen_host, port, threads);
   return {};
 }
 

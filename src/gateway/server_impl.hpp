@@ -38,7 +38,8 @@ constexpr int k_metrics_cut_stream = 599;   // the backend failed after the resp
 // (the worker's single-threaded io_context), except grant callbacks, which post here. Linked into the
 // worker's in-flight list, where the sweeper arms the client watch of requests that have lasted.
 struct request_state : auto_unlink_hook, std::enable_shared_from_this<request_state> {
-  request_state(const executor_type& e, timed_socket& c, clock_type::time_point t) : ex(e), client(c), started(t) {}
+  request_state(const executor_type& e, timed_socket& c, clock_type::time_point t)
+      : ex(e), client(c), started(t) {}
   // The timer for queue waits and retry backoff, made on first use: most requests need neither, and
   // making and destroying a timer takes the timer service's lock twice.
   timer_type& wait_timer() {
@@ -212,8 +213,8 @@ struct server::impl {
   std::chrono::milliseconds queue_wait(std::size_t pool) const;
   std::string refusal_message(std::size_t pool, refusal why) const;
   void acquire_slot(std::size_t pool, const pick_request& pick, const std::vector<std::size_t>& excluded,
-                    clock_type::time_point deadline, const std::shared_ptr<request_state>& st, std::optional<lease>& l,
-                    refusal& why, std::optional<std::uint64_t>& ticket);
+                    clock_type::time_point deadline, const std::shared_ptr<request_state>& st,
+                    std::optional<lease>& l, refusal& why, std::optional<std::uint64_t>& ticket);
   awaitable<std::optional<grant>> wait_grant(std::shared_ptr<request_state> st, std::uint64_t ticket,
                                              clock_type::time_point deadline);
   awaitable<void> backoff(proxy_call& c, int attempt);
@@ -225,14 +226,16 @@ struct server::impl {
   // ---- attempt.cpp: up to the response header ------------------------------------------------------
   std::unique_ptr<upstream_conn> take_idle(worker& w, std::size_t replica);
   void put_idle(worker& w, std::size_t replica, std::unique_ptr<upstream_conn> c);
-  awaitable<attempt_result> open_response(proxy_call& c, const lease& l, std::unique_ptr<upstream_conn>& conn);
+  awaitable<attempt_result> open_response(proxy_call& c, const lease& l,
+                                          std::unique_ptr<upstream_conn>& conn);
   awaitable<boost::system::error_code> connect(proxy_call& c, upstream_conn& conn, const backend_addr& b);
 
   // ---- relay.cpp: the response -----------------------------------------------------------------------
   awaitable<attempt_result> relay(proxy_call& c, const lease& l, bool last_by_count,
                                   std::unique_ptr<upstream_conn>& conn);
   awaitable<attempt_result> end_cut_response(proxy_call& c, const lease& l, upstream_conn& conn,
-                                            boost::system::error_code ec, response_shape shape, bool keep_alive);
+                                             boost::system::error_code ec, response_shape shape,
+                                             bool keep_alive);
   bool is_last_attempt(proxy_call& c, const lease& l, bool last_by_count);
   attempt_result client_left(proxy_call& c, upstream_conn& conn);
 };

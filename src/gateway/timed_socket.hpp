@@ -10,7 +10,8 @@
 
 namespace agifarm::gateway {
 
-using auto_unlink_hook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+using auto_unlink_hook =
+    boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
 // The worker's sweeper cancels the socket's operations once `deadline` has passed (they then fail with
 // operation_aborted, which settle() turns into beast::error::timeout). Arm before an operation, settle

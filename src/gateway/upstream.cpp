@@ -6,14 +6,17 @@
 
 namespace agifarm::gateway {
 
-result<backend_addr> resolve_backend(const std::string& name, const std::string& url, const std::string& key) {
+result<backend_addr> resolve_backend(const std::string& name, const std::string& url,
+                                     const std::string& key) {
   auto hp = parse_http_url(url);
   if (!hp) return make_error(fmt::format("replica '{}': {}", name, hp.err().message));
   std::string host = hp->host == "localhost" ? "127.0.0.1" : hp->host;
   boost::system::error_code ec;
   auto addr = net::ip::make_address(host, ec);
-  if (ec) return make_error(fmt::format("replica '{}': host '{}' is not a numeric IP address", name, hp->host));
-  std::string host_header = addr.is_v6() ? fmt::format("[{}]:{}", host, hp->port) : fmt::format("{}:{}", host, hp->port);
+  if (ec)
+    return make_error(fmt::format("replica '{}': host '{}' is not a numeric IP address", name, hp->host));
+  std::string host_header =
+      addr.is_v6() ? fmt::format("[{}]:{}", host, hp->port) : fmt::format("{}:{}", host, hp->port);
   return backend_addr{tcp::endpoint(addr, static_cast<unsigned short>(hp->port)), host_header,
                       key.empty() ? std::string() : "\r\nAuthorization: Bearer " + key};
 }
@@ -36,7 +39,10 @@ response_shape start_response(upstream_conn& conn, int status, bool http11, bool
   out.clear();
   out.append("HTTP/1.1 "sv);
   append_decimal(out, static_cast<std::uint64_t>(status));
-  out.append(" "sv).append(reason(status)).append("\r\nServer: agifarm\r\nContent-Type: "sv).append(content_type);
+  out.append(" "sv)
+      .append(reason(status))
+      .append("\r\nServer: agifarm\r\nContent-Type: "sv)
+      .append(content_type);
   out.append("\r\n"sv);
   if (content_length) {
     out.append("Content-Length: "sv);

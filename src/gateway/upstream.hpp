@@ -35,7 +35,9 @@ struct upstream_conn {
   // Reads ask for up to k_read_size bytes: a burst of SSE events is one read.
   static constexpr std::size_t k_read_size = 65536;
   using response_parser = http::response_parser<http::buffer_body, field_allocator>;
-  explicit upstream_conn(const executor_type& ex) : stream(ex), relay(new char[k_relay_buffer]) { buffer.reserve(k_read_size); }
+  explicit upstream_conn(const executor_type& ex) : stream(ex), relay(new char[k_relay_buffer]) {
+    buffer.reserve(k_read_size);
+  }
   timed_socket stream;
   beast::flat_buffer buffer;
   fail_count* faults = nullptr;  // tests only (gateway/testing.hpp)
@@ -53,7 +55,8 @@ struct upstream_conn {
     return readiness::read_now(stream.sock, space, ec, n);
   }
   auto wait_read() { return stream.sock.async_read_some(space, k_tuple); }
-  std::tuple<boost::system::error_code, std::size_t> waited(std::tuple<boost::system::error_code, std::size_t> r) {
+  std::tuple<boost::system::error_code, std::size_t> waited(
+      std::tuple<boost::system::error_code, std::size_t> r) {
     readiness::after_wait(stream.sock, std::get<0>(r), std::get<1>(r), space.size());
     return r;
   }
@@ -83,8 +86,10 @@ struct upstream_conn {
   // Bytes read from the backend into its buffer; at EOF the parser decides whether the body ended (a
   // body delimited by the connection's close) or was cut.
   boost::system::error_code commit_read(boost::system::error_code ec, std::size_t n) {
-    if (!ec) buffer.commit(n);
-    else if (ec == net::error::eof) parser->put_eof(ec);
+    if (!ec)
+      buffer.commit(n);
+    else if (ec == net::error::eof)
+      parser->put_eof(ec);
     return ec;
   }
   // Parses what is buffered into `relay` (so a burst of chunks becomes one client write); sets `got`.
@@ -112,8 +117,10 @@ struct upstream_conn {
   bool chunked_out = false;  // HTTP/1.1 chunked framing towards the client
   void frame(std::string_view data) {
     if (data.empty()) return;
-    if (chunked_out) append_chunk(out, data);
-    else out.append(data);
+    if (chunked_out)
+      append_chunk(out, data);
+    else
+      out.append(data);
   }
   // Body bytes from the backend: scanned for usage and framed into `out`. SSE is relayed in whole
   // events only, so a backend dying mid-event never leaves half an event before our error event;

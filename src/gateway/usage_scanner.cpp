@@ -1,9 +1,8 @@
 #include <string.h>
 
-#include <cstring>
-
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
+#include <cstring>
 
 #include "gateway/usage.hpp"
 
@@ -67,8 +66,8 @@ std::optional<token_usage> usage_from_counts(std::optional<std::uint64_t> prompt
 
 // The token counts of a usage object (OpenAI's or Anthropic's names).
 std::optional<token_usage> usage_of(const json::object& uo) {
-  return usage_from_counts(number(uo, "prompt_tokens"), number(uo, "input_tokens"), number(uo, "completion_tokens"),
-                           number(uo, "output_tokens"));
+  return usage_from_counts(number(uo, "prompt_tokens"), number(uo, "input_tokens"),
+                           number(uo, "completion_tokens"), number(uo, "output_tokens"));
 }
 
 // The token counts of one usage object, read by a SAX handler (no DOM: this runs once per proxied
@@ -203,7 +202,8 @@ std::optional<token_usage> usage_from_json(std::string_view text) {
       auto* tm = o->if_contains("timings");
       auto* to = tm ? tm->if_object() : nullptr;
       if (!to) return;
-      auto prompt = number(*to, "prompt_n"), predicted = number(*to, "predicted_n"), cached = number(*to, "cache_n");
+      auto prompt = number(*to, "prompt_n"), predicted = number(*to, "predicted_n"),
+           cached = number(*to, "cache_n");
       if (!prompt || !predicted) return;
       out = token_usage{*prompt + cached.value_or(0), *predicted};
       return;

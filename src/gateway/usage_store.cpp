@@ -35,8 +35,8 @@ status usage_store::open(const std::string& path) {
     return make_error(fmt::format("usage_db {}: {}", path, msg));
   }
   sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db_, "SELECT key, requests, prompt_tokens, completion_tokens FROM usage", -1, &st, nullptr) !=
-      SQLITE_OK)
+  if (sqlite3_prepare_v2(db_, "SELECT key, requests, prompt_tokens, completion_tokens FROM usage", -1, &st,
+                         nullptr) != SQLITE_OK)
     return make_error(fmt::format("usage_db {}: {}", path, sqlite3_errmsg(db_)));
   std::lock_guard lock(mu_);
   while (sqlite3_step(st) == SQLITE_ROW) {
@@ -75,10 +75,11 @@ status usage_store::flush() {
   if (changed.empty()) return {};
   sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr);
   sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "INSERT INTO usage (key, requests, prompt_tokens, completion_tokens) VALUES (?1, ?2, ?3, ?4) "
-                         "ON CONFLICT(key) DO UPDATE SET requests = ?2, prompt_tokens = ?3, completion_tokens = ?4",
-                         -1, &st, nullptr) != SQLITE_OK) {
+  if (sqlite3_prepare_v2(
+          db_,
+          "INSERT INTO usage (key, requests, prompt_tokens, completion_tokens) VALUES (?1, ?2, ?3, ?4) "
+          "ON CONFLICT(key) DO UPDATE SET requests = ?2, prompt_tokens = ?3, completion_tokens = ?4",
+          -1, &st, nullptr) != SQLITE_OK) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     return make_error(fmt::format("usage_db {}: {}", path_, sqlite3_errmsg(db_)));
   }

@@ -23,8 +23,19 @@ namespace agifarm::gguf {
 
 // Metadata value types, numbered as in the file.
 enum class value_type : std::uint32_t {
-  uint8 = 0, int8 = 1, uint16 = 2, int16 = 3, uint32 = 4, int32 = 5, float32 = 6, boolean = 7,
-  string = 8, array = 9, uint64 = 10, int64 = 11, float64 = 12,
+  uint8 = 0,
+  int8 = 1,
+  uint16 = 2,
+  int16 = 3,
+  uint32 = 4,
+  int32 = 5,
+  float32 = 6,
+  boolean = 7,
+  string = 8,
+  array = 9,
+  uint64 = 10,
+  int64 = 11,
+  float64 = 12,
 };
 std::string_view to_string(value_type t);
 
@@ -56,19 +67,19 @@ struct key_value {
 // ggml tensor types and their block layout, as ggml.c's type_traits (ids are stable file values).
 struct type_info {
   std::uint32_t id;
-  std::string_view name;   // "Q4_K", "F16", ...
+  std::string_view name;     // "Q4_K", "F16", ...
   std::uint32_t block_size;  // elements per block
   std::uint32_t type_size;   // bytes per block
 };
-const type_info* find_type(std::uint32_t id);            // nullptr for ids ggml does not know
-const type_info* find_type(std::string_view name);       // case-insensitive
+const type_info* find_type(std::uint32_t id);       // nullptr for ids ggml does not know
+const type_info* find_type(std::string_view name);  // case-insensitive
 const std::vector<type_info>& all_types();
 
 struct tensor_info {
   std::string name;
   std::vector<std::uint64_t> shape;  // ne[0..n_dims)
   std::uint32_t type = 0;
-  std::uint64_t offset = 0;          // relative to the start of the data section
+  std::uint64_t offset = 0;  // relative to the start of the data section
   std::uint64_t n_bytes = 0;
   std::uint64_t n_elements() const;
 };
@@ -102,7 +113,16 @@ result<file> parse(std::span<const std::byte> bytes, std::string_view name, cons
 result<file> read_file(const std::string& path, const read_options& opt = {});
 
 // Tensor classes for inspect and the planner.
-enum class tensor_class { token_embd, attention, ffn_dense, ffn_expert, ffn_shared_expert, norm, output, other };
+enum class tensor_class {
+  token_embd,
+  attention,
+  ffn_dense,
+  ffn_expert,
+  ffn_shared_expert,
+  norm,
+  output,
+  other
+};
 std::string_view to_string(tensor_class c);
 tensor_class classify(std::string_view tensor_name);
 // Block index of "blk.N.…" names, or nullopt.

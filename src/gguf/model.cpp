@@ -1,8 +1,8 @@
 // Split-model discovery, tensor classification and the inspect summary.
+#include <fmt/format.h>
+
 #include <filesystem>
 #include <regex>
-
-#include <fmt/format.h>
 
 #include "gguf/gguf.hpp"
 
@@ -10,14 +10,22 @@ namespace agifarm::gguf {
 
 std::string_view to_string(tensor_class c) {
   switch (c) {
-    case tensor_class::token_embd: return "token_embd";
-    case tensor_class::attention: return "attention";
-    case tensor_class::ffn_dense: return "ffn_dense";
-    case tensor_class::ffn_expert: return "ffn_expert";
-    case tensor_class::ffn_shared_expert: return "ffn_shared_expert";
-    case tensor_class::norm: return "norm";
-    case tensor_class::output: return "output";
-    case tensor_class::other: return "other";
+    case tensor_class::token_embd:
+      return "token_embd";
+    case tensor_class::attention:
+      return "attention";
+    case tensor_class::ffn_dense:
+      return "ffn_dense";
+    case tensor_class::ffn_expert:
+      return "ffn_expert";
+    case tensor_class::ffn_shared_expert:
+      return "ffn_shared_expert";
+    case tensor_class::norm:
+      return "norm";
+    case tensor_class::output:
+      return "output";
+    case tensor_class::other:
+      return "other";
   }
   return "other";
 }
@@ -75,9 +83,11 @@ result<model> read_model(const std::string& path, const read_options& opt) {
   if (!std::regex_match(path, match, k_split_name))
     return make_error(fmt::format("{}: split.count is {} but the file name does not follow "
                                   "<name>-NNNNN-of-NNNNN.gguf, so the other parts cannot be found",
-                                  path, count), 2);
+                                  path, count),
+                      2);
   if (std::stoull(match[3].str()) != count)
-    return make_error(fmt::format("{}: file name says {} parts but split.count is {}", path, match[3].str(), count), 2);
+    return make_error(
+        fmt::format("{}: file name says {} parts but split.count is {}", path, match[3].str(), count), 2);
   std::string prefix = match[1].str();
   auto this_no = std::stoull(match[2].str());
   for (std::uint64_t i = 1; i <= count; ++i) {
@@ -96,14 +106,16 @@ result<model> read_model(const std::string& path, const read_options& opt) {
   for (std::uint64_t i = 0; i < count; ++i) {
     auto no = m.parts[i].get_uint("split.no");
     if (no && *no != i)
-      return make_error(fmt::format("{}: has split.no {} but its name says part {}", m.parts[i].path, *no, i + 1), 2);
+      return make_error(
+          fmt::format("{}: has split.no {} but its name says part {}", m.parts[i].path, *no, i + 1), 2);
   }
   if (auto total = m.parts[0].get_uint("split.tensors.count")) {
     std::uint64_t n = 0;
     for (const auto& p : m.parts) n += p.tensors.size();
     if (n != *total)
-      return make_error(fmt::format("{}: split.tensors.count is {} but the {} parts hold {} tensors", m.parts[0].path,
-                                    *total, count, n), 2);
+      return make_error(fmt::format("{}: split.tensors.count is {} but the {} parts hold {} tensors",
+                                    m.parts[0].path, *total, count, n),
+                        2);
   }
   return m;
 }
@@ -146,8 +158,9 @@ summary summarize(const model& m) {
     if (auto* v = h.find("tokenizer.ggml.tokens"); v && v->as_array()) s.n_vocab = v->as_array()->count;
   s.n_split = m.parts.size();
   s.file_bytes = m.file_bytes();
-  for (auto c : {tensor_class::token_embd, tensor_class::attention, tensor_class::ffn_dense, tensor_class::ffn_expert,
-                 tensor_class::ffn_shared_expert, tensor_class::norm, tensor_class::output, tensor_class::other})
+  for (auto c :
+       {tensor_class::token_embd, tensor_class::attention, tensor_class::ffn_dense, tensor_class::ffn_expert,
+        tensor_class::ffn_shared_expert, tensor_class::norm, tensor_class::output, tensor_class::other})
     s.tensor_bytes_by_class[std::string(to_string(c))] = 0;
   for (const tensor_info* t : m.tensors()) {
     ++s.n_tensors;

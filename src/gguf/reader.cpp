@@ -2,6 +2,7 @@
 // against the smallest possible encoding of what they count before anything is reserved, so a
 // hostile header can neither read out of bounds nor make us allocate more than the file's size.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,15 +12,13 @@
 #include <limits>
 #include <unordered_set>
 
-#include <fmt/format.h>
-
 #include "gguf/gguf.hpp"
 
 namespace agifarm::gguf {
 namespace {
 
-constexpr std::uint32_t k_max_dims = 4;          // GGML_MAX_DIMS
-constexpr std::size_t k_max_tensor_name = 63;    // GGML_MAX_NAME - 1
+constexpr std::uint32_t k_max_dims = 4;        // GGML_MAX_DIMS
+constexpr std::size_t k_max_tensor_name = 63;  // GGML_MAX_NAME - 1
 constexpr int k_max_array_depth = 16;
 constexpr std::uint64_t k_default_alignment = 32;
 
@@ -34,7 +33,9 @@ class cursor {
   cursor(std::span<const std::byte> bytes) : bytes_(bytes) {}
   std::uint64_t pos() const { return pos_; }
   std::uint64_t remaining() const { return bytes_.size() - pos_; }
-  [[noreturn]] void fail(std::uint64_t at, std::string what) const { throw parse_failure{at, std::move(what)}; }
+  [[noreturn]] void fail(std::uint64_t at, std::string what) const {
+    throw parse_failure{at, std::move(what)};
+  }
 
   void need(std::uint64_t n, const char* what) const {
     if (n > remaining())
@@ -77,11 +78,23 @@ class cursor {
 // Fixed encoded size of a scalar type; 0 for string/array.
 std::uint64_t scalar_size(value_type t) {
   switch (t) {
-    case value_type::uint8: case value_type::int8: case value_type::boolean: return 1;
-    case value_type::uint16: case value_type::int16: return 2;
-    case value_type::uint32: case value_type::int32: case value_type::float32: return 4;
-    case value_type::uint64: case value_type::int64: case value_type::float64: return 8;
-    default: return 0;
+    case value_type::uint8:
+    case value_type::int8:
+    case value_type::boolean:
+      return 1;
+    case value_type::uint16:
+    case value_type::int16:
+      return 2;
+    case value_type::uint32:
+    case value_type::int32:
+    case value_type::float32:
+      return 4;
+    case value_type::uint64:
+    case value_type::int64:
+    case value_type::float64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -100,10 +113,12 @@ value_type read_value_type(cursor& c, const std::string& key) {
   return static_cast<value_type>(raw);
 }
 
-value read_value(cursor& c, value_type t, const std::string& key, const read_options& opt, int depth, bool keep);
+value read_value(cursor& c, value_type t, const std::string& key, const read_options& opt, int depth,
+                 bool keep);
 
 array_value read_array(cursor& c, const std::string& key, const read_options& opt, int depth, bool keep) {
-  if (depth > k_max_array_depth) c.fail(c.pos(), fmt::format("key '{}': arrays nested deeper than {}", key, k_max_array_depth));
+  if (depth > k_max_array_depth)
+    c.fail(c.pos(), fmt::format("key '{}': arrays nested deeper than {}", key, k_max_array_depth));
   array_value a;
   a.element_type = read_value_type(c, key);
   std::uint64_t at = c.pos();
@@ -111,8 +126,8 @@ array_value read_array(cursor& c, const std::string& key, const read_options& op
   a.file_offset = c.pos();
   std::uint64_t min = min_encoded_size(a.element_type);
   if (a.count > c.remaining() / min)
-    c.fail(at, fmt::format("key '{}': array of {} {} elements cannot fit in the {} bytes that remain", key, a.count,
-                           to_string(a.element_type), c.remaining()));
+    c.fail(at, fmt::format("key '{}': array of {} {} elements cannot fit in the {} bytes that remain", key,
+                           a.count, to_string(a.element_type), c.remaining()));
   a.materialized = keep && a.count <= opt.max_array_elements;
   if (a.materialized) a.items.reserve(a.count);
   std::uint64_t fixed = scalar_size(a.element_type);
@@ -131,20 +146,41 @@ array_value read_array(cursor& c, const std::string& key, const read_options& op
   return a;
 }
 
-value read_value(cursor& c, value_type t, const std::string& key, const read_options& opt, int depth, bool keep) {
+value read_value(cursor& c, value_type t, const std::string& key, const read_options& opt, int depth,
+                 bool keep) {
   value v;
   v.type = t;
   switch (t) {
-    case value_type::uint8: v.data = std::uint64_t{c.read<std::uint8_t>("u8 value")}; break;
-    case value_type::int8: v.data = std::int64_t{c.read<std::int8_t>("i8 value")}; break;
-    case value_type::uint16: v.data = std::uint64_t{c.read<std::uint16_t>("u16 value")}; break;
-    case value_type::int16: v.data = std::int64_t{c.read<std::int16_t>("i16 value")}; break;
-    case value_type::uint32: v.data = std::uint64_t{c.read<std::uint32_t>("u32 value")}; break;
-    case value_type::int32: v.data = std::int64_t{c.read<std::int32_t>("i32 value")}; break;
-    case value_type::float32: v.data = double{c.read<float>("f32 value")}; break;
-    case value_type::uint64: v.data = c.read<std::uint64_t>("u64 value"); break;
-    case value_type::int64: v.data = c.read<std::int64_t>("i64 value"); break;
-    case value_type::float64: v.data = c.read<double>("f64 value"); break;
+    case value_type::uint8:
+      v.data = std::uint64_t{c.read<std::uint8_t>("u8 value")};
+      break;
+    case value_type::int8:
+      v.data = std::int64_t{c.read<std::int8_t>("i8 value")};
+      break;
+    case value_type::uint16:
+      v.data = std::uint64_t{c.read<std::uint16_t>("u16 value")};
+      break;
+    case value_type::int16:
+      v.data = std::int64_t{c.read<std::int16_t>("i16 value")};
+      break;
+    case value_type::uint32:
+      v.data = std::uint64_t{c.read<std::uint32_t>("u32 value")};
+      break;
+    case value_type::int32:
+      v.data = std::int64_t{c.read<std::int32_t>("i32 value")};
+      break;
+    case value_type::float32:
+      v.data = double{c.read<float>("f32 value")};
+      break;
+    case value_type::uint64:
+      v.data = c.read<std::uint64_t>("u64 value");
+      break;
+    case value_type::int64:
+      v.data = c.read<std::int64_t>("i64 value");
+      break;
+    case value_type::float64:
+      v.data = c.read<double>("f64 value");
+      break;
     case value_type::boolean: {
       std::uint64_t at = c.pos();
       auto b = c.read<std::uint8_t>("bool value");
@@ -153,15 +189,21 @@ value read_value(cursor& c, value_type t, const std::string& key, const read_opt
       break;
     }
     case value_type::string:
-      if (keep) v.data = c.read_string("string value");
-      else c.skip_string("string value");
+      if (keep)
+        v.data = c.read_string("string value");
+      else
+        c.skip_string("string value");
       break;
-    case value_type::array: v.data = read_array(c, key, opt, depth, keep); break;
+    case value_type::array:
+      v.data = read_array(c, key, opt, depth, keep);
+      break;
   }
   return v;
 }
 
-bool mul_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t& out) { return __builtin_mul_overflow(a, b, &out); }
+bool mul_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t& out) {
+  return __builtin_mul_overflow(a, b, &out);
+}
 
 }  // namespace
 
@@ -234,9 +276,11 @@ result<file> parse(std::span<const std::byte> bytes, std::string_view name, cons
     auto n_kv = c.read<std::uint64_t>("metadata count");
     // A tensor info takes at least 24 bytes, a key/value at least 13.
     if (n_tensors > c.remaining() / 24)
-      c.fail(at, fmt::format("tensor count {} cannot fit in the {} bytes that remain", n_tensors, c.remaining()));
+      c.fail(at,
+             fmt::format("tensor count {} cannot fit in the {} bytes that remain", n_tensors, c.remaining()));
     if (n_kv > c.remaining() / 13)
-      c.fail(at + 8, fmt::format("metadata count {} cannot fit in the {} bytes that remain", n_kv, c.remaining()));
+      c.fail(at + 8,
+             fmt::format("metadata count {} cannot fit in the {} bytes that remain", n_kv, c.remaining()));
 
     std::unordered_set<std::string> keys;
     f.metadata.reserve(n_kv);
@@ -252,7 +296,8 @@ result<file> parse(std::span<const std::byte> bytes, std::string_view name, cons
         if (t != value_type::uint32)
           c.fail(kv_at, fmt::format("general.alignment must be u32 but is {}", to_string(t)));
         auto a = std::get<std::uint64_t>(kv.val.data);
-        if (a == 0 || (a & (a - 1)) != 0) c.fail(kv_at, fmt::format("general.alignment {} is not a power of 2", a));
+        if (a == 0 || (a & (a - 1)) != 0)
+          c.fail(kv_at, fmt::format("general.alignment {} is not a power of 2", a));
         f.alignment = a;
       }
       f.metadata.push_back(std::move(kv));
@@ -266,17 +311,20 @@ result<file> parse(std::span<const std::byte> bytes, std::string_view name, cons
       tensor_info t;
       t.name = c.read_string("tensor name");
       if (t.name.size() > k_max_tensor_name)
-        c.fail(t_at, fmt::format("tensor name '{}' is longer than {} bytes", t.name.substr(0, 80), k_max_tensor_name));
+        c.fail(t_at, fmt::format("tensor name '{}' is longer than {} bytes", t.name.substr(0, 80),
+                                 k_max_tensor_name));
       if (!names.insert(t.name).second) c.fail(t_at, fmt::format("duplicate tensor name '{}'", t.name));
       std::uint64_t dims_at = c.pos();
       auto n_dims = c.read<std::uint32_t>("tensor dimension count");
       if (n_dims == 0 || n_dims > k_max_dims)
-        c.fail(dims_at, fmt::format("tensor '{}' has {} dimensions (1..{} allowed)", t.name, n_dims, k_max_dims));
+        c.fail(dims_at,
+               fmt::format("tensor '{}' has {} dimensions (1..{} allowed)", t.name, n_dims, k_max_dims));
       std::uint64_t n_el = 1;
       for (std::uint32_t d = 0; d < n_dims; ++d) {
         std::uint64_t ne_at = c.pos();
         auto ne = c.read<std::uint64_t>("tensor dimension");
-        if (ne > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) || mul_overflows(n_el, ne, n_el) ||
+        if (ne > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
+            mul_overflows(n_el, ne, n_el) ||
             n_el > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
           c.fail(ne_at, fmt::format("tensor '{}' element count overflows", t.name));
         t.shape.push_back(ne);
@@ -286,33 +334,35 @@ result<file> parse(std::span<const std::byte> bytes, std::string_view name, cons
       const type_info* ti = find_type(t.type);
       if (!ti) c.fail(type_at, fmt::format("tensor '{}' has unknown ggml type id {}", t.name, t.type));
       if (t.shape[0] % ti->block_size != 0)
-        c.fail(type_at, fmt::format("tensor '{}': row of {} elements is not a multiple of {}'s block size {}", t.name,
-                                    t.shape[0], ti->name, ti->block_size));
+        c.fail(type_at, fmt::format("tensor '{}': row of {} elements is not a multiple of {}'s block size {}",
+                                    t.name, t.shape[0], ti->name, ti->block_size));
       std::uint64_t bytes_n = t.shape[0] / ti->block_size * ti->type_size;
       for (std::size_t d = 1; d < t.shape.size(); ++d)
-        if (mul_overflows(bytes_n, t.shape[d], bytes_n)) c.fail(type_at, fmt::format("tensor '{}' byte size overflows", t.name));
+        if (mul_overflows(bytes_n, t.shape[d], bytes_n))
+          c.fail(type_at, fmt::format("tensor '{}' byte size overflows", t.name));
       t.n_bytes = bytes_n;
       std::uint64_t off_at = c.pos();
       t.offset = c.read<std::uint64_t>("tensor offset");
       if (t.offset % f.alignment != 0)
-        c.fail(off_at, fmt::format("tensor '{}' offset {} is not a multiple of the alignment {}", t.name, t.offset,
-                                   f.alignment));
+        c.fail(off_at, fmt::format("tensor '{}' offset {} is not a multiple of the alignment {}", t.name,
+                                   t.offset, f.alignment));
       f.tensors.push_back(std::move(t));
       (void)t_at;
     }
     std::uint64_t header_end = c.pos();
     f.data_offset = (header_end + f.alignment - 1) / f.alignment * f.alignment;
     if (n_tensors > 0 && f.data_offset > f.file_size)
-      c.fail(header_end, fmt::format("data section would start at {} past the end of the file ({} bytes)", f.data_offset,
-                                     f.file_size));
+      c.fail(header_end, fmt::format("data section would start at {} past the end of the file ({} bytes)",
+                                     f.data_offset, f.file_size));
     if (opt.check_data_extent) {
       for (const auto& t : f.tensors) {
         std::uint64_t end;
-        if (__builtin_add_overflow(f.data_offset, t.offset, &end) || __builtin_add_overflow(end, t.n_bytes, &end) ||
-            end > f.file_size)
+        if (__builtin_add_overflow(f.data_offset, t.offset, &end) ||
+            __builtin_add_overflow(end, t.n_bytes, &end) || end > f.file_size)
           c.fail(f.data_offset + t.offset,
-                 fmt::format("tensor '{}' ({} bytes at data offset {}) extends past the end of the file ({} bytes)",
-                             t.name, t.n_bytes, t.offset, f.file_size));
+                 fmt::format(
+                     "tensor '{}' ({} bytes at data offset {}) extends past the end of the file ({} bytes)",
+                     t.name, t.n_bytes, t.offset, f.file_size));
       }
     }
   } catch (const parse_failure& e) {

@@ -1,12 +1,11 @@
 #include "gguf/writer.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-
-#include <fmt/format.h>
 
 namespace agifarm::gguf {
 namespace {
@@ -30,26 +29,52 @@ status put_value(byte_sink& w, const value& v, bool with_type);
 
 status put_payload(byte_sink& w, const value& v) {
   switch (v.type) {
-    case value_type::uint8: w.put<std::uint8_t>(static_cast<std::uint8_t>(std::get<std::uint64_t>(v.data))); break;
-    case value_type::int8: w.put<std::int8_t>(static_cast<std::int8_t>(std::get<std::int64_t>(v.data))); break;
-    case value_type::uint16: w.put<std::uint16_t>(static_cast<std::uint16_t>(std::get<std::uint64_t>(v.data))); break;
-    case value_type::int16: w.put<std::int16_t>(static_cast<std::int16_t>(std::get<std::int64_t>(v.data))); break;
-    case value_type::uint32: w.put<std::uint32_t>(static_cast<std::uint32_t>(std::get<std::uint64_t>(v.data))); break;
-    case value_type::int32: w.put<std::int32_t>(static_cast<std::int32_t>(std::get<std::int64_t>(v.data))); break;
-    case value_type::float32: w.put<float>(static_cast<float>(std::get<double>(v.data))); break;
-    case value_type::uint64: w.put<std::uint64_t>(std::get<std::uint64_t>(v.data)); break;
-    case value_type::int64: w.put<std::int64_t>(std::get<std::int64_t>(v.data)); break;
-    case value_type::float64: w.put<double>(std::get<double>(v.data)); break;
-    case value_type::boolean: w.put<std::uint8_t>(std::get<bool>(v.data) ? 1 : 0); break;
-    case value_type::string: w.put_string(std::get<std::string>(v.data)); break;
+    case value_type::uint8:
+      w.put<std::uint8_t>(static_cast<std::uint8_t>(std::get<std::uint64_t>(v.data)));
+      break;
+    case value_type::int8:
+      w.put<std::int8_t>(static_cast<std::int8_t>(std::get<std::int64_t>(v.data)));
+      break;
+    case value_type::uint16:
+      w.put<std::uint16_t>(static_cast<std::uint16_t>(std::get<std::uint64_t>(v.data)));
+      break;
+    case value_type::int16:
+      w.put<std::int16_t>(static_cast<std::int16_t>(std::get<std::int64_t>(v.data)));
+      break;
+    case value_type::uint32:
+      w.put<std::uint32_t>(static_cast<std::uint32_t>(std::get<std::uint64_t>(v.data)));
+      break;
+    case value_type::int32:
+      w.put<std::int32_t>(static_cast<std::int32_t>(std::get<std::int64_t>(v.data)));
+      break;
+    case value_type::float32:
+      w.put<float>(static_cast<float>(std::get<double>(v.data)));
+      break;
+    case value_type::uint64:
+      w.put<std::uint64_t>(std::get<std::uint64_t>(v.data));
+      break;
+    case value_type::int64:
+      w.put<std::int64_t>(std::get<std::int64_t>(v.data));
+      break;
+    case value_type::float64:
+      w.put<double>(std::get<double>(v.data));
+      break;
+    case value_type::boolean:
+      w.put<std::uint8_t>(std::get<bool>(v.data) ? 1 : 0);
+      break;
+    case value_type::string:
+      w.put_string(std::get<std::string>(v.data));
+      break;
     case value_type::array: {
       const auto& a = std::get<array_value>(v.data);
       if (!a.materialized && a.count != 0)
-        return make_error("cannot write an array whose elements were not read (raise read_options::max_array_elements)");
+        return make_error(
+            "cannot write an array whose elements were not read (raise read_options::max_array_elements)");
       w.put<std::uint32_t>(static_cast<std::uint32_t>(a.element_type));
       w.put<std::uint64_t>(a.items.size());
       for (const auto& item : a.items) {
-        if (item.type != a.element_type) return make_error("array element type differs from the array's type");
+        if (item.type != a.element_type)
+          return make_error("array element type differs from the array's type");
         if (auto s = put_payload(w, item); !s) return s;
       }
       break;
@@ -63,7 +88,8 @@ status put_value(byte_sink& w, const value& v, bool with_type) {
   return put_payload(w, v);
 }
 
-value scalar(value_type t, std::variant<std::uint64_t, std::int64_t, double, bool, std::string, array_value> d) {
+value scalar(value_type t,
+             std::variant<std::uint64_t, std::int64_t, double, bool, std::string, array_value> d) {
   value v;
   v.type = t;
   v.data = std::move(d);
@@ -77,8 +103,8 @@ result<std::uint64_t> tensor_bytes(std::uint32_t type, const std::vector<std::ui
   if (!ti) return make_error(fmt::format("unknown ggml type id {}", type));
   if (shape.empty()) return make_error("tensor has no dimensions");
   if (shape[0] % ti->block_size) {
-    return make_error(fmt::format("row of {} elements is not a multiple of {}'s block size {}", shape[0], ti->name,
-                                  ti->block_size));
+    return make_error(fmt::format("row of {} elements is not a multiple of {}'s block size {}", shape[0],
+                                  ti->name, ti->block_size));
   }
   std::uint64_t n = shape[0] / ti->block_size * ti->type_size;
   for (std::size_t i = 1; i < shape.size(); ++i)
@@ -91,7 +117,8 @@ result<serialized_header> serialize_header(const writer_input& in) {
   for (const auto& kv : in.metadata)
     if (kv.key == "general.alignment")
       if (auto a = kv.val.as_uint()) alignment = *a;
-  if (alignment == 0 || (alignment & (alignment - 1))) return make_error("general.alignment must be a power of 2");
+  if (alignment == 0 || (alignment & (alignment - 1)))
+    return make_error("general.alignment must be a power of 2");
   byte_sink w;
   w.out.reserve(4096);  // headers are a few KiB to a few MiB; also spares GCC 12 a -Wstringop false positive
   w.out.insert(w.out.end(), {std::byte{'G'}, std::byte{'G'}, std::byte{'U'}, std::byte{'F'}});
@@ -100,7 +127,8 @@ result<serialized_header> serialize_header(const writer_input& in) {
   w.put<std::uint64_t>(in.metadata.size());
   for (const auto& kv : in.metadata) {
     w.put_string(kv.key);
-    if (auto s = put_value(w, kv.val, true); !s) return make_error(fmt::format("metadata '{}': {}", kv.key, s.err().message));
+    if (auto s = put_value(w, kv.val, true); !s)
+      return make_error(fmt::format("metadata '{}': {}", kv.key, s.err().message));
   }
   serialized_header h;
   for (const auto& t : in.tensors) {

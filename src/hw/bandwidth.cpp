@@ -3,12 +3,13 @@
 // other physical pages). Medians, not the best pass: on the VMs this was built on, single short
 // passes or buffers read in bursts up to 60 GB/s while llama.cpp reads a model at 29-40 GB/s, and the
 // best-pass figure swung between 32 and 63 GB/s from run to run; the medians stay within ~10 %.
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "hw/hw.hpp"
@@ -38,7 +39,8 @@ double measure_one_buffer(int threads, std::vector<std::unique_ptr<std::uint64_t
   // 256 MiB, but never more than a sixteenth of physical memory.
   std::size_t bytes = std::size_t{256} << 20;
   long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-  if (pages > 0 && page > 0) bytes = std::min(bytes, static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) / 16);
+  if (pages > 0 && page > 0)
+    bytes = std::min(bytes, static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) / 16);
   bytes = std::max(bytes, std::size_t{64} << 20);
   std::size_t words = bytes / sizeof(std::uint64_t);
   std::unique_ptr<std::uint64_t[]> owned(new (std::nothrow) std::uint64_t[words]);
@@ -66,7 +68,9 @@ double measure_one_buffer(int threads, std::vector<std::unique_ptr<std::uint64_t
     });
     auto t1 = std::chrono::steady_clock::now();
     double s = std::chrono::duration<double>(t1 - t0).count();
-    if (s > 0) rates.push_back(static_cast<double>(per * static_cast<std::size_t>(threads) * sizeof(std::uint64_t)) / s);
+    if (s > 0)
+      rates.push_back(static_cast<double>(per * static_cast<std::size_t>(threads) * sizeof(std::uint64_t)) /
+                      s);
     if (pass >= 4 && t1 - start > std::chrono::milliseconds(400)) break;
   }
   volatile std::uint64_t keep = 0;

@@ -1,11 +1,12 @@
 // The GPU catalogue (data/gpus.yaml): parsing, lookup by inventory name, matching of reported names.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 #include "hw/hw.hpp"
 #include "hw/names.hpp"
@@ -17,7 +18,6 @@
 
 namespace agifarm::hw {
 
-using detail::is_map;
 using detail::is_scalar;
 using detail::is_seq;
 using detail::yaml_error;
@@ -61,8 +61,8 @@ result<catalogue> parse_catalogue(std::string_view yaml_text, std::string_view f
     if (!is_seq(gpus)) r.fail(gpus.IsDefined() ? gpus : root, "gpus", "must be a list of GPU entries");
     for (const auto& e : gpus) {
       r.check_keys(e, "a catalogue GPU",
-                   {"id", "name", "vendor", "vram_gib", "bandwidth_gbs", "fp16_tflops", "generation", "pcie_gen",
-                    "pcie_lanes", "match", "aliases"});
+                   {"id", "name", "vendor", "vram_gib", "bandwidth_gbs", "fp16_tflops", "generation",
+                    "pcie_gen", "pcie_lanes", "match", "aliases"});
       gpu_spec s;
       s.id = r.str(e, "id");
       if (s.id.empty() || normalize_name(s.id).empty()) r.fail(e["id"], "id", "must not be empty");
@@ -84,7 +84,8 @@ result<catalogue> parse_catalogue(std::string_view yaml_text, std::string_view f
     if (r.has(root, "cpu")) {
       YAML::Node c = root["cpu"];
       r.check_keys(c, "the cpu entry", {"ram_bandwidth_gbs", "flops_per_cycle_per_core"});
-      if (r.has(c, "ram_bandwidth_gbs")) cat.cpu.ram_bandwidth_bytes_per_s = r.number(c, "ram_bandwidth_gbs", 0.1, 1e5) * 1e9;
+      if (r.has(c, "ram_bandwidth_gbs"))
+        cat.cpu.ram_bandwidth_bytes_per_s = r.number(c, "ram_bandwidth_gbs", 0.1, 1e5) * 1e9;
       if (r.has(c, "flops_per_cycle_per_core"))
         cat.cpu.flops_per_cycle_per_core = r.number(c, "flops_per_cycle_per_core", 0, 4096);
     }
@@ -96,7 +97,8 @@ result<catalogue> parse_catalogue(std::string_view yaml_text, std::string_view f
   }
 }
 
-result<std::vector<cpu_model_spec>> parse_cpu_catalogue(std::string_view yaml_text, std::string_view file_name) {
+result<std::vector<cpu_model_spec>> parse_cpu_catalogue(std::string_view yaml_text,
+                                                        std::string_view file_name) {
   yaml_reader r(file_name);
   try {
     const YAML::Node root = detail::load_yaml(yaml_text, file_name);
@@ -211,7 +213,8 @@ const gpu_spec* catalogue::match_reported(std::string_view reported_name, std::u
     }
     for (const auto& m : g.match) {
       if (m.empty() || name.find(m) == std::string::npos) continue;
-      double dist = vram_bytes ? std::fabs(static_cast<double>(vram_bytes) - static_cast<double>(g.vram_bytes)) : 0;
+      double dist =
+          vram_bytes ? std::fabs(static_cast<double>(vram_bytes) - static_cast<double>(g.vram_bytes)) : 0;
       if (!best || m.size() > best_len || (m.size() == best_len && dist < best_dist)) {
         best = &g;
         best_len = m.size();

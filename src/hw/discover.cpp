@@ -1,5 +1,12 @@
 // Discovery of the local machine through system_access (tools on PATH, /proc files), and the real
 // system_access: posix_spawnp with stdout captured and a deadline.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cerrno>
@@ -7,13 +14,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <fcntl.h>
-#include <fmt/format.h>
 #include <fstream>
-#include <poll.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "hw/hw.hpp"
 #include "hw/names.hpp"
@@ -29,7 +30,8 @@ class posix_system final : public system_access {
   result<std::string> run(const std::vector<std::string>& argv) override {
     if (argv.empty()) return make_error("run: empty command");
     int out_pipe[2];
-    if (::pipe2(out_pipe, O_CLOEXEC) != 0) return make_error(fmt::format("{}: pipe: {}", argv[0], std::strerror(errno)));
+    if (::pipe2(out_pipe, O_CLOEXEC) != 0)
+      return make_error(fmt::format("{}: pipe: {}", argv[0], std::strerror(errno)));
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
@@ -51,7 +53,9 @@ class posix_system final : public system_access {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     bool timed_out = false;
     for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now())
+              .count();
       if (left <= 0) {
         timed_out = true;
         break;
@@ -81,7 +85,8 @@ class posix_system final : public system_access {
     if (timed_out) return make_error(fmt::format("{}: no answer within 10 s (killed)", argv[0]));
     if (WIFEXITED(st) && WEXITSTATUS(st) == 127) return make_error(fmt::format("{}: not found", argv[0]));
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-      return make_error(fmt::format("{}: exited with status {}", argv[0], WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)));
+      return make_error(fmt::format("{}: exited with status {}", argv[0],
+                                    WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)));
     return out;
   }
 
@@ -145,9 +150,10 @@ void match_gpus(std::vector<gpu>& gpus, const catalogue& cat, std::vector<std::s
   for (auto& g : gpus) {
     const gpu_spec* s = cat.match_reported(g.name, g.vram_bytes);
     if (!s) {
-      notes.push_back(fmt::format("GPU {} '{}' is not in the catalogue ({}): its bandwidth and TFLOPS are unknown; "
-                                  "declare them in an inventory (vram_gb, bandwidth_gbs, tflops)",
-                                  g.index, g.name, cat.source));
+      notes.push_back(
+          fmt::format("GPU {} '{}' is not in the catalogue ({}): its bandwidth and TFLOPS are unknown; "
+                      "declare them in an inventory (vram_gb, bandwidth_gbs, tflops)",
+                      g.index, g.name, cat.source));
       continue;
     }
     g.catalogue_id = s->id;
@@ -183,14 +189,15 @@ result<discovery> discover_local(system_access& sys, const catalogue& cat, const
   n.cpu_model = cpu->model;
   n.cpu_cores = cpu->cores;
   n.cpu_threads = cpu->threads;
-  double fpc = cpu->flops_per_cycle_per_core > 0 ? cpu->flops_per_cycle_per_core : cat.cpu.flops_per_cycle_per_core;
+  double fpc =
+      cpu->flops_per_cycle_per_core > 0 ? cpu->flops_per_cycle_per_core : cat.cpu.flops_per_cycle_per_core;
   n.cpu_peak_flops = cpu->mhz > 0 ? n.cpu_cores * cpu->mhz * 1e6 * fpc : 0;
   if (n.cpu_peak_flops > 0) n.cpu_flops_source = "cpuinfo";
   if (const cpu_model_spec* known = cat.match_cpu(n.cpu_model)) {
     n.cpu_catalogue_id = known->id;
     if (n.cpu_peak_flops <= 0) {  // no clock in /proc/cpuinfo (Arm): the catalogue's figure
-      n.cpu_peak_flops = std::min(n.cpu_cores > 0 ? n.cpu_cores : known->cores, known->cores) * known->ghz * 1e9 *
-                         known->flops_per_cycle;
+      n.cpu_peak_flops = std::min(n.cpu_cores > 0 ? n.cpu_cores : known->cores, known->cores) * known->ghz *
+                         1e9 * known->flops_per_cycle;
       n.cpu_flops_source = "cpu catalogue " + known->id;
     }
   }

@@ -1,26 +1,33 @@
 // Plain hardware types: link lookups, JSON and the human table.
 #include "hw/hw.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <boost/json.hpp>
-#include <fmt/format.h>
 
 namespace agifarm::hw {
 
 std::string_view to_string(gpu_vendor v) {
   switch (v) {
-    case gpu_vendor::nvidia: return "nvidia";
-    case gpu_vendor::amd: return "amd";
-    case gpu_vendor::none: break;
+    case gpu_vendor::nvidia:
+      return "nvidia";
+    case gpu_vendor::amd:
+      return "amd";
+    case gpu_vendor::none:
+      break;
   }
   return "none";
 }
 
 std::string_view to_string(link_kind k) {
   switch (k) {
-    case link_kind::pcie: return "pcie";
-    case link_kind::nvlink: return "nvlink";
-    case link_kind::ethernet: break;
+    case link_kind::pcie:
+      return "pcie";
+    case link_kind::nvlink:
+      return "nvlink";
+    case link_kind::ethernet:
+      break;
   }
   return "ethernet";
 }
@@ -79,7 +86,9 @@ link inventory::between(std::string_view a, std::string_view b) const {
     return l;
   }
   for (const auto& l : links)
-    if (l.kind == link_kind::ethernet && ((l.node_a == a && l.node_b == b) || (l.node_a == b && l.node_b == a))) return l;
+    if (l.kind == link_kind::ethernet &&
+        ((l.node_a == a && l.node_b == b) || (l.node_a == b && l.node_b == a)))
+      return l;
   link l = default_link;
   l.node_a = std::string(a);
   l.node_b = std::string(b);
@@ -188,7 +197,9 @@ boost::json::object to_json(const inventory& inv) {
 }
 
 namespace {
-std::string gib(std::uint64_t b) { return fmt::format("{:.1f} GiB", static_cast<double>(b) / (1024.0 * 1024 * 1024)); }
+std::string gib(std::uint64_t b) {
+  return fmt::format("{:.1f} GiB", static_cast<double>(b) / (1024.0 * 1024 * 1024));
+}
 std::string gbs(double b) { return b > 0 ? fmt::format("{:.0f} GB/s", b / 1e9) : std::string("?"); }
 }  // namespace
 
@@ -197,21 +208,24 @@ std::string format_table(const inventory& inv) {
   for (const auto& n : inv.nodes) {
     out += fmt::format("node {} ({})\n", n.name, n.address);
     if (!n.ssh.empty()) out += fmt::format("  ssh   {}\n", n.ssh);
-    out += fmt::format("  cpu   {} — {} cores / {} threads{}\n", n.cpu_model.empty() ? "?" : n.cpu_model, n.cpu_cores,
-                       n.cpu_threads,
-                       n.cpu_peak_flops > 0 ? fmt::format(", ~{:.0f} GFLOP/s FP32 peak", n.cpu_peak_flops / 1e9) : "");
+    out += fmt::format(
+        "  cpu   {} — {} cores / {} threads{}\n", n.cpu_model.empty() ? "?" : n.cpu_model, n.cpu_cores,
+        n.cpu_threads,
+        n.cpu_peak_flops > 0 ? fmt::format(", ~{:.0f} GFLOP/s FP32 peak", n.cpu_peak_flops / 1e9) : "");
     out += fmt::format("  ram   {} total, {} free, {} ({})\n", gib(n.ram_bytes), gib(n.ram_free_bytes),
-                       gbs(n.ram_bandwidth_bytes_per_s), n.ram_bandwidth_source.empty() ? "?" : n.ram_bandwidth_source);
+                       gbs(n.ram_bandwidth_bytes_per_s),
+                       n.ram_bandwidth_source.empty() ? "?" : n.ram_bandwidth_source);
     if (n.gpus.empty()) {
       out += "  gpus  none — CPU only (models run from system RAM)\n";
       continue;
     }
-    out += fmt::format("  {:>3}  {:<34} {:<12} {:>10} {:>10} {:>10} {:>9} {:>8}\n", "gpu", "name", "catalogue", "vram",
-                       "free", "bandwidth", "fp16", "pcie");
+    out += fmt::format("  {:>3}  {:<34} {:<12} {:>10} {:>10} {:>10} {:>9} {:>8}\n", "gpu", "name",
+                       "catalogue", "vram", "free", "bandwidth", "fp16", "pcie");
     for (const auto& g : n.gpus) {
-      out += fmt::format("  {:>3}  {:<34} {:<12} {:>10} {:>10} {:>10} {:>9} {:>8}\n", g.index, g.name.substr(0, 34),
-                         g.catalogue_id.empty() ? "-" : g.catalogue_id, gib(g.vram_bytes), gib(g.free_vram_bytes),
-                         gbs(g.bandwidth_bytes_per_s), g.fp16_tflops > 0 ? fmt::format("{:.0f} TF", g.fp16_tflops) : "?",
+      out += fmt::format("  {:>3}  {:<34} {:<12} {:>10} {:>10} {:>10} {:>9} {:>8}\n", g.index,
+                         g.name.substr(0, 34), g.catalogue_id.empty() ? "-" : g.catalogue_id,
+                         gib(g.vram_bytes), gib(g.free_vram_bytes), gbs(g.bandwidth_bytes_per_s),
+                         g.fp16_tflops > 0 ? fmt::format("{:.0f} TF", g.fp16_tflops) : "?",
                          g.pcie_gen ? fmt::format("g{} x{}", g.pcie_gen, g.pcie_lanes) : "?");
     }
     out += fmt::format("  total VRAM {}\n", gib(n.total_vram_bytes()));
@@ -222,19 +236,21 @@ std::string format_table(const inventory& inv) {
     if (!any) out += "links\n";
     any = true;
     if (l.kind == link_kind::ethernet)
-      out += fmt::format("  ethernet {} <-> {}: {:g} Gbit/s, {:g} ms\n", l.node_a, l.node_b, l.gbit_per_s(), l.latency_s * 1e3);
+      out += fmt::format("  ethernet {} <-> {}: {:g} Gbit/s, {:g} ms\n", l.node_a, l.node_b, l.gbit_per_s(),
+                         l.latency_s * 1e3);
     else {
       std::string gs;
       for (int g : l.gpus) {
         if (!gs.empty()) gs += ',';
         gs += std::to_string(g);
       }
-      out += fmt::format("  nvlink on {} gpus {}: {:.1f} GB/s\n", l.node_a, gs, l.bandwidth_bytes_per_s / 1e9);
+      out +=
+          fmt::format("  nvlink on {} gpus {}: {:.1f} GB/s\n", l.node_a, gs, l.bandwidth_bytes_per_s / 1e9);
     }
   }
   if (inv.nodes.size() > 1)
-    out += fmt::format("  other node pairs: ethernet {:g} Gbit/s, {:g} ms (default)\n", inv.default_link.gbit_per_s(),
-                       inv.default_link.latency_s * 1e3);
+    out += fmt::format("  other node pairs: ethernet {:g} Gbit/s, {:g} ms (default)\n",
+                       inv.default_link.gbit_per_s(), inv.default_link.latency_s * 1e3);
   return out;
 }
 

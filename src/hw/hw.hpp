@@ -10,6 +10,7 @@
 // The OS (running tools, reading /proc) is behind `system_access` so discovery is tested on fixtures.
 #pragma once
 
+#include <boost/json/fwd.hpp>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -17,8 +18,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <boost/json/fwd.hpp>
 
 #include "common/result.hpp"
 
@@ -35,13 +34,13 @@ struct gpu {
   std::string name;          // as reported ("NVIDIA GeForce RTX 3090") or declared ("rtx3090")
   std::string catalogue_id;  // "rtx3090"; empty when not in the catalogue (explicit figures)
   gpu_vendor vendor = gpu_vendor::none;
-  int index = 0;             // position in its node, llama.cpp / CUDA_VISIBLE_DEVICES order
+  int index = 0;  // position in its node, llama.cpp / CUDA_VISIBLE_DEVICES order
   std::uint64_t vram_bytes = 0;
   std::uint64_t free_vram_bytes = 0;  // discovered; for declared GPUs equal to vram_bytes
   double bandwidth_bytes_per_s = 0;   // memory bandwidth (vendor spec)
   double fp16_tflops = 0;             // dense FP16 tensor TFLOPS (vendor spec, see docs/hardware.md)
-  std::string generation;             // catalogue generation ("ampere", "ada", ...): the speed model's efficiencies
-  int pcie_gen = 0;                   // link to the host: generation and lanes (0 = unknown)
+  std::string generation;  // catalogue generation ("ampere", "ada", ...): the speed model's efficiencies
+  int pcie_gen = 0;        // link to the host: generation and lanes (0 = unknown)
   int pcie_lanes = 0;
 };
 
@@ -50,8 +49,8 @@ struct node {
   std::string address = "127.0.0.1";
   std::vector<gpu> gpus;
   std::string cpu_model;
-  int cpu_cores = 0;    // physical cores
-  int cpu_threads = 0;  // logical CPUs
+  int cpu_cores = 0;          // physical cores
+  int cpu_threads = 0;        // logical CPUs
   double cpu_peak_flops = 0;  // rough FP32 SIMD peak (cores x GHz x FLOP/cycle from flags); 0 = unknown
   // Where cpu_peak_flops comes from: "declared" (inventory ghz), "cpuinfo", "cpu catalogue <id>", or
   // "" when unknown (the speed model then uses a default and plans say so).
@@ -64,10 +63,10 @@ struct node {
                                      // generic default of gpus.yaml) | "cache"
   // How `agifarm up` reaches this node (docs/multinode.md). A node without `ssh` is the machine `up`
   // runs on. address is where its backends listen (its private-network address).
-  std::string ssh;            // "user@host[:port]"; "" = this machine
-  std::string agifarm_path;   // the agifarm binary there ("" = `agifarm` on its PATH)
-  std::string llama_bin;      // llama.cpp binaries there ("" = that machine's default)
-  std::string state_dir;      // its node state directory ("" = its default, per node name)
+  std::string ssh;           // "user@host[:port]"; "" = this machine
+  std::string agifarm_path;  // the agifarm binary there ("" = `agifarm` on its PATH)
+  std::string llama_bin;     // llama.cpp binaries there ("" = that machine's default)
+  std::string state_dir;     // its node state directory ("" = its default, per node name)
   std::uint64_t total_vram_bytes() const;
 };
 
@@ -78,18 +77,18 @@ std::string_view to_string(link_kind k);
 // nvlink between GPUs). bandwidth_bytes_per_s is one direction.
 struct link {
   link_kind kind = link_kind::ethernet;
-  std::string node_a;       // ethernet: both ends; pcie / nvlink: the node, node_b == node_a
+  std::string node_a;  // ethernet: both ends; pcie / nvlink: the node, node_b == node_a
   std::string node_b;
-  std::vector<int> gpus;    // nvlink: the GPU indices it joins (all pairs among them); pcie: the one GPU
+  std::vector<int> gpus;  // nvlink: the GPU indices it joins (all pairs among them); pcie: the one GPU
   double bandwidth_bytes_per_s = 0;
-  double latency_s = 0;     // one-way
-  int pcie_gen = 0;         // pcie only
+  double latency_s = 0;  // one-way
+  int pcie_gen = 0;      // pcie only
   int pcie_lanes = 0;
   double gbit_per_s() const { return bandwidth_bytes_per_s * 8 / 1e9; }
 };
 
 // Defaults used where an inventory declares nothing.
-inline constexpr double k_default_ethernet_gbit = 1.0;        // between nodes
+inline constexpr double k_default_ethernet_gbit = 1.0;  // between nodes
 inline constexpr double k_default_ethernet_latency_s = 0.2e-3;
 inline constexpr double k_default_pcie_latency_s = 5e-6;
 inline constexpr double k_default_nvlink_latency_s = 2e-6;
@@ -117,27 +116,27 @@ struct inventory {
 
 // ---- the catalogue (data/gpus.yaml) -------------------------------------------------------------
 struct gpu_spec {
-  std::string id;                  // "rtx3090"
-  std::string display_name;        // "NVIDIA GeForce RTX 3090"
+  std::string id;            // "rtx3090"
+  std::string display_name;  // "NVIDIA GeForce RTX 3090"
   gpu_vendor vendor = gpu_vendor::nvidia;
   std::uint64_t vram_bytes = 0;
   double bandwidth_bytes_per_s = 0;
-  double fp16_tflops = 0;          // dense FP16 tensor
-  std::string generation;          // "ampere", "ada", "rdna3", "apple", ... ("" = not stated)
-  int pcie_gen = 0;                // typical host link
+  double fp16_tflops = 0;  // dense FP16 tensor
+  std::string generation;  // "ampere", "ada", "rdna3", "apple", ... ("" = not stated)
+  int pcie_gen = 0;        // typical host link
   int pcie_lanes = 16;
   std::vector<std::string> match;    // normalized substrings of reported names ("rtx3090")
   std::vector<std::string> aliases;  // other names accepted in an inventory ("a6000")
 };
-struct cpu_spec {                  // the `cpu` entry: fallbacks for CPU-only nodes
+struct cpu_spec {                        // the `cpu` entry: fallbacks for CPU-only nodes
   double ram_bandwidth_bytes_per_s = 0;  // used when not measured or declared
   double flops_per_cycle_per_core = 0;   // FP32 SIMD FLOP/cycle/core when flags are unknown
 };
 // One CPU of the CPU catalogue (data/cpus.yaml): published figures of a common CPU model.
 struct cpu_model_spec {
-  std::string id;                    // "ryzen9-5900x"
+  std::string id;  // "ryzen9-5900x"
   std::string display_name;
-  std::vector<std::string> match;    // normalized substrings of model strings ("ryzen95900x")
+  std::vector<std::string> match;  // normalized substrings of model strings ("ryzen95900x")
   int cores = 0;
   double ghz = 0;                    // all-core base clock
   double flops_per_cycle = 0;        // FP32 per core per cycle (widest FMA path)
@@ -149,7 +148,7 @@ struct catalogue {
   std::vector<gpu_spec> gpus;
   cpu_spec cpu;
   std::vector<cpu_model_spec> cpus;  // data/cpus.yaml (load_default_catalogue reads it when present)
-  std::string source;  // path it was read from
+  std::string source;                // path it was read from
   // By id or alias; case, spaces, '-' and '_' are ignored ("RTX 3090" finds rtx3090).
   const gpu_spec* find(std::string_view id) const;
   // Best entry for a reported name (nvidia-smi / rocm-smi): longest matching `match` substring,
@@ -168,11 +167,13 @@ result<catalogue> load_catalogue(const std::filesystem::path& file);
 std::filesystem::path data_dir();
 result<catalogue> load_default_catalogue();  // data_dir() / "gpus.yaml" (+ cpus.yaml when present)
 // The CPU catalogue (data/cpus.yaml, format in its header). Errors name file:line:column (exit 2).
-result<std::vector<cpu_model_spec>> parse_cpu_catalogue(std::string_view yaml_text, std::string_view file_name);
+result<std::vector<cpu_model_spec>> parse_cpu_catalogue(std::string_view yaml_text,
+                                                        std::string_view file_name);
 
 // ---- the inventory file --------------------------------------------------------------------------
 // Format: docs/hardware.md; examples: docs/examples/*.yaml. Errors: "FILE:LINE:COL: key 'x': ...".
-result<inventory> parse_inventory(std::string_view yaml_text, std::string_view file_name, const catalogue& cat);
+result<inventory> parse_inventory(std::string_view yaml_text, std::string_view file_name,
+                                  const catalogue& cat);
 result<inventory> load_inventory(const std::filesystem::path& file, const catalogue& cat);
 
 // ---- parsers of tool output (public for tests and fuzzing) ---------------------------------------
@@ -189,9 +190,9 @@ result<std::vector<gpu>> parse_rocm_smi_json(std::string_view text);
 
 struct cpu_info {
   std::string model;
-  int cores = 0;    // physical cores: distinct (physical id, core id), else "cpu cores" x sockets, else threads
-  int threads = 0;  // "processor" entries
-  double mhz = 0;   // highest "cpu MHz" seen (0 if absent, e.g. on ARM)
+  int cores = 0;  // physical cores: distinct (physical id, core id), else "cpu cores" x sockets, else threads
+  int threads = 0;                      // "processor" entries
+  double mhz = 0;                       // highest "cpu MHz" seen (0 if absent, e.g. on ARM)
   double flops_per_cycle_per_core = 0;  // from flags: avx512f 64, avx2+fma 32, avx 16, sse2 8, else 0
 };
 result<cpu_info> parse_cpuinfo(std::string_view text);
@@ -213,14 +214,15 @@ struct system_access {
 system_access& real_system();
 
 struct discover_options {
-  bool measure_bandwidth = true;   // measure RAM bandwidth (else catalogue fallback)
-  bool use_cache = true;           // read/write cache_file for the measured bandwidth
+  bool measure_bandwidth = true;     // measure RAM bandwidth (else catalogue fallback)
+  bool use_cache = true;             // read/write cache_file for the measured bandwidth
   std::filesystem::path cache_file;  // empty: $XDG_CACHE_HOME or ~/.cache, /agifarm/hw.json
   std::function<double()> measure;   // empty: measure_ram_bandwidth(); tests inject a fake
 };
 struct discovery {
-  node local;                         // name "local", address 127.0.0.1
-  std::vector<std::string> notes;     // human notes: "no GPU found (nvidia-smi: not found; ...)", unmatched names
+  node local;  // name "local", address 127.0.0.1
+  std::vector<std::string>
+      notes;  // human notes: "no GPU found (nvidia-smi: not found; ...)", unmatched names
 };
 result<discovery> discover_local(system_access& sys, const catalogue& cat, const discover_options& opt = {});
 // Wraps one discovered node as an inventory (source "local").

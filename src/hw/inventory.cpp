@@ -9,7 +9,6 @@
 
 namespace agifarm::hw {
 
-using detail::is_map;
 using detail::is_scalar;
 using detail::is_seq;
 using detail::yaml_error;
@@ -25,7 +24,8 @@ std::uint64_t gib_bytes(double g) { return static_cast<std::uint64_t>(g * k_gib)
 
 bool valid_node_name(const std::string& s) {
   if (s.empty() || s.size() > 128) return false;
-  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_' || c == '.'; });
+  return std::all_of(s.begin(), s.end(),
+                     [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_' || c == '.'; });
 }
 
 // A path on the node (`agifarm`, `llama_bin`, `state_dir`): any non-empty text on one line.
@@ -59,11 +59,13 @@ gpu_vendor read_vendor(const yaml_reader& r, const YAML::Node& map) {
   r.fail(map["vendor"], "vendor", fmt::format("'{}' is not a GPU vendor (nvidia, amd)", v));
 }
 
-void read_gpus(const yaml_reader& r, const YAML::Node& list, const catalogue& cat, const pcie_spec& node_pcie, node& out) {
+void read_gpus(const yaml_reader& r, const YAML::Node& list, const catalogue& cat, const pcie_spec& node_pcie,
+               node& out) {
   if (!is_seq(list)) r.fail(list, "gpus", "must be a list of GPU entries");
   for (const auto& e : list) {
-    r.check_keys(e, "a GPU entry",
-                 {"model", "count", "name", "vendor", "vram_gb", "free_vram_gb", "bandwidth_gbs", "tflops", "pcie"});
+    r.check_keys(
+        e, "a GPU entry",
+        {"model", "count", "name", "vendor", "vram_gb", "free_vram_gb", "bandwidth_gbs", "tflops", "pcie"});
     gpu g;
     g.vendor = gpu_vendor::nvidia;
     const gpu_spec* spec = nullptr;
@@ -77,9 +79,10 @@ void read_gpus(const yaml_reader& r, const YAML::Node& list, const catalogue& ca
           near += s;
         }
         r.fail(e["model"], "model",
-               fmt::format("unknown GPU '{}'; nearest in the catalogue ({}): {} — or give vram_gb, bandwidth_gbs and "
-                           "tflops instead of model",
-                           model, cat.source.empty() ? "gpus.yaml" : cat.source, near));
+               fmt::format(
+                   "unknown GPU '{}'; nearest in the catalogue ({}): {} — or give vram_gb, bandwidth_gbs and "
+                   "tflops instead of model",
+                   model, cat.source.empty() ? "gpus.yaml" : cat.source, near));
       }
       g.name = spec->display_name;
       g.catalogue_id = spec->id;
@@ -92,7 +95,8 @@ void read_gpus(const yaml_reader& r, const YAML::Node& list, const catalogue& ca
       g.pcie_lanes = spec->pcie_lanes;
     } else {
       for (const char* k : {"vram_gb", "bandwidth_gbs", "tflops"})
-        if (!r.has(e, k)) r.fail(e, k, "missing: a GPU without 'model' needs vram_gb, bandwidth_gbs and tflops");
+        if (!r.has(e, k))
+          r.fail(e, k, "missing: a GPU without 'model' needs vram_gb, bandwidth_gbs and tflops");
       g.name = "custom GPU";
       g.pcie_gen = 4;
       g.pcie_lanes = 16;
@@ -118,7 +122,8 @@ void read_gpus(const yaml_reader& r, const YAML::Node& list, const catalogue& ca
     }
     int count = r.has(e, "count") ? r.integer(e, "count", 1, k_max_gpus_per_node) : 1;
     if (static_cast<int>(out.gpus.size()) + count > k_max_gpus_per_node)
-      r.fail(e, "count", fmt::format("node '{}' would have more than {} GPUs", out.name, k_max_gpus_per_node));
+      r.fail(e, "count",
+             fmt::format("node '{}' would have more than {} GPUs", out.name, k_max_gpus_per_node));
     for (int i = 0; i < count; ++i) {
       g.index = static_cast<int>(out.gpus.size());
       out.gpus.push_back(g);
@@ -131,7 +136,8 @@ void read_nvlinks(const yaml_reader& r, const YAML::Node& list, const node& n, s
   for (const auto& e : list) {
     r.check_keys(e, "an nvlink entry", {"gpus", "bandwidth_gbs", "latency_us"});
     YAML::Node gs = e["gpus"];
-    if (!is_seq(gs)) r.fail(gs.IsDefined() ? gs : YAML::Node(e), "gpus", "must be a list of GPU indices of this node");
+    if (!is_seq(gs))
+      r.fail(gs.IsDefined() ? gs : YAML::Node(e), "gpus", "must be a list of GPU indices of this node");
     link l;
     l.kind = link_kind::nvlink;
     l.node_a = l.node_b = n.name;
@@ -145,13 +151,15 @@ void read_nvlinks(const yaml_reader& r, const YAML::Node& list, const node& n, s
         r.fail(gi, "gpus", fmt::format("'{}' is not a GPU index", gi.Scalar()));
       }
       if (idx < 0 || idx >= static_cast<int>(n.gpus.size()))
-        r.fail(gi, "gpus", fmt::format("GPU {} does not exist on node '{}' (it has {})", idx, n.name, n.gpus.size()));
+        r.fail(gi, "gpus",
+               fmt::format("GPU {} does not exist on node '{}' (it has {})", idx, n.name, n.gpus.size()));
       if (!seen.insert(idx).second) r.fail(gi, "gpus", fmt::format("GPU {} is listed twice", idx));
       l.gpus.push_back(idx);
     }
     if (l.gpus.size() < 2) r.fail(gs, "gpus", "an NVLink joins at least two GPUs");
     l.bandwidth_bytes_per_s = r.number(e, "bandwidth_gbs", 1, 1e5) * 1e9;
-    l.latency_s = r.has(e, "latency_us") ? r.number(e, "latency_us", 0, 1e6) * 1e-6 : k_default_nvlink_latency_s;
+    l.latency_s =
+        r.has(e, "latency_us") ? r.number(e, "latency_us", 0, 1e6) * 1e-6 : k_default_nvlink_latency_s;
     links.push_back(std::move(l));
   }
 }
@@ -167,7 +175,8 @@ link read_ethernet(const yaml_reader& r, const YAML::Node& e, double default_lat
 inventory parse(std::string_view text, std::string_view file, const catalogue& cat) {
   yaml_reader r(file);
   const YAML::Node root = detail::load_yaml(text, file);
-  if (!root.IsDefined() || root.IsNull()) throw yaml_error{fmt::format("{}: the inventory is empty (expected 'nodes:')", file)};
+  if (!root.IsDefined() || root.IsNull())
+    throw yaml_error{fmt::format("{}: the inventory is empty (expected 'nodes:')", file)};
   r.check_keys(root, "the inventory", {"nodes", "links", "default_link"});
   inventory inv;
   inv.source = std::string(file);
@@ -183,12 +192,13 @@ inventory parse(std::string_view text, std::string_view file, const catalogue& c
   std::vector<link> nvlinks;
   for (const auto& e : nodes) {
     r.check_keys(e, "a node",
-                 {"name", "address", "ssh", "agifarm", "llama_bin", "state_dir", "cpu", "ram_gb", "ram_free_gb",
-                  "ram_bandwidth_gbs", "pcie", "gpus", "nvlink"});
+                 {"name", "address", "ssh", "agifarm", "llama_bin", "state_dir", "cpu", "ram_gb",
+                  "ram_free_gb", "ram_bandwidth_gbs", "pcie", "gpus", "nvlink"});
     node n;
     n.name = r.str(e, "name");
     if (!valid_node_name(n.name))
-      r.fail(e["name"], "name", fmt::format("'{}' is not a node name (letters, digits, '-', '_', '.')", n.name));
+      r.fail(e["name"], "name",
+             fmt::format("'{}' is not a node name (letters, digits, '-', '_', '.')", n.name));
     if (inv.find_node(n.name)) r.fail(e["name"], "name", fmt::format("node '{}' is defined twice", n.name));
     // A node reached over ssh listens on the ssh host unless `address` says otherwise (a private
     // network); a node without ssh keeps the old default, its name.
@@ -236,7 +246,8 @@ inventory parse(std::string_view text, std::string_view file, const catalogue& c
     if (r.has(e, "ram_bandwidth_gbs")) {
       n.ram_bandwidth_bytes_per_s = r.number(e, "ram_bandwidth_gbs", 0.1, 1e5) * 1e9;
       n.ram_bandwidth_source = "declared";
-    } else if (const cpu_model_spec* known = n.cpu_catalogue_id.empty() ? nullptr : cat.match_cpu(n.cpu_model)) {
+    } else if (const cpu_model_spec* known =
+                   n.cpu_catalogue_id.empty() ? nullptr : cat.match_cpu(n.cpu_model)) {
       n.ram_bandwidth_bytes_per_s = known->bandwidth_bytes_per_s;
       n.ram_bandwidth_source = "cpu catalogue " + known->id;
     } else {
@@ -261,7 +272,8 @@ inventory parse(std::string_view text, std::string_view file, const catalogue& c
       l.node_a = b[0].Scalar();
       l.node_b = b[1].Scalar();
       for (std::size_t i = 0; i < 2; ++i)
-        if (!inv.find_node(b[i].Scalar())) r.fail(b[i], "between", fmt::format("no node named '{}'", b[i].Scalar()));
+        if (!inv.find_node(b[i].Scalar()))
+          r.fail(b[i], "between", fmt::format("no node named '{}'", b[i].Scalar()));
       if (l.node_a == l.node_b) r.fail(b, "between", "a link joins two different nodes");
       for (const auto& o : inv.links)
         if ((o.node_a == l.node_a && o.node_b == l.node_b) || (o.node_a == l.node_b && o.node_b == l.node_a))
@@ -277,7 +289,8 @@ inventory parse(std::string_view text, std::string_view file, const catalogue& c
 
 }  // namespace
 
-result<inventory> parse_inventory(std::string_view yaml_text, std::string_view file_name, const catalogue& cat) {
+result<inventory> parse_inventory(std::string_view yaml_text, std::string_view file_name,
+                                  const catalogue& cat) {
   try {
     return parse(yaml_text, file_name, cat);
   } catch (const yaml_error& e) {

@@ -1,17 +1,17 @@
 // An inventory written from the machines' own discovery over ssh (`agifarm hw --ssh`).
 #include "hw/remote_inventory.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
+#include <boost/json.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <mutex>
 #include <optional>
 #include <set>
-#include <cstdlib>
 #include <thread>
-
-#include <boost/json.hpp>
-#include <fmt/format.h>
 
 namespace agifarm::hw {
 
@@ -29,18 +29,25 @@ struct json_error {
   std::string message;
 };
 
-const boost::json::value* member(const boost::json::object& o, std::string_view key) { return o.if_contains(key); }
+const boost::json::value* member(const boost::json::object& o, std::string_view key) {
+  return o.if_contains(key);
+}
 
 // A finite number >= 0, from any JSON number kind; nullopt when absent; an error when of another type.
 std::optional<double> number(const boost::json::object& o, std::string_view key, std::string_view where) {
   const auto* v = member(o, key);
   if (!v || v->is_null()) return std::nullopt;
   double d = 0;
-  if (v->is_int64()) d = static_cast<double>(v->as_int64());
-  else if (v->is_uint64()) d = static_cast<double>(v->as_uint64());
-  else if (v->is_double()) d = v->as_double();
-  else throw json_error{fmt::format("{}.{}: is not a number", where, key)};
-  if (!std::isfinite(d) || d < 0) throw json_error{fmt::format("{}.{}: {} is not a figure (finite, >= 0)", where, key, d)};
+  if (v->is_int64())
+    d = static_cast<double>(v->as_int64());
+  else if (v->is_uint64())
+    d = static_cast<double>(v->as_uint64());
+  else if (v->is_double())
+    d = v->as_double();
+  else
+    throw json_error{fmt::format("{}.{}: is not a number", where, key)};
+  if (!std::isfinite(d) || d < 0)
+    throw json_error{fmt::format("{}.{}: {} is not a figure (finite, >= 0)", where, key, d)};
   return d;
 }
 
@@ -50,7 +57,8 @@ double figure(const boost::json::object& o, std::string_view key, std::string_vi
 
 int small_int(const boost::json::object& o, std::string_view key, std::string_view where, int hi) {
   double d = figure(o, key, where);
-  if (d > hi || d != std::floor(d)) throw json_error{fmt::format("{}.{}: {} is not a whole number up to {}", where, key, d, hi)};
+  if (d > hi || d != std::floor(d))
+    throw json_error{fmt::format("{}.{}: {} is not a whole number up to {}", where, key, d, hi)};
   return static_cast<int>(d);
 }
 
@@ -105,12 +113,14 @@ node read_hw_json(std::string_view json_text) {
     }
   }
   if (ec) {
-    if (json_text.find_first_not_of(" \t\r\n") == std::string_view::npos) throw json_error{"the output is empty"};
+    if (json_text.find_first_not_of(" \t\r\n") == std::string_view::npos)
+      throw json_error{"the output is empty"};
     throw json_error{fmt::format("not JSON ({})", ec.message())};
   }
   if (!root.is_object()) throw json_error{"not a JSON object"};
   const auto* nodes = member(root.as_object(), "nodes");
-  if (!nodes || !nodes->is_array()) throw json_error{"nodes: missing (not the output of `agifarm hw --json`)"};
+  if (!nodes || !nodes->is_array())
+    throw json_error{"nodes: missing (not the output of `agifarm hw --json`)"};
   if (nodes->as_array().size() != 1)
     throw json_error{fmt::format("nodes: {} nodes where discovery gives one", nodes->as_array().size())};
   const auto& nv = nodes->as_array()[0];
@@ -131,7 +141,8 @@ node read_hw_json(std::string_view json_text) {
   n.ram_bandwidth_source = text(o, "ram_bandwidth_source", where);
   if (const auto* gs = member(o, "gpus"); gs && !gs->is_null()) {
     if (!gs->is_array()) throw json_error{"nodes[0].gpus: is not a list"};
-    if (gs->as_array().size() > k_max_gpus) throw json_error{fmt::format("nodes[0].gpus: more than {} GPUs", k_max_gpus)};
+    if (gs->as_array().size() > k_max_gpus)
+      throw json_error{fmt::format("nodes[0].gpus: more than {} GPUs", k_max_gpus)};
     for (std::size_t i = 0; i < gs->as_array().size(); ++i) n.gpus.push_back(read_gpu(gs->as_array()[i], i));
   }
   return n;
@@ -141,13 +152,17 @@ node read_hw_json(std::string_view json_text) {
 
 // A string as a YAML scalar: plain when it cannot be read as anything else, else double-quoted.
 std::string yaml_str(std::string_view s) {
-  static const std::set<std::string, std::less<>> k_special = {"null", "true", "false", "yes", "no", "on", "off", "y", "n"};
+  static const std::set<std::string, std::less<>> k_special = {"null", "true", "false", "yes", "no",
+                                                               "on",   "off",  "y",     "n"};
   std::string lower;
   for (char c : s) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  bool plain = !s.empty() && !k_special.contains(lower) && (std::isalpha(static_cast<unsigned char>(s.front())) || s.front() == '/' || s.front() == '_') &&
-               s.back() != ':' && std::all_of(s.begin(), s.end(), [](unsigned char c) {
-                 return std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == '/' || c == '@' || c == ':' || c == '+';
-               });
+  bool plain =
+      !s.empty() && !k_special.contains(lower) &&
+      (std::isalpha(static_cast<unsigned char>(s.front())) || s.front() == '/' || s.front() == '_') &&
+      s.back() != ':' && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == '/' || c == '@' || c == ':' ||
+               c == '+';
+      });
   if (plain) return std::string(s);
   std::string q = "\"";
   for (unsigned char c : s) {
@@ -203,15 +218,18 @@ result<std::string> gpu_yaml(const gpu& g, const node& n, const catalogue& cat) 
     std::vector<std::string> unknown;
     double vram_gb = static_cast<double>(g.vram_bytes) / k_gib;
     if (vram_gb < 0.125 || vram_gb > k_max_vram_gb) unknown.emplace_back("memory size");
-    if (g.bandwidth_bytes_per_s < 1e9 || g.bandwidth_bytes_per_s > 1e15) unknown.emplace_back("memory bandwidth");
+    if (g.bandwidth_bytes_per_s < 1e9 || g.bandwidth_bytes_per_s > 1e15)
+      unknown.emplace_back("memory bandwidth");
     if (g.fp16_tflops < 0.01 || g.fp16_tflops > 1e6) unknown.emplace_back("FP16 TFLOPS");
     if (!unknown.empty()) {
       std::string what;
-      for (std::size_t i = 0; i < unknown.size(); ++i) what += (i ? (i + 1 == unknown.size() ? " and " : ", ") : "") + unknown[i];
-      return make_error(fmt::format("node '{}'{}: GPU {} '{}' is not in the catalogue ({}) and its {} {} unknown; add it "
-                                    "to the catalogue (data/gpus.yaml) or write this node's inventory by hand",
-                                    n.name, n.ssh.empty() ? "" : fmt::format(" (ssh {})", n.ssh), g.index, g.name,
-                                    cat.source.empty() ? "gpus.yaml" : cat.source, what, unknown.size() > 1 ? "are" : "is"));
+      for (std::size_t i = 0; i < unknown.size(); ++i)
+        what += (i ? (i + 1 == unknown.size() ? " and " : ", ") : "") + unknown[i];
+      return make_error(fmt::format(
+          "node '{}'{}: GPU {} '{}' is not in the catalogue ({}) and its {} {} unknown; add it "
+          "to the catalogue (data/gpus.yaml) or write this node's inventory by hand",
+          n.name, n.ssh.empty() ? "" : fmt::format(" (ssh {})", n.ssh), g.index, g.name,
+          cat.source.empty() ? "gpus.yaml" : cat.source, what, unknown.size() > 1 ? "are" : "is"));
     }
     out += ind + "- name: " + yaml_str(g.name.empty() ? fmt::format("GPU {}", g.index) : g.name) + "\n";
     if (g.vendor != gpu_vendor::none) out += ind + "  vendor: " + std::string(to_string(g.vendor)) + "\n";
@@ -235,7 +253,8 @@ result<std::string> node_yaml(const node& n, const catalogue& cat) {
   if (n.cpu_cores > 0 && n.cpu_cores <= (1 << 16)) {
     out += "    cpu: {";
     if (!n.cpu_model.empty()) out += "model: " + yaml_str(n.cpu_model) + ", ";
-    out += fmt::format("cores: {}, threads: {}}}\n", n.cpu_cores, std::clamp(n.cpu_threads, n.cpu_cores, 1 << 17));
+    out += fmt::format("cores: {}, threads: {}}}\n", n.cpu_cores,
+                       std::clamp(n.cpu_threads, n.cpu_cores, 1 << 17));
   }
   double ram_gb = static_cast<double>(n.ram_bytes) / k_gib;
   if (ram_gb < 0.125 || ram_gb > k_max_ram_gb)
@@ -300,9 +319,10 @@ answer ask(remote::remote_shell& shell, const std::string& target, const remote:
     return a;
   }
   if (hw->exit_code == 127 || hw->exit_code == 126) {
-    a.error = fmt::format("ssh {}: {} {} there ({}); install agifarm on that machine{}", target, agifarm,
-                          hw->exit_code == 127 ? "is not found" : "cannot be run", first_line(hw->err),
-                          opt.agifarm_path.empty() ? ", or give its path with --agifarm PATH" : " or fix --agifarm");
+    a.error = fmt::format(
+        "ssh {}: {} {} there ({}); install agifarm on that machine{}", target, agifarm,
+        hw->exit_code == 127 ? "is not found" : "cannot be run", first_line(hw->err),
+        opt.agifarm_path.empty() ? ", or give its path with --agifarm PATH" : " or fix --agifarm");
     return a;
   }
   if (hw->exit_code != 0) {
@@ -361,7 +381,8 @@ result<std::string> inventory_yaml(const std::vector<node>& nodes, const catalog
   if (nodes.size() >= 2) {
     out += "# links:\n";
     for (std::size_t i = 1; i < nodes.size(); ++i)
-      out += fmt::format("#   - between: [{}, {}]\n#     ethernet_gbits: 10\n", yaml_str(nodes[0].name), yaml_str(nodes[i].name));
+      out += fmt::format("#   - between: [{}, {}]\n#     ethernet_gbits: 10\n", yaml_str(nodes[0].name),
+                         yaml_str(nodes[i].name));
   }
   return out;
 }
@@ -374,14 +395,16 @@ result<std::string> discover_remote_inventory(remote::remote_shell& shell, const
   for (const auto& s : opt.targets) {
     auto t = remote::parse_ssh_target(s);
     if (!t) return t.err();
-    if (!seen.insert(t->text()).second) return make_error(fmt::format("ssh target '{}' is given twice", s), 2);
+    if (!seen.insert(t->text()).second)
+      return make_error(fmt::format("ssh target '{}' is given twice", s), 2);
     targets.push_back(std::move(*t));
   }
 
   std::vector<answer> answers(targets.size());
   std::atomic<std::size_t> next{0};
   auto work = [&] {
-    for (std::size_t i; (i = next.fetch_add(1)) < targets.size();) answers[i] = ask(shell, opt.targets[i], targets[i], opt);
+    for (std::size_t i; (i = next.fetch_add(1)) < targets.size();)
+      answers[i] = ask(shell, opt.targets[i], targets[i], opt);
   };
   std::vector<std::thread> threads;
   std::size_t n_threads = std::min(targets.size(), k_max_threads);

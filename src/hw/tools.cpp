@@ -1,10 +1,11 @@
 // Parsers of what the OS and vendor tools report: nvidia-smi CSV, rocm-smi JSON, /proc/cpuinfo,
 // /proc/meminfo. Pure functions of text; see hw.hpp for the exact formats.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <boost/json.hpp>
 #include <charconv>
 #include <cmath>
-#include <fmt/format.h>
 #include <map>
 #include <set>
 
@@ -17,8 +18,10 @@ namespace {
 constexpr std::uint64_t k_mib = 1024ull * 1024ull;
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -38,7 +41,9 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
 
 // nvidia-smi writes "[N/A]", "[Not Supported]", "[Unknown Error]", "[Insufficient Permissions]" ... for
 // fields it cannot read.
-bool is_unavailable(std::string_view v) { return v == "N/A" || (v.size() >= 2 && v.front() == '[' && v.back() == ']'); }
+bool is_unavailable(std::string_view v) {
+  return v == "N/A" || (v.size() >= 2 && v.front() == '[' && v.back() == ']');
+}
 
 bool parse_u64(std::string_view v, std::uint64_t& out) {
   if (v.empty()) return false;
@@ -60,11 +65,13 @@ std::vector<std::string> nvidia_smi_argv() {
           "--format=csv,noheader,nounits"};
 }
 
-std::vector<std::string> rocm_smi_argv() { return {"rocm-smi", "--showproductname", "--showmeminfo", "vram", "--json"}; }
+std::vector<std::string> rocm_smi_argv() {
+  return {"rocm-smi", "--showproductname", "--showmeminfo", "vram", "--json"};
+}
 
 result<std::vector<gpu>> parse_nvidia_smi_csv(std::string_view text) {
-  static constexpr const char* k_fields[] = {"index", "name", "memory.total", "memory.free", "pcie.link.gen.max",
-                                             "pcie.link.width.max"};
+  static constexpr const char* k_fields[] = {
+      "index", "name", "memory.total", "memory.free", "pcie.link.gen.max", "pcie.link.width.max"};
   std::vector<gpu> out;
   std::set<int> seen;
   int line_no = 0;
@@ -75,18 +82,22 @@ result<std::vector<gpu>> parse_nvidia_smi_csv(std::string_view text) {
     if (line.find("No devices were found") != std::string_view::npos) continue;
     auto fields = split(line, ',');
     if (fields.size() < 6)
-      return make_error(fmt::format("nvidia-smi output line {}: {} fields, expected 6 ({}): '{}'", line_no, fields.size(),
-                                    "index, name, memory.total, memory.free, pcie.link.gen.max, pcie.link.width.max",
-                                    line.substr(0, 200)),
-                        2);
+      return make_error(
+          fmt::format("nvidia-smi output line {}: {} fields, expected 6 ({}): '{}'", line_no, fields.size(),
+                      "index, name, memory.total, memory.free, pcie.link.gen.max, pcie.link.width.max",
+                      line.substr(0, 200)),
+          2);
     // A name with a comma in it spans several fields: the first is the index, the last four numbers.
     std::string name;
     for (std::size_t i = 1; i + 4 < fields.size(); ++i) {
       if (i > 1) name += ',';
       name += fields[i];
     }
-    std::string_view values[6] = {trim(fields[0]), trim(name), trim(fields[fields.size() - 4]),
-                                  trim(fields[fields.size() - 3]), trim(fields[fields.size() - 2]),
+    std::string_view values[6] = {trim(fields[0]),
+                                  trim(name),
+                                  trim(fields[fields.size() - 4]),
+                                  trim(fields[fields.size() - 3]),
+                                  trim(fields[fields.size() - 2]),
                                   trim(fields[fields.size() - 1])};
     gpu g;
     g.vendor = gpu_vendor::nvidia;
@@ -96,16 +107,19 @@ result<std::vector<gpu>> parse_nvidia_smi_csv(std::string_view text) {
     for (int f : {0, 2, 3, 4, 5}) {
       if (f != 0 && is_unavailable(values[f])) continue;  // unknown stays 0
       if (!parse_u64(values[f], nums[f]))
-        return make_error(fmt::format("nvidia-smi output line {}: field '{}' = '{}' is not a whole number", line_no,
-                                      k_fields[f], std::string(values[f]).substr(0, 64)),
+        return make_error(fmt::format("nvidia-smi output line {}: field '{}' = '{}' is not a whole number",
+                                      line_no, k_fields[f], std::string(values[f]).substr(0, 64)),
                           2);
     }
-    if (nums[0] > 1024) return make_error(fmt::format("nvidia-smi output line {}: index {} is out of range", line_no, nums[0]), 2);
+    if (nums[0] > 1024)
+      return make_error(fmt::format("nvidia-smi output line {}: index {} is out of range", line_no, nums[0]),
+                        2);
     if (nums[2] > (1ull << 40) || nums[3] > (1ull << 40))
       return make_error(fmt::format("nvidia-smi output line {}: memory figure out of range", line_no), 2);
     g.index = static_cast<int>(nums[0]);
     if (!seen.insert(g.index).second)
-      return make_error(fmt::format("nvidia-smi output line {}: index {} appears twice", line_no, g.index), 2);
+      return make_error(fmt::format("nvidia-smi output line {}: index {} appears twice", line_no, g.index),
+                        2);
     g.vram_bytes = nums[2] * k_mib;
     g.free_vram_bytes = std::min(nums[3] * k_mib, g.vram_bytes);
     g.pcie_gen = nums[4] <= 16 ? static_cast<int>(nums[4]) : 0;
@@ -120,7 +134,8 @@ result<std::vector<gpu>> parse_rocm_smi_json(std::string_view text) {
   boost::json::error_code ec;
   boost::json::value root = boost::json::parse(text, ec);
   if (ec) return make_error(fmt::format("rocm-smi --json output is not JSON: {}", ec.message()), 2);
-  if (!root.is_object()) return make_error("rocm-smi --json output: expected an object of cards {\"card0\": {...}}", 2);
+  if (!root.is_object())
+    return make_error("rocm-smi --json output: expected an object of cards {\"card0\": {...}}", 2);
   std::map<int, std::pair<std::string, const boost::json::object*>> cards;
   for (const auto& kv : root.as_object()) {
     std::string_view key = kv.key();
@@ -156,15 +171,18 @@ result<std::vector<gpu>> parse_rocm_smi_json(std::string_view text) {
     std::string used = get_str(*obj, "VRAM Total Used Memory (B)");
     std::uint64_t t = 0, u = 0;
     if (!total.empty() && total != "N/A" && !parse_u64(trim(total), t))
-      return make_error(fmt::format("rocm-smi --json output: \"{}\".\"VRAM Total Memory (B)\" = '{}' is not a whole number",
-                                    key, total.substr(0, 64)),
-                        2);
+      return make_error(
+          fmt::format("rocm-smi --json output: \"{}\".\"VRAM Total Memory (B)\" = '{}' is not a whole number",
+                      key, total.substr(0, 64)),
+          2);
     if (!used.empty() && used != "N/A" && !parse_u64(trim(used), u))
       return make_error(
-          fmt::format("rocm-smi --json output: \"{}\".\"VRAM Total Used Memory (B)\" = '{}' is not a whole number", key,
-                      used.substr(0, 64)),
+          fmt::format(
+              "rocm-smi --json output: \"{}\".\"VRAM Total Used Memory (B)\" = '{}' is not a whole number",
+              key, used.substr(0, 64)),
           2);
-    if (t > (1ull << 50)) return make_error(fmt::format("rocm-smi --json output: \"{}\": VRAM total out of range", key), 2);
+    if (t > (1ull << 50))
+      return make_error(fmt::format("rocm-smi --json output: \"{}\": VRAM total out of range", key), 2);
     g.vram_bytes = t;
     g.free_vram_bytes = u <= t ? t - u : 0;
     out.push_back(std::move(g));
@@ -186,7 +204,8 @@ result<cpu_info> parse_cpuinfo(std::string_view text) {
     std::string_view line = trim(raw);
     if (line.empty()) continue;
     auto colon = line.find(':');
-    if (colon == std::string_view::npos) continue;  // "power management" style oddities have a colon; others skip
+    if (colon == std::string_view::npos)
+      continue;  // "power management" style oddities have a colon; others skip
     std::string_view key = trim(line.substr(0, colon));
     std::string_view val = trim(line.substr(colon + 1));
     if (key == "processor") {
@@ -227,7 +246,9 @@ result<cpu_info> parse_cpuinfo(std::string_view text) {
   else
     info.cores = info.threads;
   info.cores = std::clamp(info.cores, 1, info.threads);
-  if (info.model.empty()) info.model = !hardware.empty() ? hardware : (!arm_part.empty() ? "ARM CPU part " + arm_part : "unknown CPU");
+  if (info.model.empty())
+    info.model =
+        !hardware.empty() ? hardware : (!arm_part.empty() ? "ARM CPU part " + arm_part : "unknown CPU");
   auto has = [&](const char* f) { return flags.find(std::string(" ") + f + " ") != std::string::npos; };
   if (has("avx512f"))
     info.flops_per_cycle_per_core = 64;
@@ -259,12 +280,14 @@ result<mem_info> parse_meminfo(std::string_view text) {
     std::uint64_t v = 0;
     if (!parse_u64(val, v)) {
       if (key == "MemTotal" || key == "MemAvailable" || key == "MemFree")
-        return make_error(fmt::format("/proc/meminfo line {}: {} '{}' is not a number", line_no, std::string(key),
-                                      std::string(val).substr(0, 64)),
+        return make_error(fmt::format("/proc/meminfo line {}: {} '{}' is not a number", line_no,
+                                      std::string(key), std::string(val).substr(0, 64)),
                           2);
       continue;
     }
-    if (v > (1ull << 44)) return make_error(fmt::format("/proc/meminfo line {}: {} is out of range", line_no, std::string(key)), 2);
+    if (v > (1ull << 44))
+      return make_error(fmt::format("/proc/meminfo line {}: {} is out of range", line_no, std::string(key)),
+                        2);
     kb[std::string(key)] = is_kb ? v * 1024 : v;
   }
   auto it = kb.find("MemTotal");

@@ -2,6 +2,7 @@
 // Every function throws yaml_error; the public parsers catch it at their edge and return result<T>.
 #pragma once
 
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
@@ -9,8 +10,6 @@
 #include <limits>
 #include <string>
 #include <string_view>
-
-#include <fmt/format.h>
 
 namespace agifarm::hw::detail {
 
@@ -40,7 +39,8 @@ class yaml_reader {
   }
 
   // A map's keys must be among `allowed`.
-  void check_keys(const YAML::Node& map, std::string_view what, std::initializer_list<std::string_view> allowed) const {
+  void check_keys(const YAML::Node& map, std::string_view what,
+                  std::initializer_list<std::string_view> allowed) const {
     if (!is_map(map)) fail(map, "", fmt::format("{} must be a mapping", what));
     for (auto it = map.begin(); it != map.end(); ++it) {
       if (!is_scalar(it->first)) fail(it->first, "", fmt::format("{}: keys must be plain names", what));
@@ -69,7 +69,8 @@ class yaml_reader {
     } catch (const YAML::Exception&) {
       fail(n, key, fmt::format("'{}' is not a number", n.Scalar()));
     }
-    if (!std::isfinite(v) || v < lo || v > hi) fail(n, key, fmt::format("{} is out of range [{}, {}]", n.Scalar(), lo, hi));
+    if (!std::isfinite(v) || v < lo || v > hi)
+      fail(n, key, fmt::format("{} is out of range [{}, {}]", n.Scalar(), lo, hi));
     return v;
   }
   int integer(const YAML::Node& map, std::string_view key, int lo, int hi) const {

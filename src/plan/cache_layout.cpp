@@ -11,23 +11,19 @@ namespace {
 // What an architecture's load_arch_hparams sets that the GGUF keys alone do not say.
 struct arch_rules {
   std::string_view arch;
-  std::uint32_t swa_pattern = 0;    // load_swa_pattern(ml, N): N-1 sliding layers then 1 full (0: no SWA)
-  bool dense_first = false;         // ... or 1 full then N-1 sliding
-  bool swa_needs_window_key = true; // SWA only when <arch>.attention.sliding_window is in the file and > 0
-  std::uint32_t default_window = 0; // the window when the key is absent (swa_needs_window_key false)
+  std::uint32_t swa_pattern = 0;     // load_swa_pattern(ml, N): N-1 sliding layers then 1 full (0: no SWA)
+  bool dense_first = false;          // ... or 1 full then N-1 sliding
+  bool swa_needs_window_key = true;  // SWA only when <arch>.attention.sliding_window is in the file and > 0
+  std::uint32_t default_window = 0;  // the window when the key is absent (swa_needs_window_key false)
   std::uint32_t full_attention_interval = 0;  // hybrid: every Nth layer attention, the rest recurrent
 };
 
 // src/models/<arch>.cpp of llama.cpp; the most-run architectures first.
 constexpr arch_rules k_rules[] = {
-    {"gpt-oss", 2, false, true, 0, 0},
-    {"gemma3", 6, false, true, 0, 0},
-    {"gemma2", 2, false, false, 4096, 0},
-    {"cohere2", 4, false, true, 0, 0},
-    {"cohere2moe", 4, true, true, 0, 0},
-    {"qwen35moe", 0, false, true, 0, 4},
-    {"qwen35", 0, false, true, 0, 4},
-    {"qwen3next", 0, false, true, 0, 4},
+    {"gpt-oss", 2, false, true, 0, 0},    {"gemma3", 6, false, true, 0, 0},
+    {"gemma2", 2, false, false, 4096, 0}, {"cohere2", 4, false, true, 0, 0},
+    {"cohere2moe", 4, true, true, 0, 0},  {"qwen35moe", 0, false, true, 0, 4},
+    {"qwen35", 0, false, true, 0, 4},     {"qwen3next", 0, false, true, 0, 4},
 };
 
 const arch_rules* rules_for(std::string_view arch) {
@@ -52,7 +48,8 @@ struct keys {
     if (!v) return out;
     if (const auto* a = v->as_array()) {
       if (!a->materialized) return out;
-      for (std::size_t i = 0; i < n && i < a->items.size(); ++i) out[i] = a->items[i].as_uint().value_or(fallback);
+      for (std::size_t i = 0; i < n && i < a->items.size(); ++i)
+        out[i] = a->items[i].as_uint().value_or(fallback);
       return out;
     }
     if (auto u = v->as_uint()) std::fill(out.begin(), out.end(), *u);
@@ -65,7 +62,8 @@ struct keys {
     const auto* a = v->as_array();
     if (!a || !a->materialized) return std::nullopt;
     std::vector<bool> out(n, false);
-    for (std::size_t i = 0; i < n && i < a->items.size(); ++i) out[i] = a->items[i].as_number().value_or(0) != 0;
+    for (std::size_t i = 0; i < n && i < a->items.size(); ++i)
+      out[i] = a->items[i].as_number().value_or(0) != 0;
     return out;
   }
 };
@@ -99,7 +97,8 @@ cache_layout cache_layout_of(const gguf::file& f) {
   cache_layout c;
   const std::string arch = f.architecture();
   const keys k{f, arch + "."};
-  const std::size_t n_all = static_cast<std::size_t>(std::min<std::uint64_t>(k.uint("block_count").value_or(0), 4096));
+  const std::size_t n_all =
+      static_cast<std::size_t>(std::min<std::uint64_t>(k.uint("block_count").value_or(0), 4096));
   if (n_all == 0) return c;
   const std::size_t n_nextn = std::min<std::size_t>(n_all, k.uint("nextn_predict_layers").value_or(0));
   const std::size_t n_trunk = n_all - n_nextn;
@@ -107,13 +106,14 @@ cache_layout cache_layout_of(const gguf::file& f) {
 
   const auto n_head = k.per_layer("attention.head_count", n_all, 0);
   if (n_head.empty() || n_head[0] == 0) return c;  // not a transformer: no attention cache to describe
-  const auto n_head_kv = k.find("attention.head_count_kv") ? k.per_layer("attention.head_count_kv", n_all, n_head[0])
-                                                           : n_head;
+  const auto n_head_kv =
+      k.find("attention.head_count_kv") ? k.per_layer("attention.head_count_kv", n_all, n_head[0]) : n_head;
   const std::uint64_t head_k = k.uint("attention.key_length").value_or(n_embd / n_head[0]);
   const std::uint64_t head_v = k.uint("attention.value_length").value_or(n_embd / n_head[0]);
   const std::uint64_t head_k_swa = k.uint("attention.key_length_swa").value_or(head_k);
   const std::uint64_t head_v_swa = k.uint("attention.value_length_swa").value_or(head_v);
-  c.mla = k.uint("attention.key_length_mla").value_or(0) != 0 && k.uint("attention.value_length_mla").value_or(0) != 0;
+  c.mla = k.uint("attention.key_length_mla").value_or(0) != 0 &&
+          k.uint("attention.value_length_mla").value_or(0) != 0;
 
   // Sliding window: which layers, and how wide.
   std::vector<bool> is_swa(n_all, false);
@@ -152,13 +152,17 @@ cache_layout cache_layout_of(const gguf::file& f) {
     if (auto flags = k.flags("attention.recurrent_layers", n_all)) {
       is_recr = *flags;
     } else {
-      const std::uint64_t interval = std::max<std::uint64_t>(1, k.uint("full_attention_interval").value_or(r->full_attention_interval));
+      const std::uint64_t interval =
+          std::max<std::uint64_t>(1, k.uint("full_attention_interval").value_or(r->full_attention_interval));
       for (std::size_t il = 0; il < n_all; ++il) is_recr[il] = il < n_trunk && (il + 1) % interval != 0;
     }
   }
-  const std::uint64_t d_conv = k.uint("ssm.conv_kernel").value_or(0), d_inner = k.uint("ssm.inner_size").value_or(0);
-  const std::uint64_t d_state = k.uint("ssm.state_size").value_or(0), n_group = k.uint("ssm.group_count").value_or(0);
-  const auto n_embd_r = static_cast<std::uint32_t>((d_conv > 0 ? d_conv - 1 : 0) * (d_inner + 2 * n_group * d_state));
+  const std::uint64_t d_conv = k.uint("ssm.conv_kernel").value_or(0),
+                      d_inner = k.uint("ssm.inner_size").value_or(0);
+  const std::uint64_t d_state = k.uint("ssm.state_size").value_or(0),
+                      n_group = k.uint("ssm.group_count").value_or(0);
+  const auto n_embd_r =
+      static_cast<std::uint32_t>((d_conv > 0 ? d_conv - 1 : 0) * (d_inner + 2 * n_group * d_state));
   const auto n_embd_s = static_cast<std::uint32_t>(d_state * d_inner);
 
   c.layers.resize(n_all);

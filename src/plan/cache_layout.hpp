@@ -25,11 +25,11 @@
 namespace agifarm::plan {
 
 struct layer_cache {
-  bool kv = false;         // attention K (and V) cells
-  bool swa = false;        // sliding-window layer: its cache holds the window, not the context
-  bool has_v = true;       // false with MLA (V is read out of K)
+  bool kv = false;    // attention K (and V) cells
+  bool swa = false;   // sliding-window layer: its cache holds the window, not the context
+  bool has_v = true;  // false with MLA (V is read out of K)
   std::uint32_t n_embd_k = 0, n_embd_v = 0;  // elements of one K / V row (one cell)
-  bool recurrent = false;  // fixed-size state per sequence
+  bool recurrent = false;                    // fixed-size state per sequence
   std::uint32_t n_embd_r = 0, n_embd_s = 0;  // f32 elements of the conv / ssm state of one sequence
 };
 

@@ -13,7 +13,8 @@ namespace {
 void describe(const placement& p, doc_candidate& c) {
   switch (p.strategy) {
     case strategy::replica:
-      c.pros = {"fastest per token: no inter-GPU traffic", "agents run in parallel on separate copies", "simple to run"};
+      c.pros = {"fastest per token: no inter-GPU traffic", "agents run in parallel on separate copies",
+                "simple to run"};
       c.cons = {"each copy must fit one GPU: less context per copy", "no memory shared between copies"};
       break;
     case strategy::shard:
@@ -27,8 +28,9 @@ void describe(const placement& p, doc_candidate& c) {
       c.cons = {"network round trips per token (RPC)", "every node must be up"};
       break;
     case strategy::expert_offload:
-      c.pros = {"a huge MoE on little VRAM", fmt::format("{} of {} expert layers stay on GPU", p.expert_layers_on_gpu,
-                                                         p.est.layer_device.size() - 1)};
+      c.pros = {"a huge MoE on little VRAM",
+                fmt::format("{} of {} expert layers stay on GPU", p.expert_layers_on_gpu,
+                            p.est.layer_device.size() - 1)};
       c.cons = {"decode bound by system RAM bandwidth for offloaded experts", "needs plenty of RAM"};
       break;
     case strategy::cpu:
@@ -40,10 +42,14 @@ void describe(const placement& p, doc_candidate& c) {
 // Fewer moving parts rank higher at equal speed.
 double simplicity(strategy s) {
   switch (s) {
-    case strategy::replica: return 1.0;
-    case strategy::expert_offload: return 0.9;
-    case strategy::shard: return 0.85;
-    default: return 0.6;
+    case strategy::replica:
+      return 1.0;
+    case strategy::expert_offload:
+      return 0.9;
+    case strategy::shard:
+      return 0.85;
+    default:
+      return 0.6;
   }
 }
 

@@ -18,16 +18,26 @@ struct type_traits {
 };
 type_traits traits(dtype t) {
   switch (t) {
-    case dtype::f32: return {4, 1};
-    case dtype::f16: return {2, 1};
-    case dtype::i32: return {4, 1};
-    case dtype::i64: return {8, 1};
-    case dtype::q8_0: return {34, 32};
-    case dtype::q4_0: return {18, 32};
-    case dtype::q4_1: return {20, 32};
-    case dtype::q5_0: return {22, 32};
-    case dtype::q5_1: return {24, 32};
-    case dtype::raw: return {1, 1};
+    case dtype::f32:
+      return {4, 1};
+    case dtype::f16:
+      return {2, 1};
+    case dtype::i32:
+      return {4, 1};
+    case dtype::i64:
+      return {8, 1};
+    case dtype::q8_0:
+      return {34, 32};
+    case dtype::q4_0:
+      return {18, 32};
+    case dtype::q4_1:
+      return {20, 32};
+    case dtype::q5_0:
+      return {22, 32};
+    case dtype::q5_1:
+      return {24, 32};
+    case dtype::raw:
+      return {1, 1};
   }
   return {1, 1};
 }
@@ -43,14 +53,43 @@ dtype kv_type(const std::string& s) {
 bool quantized(dtype t) { return traits(t).block > 1; }
 
 enum class op : std::uint8_t {
-  none, get_rows, mul_mat, mul_mat_id, rms_norm, mul, add, div, rope, view, reshape, permute, transpose, cont,
-  flash_attn, soft_max, set_rows, glu, argsort, sum_rows, clamp, add_id, unary, concat
+  none,
+  get_rows,
+  mul_mat,
+  mul_mat_id,
+  rms_norm,
+  mul,
+  add,
+  div,
+  rope,
+  view,
+  reshape,
+  permute,
+  transpose,
+  cont,
+  flash_attn,
+  soft_max,
+  set_rows,
+  glu,
+  argsort,
+  sum_rows,
+  clamp,
+  add_id,
+  unary,
+  concat
 };
 bool is_view_op(op o) { return o == op::view || o == op::reshape || o == op::permute || o == op::transpose; }
 bool can_inplace(op o) {
   switch (o) {
-    case op::add: case op::mul: case op::div: case op::rms_norm: case op::rope: case op::soft_max: case op::clamp:
-    case op::add_id: case op::unary:
+    case op::add:
+    case op::mul:
+    case op::div:
+    case op::rms_norm:
+    case op::rope:
+    case op::soft_max:
+    case op::clamp:
+    case op::add_id:
+    case op::unary:
       return true;
     default:
       return false;
@@ -154,8 +193,10 @@ struct graph {
     if (visited[n]) return;
     visited[n] = 1;
     for (int s : t[n].src) visit(s);
-    if (t[n].o == op::none) leafs.push_back(n);
-    else nodes.push_back(n);
+    if (t[n].o == op::none)
+      leafs.push_back(n);
+    else
+      nodes.push_back(n);
   }
   void expand(int n) { visit(n); }
 };
@@ -210,7 +251,9 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
     if (unpinned) x.forced = -1;
     g.expand(g.add(x));
   };
-  auto row_size = [](dtype type, std::int64_t n) { return traits(type).size * static_cast<std::uint64_t>(n) / traits(type).block; };
+  auto row_size = [](dtype type, std::int64_t n) {
+    return traits(type).size * static_cast<std::uint64_t>(n) / traits(type).block;
+  };
 
   // inputs
   int tok_embd = w(s.token_embd);
@@ -224,7 +267,8 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
   int inp_attn_scale = s.attn_temp_scale ? input(dtype::f32, {1, 1, T, 1}) : -1;
   const std::int64_t kv = kv_size;
   int k_idxs_full = input(dtype::i64, {T, 1, 1, 1});
-  int v_idxs_full = s.mla && fa ? -1 : input(dtype::i64, {v_trans ? T * nkv * hv : T, 1, 1, 1});  // MLA: no V cache
+  int v_idxs_full =
+      s.mla && fa ? -1 : input(dtype::i64, {v_trans ? T * nkv * hv : T, 1, 1, 1});  // MLA: no V cache
   int mask_full = input(fa ? dtype::f16 : dtype::f32, {kv, T / ns, 1, ns});
   // llama_kv_cache_iswa: the sliding-window layers have their own cache, indices and mask
   bool any_swa = false;
@@ -296,10 +340,13 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
         store_rows(kcur, k_idxs, ns > 1 ? g.reshape(kc, {R + rope_d, kv * ns, 1, 1}) : kc, true);
       }
       const tensor KC = g.t[kc];
-      int kview = g.view(op::view, kc, {R + rope_d, 1, kv, ns}, {KC.nb[0], row_size(tk, R + rope_d), KC.nb[1], KC.nb[2]});
-      int vview = g.view(op::view, kc, {R, 1, kv, ns}, {KC.nb[0], row_size(tk, R + rope_d), KC.nb[1], KC.nb[2]});
+      int kview = g.view(op::view, kc, {R + rope_d, 1, kv, ns},
+                         {KC.nb[0], row_size(tk, R + rope_d), KC.nb[1], KC.nb[2]});
+      int vview =
+          g.view(op::view, kc, {R, 1, kv, ns}, {KC.nb[0], row_size(tk, R + rope_d), KC.nb[1], KC.nb[2]});
       const tensor QQ = g.t[Qc];
-      int qv = g.view(op::view, Qc, {QQ.ne[0], QQ.ne[1], QQ.ne[2] / ns, ns}, {QQ.nb[0], QQ.nb[1], QQ.nb[2], QQ.nb[3] / ns});
+      int qv = g.view(op::view, Qc, {QQ.ne[0], QQ.ne[1], QQ.ne[2] / ns, ns},
+                      {QQ.nb[0], QQ.nb[1], QQ.nb[2], QQ.nb[3] / ns});
       qv = g.permute(qv, 0, 2, 1, 3);
       int kp = g.permute(kview, 0, 2, 1, 3);
       int vp = g.permute(vview, 0, 2, 1, 3);
@@ -308,7 +355,8 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
       // v_mla: [R, n_head, T] -> [R, T, n_head] x wv_b -> [v, T, n_head] -> [v, n_head, T]
       int op_ = g.permute(o, 0, 2, 1, 3);
       const tensor OP = g.t[op_];
-      int vm = g.make(op::mul_mat, dtype::f32, {s.head_dim_v_mla, OP.ne[1], OP.ne[2], OP.ne[3]}, {w(L.wv_b), op_});
+      int vm =
+          g.make(op::mul_mat, dtype::f32, {s.head_dim_v_mla, OP.ne[1], OP.ne[2], OP.ne[3]}, {w(L.wv_b), op_});
       vm = g.permute(vm, 0, 2, 1, 3);
       const tensor VM = g.t[vm];
       cur = g.make(op::cont, dtype::f32, VM.ne, {vm});
@@ -342,13 +390,15 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
       int kc = g.leaf(tk, {hk * nkv, kv, ns, 1}, 0, kv_slot);
       int vc = g.leaf(tv, {hv * nkv, kv, ns, 1}, 0, kv_slot);
       {
-        int kcur = g.view(op::view, k, {hk * nkv, T, 1, 1}, {g.t[k].nb[0], g.t[k].nb[2], g.t[k].nb[2] * T, g.t[k].nb[2] * T});
+        int kcur = g.view(op::view, k, {hk * nkv, T, 1, 1},
+                          {g.t[k].nb[0], g.t[k].nb[2], g.t[k].nb[2] * T, g.t[k].nb[2] * T});
         store_rows(kcur, k_idxs, ns > 1 ? g.reshape(kc, {hk * nkv, kv * ns, 1, 1}) : kc, true);
       }
       {
         int vcur, vdst;
         if (!v_trans) {
-          vcur = g.view(op::view, v, {hv * nkv, T, 1, 1}, {g.t[v].nb[0], g.t[v].nb[2], g.t[v].nb[2] * T, g.t[v].nb[2] * T});
+          vcur = g.view(op::view, v, {hv * nkv, T, 1, 1},
+                        {g.t[v].nb[0], g.t[v].nb[2], g.t[v].nb[2] * T, g.t[v].nb[2] * T});
           vdst = ns > 1 ? g.reshape(vc, {hv * nkv, kv * ns, 1, 1}) : vc;
         } else {
           vcur = g.reshape(v, {hv * nkv, T, 1, 1});
@@ -374,13 +424,15 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
       // build_attn_mha
       {
         const tensor Q = g.t[q];
-        int qv = g.view(op::view, q, {Q.ne[0], Q.ne[1], Q.ne[2] / ns, ns}, {Q.nb[0], Q.nb[1], Q.nb[2], Q.nb[3] / ns});
+        int qv = g.view(op::view, q, {Q.ne[0], Q.ne[1], Q.ne[2] / ns, ns},
+                        {Q.nb[0], Q.nb[1], Q.nb[2], Q.nb[3] / ns});
         qv = g.permute(qv, 0, 2, 1, 3);
         int kp = g.permute(kview, 0, 2, 1, 3);
         int vp = g.permute(vview, 0, 2, 1, 3);
         if (fa) {
           const tensor QP = g.t[qv];
-          int o = g.make(op::flash_attn, dtype::f32, {g.t[vp].ne[0], QP.ne[2], QP.ne[1], QP.ne[3]}, {qv, kp, vp, mask});
+          int o = g.make(op::flash_attn, dtype::f32, {g.t[vp].ne[0], QP.ne[2], QP.ne[1], QP.ne[3]},
+                         {qv, kp, vp, mask});
           cur = g.reshape(o, {g.t[o].ne[0] * g.t[o].ne[1], g.t[o].ne[2] * g.t[o].ne[3], 1, 1});
         } else {
           const tensor QP = g.t[qv];
@@ -405,7 +457,8 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
     int ffn_inp = g.same_as(op::add, cur, {cur, inpSA});
     cur = norm(ffn_inp, L.ffn_norm, il);
     const std::int64_t n = g.t[cur].ne[1];
-    auto dense_ffn = [&](int x, layer_weights::w wu, layer_weights::w wg, layer_weights::w wd, std::int64_t ff) {
+    auto dense_ffn = [&](int x, layer_weights::w wu, layer_weights::w wg, layer_weights::w wd,
+                         std::int64_t ff) {
       int up = mul_mat(w(wu), ff, x);
       int gate = mul_mat(w(wg), ff, x);
       int act = g.same_as(op::glu, gate, {gate, up});
@@ -425,7 +478,8 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
       else if (s.gating_op == compute_graph_spec::gating::sigmoid)
         probs = g.make(op::unary, dtype::f32, {ne, n, 1, 1}, {logits});
       int selection = probs;
-      if (L.exp_probs_b.bytes) selection = g.make(op::add, dtype::f32, {ne, n, 1, 1}, {probs, w(L.exp_probs_b)});
+      if (L.exp_probs_b.bytes)
+        selection = g.make(op::add, dtype::f32, {ne, n, 1, 1}, {probs, w(L.exp_probs_b)});
       int sorted = g.make(op::argsort, dtype::i32, {ne, n, 1, 1}, {selection});
       const tensor S = g.t[sorted];
       int selected = g.view(op::view, sorted, {nu, n, 1, 1}, S.nb);
@@ -454,12 +508,13 @@ void build_graph(const compute_graph_spec& s, graph& g, int cpu) {
       auto biased = [&](int t, layer_weights::w b) {
         return b.bytes ? g.same_as(op::add_id, t, {t, w(b), selected}) : t;
       };
-      int up = biased(g.make(op::mul_mat_id, dtype::f32, {ff, nu, n, 1}, {w(L.up_exps), x3, selected}), L.up_exps_b);
-      int gate =
-          biased(g.make(op::mul_mat_id, dtype::f32, {ff, nu, n, 1}, {w(L.gate_exps), x3, selected}), L.gate_exps_b);
+      int up = biased(g.make(op::mul_mat_id, dtype::f32, {ff, nu, n, 1}, {w(L.up_exps), x3, selected}),
+                      L.up_exps_b);
+      int gate = biased(g.make(op::mul_mat_id, dtype::f32, {ff, nu, n, 1}, {w(L.gate_exps), x3, selected}),
+                        L.gate_exps_b);
       int act = g.same_as(op::glu, gate, {gate, up});
-      int experts =
-          biased(g.make(op::mul_mat_id, dtype::f32, {E, nu, n, 1}, {w(L.down_exps), act, selected}), L.down_exps_b);
+      int experts = biased(g.make(op::mul_mat_id, dtype::f32, {E, nu, n, 1}, {w(L.down_exps), act, selected}),
+                           L.down_exps_b);
       experts = g.same_as(op::mul, experts, {experts, weights});
       g.expand(experts);
       const tensor X = g.t[experts];
@@ -505,10 +560,15 @@ struct sched_result {
 
 std::int64_t op_batch(const tensor& x) {
   switch (x.o) {
-    case op::get_rows: return 0;
-    case op::mul_mat: return x.ne[1];
-    case op::mul_mat_id: case op::rope: return x.ne[2];
-    default: return x.ne[1] * x.ne[2] * x.ne[3];
+    case op::get_rows:
+      return 0;
+    case op::mul_mat:
+      return x.ne[1];
+    case op::mul_mat_id:
+    case op::rope:
+      return x.ne[2];
+    default:
+      return x.ne[1] * x.ne[2] * x.ne[3];
   }
 }
 
@@ -542,8 +602,10 @@ sched_result schedule(graph& g, const compute_graph_spec& s, int cpu) {
     for (int k = 0; k < N; ++k) {
       int n = g.nodes[down ? k : N - 1 - k];
       if (is_view_op(t[n].o)) continue;
-      if (t[n].backend != -1) cur = (skip_cpu && t[n].backend == cpu) ? -1 : t[n].backend;
-      else if (cur != -1) t[n].backend = cur;
+      if (t[n].backend != -1)
+        cur = (skip_cpu && t[n].backend == cpu) ? -1 : t[n].backend;
+      else if (cur != -1)
+        t[n].backend = cur;
     }
   };
   expand(true, true);
@@ -767,7 +829,8 @@ struct dyn_alloc {
         return;
       }
     }
-    auto pos = std::lower_bound(free.begin(), free.end(), off, [](const block& b, std::uint64_t o) { return b.offset < o; });
+    auto pos = std::lower_bound(free.begin(), free.end(), off,
+                                [](const block& b, std::uint64_t o) { return b.offset < o; });
     free.insert(pos, block{off, size});
   }
 };
@@ -787,7 +850,9 @@ std::vector<std::uint64_t> allocate(graph& g, const sched_result& r, int n_backe
   auto is_view = [&](int id) { return t[id].view_src >= 0; };
   auto own = [&](int id) { return h[id].allocated; };
   auto allocated = [&](int id) { return t[id].buffer >= 0 && !is_view(id) ? true : own(id); };
-  auto same_layout = [&](int a, int b) { return t[a].type == t[b].type && t[a].ne == t[b].ne && t[a].nb == t[b].nb; };
+  auto same_layout = [&](int a, int b) {
+    return t[a].type == t[b].type && t[a].ne == t[b].ne && t[a].nb == t[b].nb;
+  };
   auto alloc_node = [&](int id, int buffer) {
     if (allocated(id) || is_view(id)) return;
     h[id].allocated = true;

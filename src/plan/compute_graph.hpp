@@ -29,12 +29,13 @@ struct layer_weights {
     int slot = -1;
     std::uint64_t bytes = 0;
   };
-  w attn_norm, wq, wk, wv, wo, q_norm, k_norm, ffn_norm, up, gate, down, gate_inp, up_exps, gate_exps, down_exps,
-      rope_freqs;
+  w attn_norm, wq, wk, wv, wo, q_norm, k_norm, ffn_norm, up, gate, down, gate_inp, up_exps, gate_exps,
+      down_exps, rope_freqs;
   // what llama.cpp's builders add for newer architectures (build_moe_ffn's optional tensors)
   w gate_inp_b, exp_probs_b, up_exps_b, gate_exps_b, down_exps_b;  // router / selection / expert biases
-  w up_shexp, gate_shexp, down_shexp, gate_inp_shexp;               // shared expert and its sigmoid gate
-  w wq_a, q_a_norm, wq_b, wkv_a, kv_a_norm, wk_b, wv_b;  // MLA (deepseek2): low-rank Q, compressed KV, absorbed K/V
+  w up_shexp, gate_shexp, down_shexp, gate_inp_shexp;              // shared expert and its sigmoid gate
+  w wq_a, q_a_norm, wq_b, wkv_a, kv_a_norm, wk_b,
+      wv_b;          // MLA (deepseek2): low-rank Q, compressed KV, absorbed K/V
   bool moe = true;   // routed experts (when the spec is MoE); false: a leading dense block
   bool swa = false;  // sliding-window layer: the window cache and the SWA mask
 };
@@ -51,21 +52,21 @@ struct compute_graph_spec {
   bool mla = false;
   std::int64_t kv_lora_rank = 0, q_lora_rank = 0, n_rot = 0, head_dim_nope = 0, head_dim_v_mla = 0;
   enum class gating { softmax, sigmoid, softmax_weight } gating_op = gating::softmax;
-  bool norm_weights = true;     // the selected experts' weights are normalised to sum 1
+  bool norm_weights = true;  // the selected experts' weights are normalised to sum 1
   std::vector<layer_weights> layers;
   layer_weights::w token_embd, output, output_norm;
   // the reserved micro-batch
   std::int64_t n_tokens = 512, n_seqs = 1, n_outputs = 1;
-  std::int64_t kv_size = 0;   // cells per stream
+  std::int64_t kv_size = 0;      // cells per stream
   std::int64_t swa_kv_size = 0;  // cells per stream of the sliding-window layers (their own cache and mask)
-  std::int64_t n_stream = 1;  // KV streams (1 when unified)
+  std::int64_t n_stream = 1;     // KV streams (1 when unified)
   bool flash_attn = true;
   std::string type_k = "f16", type_v = "f16";
   // placement
   int n_devices = 0;
-  std::vector<int> layer_device;  // per repeating layer: its KV cache and forced norms; -1 host
-  bool kv_on_host = false;        // -nkvo
-  bool pipeline_parallel = false; // 4 copies of every input (GGML_SCHED_MAX_COPIES)
+  std::vector<int> layer_device;   // per repeating layer: its KV cache and forced norms; -1 host
+  bool kv_on_host = false;         // -nkvo
+  bool pipeline_parallel = false;  // 4 copies of every input (GGML_SCHED_MAX_COPIES)
   // llama.cpp's graph callback pins each layer's RMS norms to the layer's device when
   // n_gpu_layers > n_layer or the batch has < 32 tokens. llama-fit-params' size-only reservation
   // (ggml_backend_sched_reserve_size) resets the scheduler after the graph is built, dropping the

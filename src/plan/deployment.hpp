@@ -36,36 +36,37 @@ struct device_memory {
 struct backend_prediction {
   std::vector<device_memory> devices;
   device_memory host{"host"};
-  double decode_tps = 0;            // single stream
+  double decode_tps = 0;  // single stream
   double prefill_tps = 0;
   double aggregate_decode_tps = 0;  // all slots busy
 };
 
 struct backend_spec {
-  std::string name;                 // unique in the deployment, e.g. "qwen3-8b-r0", "rpc-node2-gpu0"
+  std::string name;  // unique in the deployment, e.g. "qwen3-8b-r0", "rpc-node2-gpu0"
   backend_kind kind = backend_kind::llama_server;
-  std::string node = "local";       // inventory node name
-  std::string model;                // model name (llama-server only)
-  std::string model_file;           // absolute path on that node (llama-server only)
-  std::vector<int> gpus;            // inventory GPU indices on the node
-  std::string host = "127.0.0.1";   // address to bind
-  int port = 0;                     // 0: the runner allocates a free port
-  std::vector<std::string> args;    // everything but the binary and --host/--port (-m, -c, -np, -ngl, -ot, --rpc, ...)
+  std::string node = "local";      // inventory node name
+  std::string model;               // model name (llama-server only)
+  std::string model_file;          // absolute path on that node (llama-server only)
+  std::vector<int> gpus;           // inventory GPU indices on the node
+  std::string host = "127.0.0.1";  // address to bind
+  int port = 0;                    // 0: the runner allocates a free port
+  std::vector<std::string>
+      args;  // everything but the binary and --host/--port (-m, -c, -np, -ngl, -ot, --rpc, ...)
   std::map<std::string, std::string> env;  // e.g. CUDA_VISIBLE_DEVICES
   std::vector<std::string> depends_on;     // backends that must be ready first (rpc servers of a shard)
-  int slots = 1;                    // parallel sequences (-np)
-  int ctx = 0;                      // total context (-c)
+  int slots = 1;                           // parallel sequences (-np)
+  int ctx = 0;                             // total context (-c)
   std::optional<backend_prediction> predicted;
 };
 
 enum class balance_policy { least_outstanding, prefix_affinity };
 
 struct pool_spec {
-  std::string name;                  // model name served, e.g. "qwen3-8b"
-  std::vector<std::string> aliases;  // role names routed here, e.g. "fast", "code"
-  std::vector<std::string> backends; // backend_spec names (llama-server only)
+  std::string name;                   // model name served, e.g. "qwen3-8b"
+  std::vector<std::string> aliases;   // role names routed here, e.g. "fast", "code"
+  std::vector<std::string> backends;  // backend_spec names (llama-server only)
   balance_policy balance = balance_policy::least_outstanding;
-  int priority = 0;                  // higher is served first when queues compete (fast > think)
+  int priority = 0;  // higher is served first when queues compete (fast > think)
 };
 
 struct deployment {

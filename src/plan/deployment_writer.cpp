@@ -11,7 +11,8 @@ namespace {
 
 // The GPUs a single model's replica runs copies on: every GPU that holds the copy evaluated on the
 // biggest one, up to its replica count. Empty for other strategies and for hybrids (one copy each).
-std::vector<gpu_ref> replica_gpus(const planner_ctx& pc, const model_shape& m, const placement& p, bool single_model) {
+std::vector<gpu_ref> replica_gpus(const planner_ctx& pc, const model_shape& m, const placement& p,
+                                  bool single_model) {
   std::vector<gpu_ref> out;
   if (p.strategy != strategy::replica || !single_model) return out;
   const int copies = std::max(1, p.replicas);
@@ -45,7 +46,8 @@ std::vector<std::string> add_rpc_servers(const planner_ctx& pc, const placement&
   return deps;
 }
 
-backend_spec llama_server_backend(const planner_ctx& pc, const plan_model& m, const placement& q, const std::string& bname) {
+backend_spec llama_server_backend(const planner_ctx& pc, const plan_model& m, const placement& q,
+                                  const std::string& bname) {
   const auto& inv = pc.inv;
   backend_spec b;
   b.name = bname;
@@ -58,7 +60,8 @@ backend_spec llama_server_backend(const planner_ctx& pc, const plan_model& m, co
     vis += (vis.empty() ? "" : ",") + std::to_string(gpu_of(inv, r).index);
   }
   if (!vis.empty())
-    b.env[gpu_of(inv, q.local[0]).vendor == hw::gpu_vendor::amd ? "HIP_VISIBLE_DEVICES" : "CUDA_VISIBLE_DEVICES"] = vis;
+    b.env[gpu_of(inv, q.local[0]).vendor == hw::gpu_vendor::amd ? "HIP_VISIBLE_DEVICES"
+                                                                : "CUDA_VISIBLE_DEVICES"] = vis;
   b.args = server_argv(pc, m.shape, q);
   b.slots = q.slots;
   b.ctx = static_cast<int>(q.ctx);
@@ -77,20 +80,27 @@ backend_spec llama_server_backend(const planner_ctx& pc, const plan_model& m, co
 }
 
 // Why the single model's candidate c (placed as `chosen`) is recommended, and its runner-up.
-void explain_single(const plan_document& doc, const doc_candidate& c, const chosen_placement& chosen, const demand& dm,
-                    doc_recommendation& rec) {
-  rec.reasons.push_back(fmt::format("{}: {:.0f} tok/s per agent, {:.0f} tok/s with all {} agents busy", c.summary,
-                                    c.decode_tps, c.aggregate_decode_tps, c.agents));
-  rec.reasons.push_back(fmt::format("context up to {} tokens per agent with all agents at it; asked up to {} (one shared KV "
-                                    "pool of {} tokens per copy)", c.max_ctx, dm.ctx, chosen.p.ctx));
+void explain_single(const plan_document& doc, const doc_candidate& c, const chosen_placement& chosen,
+                    const demand& dm, doc_recommendation& rec) {
+  rec.reasons.push_back(fmt::format("{}: {:.0f} tok/s per agent, {:.0f} tok/s with all {} agents busy",
+                                    c.summary, c.decode_tps, c.aggregate_decode_tps, c.agents));
+  rec.reasons.push_back(
+      fmt::format("context up to {} tokens per agent with all agents at it; asked up to {} (one shared KV "
+                  "pool of {} tokens per copy)",
+                  c.max_ctx, dm.ctx, chosen.p.ctx));
   switch (chosen.p.strategy) {
-    case strategy::replica: rec.reasons.push_back("the model fits one GPU: copies avoid inter-GPU traffic"); break;
+    case strategy::replica:
+      rec.reasons.push_back("the model fits one GPU: copies avoid inter-GPU traffic");
+      break;
     case strategy::expert_offload:
       rec.reasons.push_back("the model does not fit the GPUs whole; experts of the biggest layers go to RAM");
       break;
     case strategy::shard:
-    case strategy::shard_rpc: rec.reasons.push_back("the model needs the memory of several GPUs"); break;
-    default: break;
+    case strategy::shard_rpc:
+      rec.reasons.push_back("the model needs the memory of several GPUs");
+      break;
+    default:
+      break;
   }
   // runner-up: the best feasible candidate of another strategy; the score is linear in the
   // predicted tokens/s, so score ratio - 1 is the speed it would have to gain to win
@@ -109,14 +119,16 @@ void explain_single(const plan_document& doc, const doc_candidate& c, const chos
   if (gain <= 0)
     rec.reasons.push_back(fmt::format("runner-up: {} ranks as high ({})", o.strategy, o.summary));
   else
-    rec.reasons.push_back(fmt::format("runner-up: {}, would need {:+.0f} % decode tok/s to win{}", o.strategy, 100 * gain,
-                                      gain < 0.2 ? " (within the speed model's ±20 % decode error: measure both)" : ""));
+    rec.reasons.push_back(
+        fmt::format("runner-up: {}, would need {:+.0f} % decode tok/s to win{}", o.strategy, 100 * gain,
+                    gain < 0.2 ? " (within the speed model's ±20 % decode error: measure both)" : ""));
 }
 
 }  // namespace
 
-void write_deployment(const planner_ctx& pc, const std::vector<plan_model>& models, const std::vector<chosen_placement>& chosen,
-                      std::map<std::string, demand>& demands, std::size_t n_roles, plan_document& doc) {
+void write_deployment(const planner_ctx& pc, const std::vector<plan_model>& models,
+                      const std::vector<chosen_placement>& chosen, std::map<std::string, demand>& demands,
+                      std::size_t n_roles, plan_document& doc) {
   const bool single_model = demands.size() == 1;
   std::map<std::string, int> counter;
   std::map<std::string, std::vector<std::string>> pool_backends;
@@ -145,7 +157,8 @@ void write_deployment(const planner_ctx& pc, const std::vector<plan_model>& mode
     ps.name = name;
     ps.aliases = demands[name].roles;
     ps.backends = bs;
-    ps.balance = demands[name].agents > 1 ? balance_policy::prefix_affinity : balance_policy::least_outstanding;
+    ps.balance =
+        demands[name].agents > 1 ? balance_policy::prefix_affinity : balance_policy::least_outstanding;
     ps.priority = demands[name].priority;
     doc.chosen.pools.push_back(ps);
   }
@@ -163,9 +176,11 @@ void write_deployment(const planner_ctx& pc, const std::vector<plan_model>& mode
   if (idx < 0) return;
   const auto& c = doc.candidates[idx];
   if (!single_model) {
-    doc.recommendation.reasons.push_back(fmt::format("{} of {} models deployed for {} roles at once: {}", pool_backends.size(),
-                                                     demands.size(), n_roles, c.summary));
-    doc.recommendation.reasons.push_back("each model sits on the fewest GPUs that hold it at its context; spare GPUs add replicas");
+    doc.recommendation.reasons.push_back(fmt::format("{} of {} models deployed for {} roles at once: {}",
+                                                     pool_backends.size(), demands.size(), n_roles,
+                                                     c.summary));
+    doc.recommendation.reasons.push_back(
+        "each model sits on the fewest GPUs that hold it at its context; spare GPUs add replicas");
   } else {
     explain_single(doc, c, chosen.front(), demands.begin()->second, doc.recommendation);
   }

@@ -20,7 +20,8 @@ std::vector<device_desc> rpc_devices(const std::vector<std::string>& endpoints) 
 
 std::vector<device_desc> identical_devices(int n, std::uint64_t bytes) {
   std::vector<device_desc> out;
-  for (int i = 0; i < n; ++i) out.push_back({fmt::format("Dev{}", i), {fmt::format("Dev{}", i)}, bytes, false});
+  for (int i = 0; i < n; ++i)
+    out.push_back({fmt::format("Dev{}", i), {fmt::format("Dev{}", i)}, bytes, false});
   return out;
 }
 
@@ -29,8 +30,10 @@ std::vector<device_desc> gpu_devices(const std::vector<const hw::gpu*>& gpus) {
   int cuda = 0, rocm = 0;
   for (const hw::gpu* g : gpus) {
     device_desc d;
-    if (g->vendor == hw::gpu_vendor::amd) d.name = fmt::format("ROCm{}", rocm++);
-    else d.name = fmt::format("CUDA{}", cuda++);
+    if (g->vendor == hw::gpu_vendor::amd)
+      d.name = fmt::format("ROCm{}", rocm++);
+    else
+      d.name = fmt::format("CUDA{}", cuda++);
     d.buffer_names = {d.name};
     d.free_bytes = g->free_vram_bytes ? g->free_vram_bytes : g->vram_bytes;
     d.offloads_ops = true;
@@ -42,7 +45,8 @@ std::vector<device_desc> gpu_devices(const std::vector<const hw::gpu*>& gpus) {
 std::vector<device_desc> node_devices(const hw::node& n, const std::vector<int>& gpu_indices) {
   std::vector<const hw::gpu*> gpus;
   for (const auto& g : n.gpus)
-    if (gpu_indices.empty() || std::find(gpu_indices.begin(), gpu_indices.end(), g.index) != gpu_indices.end())
+    if (gpu_indices.empty() ||
+        std::find(gpu_indices.begin(), gpu_indices.end(), g.index) != gpu_indices.end())
       gpus.push_back(&g);
   return gpu_devices(gpus);
 }

@@ -17,8 +17,8 @@ std::string experts_of_layers(const std::set<int>& layers) {
   return rule.substr(0, rule.rfind('='));
 }
 
-bool offload_more_layers(const model_shape& m, const memory_estimate& est, int device, std::int64_t over_bytes,
-                         std::set<int>& chosen) {
+bool offload_more_layers(const model_shape& m, const memory_estimate& est, int device,
+                         std::int64_t over_bytes, std::set<int>& chosen) {
   std::vector<std::pair<std::uint64_t, int>> layers;
   for (int l = 0; l < static_cast<int>(m.n_layer); ++l)
     if (est.layer_device[l] == device && !chosen.count(l)) layers.push_back({m.layer_expert_bytes(l), -l});
@@ -61,8 +61,8 @@ bool choose_expert_offload(const planner_ctx& pc, const model_shape& m, placemen
 
 }  // namespace detail
 
-result<offload_choice> choose_offload(const model_shape& m, const server_args& base, const std::vector<device_desc>& devices,
-                                      std::uint64_t margin_bytes) {
+result<offload_choice> choose_offload(const model_shape& m, const server_args& base,
+                                      const std::vector<device_desc>& devices, std::uint64_t margin_bytes) {
   offload_choice out;
   std::set<int> chosen;
   for (int iter = 0; iter < static_cast<int>(m.n_layer) + 2; ++iter) {
@@ -79,7 +79,8 @@ result<offload_choice> choose_offload(const model_shape& m, const server_args& b
     out.host_layers.assign(chosen.begin(), chosen.end());
     bool progress = false, fits = true;
     for (std::size_t i = 0; i < devices.size(); ++i) {
-      std::int64_t over = detail::overflow(devices[i].free_bytes, margin_bytes, out.estimate.devices[i].total_bytes);
+      std::int64_t over =
+          detail::overflow(devices[i].free_bytes, margin_bytes, out.estimate.devices[i].total_bytes);
       if (over <= 0) continue;
       fits = false;
       if (detail::offload_more_layers(m, out.estimate, static_cast<int>(i), over, chosen)) progress = true;

@@ -26,8 +26,9 @@ struct gpu_pool {
     std::vector<gpu_ref> free;
     for (std::size_t i = 0; i < pc.all_gpus.size(); ++i)
       if (!used[i] && pc.all_gpus[i].node == n) free.push_back(pc.all_gpus[i]);
-    std::sort(free.begin(), free.end(),
-              [&](gpu_ref a, gpu_ref b) { return gpu_of(pc.inv, a).vram_bytes > gpu_of(pc.inv, b).vram_bytes; });
+    std::sort(free.begin(), free.end(), [&](gpu_ref a, gpu_ref b) {
+      return gpu_of(pc.inv, a).vram_bytes > gpu_of(pc.inv, b).vram_bytes;
+    });
     return free;
   }
 };
@@ -93,7 +94,8 @@ std::optional<placement> in_system_ram(const planner_ctx& pc, const model_shape&
 }
 
 // Spare GPUs: each one an extra replica of the first chosen single-GPU model whose copy fits it.
-void add_spare_replicas(gpu_pool& pool, const std::vector<plan_model>& models, std::vector<chosen_placement>& chosen) {
+void add_spare_replicas(gpu_pool& pool, const std::vector<plan_model>& models,
+                        std::vector<chosen_placement>& chosen) {
   const auto& pc = pool.pc;
   for (std::size_t i = 0; i < pc.all_gpus.size(); ++i) {
     if (pool.used[i]) continue;
@@ -119,7 +121,8 @@ void add_spare_replicas(gpu_pool& pool, const std::vector<plan_model>& models, s
 
 std::vector<chosen_placement> choose_hybrid(const planner_ctx& pc, const std::vector<plan_model>& models,
                                             const std::vector<std::string>& biggest_first,
-                                            std::map<std::string, demand>& demands, std::vector<std::string>& warnings) {
+                                            std::map<std::string, demand>& demands,
+                                            std::vector<std::string>& warnings) {
   gpu_pool pool{pc, std::vector<bool>(pc.all_gpus.size(), false)};
   std::vector<chosen_placement> chosen;
   for (const auto& name : biggest_first) {
@@ -129,8 +132,10 @@ std::vector<chosen_placement> choose_hybrid(const planner_ctx& pc, const std::ve
     if (!p) p = with_experts_in_ram(pool, m, dm);
     if (!p) p = in_system_ram(pc, m, dm);
     if (!p) {
-      warnings.push_back(fmt::format("{} does not fit anywhere left after the bigger models (GPUs, experts in RAM, "
-                                     "or system RAM); it is not deployed", name));
+      warnings.push_back(
+          fmt::format("{} does not fit anywhere left after the bigger models (GPUs, experts in RAM, "
+                      "or system RAM); it is not deployed",
+                      name));
       continue;
     }
     pool.take(*p);
@@ -148,7 +153,8 @@ doc_candidate hybrid_candidate(const std::vector<chosen_placement>& chosen) {
   h.model = "*";
   std::map<std::string, int> copies;
   for (const auto& c : chosen) copies[c.model] += 1;
-  for (const auto& [name, n] : copies) h.summary += fmt::format("{}{} x{}", h.summary.empty() ? "" : ", ", name, n);
+  for (const auto& [name, n] : copies)
+    h.summary += fmt::format("{}{} x{}", h.summary.empty() ? "" : ", ", name, n);
   for (const auto& c : chosen) {
     for (std::size_t i = 0; i < c.p.dev_names.size(); ++i) {
       auto d = c.p.est.devices[i];

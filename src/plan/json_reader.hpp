@@ -3,9 +3,9 @@
 // ..."). Internal to plan/. Not thread-safe (one reader per parse).
 #pragma once
 
-#include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <boost/json.hpp>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -22,7 +22,8 @@ struct reader {
   std::string err;
   bool failed() const { return !err.empty(); }
   void fail(const std::string& path, const std::string& what) {
-    if (err.empty()) err = fmt::format("plan JSON at {}: {}", path.starts_with('.') ? path.substr(1) : path, what);
+    if (err.empty())
+      err = fmt::format("plan JSON at {}: {}", path.starts_with('.') ? path.substr(1) : path, what);
   }
   const json::object* object(const json::value& v, const std::string& path) {
     if (auto* o = v.if_object()) return o;
@@ -65,7 +66,8 @@ struct reader {
     auto* v = o.if_contains(key);
     if (!v) return dflt;
     std::int64_t x = 0;
-    if (auto* i = v->if_int64()) x = *i;
+    if (auto* i = v->if_int64())
+      x = *i;
     else if (auto* u = v->if_uint64(); u && *u <= static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
       x = static_cast<std::int64_t>(*u);
     else {
@@ -100,8 +102,10 @@ struct reader {
     std::vector<std::string> out;
     auto* a = array(o, key, path, false);
     for (std::size_t i = 0; a && i < a->size(); ++i) {
-      if (auto* s = (*a)[i].if_string()) out.emplace_back(*s);
-      else fail(fmt::format("{}.{}[{}]", path, key, i), "expected a string");
+      if (auto* s = (*a)[i].if_string())
+        out.emplace_back(*s);
+      else
+        fail(fmt::format("{}.{}[{}]", path, key, i), "expected a string");
     }
     return out;
   }
@@ -110,11 +114,14 @@ struct reader {
     auto* a = array(o, key, path, false);
     for (std::size_t i = 0; a && i < a->size(); ++i) {
       const auto& x = (*a)[i];
-      if (auto* v = x.if_int64(); v && *v >= std::numeric_limits<int>::min() && *v <= std::numeric_limits<int>::max())
+      if (auto* v = x.if_int64();
+          v && *v >= std::numeric_limits<int>::min() && *v <= std::numeric_limits<int>::max())
         out.push_back(static_cast<int>(*v));
-      else if (auto* u = x.if_uint64(); u && *u <= static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
+      else if (auto* u = x.if_uint64();
+               u && *u <= static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
         out.push_back(static_cast<int>(*u));
-      else fail(fmt::format("{}.{}[{}]", path, key, i), "expected an integer");
+      else
+        fail(fmt::format("{}.{}[{}]", path, key, i), "expected an integer");
     }
     return out;
   }
@@ -139,7 +146,6 @@ struct reader {
     }
   }
 };
-
 
 json::object to_json(const device_memory& m);
 

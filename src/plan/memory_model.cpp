@@ -1,12 +1,12 @@
 #include "plan/memory_model.hpp"
 
-#include "common/tensor_pattern.hpp"
-#include "plan/compute_graph.hpp"
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <set>
+
+#include "common/tensor_pattern.hpp"
+#include "plan/compute_graph.hpp"
 
 namespace agifarm::plan {
 
@@ -20,9 +20,9 @@ std::uint64_t pad(std::uint64_t x, std::uint64_t n) { return (x + n - 1) / n * n
 const std::set<std::string>& known_architectures() {
   // the architectures whose graph the replay builds (tests/plan/estimate_llama_test.cpp measures each
   // against llama.cpp); any other gets the generic estimate and a warning
-  static const std::set<std::string> s{"qwen3",   "qwen3moe",  "llama",     "qwen2",   "qwen2moe", "mistral",
-                                       "qwen",    "mistral3",  "gpt-oss",   "gemma3",  "deepseek2", "glm4moe",
-                                       "qwen35",  "qwen35moe", "qwen3next"};
+  static const std::set<std::string> s{"qwen3",     "qwen3moe", "llama",    "qwen2",     "qwen2moe",
+                                       "mistral",   "qwen",     "mistral3", "gpt-oss",   "gemma3",
+                                       "deepseek2", "glm4moe",  "qwen35",   "qwen35moe", "qwen3next"};
   return s;
 }
 
@@ -94,14 +94,15 @@ model_shape model_shape_of(const gguf::model& m) {
     max_block = std::max(max_block, st.block);
     if (t->name == "output.weight") has_output = true;
     if (t->name == "token_embd.weight" && t->shape.size() >= 2 && s.n_vocab == 0) s.n_vocab = t->shape[1];
-    if (t->name == "token_embd.weight" && t->shape.size() >= 1 && s.n_embd == 0) s.n_embd = t->shape[0];
+    if (t->name == "token_embd.weight" && !t->shape.empty() && s.n_embd == 0) s.n_embd = t->shape[0];
     s.tensors.push_back(std::move(st));
   }
   s.has_output_tensor = has_output;
   if (s.n_layer == 0 && max_block >= 0) s.n_layer = static_cast<std::uint64_t>(max_block) + 1;
   s.cache = cache_layout_of(m.head());
   if (!s.architecture.empty())
-    s.n_layer_nextn = std::min<std::uint64_t>(s.n_layer, m.head().arch_uint("nextn_predict_layers").value_or(0));
+    s.n_layer_nextn =
+        std::min<std::uint64_t>(s.n_layer, m.head().arch_uint("nextn_predict_layers").value_or(0));
   if (s.cache.layers.size() != s.n_layer) s.cache = {};
   if (!s.architecture.empty())
     s.attn_temp_scale = m.head().get_number(s.architecture + ".attention.temperature_scale").value_or(0) > 0;
@@ -155,16 +156,19 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
                                         const std::vector<device_desc>& all_devices) {
   memory_estimate e;
   if (shape.n_layer > k_max_layers)
-    return make_error(fmt::format("model '{}' declares {} layers; more than {} is not a model agifarm can plan",
-                                  shape.file.empty() ? shape.name : shape.file, shape.n_layer, k_max_layers), 2);
+    return make_error(
+        fmt::format("model '{}' declares {} layers; more than {} is not a model agifarm can plan",
+                    shape.file.empty() ? shape.name : shape.file, shape.n_layer, k_max_layers),
+        2);
   const int n_layer = static_cast<int>(shape.n_layer);
   // llama_init_from_model refuses this: an MLA cache keeps V inside K's rows
   if (shape.cache.mla && args.type_k != args.type_v)
-    return make_error(fmt::format("model '{}' ({}) uses MLA: llama.cpp refuses different K ({}) and V ({}) cache "
-                                  "types; give -ctk and -ctv the same type",
-                                  shape.file.empty() ? shape.name : shape.file, shape.architecture, args.type_k,
-                                  args.type_v),
-                      2);
+    return make_error(
+        fmt::format("model '{}' ({}) uses MLA: llama.cpp refuses different K ({}) and V ({}) cache "
+                    "types; give -ctk and -ctv the same type",
+                    shape.file.empty() ? shape.name : shape.file, shape.architecture, args.type_k,
+                    args.type_v),
+        2);
 
   // Devices that take part: split mode none uses only the main GPU.
   std::vector<int> dev_index;  // position in all_devices
@@ -174,7 +178,9 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
     for (int i = 0; i < static_cast<int>(all_devices.size()); ++i) dev_index.push_back(i);
   }
   if (args.split == split_mode::row)
-    e.warnings.push_back("row split needs CUDA: matrices are cut over the GPUs, the KV cache and other tensors stay on the main GPU");
+    e.warnings.push_back(
+        "row split needs CUDA: matrices are cut over the GPUs, the KV cache and other tensors stay on the "
+        "main GPU");
   const int nd = static_cast<int>(dev_index.size());
 
   // Layer -> device, exactly as llama_model_base::load_tensors (float arithmetic included).
@@ -183,8 +189,11 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
   for (int i = 0; i < nd && i < static_cast<int>(args.tensor_split.size()); ++i)
     if (args.tensor_split[dev_index[i]] != 0.0f) all_zero = false;
   for (int i = 0; i < nd; ++i) {
-    if (all_zero) splits[i] = static_cast<float>(all_devices[dev_index[i]].free_bytes);
-    else splits[i] = dev_index[i] < static_cast<int>(args.tensor_split.size()) ? args.tensor_split[dev_index[i]] : 0.0f;
+    if (all_zero)
+      splits[i] = static_cast<float>(all_devices[dev_index[i]].free_bytes);
+    else
+      splits[i] =
+          dev_index[i] < static_cast<int>(args.tensor_split.size()) ? args.tensor_split[dev_index[i]] : 0.0f;
   }
   float split_sum = 0.0f;
   for (int i = 0; i < nd; ++i) {
@@ -198,14 +207,16 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
   e.layer_device.assign(n_layer + 1, -1);
   for (int il = 0; il <= n_layer; ++il) {
     if (il < i_gpu_start || (il - i_gpu_start) >= act_gpu_layers) continue;
-    int g = static_cast<int>(std::upper_bound(splits.begin(), splits.end(), float(il - i_gpu_start) / act_gpu_layers) -
-                             splits.begin());
+    int g = static_cast<int>(
+        std::upper_bound(splits.begin(), splits.end(), float(il - i_gpu_start) / act_gpu_layers) -
+        splits.begin());
     e.layer_device[il] = std::min(g, nd - 1);
   }
   const int row_main = std::clamp(args.main_gpu, 0, std::max(0, nd - 1));
   if (args.split == split_mode::row && nd > 1)
     for (auto& ld : e.layer_device)
-      if (ld >= 0) ld = row_main;  // llama.cpp: with row split every layer's non-matrix part and KV live on the main GPU
+      if (ld >= 0)
+        ld = row_main;  // llama.cpp: with row split every layer's non-matrix part and KV live on the main GPU
   const int out_dev = e.layer_device[n_layer];
 
   // Buffer-type names -> device slot (-1: host).
@@ -226,37 +237,44 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
         const auto& d = all_devices[dev_index[i]];
         names += ", " + (d.buffer_names.empty() ? d.name : d.buffer_names.front());
       }
-      return make_error(fmt::format("-ot {}={}: unknown buffer type '{}' (available: {})", o.pattern, o.buffer,
-                                    o.buffer, names), 2);
+      return make_error(fmt::format("-ot {}={}: unknown buffer type '{}' (available: {})", o.pattern,
+                                    o.buffer, o.buffer, names),
+                        2);
     }
     auto compiled = tensor_pattern::compile(o.pattern);
-    if (!compiled) return make_error(fmt::format("-ot {}={}: {}", o.pattern, o.buffer, compiled.err().message), 2);
+    if (!compiled)
+      return make_error(fmt::format("-ot {}={}: {}", o.pattern, o.buffer, compiled.err().message), 2);
     patterns.push_back(std::move(*compiled));
     target.push_back(t);
   }
 
   std::vector<std::uint64_t> model_bytes(nd, 0), ctx_bytes(nd, 0), comp_bytes(nd, 0);
   std::uint64_t host_model = 0, host_ctx = 0, host_comp = 0;
-  auto add_model = [&](int dev, std::uint64_t b) { (dev < 0 ? host_model : model_bytes[dev]) += pad(b, k_tensor_alignment); };
+  auto add_model = [&](int dev, std::uint64_t b) {
+    (dev < 0 ? host_model : model_bytes[dev]) += pad(b, k_tensor_alignment);
+  };
   std::set<int> host_expert_layers;
   e.dense_weight_bytes.assign(nd + 1, 0);
   e.expert_weight_bytes.assign(nd + 1, 0);
   e.layers_on_device.assign(nd + 1, 0);
-  for (int il = 0; il < n_layer; ++il)
-    ++e.layers_on_device[e.layer_device[il] < 0 ? nd : e.layer_device[il]];
+  for (int il = 0; il < n_layer; ++il) ++e.layers_on_device[e.layer_device[il] < 0 ? nd : e.layer_device[il]];
   std::vector<int> tensor_dev;  // per shape tensor: where it lives (-1 host), for the compute graph
   tensor_dev.reserve(shape.tensors.size());
   // Next-token-prediction blocks: llama.cpp loads their tensors only for draft-mtp speculative decoding.
-  const int first_nextn = n_layer - static_cast<int>(std::min<std::uint64_t>(shape.n_layer_nextn, shape.n_layer));
+  const int first_nextn =
+      n_layer - static_cast<int>(std::min<std::uint64_t>(shape.n_layer_nextn, shape.n_layer));
   for (const auto& t : shape.tensors) {
     if (t.block >= first_nextn && t.block < n_layer) {
       tensor_dev.push_back(-1);
       continue;
     }
     int dev;
-    if (t.block >= 0 && t.block < n_layer) dev = e.layer_device[t.block];
-    else if (t.name.rfind("output", 0) == 0) dev = out_dev;  // output.weight, output_norm.weight
-    else dev = -1;                                            // token_embd and other global tensors
+    if (t.block >= 0 && t.block < n_layer)
+      dev = e.layer_device[t.block];
+    else if (t.name.rfind("output", 0) == 0)
+      dev = out_dev;  // output.weight, output_norm.weight
+    else
+      dev = -1;  // token_embd and other global tensors
     for (std::size_t k = 0; k < patterns.size(); ++k) {
       auto hit = patterns[k].search(t.name);
       if (!hit) return hit.err();
@@ -282,14 +300,17 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
     tensor_dev.push_back(row_matrix ? row_main : dev);
     {
       std::size_t slot = dev < 0 ? static_cast<std::size_t>(nd) : static_cast<std::size_t>(dev);
-      if (t.cls == gguf::tensor_class::ffn_expert) e.expert_weight_bytes[slot] += t.bytes;
-      else if (t.cls != gguf::tensor_class::token_embd) e.dense_weight_bytes[slot] += t.bytes;
+      if (t.cls == gguf::tensor_class::ffn_expert)
+        e.expert_weight_bytes[slot] += t.bytes;
+      else if (t.cls != gguf::tensor_class::token_embd)
+        e.dense_weight_bytes[slot] += t.bytes;
     }
     if (t.cls == gguf::tensor_class::ffn_expert && dev < 0 && t.block >= 0) {
       host_expert_layers.insert(t.block);
     }
     // Tied embeddings: the output layer gets its own copy of token_embd unless it is on the host too.
-    if (t.name == "token_embd.weight" && !shape.has_output_tensor && out_dev >= 0) add_model(out_dev, t.bytes);
+    if (t.name == "token_embd.weight" && !shape.has_output_tensor && out_dev >= 0)
+      add_model(out_dev, t.bytes);
   }
   e.expert_layers_on_host = static_cast<int>(host_expert_layers.size());
 
@@ -310,17 +331,20 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
   e.n_slots = slots;
   e.flash_attn = args.flash_attn != "off";
   {
-    const cache_layout layout = shape.cache.layers.size() == shape.n_layer
-                                    ? shape.cache
-                                    : uniform_cache_layout(shape.n_layer, shape.n_embd_k_gqa(), shape.n_embd_v_gqa());
+    const cache_layout layout =
+        shape.cache.layers.size() == shape.n_layer
+            ? shape.cache
+            : uniform_cache_layout(shape.n_layer, shape.n_embd_k_gqa(), shape.n_embd_v_gqa());
     // llama_context: n_batch = min(n_ctx, -b), n_ubatch = min(n_batch, -ub).
     const std::uint64_t n_ubatch = std::max<std::int64_t>(
-        1, std::min<std::int64_t>(std::min<std::int64_t>(static_cast<std::int64_t>(n_ctx), args.n_batch), args.n_ubatch));
+        1, std::min<std::int64_t>(std::min<std::int64_t>(static_cast<std::int64_t>(n_ctx), args.n_batch),
+                                  args.n_ubatch));
     // llama_kv_cache_iswa: the window of every sequence plus one micro-batch, padded to 256.
     std::uint64_t swa_cells = n_ctx_seq;
     if (layout.any_swa() && !args.swa_full)
       swa_cells = std::min<std::uint64_t>(
-          n_ctx_seq, pad(static_cast<std::uint64_t>(layout.n_swa) * (args.unified() ? slots : 1) + n_ubatch, 256));
+          n_ctx_seq,
+          pad(static_cast<std::uint64_t>(layout.n_swa) * (args.unified() ? slots : 1) + n_ubatch, 256));
     const std::uint64_t v_max = layout.n_embd_v_max();
     const std::uint64_t rs_size = static_cast<std::uint64_t>(std::max(1, slots));
     e.kv_full_bytes_per_cell.assign(nd + 1, 0);
@@ -335,8 +359,9 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
       std::uint64_t& column = dev < 0 ? host_ctx : ctx_bytes[dev];
       if (L.kv) {
         // [TAG_V_CACHE_VARIABLE]: a transposed V (no flash attention) uses the widest row in every layer.
-        const std::uint64_t cell = kv_row_bytes(args.type_k, L.n_embd_k) +
-                                   (L.has_v ? kv_row_bytes(args.type_v, e.flash_attn ? L.n_embd_v : v_max) : 0);
+        const std::uint64_t cell =
+            kv_row_bytes(args.type_k, L.n_embd_k) +
+            (L.has_v ? kv_row_bytes(args.type_v, e.flash_attn ? L.n_embd_v : v_max) : 0);
         const std::uint64_t cells = L.swa ? swa_cells : n_ctx_seq;
         column += cell * cells * n_stream;
         (L.swa ? e.kv_swa_bytes_per_cell : e.kv_full_bytes_per_cell)[slot] += cell;
@@ -365,7 +390,8 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
     g.n_ff = static_cast<std::int64_t>(shape.n_ff);
     g.n_expert = static_cast<std::int64_t>(shape.n_expert);
     g.n_expert_used = static_cast<std::int64_t>(std::max<std::uint64_t>(1, shape.n_expert_used));
-    g.n_ff_exp = static_cast<std::int64_t>(shape.n_ff_exp ? shape.n_ff_exp : shape.n_ff / std::max<std::uint64_t>(1, shape.n_expert_used));
+    g.n_ff_exp = static_cast<std::int64_t>(
+        shape.n_ff_exp ? shape.n_ff_exp : shape.n_ff / std::max<std::uint64_t>(1, shape.n_expert_used));
     g.n_vocab = static_cast<std::int64_t>(shape.n_vocab);
     g.layers.assign(n_layer, layer_weights{});
     layer_weights::w rope_freqs;
@@ -376,49 +402,86 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
       if (t.block >= first_nextn && t.block < n_layer) continue;  // not loaded (see above)
       layer_weights::w w{tensor_dev[k], t.bytes};
       if (t.block < 0 || t.block >= n_layer) {
-        if (t.name == "token_embd.weight") g.token_embd = w;
-        else if (t.name == "output.weight") g.output = w, has_output = true;
-        else if (t.name == "output_norm.weight") g.output_norm = w;
-        else if (t.name.rfind("rope_freqs", 0) == 0) rope_freqs = w;
+        if (t.name == "token_embd.weight")
+          g.token_embd = w;
+        else if (t.name == "output.weight")
+          g.output = w, has_output = true;
+        else if (t.name == "output_norm.weight")
+          g.output_norm = w;
+        else if (t.name.rfind("rope_freqs", 0) == 0)
+          rope_freqs = w;
         continue;
       }
       auto& L = g.layers[t.block];
       auto dot = t.name.find('.', 4);
       std::string part = dot == std::string::npos ? t.name : t.name.substr(dot + 1);
       if (part.size() > 7 && part.compare(part.size() - 7, 7, ".weight") == 0) part.resize(part.size() - 7);
-      if (part == "attn_norm") L.attn_norm = w;
-      else if (part == "attn_q") L.wq = w;
-      else if (part == "attn_k") L.wk = w;
-      else if (part == "attn_v") L.wv = w;
-      else if (part == "attn_output") L.wo = w;
-      else if (part == "attn_q_norm") L.q_norm = w, g.qk_norm = true;
-      else if (part == "attn_k_norm") L.k_norm = w;
-      else if (part == "ffn_norm") L.ffn_norm = w;
-      else if (part == "ffn_up") L.up = w;
-      else if (part == "ffn_gate") L.gate = w;
-      else if (part == "ffn_down") L.down = w;
-      else if (part == "ffn_gate_inp") L.gate_inp = w;
-      else if (part == "ffn_up_exps") L.up_exps = w;
-      else if (part == "ffn_gate_exps") L.gate_exps = w;
-      else if (part == "ffn_down_exps") L.down_exps = w;
-      else if (part == "ffn_gate_inp.bias") L.gate_inp_b = w;
-      else if (part == "exp_probs_b.bias" || part == "exp_probs_b") L.exp_probs_b = w;
-      else if (part == "ffn_up_exps.bias") L.up_exps_b = w;
-      else if (part == "ffn_gate_exps.bias") L.gate_exps_b = w;
-      else if (part == "ffn_down_exps.bias") L.down_exps_b = w;
-      else if (part == "ffn_up_shexp") L.up_shexp = w, g.n_ff_shexp = static_cast<std::int64_t>(t.n_elements / std::max<std::uint64_t>(1, shape.n_embd));
-      else if (part == "ffn_gate_shexp") L.gate_shexp = w;
-      else if (part == "ffn_down_shexp") L.down_shexp = w;
-      else if (part == "ffn_gate_inp_shexp") L.gate_inp_shexp = w;
-      else if (part == "attn_q_a") L.wq_a = w;
-      else if (part == "attn_q_a_norm") L.q_a_norm = w, g.q_lora_rank = static_cast<std::int64_t>(t.n_elements);
-      else if (part == "attn_q_b") L.wq_b = w;
-      else if (part == "attn_kv_a_mqa") L.wkv_a = w;
-      else if (part == "attn_kv_a_norm") L.kv_a_norm = w, g.kv_lora_rank = static_cast<std::int64_t>(t.n_elements);
-      else if (part == "attn_k_b") L.wk_b = w, mla_k_b = t.n_elements;
-      else if (part == "attn_v_b") L.wv_b = w, mla_v_b = t.n_elements;
+      if (part == "attn_norm")
+        L.attn_norm = w;
+      else if (part == "attn_q")
+        L.wq = w;
+      else if (part == "attn_k")
+        L.wk = w;
+      else if (part == "attn_v")
+        L.wv = w;
+      else if (part == "attn_output")
+        L.wo = w;
+      else if (part == "attn_q_norm")
+        L.q_norm = w, g.qk_norm = true;
+      else if (part == "attn_k_norm")
+        L.k_norm = w;
+      else if (part == "ffn_norm")
+        L.ffn_norm = w;
+      else if (part == "ffn_up")
+        L.up = w;
+      else if (part == "ffn_gate")
+        L.gate = w;
+      else if (part == "ffn_down")
+        L.down = w;
+      else if (part == "ffn_gate_inp")
+        L.gate_inp = w;
+      else if (part == "ffn_up_exps")
+        L.up_exps = w;
+      else if (part == "ffn_gate_exps")
+        L.gate_exps = w;
+      else if (part == "ffn_down_exps")
+        L.down_exps = w;
+      else if (part == "ffn_gate_inp.bias")
+        L.gate_inp_b = w;
+      else if (part == "exp_probs_b.bias" || part == "exp_probs_b")
+        L.exp_probs_b = w;
+      else if (part == "ffn_up_exps.bias")
+        L.up_exps_b = w;
+      else if (part == "ffn_gate_exps.bias")
+        L.gate_exps_b = w;
+      else if (part == "ffn_down_exps.bias")
+        L.down_exps_b = w;
+      else if (part == "ffn_up_shexp")
+        L.up_shexp = w,
+        g.n_ff_shexp = static_cast<std::int64_t>(t.n_elements / std::max<std::uint64_t>(1, shape.n_embd));
+      else if (part == "ffn_gate_shexp")
+        L.gate_shexp = w;
+      else if (part == "ffn_down_shexp")
+        L.down_shexp = w;
+      else if (part == "ffn_gate_inp_shexp")
+        L.gate_inp_shexp = w;
+      else if (part == "attn_q_a")
+        L.wq_a = w;
+      else if (part == "attn_q_a_norm")
+        L.q_a_norm = w, g.q_lora_rank = static_cast<std::int64_t>(t.n_elements);
+      else if (part == "attn_q_b")
+        L.wq_b = w;
+      else if (part == "attn_kv_a_mqa")
+        L.wkv_a = w;
+      else if (part == "attn_kv_a_norm")
+        L.kv_a_norm = w, g.kv_lora_rank = static_cast<std::int64_t>(t.n_elements);
+      else if (part == "attn_k_b")
+        L.wk_b = w, mla_k_b = t.n_elements;
+      else if (part == "attn_v_b")
+        L.wv_b = w, mla_v_b = t.n_elements;
     }
-    // MLA dimensions from the tensors: K rows of kv_lora_rank + n_rot, wk_b [nope, R, n_head], wv_b [R, v, n_head]
+    // MLA dimensions from the tensors: K rows of kv_lora_rank + n_rot, wk_b [nope, R, n_head], wv_b [R, v,
+    // n_head]
     if (shape.cache.mla && g.kv_lora_rank > 0 && mla_k_b > 0 && mla_v_b > 0 && !shape.cache.layers.empty()) {
       const std::int64_t R = g.kv_lora_rank, nh = std::max<std::int64_t>(1, g.n_head);
       g.mla = true;
@@ -431,7 +494,8 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
                   : shape.moe_gating == 2 ? compute_graph_spec::gating::softmax_weight
                                           : compute_graph_spec::gating::softmax;
     g.norm_weights = shape.moe_norm_weights;
-    if (!has_output) g.output = {out_dev, g.token_embd.bytes};  // tied embeddings: a copy on the output device
+    if (!has_output)
+      g.output = {out_dev, g.token_embd.bytes};  // tied embeddings: a copy on the output device
     for (int il = 0; il < n_layer; ++il) {
       auto& L = g.layers[il];
       const int home = e.layer_device[il];
@@ -459,7 +523,7 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
     g.n_seqs = slots;
     if (T % g.n_seqs) T = (T + g.n_seqs - 1) / g.n_seqs * g.n_seqs;  // graph_reserve: a multiple of n_seqs
     g.n_tokens = T;
-    g.n_outputs = args.n_outputs_max < 0 ? std::min<std::int64_t>(T, slots)
+    g.n_outputs = args.n_outputs_max < 0    ? std::min<std::int64_t>(T, slots)
                   : args.n_outputs_max == 0 ? T
                                             : std::min<std::int64_t>(T, args.n_outputs_max);
     g.n_outputs = std::max<std::int64_t>(g.n_outputs, 1);
@@ -523,7 +587,8 @@ result<memory_estimate> estimate_memory(const model_shape& shape, const server_a
   e.host.context_bytes = host_ctx;
   e.host.compute_bytes = host_comp;
   e.host.total_bytes = host_model + host_ctx + host_comp;
-  if (!shape.known_architecture) e.warnings.insert(e.warnings.end(), shape.warnings.begin(), shape.warnings.end());
+  if (!shape.known_architecture)
+    e.warnings.insert(e.warnings.end(), shape.warnings.begin(), shape.warnings.end());
   return e;
 }
 

@@ -34,7 +34,7 @@ struct shape_tensor {
   std::uint64_t bytes = 0;
   int block = -1;  // blk.N, or -1
   gguf::tensor_class cls = gguf::tensor_class::other;
-  std::uint32_t type = 0;         // ggml type (the speed model's per-type CPU rates)
+  std::uint32_t type = 0;  // ggml type (the speed model's per-type CPU rates)
   std::uint64_t n_elements = 0;
 };
 
@@ -53,7 +53,7 @@ struct model_shape {
   bool moe_norm_weights = true;
   bool attn_temp_scale = false;     // <arch>.attention.temperature_scale > 0 (mistral3): Q scaled per token
   std::uint64_t n_layer_nextn = 0;  // trailing next-token (MTP) blocks: llama.cpp skips their tensors
-  cache_layout cache;             // per-layer KV / recurrent state; empty: every layer full attention
+  cache_layout cache;               // per-layer KV / recurrent state; empty: every layer full attention
   // llama.cpp's compute buffers over agifarm's generic replay, measured once for an architecture whose
   // graph agifarm does not replay (fit/fit.hpp, calibrate_compute); 0: not measured.
   struct compute_scale_t {
@@ -100,7 +100,7 @@ struct memory_estimate {
   // Weight bytes read per decoded token live here, per input device and the host (last entry):
   // dense = every weight but token_embd (one row per token) and experts; expert = expert tensors.
   std::vector<std::uint64_t> dense_weight_bytes, expert_weight_bytes;
-  std::vector<int> layers_on_device;  // repeating layers per input device, host last
+  std::vector<int> layers_on_device;          // repeating layers per input device, host last
   std::uint64_t kv_bytes_per_cell_layer = 0;  // K + V bytes of one cell in one full-attention layer
   // What decoding one token at depth d reads of the cache, per input device and the host (last entry):
   // kv_full_bytes_per_cell * d + kv_swa_bytes_per_cell * min(d, n_swa) + recurrent_state_bytes.

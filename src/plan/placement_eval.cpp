@@ -34,18 +34,21 @@ void check_fit(const planner_ctx& pc, const std::vector<gpu_ref>& all, placement
     const auto& g = node.gpus[all[i].gpu];
     p.dev_names.push_back(fmt::format("{}/gpu{}", node.name, g.index));
     p.caps.push_back(g.vram_bytes);
-    std::uint64_t limit = g.vram_bytes > pc.opt.device_margin_bytes ? g.vram_bytes - pc.opt.device_margin_bytes : 0;
+    std::uint64_t limit =
+        g.vram_bytes > pc.opt.device_margin_bytes ? g.vram_bytes - pc.opt.device_margin_bytes : 0;
     const auto& u = p.est.devices[i];
     if (u.total_bytes > limit && p.fits) {
       p.fits = false;
-      p.why_not = fmt::format("{} ({} {}) needs {} (weights {} + KV {} + compute {}) but has {} with a {} margin",
-                              p.dev_names.back(), g.name, gib(g.vram_bytes), gib(u.total_bytes), gib(u.model_bytes),
-                              gib(u.context_bytes), gib(u.compute_bytes), gib(limit), gib(pc.opt.device_margin_bytes));
+      p.why_not = fmt::format(
+          "{} ({} {}) needs {} (weights {} + KV {} + compute {}) but has {} with a {} margin",
+          p.dev_names.back(), g.name, gib(g.vram_bytes), gib(u.total_bytes), gib(u.model_bytes),
+          gib(u.context_bytes), gib(u.compute_bytes), gib(limit), gib(pc.opt.device_margin_bytes));
     }
   }
   const auto& main = pc.inv.nodes[p.main_node];
   p.host_cap = main.ram_bytes;
-  std::uint64_t host_limit = main.ram_bytes > pc.opt.host_reserve_bytes ? main.ram_bytes - pc.opt.host_reserve_bytes : 0;
+  std::uint64_t host_limit =
+      main.ram_bytes > pc.opt.host_reserve_bytes ? main.ram_bytes - pc.opt.host_reserve_bytes : 0;
   if (main.ram_bytes > 0 && p.est.host.total_bytes > host_limit && p.fits) {
     p.fits = false;
     p.why_not = fmt::format("system RAM of {} needs {} (weights {}) but has {} after a {} reserve", main.name,
@@ -86,21 +89,25 @@ planner_ctx make_planner_ctx(const hw::inventory& inv, const plan_options& opt) 
 }
 
 std::vector<std::string> server_argv(const planner_ctx& pc, const model_shape& m, const placement& p) {
-  std::vector<std::string> a{"-m", m.file, "-c", std::to_string(p.ctx), "-np", std::to_string(p.slots), "-ngl",
-                             p.local.empty() && p.remote.empty() ? "0" : "999"};
+  std::vector<std::string> a{"-m",   m.file,
+                             "-c",   std::to_string(p.ctx),
+                             "-np",  std::to_string(p.slots),
+                             "-ngl", p.local.empty() && p.remote.empty() ? "0" : "999"};
   if (p.slots > 1) a.push_back("--kv-unified");
   if (pc.opt.kv_type != "f16") a.insert(a.end(), {"-ctk", pc.opt.kv_type, "-ctv", pc.opt.kv_type});
   const auto all = devices_in_order(p);
   if (all.size() > 1) {
     std::string ts;
     for (std::size_t i = 0; i < all.size(); ++i)
-      ts += fmt::format("{}{}", i ? "," : "", std::max<std::uint64_t>(1, gpu_of(pc.inv, all[i]).vram_bytes >> 30));
+      ts += fmt::format("{}{}", i ? "," : "",
+                        std::max<std::uint64_t>(1, gpu_of(pc.inv, all[i]).vram_bytes >> 30));
     a.insert(a.end(), {"-ts", ts});
   }
   if (p.row_split) a.insert(a.end(), {"-sm", "row"});
   if (!p.remote.empty()) {
     std::string rpc;
-    for (std::size_t i = 0; i < p.remote.size(); ++i) rpc += (i ? "," : "") + rpc_endpoint(pc.inv, p.remote[i], pc.opt);
+    for (std::size_t i = 0; i < p.remote.size(); ++i)
+      rpc += (i ? "," : "") + rpc_endpoint(pc.inv, p.remote[i], pc.opt);
     a.insert(a.end(), {"--rpc", rpc});
   }
   if (!p.ot.empty()) {
@@ -161,8 +168,10 @@ int find_max_ctx(const planner_ctx& pc, const model_shape& m, placement p) {
     int mid = (lo + hi + 1) / 2;
     p.ctx = mid * 256L * slots;
     evaluate(pc, m, p);
-    if (p.fits) lo = mid;
-    else hi = mid - 1;
+    if (p.fits)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   return std::max(256, lo * 256);
 }
@@ -176,17 +185,22 @@ std::string fix_for(const planner_ctx& pc, const model_shape& m, const placement
   const long per_agent = p.ctx / std::max(1, p.slots);
   if (p.max_ctx >= 256 && p.max_ctx < per_agent)
     fixes.push_back(fmt::format("a context of {} per agent (asked {} on average)", p.max_ctx, per_agent));
-  if (kv > 0 && pc.opt.kv_type == "f16") fixes.push_back(fmt::format("q8_0 KV cache (-ctk q8_0 -ctv q8_0) saves {}", gib(kv / 2)));
+  if (kv > 0 && pc.opt.kv_type == "f16")
+    fixes.push_back(fmt::format("q8_0 KV cache (-ctk q8_0 -ctv q8_0) saves {}", gib(kv / 2)));
   if (p.slots > 1) fixes.push_back(fmt::format("fewer agents ({} asked)", p.slots));
   std::uint64_t total_vram = 0;
   for (auto c : p.caps) total_vram += c;
-  if (weights + weights / 10 > total_vram - std::min(total_vram, pc.opt.device_margin_bytes * p.caps.size())) {
+  if (weights + weights / 10 >
+      total_vram - std::min(total_vram, pc.opt.device_margin_bytes * p.caps.size())) {
     double ratio = static_cast<double>(total_vram) * 0.85 / std::max<double>(1, static_cast<double>(weights));
-    fixes.push_back(fmt::format("a smaller quant (weights must shrink to {:.0f}% of {}, e.g. {})", ratio * 100, gib(weights),
+    fixes.push_back(fmt::format("a smaller quant (weights must shrink to {:.0f}% of {}, e.g. {})",
+                                ratio * 100, gib(weights),
                                 ratio > 0.6 ? "Q4_K_M from Q8_0, or IQ4_XS" : "a smaller model"));
-    fixes.push_back(fmt::format("another GPU: about {} more VRAM", gib(weights + weights / 5 - std::min(weights, total_vram))));
+    fixes.push_back(fmt::format("another GPU: about {} more VRAM",
+                                gib(weights + weights / 5 - std::min(weights, total_vram))));
   }
-  if (m.is_moe() && p.strategy != strategy::expert_offload) fixes.push_back("MoE expert offload to system RAM");
+  if (m.is_moe() && p.strategy != strategy::expert_offload)
+    fixes.push_back("MoE expert offload to system RAM");
   std::string s;
   for (std::size_t i = 0; i < fixes.size(); ++i) s += (i ? "; " : "") + fixes[i];
   return s;

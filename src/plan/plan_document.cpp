@@ -20,23 +20,38 @@ json::object to_json(const plan_document& d) {
   for (const auto& n : d.inventory.nodes) {
     json::array gpus;
     for (const auto& g : n.gpus)
-      gpus.push_back(json::object{{"index", g.index}, {"name", g.name}, {"vendor", g.vendor},
-                                  {"vram_bytes", g.vram_bytes}, {"bandwidth_bytes_per_s", g.bandwidth_bytes_per_s},
+      gpus.push_back(json::object{{"index", g.index},
+                                  {"name", g.name},
+                                  {"vendor", g.vendor},
+                                  {"vram_bytes", g.vram_bytes},
+                                  {"bandwidth_bytes_per_s", g.bandwidth_bytes_per_s},
                                   {"fp16_tflops", g.fp16_tflops}});
-    nodes.push_back(json::object{{"name", n.name}, {"address", n.address}, {"gpus", gpus},
-                                 {"cpu_cores", n.cpu_cores}, {"ram_bytes", n.ram_bytes},
+    nodes.push_back(json::object{{"name", n.name},
+                                 {"address", n.address},
+                                 {"gpus", gpus},
+                                 {"cpu_cores", n.cpu_cores},
+                                 {"ram_bytes", n.ram_bytes},
                                  {"ram_bandwidth_bytes_per_s", n.ram_bandwidth_bytes_per_s}});
   }
   json::array links;
   for (const auto& l : d.inventory.links)
-    links.push_back(json::object{{"kind", l.kind}, {"node_a", l.node_a}, {"node_b", l.node_b},
+    links.push_back(json::object{{"kind", l.kind},
+                                 {"node_a", l.node_a},
+                                 {"node_b", l.node_b},
                                  {"gpus", json::array(l.gpus.begin(), l.gpus.end())},
-                                 {"bandwidth_bytes_per_s", l.bandwidth_bytes_per_s}, {"latency_s", l.latency_s}});
+                                 {"bandwidth_bytes_per_s", l.bandwidth_bytes_per_s},
+                                 {"latency_s", l.latency_s}});
   json::array models;
   for (const auto& m : d.models)
-    models.push_back(json::object{{"name", m.name}, {"file", m.file}, {"architecture", m.architecture},
-                                  {"hf_repo", m.hf_repo}, {"n_params", m.n_params}, {"file_bytes", m.file_bytes},
-                                  {"n_layers", m.n_layers}, {"n_experts", m.n_experts}, {"quant", m.quant},
+    models.push_back(json::object{{"name", m.name},
+                                  {"file", m.file},
+                                  {"architecture", m.architecture},
+                                  {"hf_repo", m.hf_repo},
+                                  {"n_params", m.n_params},
+                                  {"file_bytes", m.file_bytes},
+                                  {"n_layers", m.n_layers},
+                                  {"n_experts", m.n_experts},
+                                  {"quant", m.quant},
                                   {"known_architecture", m.known_architecture}});
   json::array roles;
   for (const auto& r : d.roles)
@@ -45,13 +60,24 @@ json::object to_json(const plan_document& d) {
   for (const auto& c : d.candidates) {
     json::array devs;
     for (const auto& m : c.devices) devs.push_back(detail::to_json(m));
-    cands.push_back(json::object{
-        {"model", c.model}, {"role", c.role}, {"strategy", c.strategy}, {"summary", c.summary},
-        {"feasible", c.feasible}, {"why_not", c.why_not}, {"fix", c.fix}, {"devices", devs},
-        {"device_capacity_bytes", json::array(c.device_capacity_bytes.begin(), c.device_capacity_bytes.end())},
-        {"decode_tps", c.decode_tps}, {"prefill_tps", c.prefill_tps},
-        {"aggregate_decode_tps", c.aggregate_decode_tps}, {"max_ctx", c.max_ctx}, {"agents", c.agents},
-        {"pros", strings(c.pros)}, {"cons", strings(c.cons)}, {"score", c.score}});
+    cands.push_back(json::object{{"model", c.model},
+                                 {"role", c.role},
+                                 {"strategy", c.strategy},
+                                 {"summary", c.summary},
+                                 {"feasible", c.feasible},
+                                 {"why_not", c.why_not},
+                                 {"fix", c.fix},
+                                 {"devices", devs},
+                                 {"device_capacity_bytes", json::array(c.device_capacity_bytes.begin(),
+                                                                       c.device_capacity_bytes.end())},
+                                 {"decode_tps", c.decode_tps},
+                                 {"prefill_tps", c.prefill_tps},
+                                 {"aggregate_decode_tps", c.aggregate_decode_tps},
+                                 {"max_ctx", c.max_ctx},
+                                 {"agents", c.agents},
+                                 {"pros", strings(c.pros)},
+                                 {"cons", strings(c.cons)},
+                                 {"score", c.score}});
   }
   return {{"version", d.version},
           {"inventory", json::object{{"nodes", nodes}, {"links", links}}},
@@ -143,9 +169,12 @@ doc_candidate candidate_from_json(reader& r, const json::object& o, const std::s
       c.devices.push_back(r.memory((*a)[i], fmt::format("{}.devices[{}]", p, i)));
   if (auto* a = r.array(o, "device_capacity_bytes", p, false))
     for (std::size_t i = 0; i < a->size() && !r.failed(); ++i) {
-      if (auto* u = (*a)[i].if_uint64()) c.device_capacity_bytes.push_back(*u);
-      else if (auto* s = (*a)[i].if_int64(); s && *s >= 0) c.device_capacity_bytes.push_back(static_cast<std::uint64_t>(*s));
-      else r.fail(fmt::format("{}.device_capacity_bytes[{}]", p, i), "expected a non-negative integer");
+      if (auto* u = (*a)[i].if_uint64())
+        c.device_capacity_bytes.push_back(*u);
+      else if (auto* s = (*a)[i].if_int64(); s && *s >= 0)
+        c.device_capacity_bytes.push_back(static_cast<std::uint64_t>(*s));
+      else
+        r.fail(fmt::format("{}.device_capacity_bytes[{}]", p, i), "expected a non-negative integer");
     }
   c.decode_tps = r.num(o, "decode_tps", p);
   c.prefill_tps = r.num(o, "prefill_tps", p);
@@ -168,11 +197,11 @@ doc_recommendation recommendation_from_json(reader& r, const json::object& o, st
   rec.runner_up_candidate = r.i32(o, "runner_up_candidate", "recommendation", -1);
   rec.runner_up_gain = r.num(o, "runner_up_gain", "recommendation");
   if (!r.failed() && rec.runner_up_candidate >= static_cast<int>(n_candidates))
-    r.fail("recommendation.runner_up_candidate", fmt::format("index {} but only {} candidates",
-                                                             rec.runner_up_candidate, n_candidates));
+    r.fail("recommendation.runner_up_candidate",
+           fmt::format("index {} but only {} candidates", rec.runner_up_candidate, n_candidates));
   if (!r.failed() && rec.candidate >= static_cast<int>(n_candidates))
-    r.fail("recommendation.candidate", fmt::format("index {} but only {} candidates",
-                                                   rec.candidate, n_candidates));
+    r.fail("recommendation.candidate",
+           fmt::format("index {} but only {} candidates", rec.candidate, n_candidates));
   return rec;
 }
 
@@ -186,7 +215,8 @@ result<plan_document> plan_document_from_json(const json::value& v) {
   d.version = r.i32(*root, "version", "", 0);
   if (!r.failed() && !root->contains("version")) r.fail("version", "missing");
   if (!r.failed() && d.version != k_plan_format_version)
-    r.fail("version", fmt::format("unsupported version {} (this agifarm reads {})", d.version, k_plan_format_version));
+    r.fail("version",
+           fmt::format("unsupported version {} (this agifarm reads {})", d.version, k_plan_format_version));
   if (auto* inv = root->if_contains("inventory"); inv && !r.failed()) {
     if (auto* io = r.object(*inv, "inventory")) {
       r.each(*io, "nodes", "inventory", false, [&](const json::object& o, const std::string& p) {
@@ -201,10 +231,12 @@ result<plan_document> plan_document_from_json(const json::value& v) {
          [&](const json::object& o, const std::string& p) { d.models.push_back(model_from_json(r, o, p)); });
   r.each(*root, "roles", "", false,
          [&](const json::object& o, const std::string& p) { d.roles.push_back(role_from_json(r, o, p)); });
-  r.each(*root, "candidates", "", false,
-         [&](const json::object& o, const std::string& p) { d.candidates.push_back(candidate_from_json(r, o, p)); });
+  r.each(*root, "candidates", "", false, [&](const json::object& o, const std::string& p) {
+    d.candidates.push_back(candidate_from_json(r, o, p));
+  });
   if (auto* rec = root->if_contains("recommendation"); rec && !r.failed())
-    if (auto* o = r.object(*rec, "recommendation")) d.recommendation = recommendation_from_json(r, *o, d.candidates.size());
+    if (auto* o = r.object(*rec, "recommendation"))
+      d.recommendation = recommendation_from_json(r, *o, d.candidates.size());
   d.warnings = r.strs(*root, "warnings", "");
   d.notes = r.strs(*root, "notes", "");
   if (r.failed()) return make_error(r.err, 2);

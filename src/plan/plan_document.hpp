@@ -60,8 +60,8 @@ struct doc_model {
   std::uint64_t n_params = 0;
   std::uint64_t file_bytes = 0;
   std::uint64_t n_layers = 0;
-  std::uint64_t n_experts = 0;  // 0 for dense
-  std::string quant;            // dominant weight type ("Q4_K")
+  std::uint64_t n_experts = 0;     // 0 for dense
+  std::string quant;               // dominant weight type ("Q4_K")
   bool known_architecture = true;  // false: generic estimate, see warnings
 };
 
@@ -78,17 +78,17 @@ struct doc_candidate {
   std::string strategy;  // replica | shard | shard_rpc | expert_offload | hybrid
   std::string summary;   // one line: "4 replicas, one per RTX 3090 on node a"
   bool feasible = false;
-  std::string why_not;   // when infeasible: exactly what does not fit, where
-  std::string fix;       // when infeasible: what would make it fit
-  std::vector<device_memory> devices;  // per device used (llama.cpp names or "node/gpuN")
+  std::string why_not;                               // when infeasible: exactly what does not fit, where
+  std::string fix;                                   // when infeasible: what would make it fit
+  std::vector<device_memory> devices;                // per device used (llama.cpp names or "node/gpuN")
   std::vector<std::uint64_t> device_capacity_bytes;  // same order as devices (0 for host)
-  double decode_tps = 0;            // single stream
+  double decode_tps = 0;                             // single stream
   double prefill_tps = 0;
   double aggregate_decode_tps = 0;  // all agents busy
   int max_ctx = 0;                  // largest per-agent context that still fits
   int agents = 0;                   // concurrent agents served
   std::vector<std::string> pros, cons;
-  double score = 0;                 // ranking key (higher is better)
+  double score = 0;  // ranking key (higher is better)
 };
 
 struct doc_recommendation {

@@ -16,7 +16,9 @@ std::string format_plan(const plan_document& d) {
   std::string out;
   auto bar = [](std::uint64_t used, std::uint64_t cap) {
     int w = 20;
-    int n = cap ? static_cast<int>(std::min<double>(w, std::round(w * static_cast<double>(used) / static_cast<double>(cap)))) : 0;
+    int n = cap ? static_cast<int>(std::min<double>(
+                      w, std::round(w * static_cast<double>(used) / static_cast<double>(cap))))
+                : 0;
     std::string s(1, '[');  // appended piecewise: "[" + std::string(...) trips GCC 12's -Wrestrict
     s.append(static_cast<std::size_t>(n), '#');
     s.append(static_cast<std::size_t>(w - n), '.');
@@ -25,7 +27,9 @@ std::string format_plan(const plan_document& d) {
     return s;
   };
   out += "roles:";
-  for (const auto& r : d.roles) out += fmt::format("  {}={} (ctx {}, {} agent{})", r.name, r.model, r.ctx, r.agents, r.agents == 1 ? "" : "s");
+  for (const auto& r : d.roles)
+    out += fmt::format("  {}={} (ctx {}, {} agent{})", r.name, r.model, r.ctx, r.agents,
+                       r.agents == 1 ? "" : "s");
   out += "\n\n";
   int rank = 0;
   std::string last_model;
@@ -38,8 +42,9 @@ std::string format_plan(const plan_document& d) {
     ++rank;
     out += fmt::format("{}. {:<15} {}\n", rank, c.strategy, c.summary);
     if (c.feasible) {
-      out += fmt::format("   decode {:.1f} tok/s single, {:.1f} aggregate; prefill {:.0f} tok/s; max ctx {}; agents {}\n", c.decode_tps,
-                         c.aggregate_decode_tps, c.prefill_tps, c.max_ctx, c.agents);
+      out += fmt::format(
+          "   decode {:.1f} tok/s single, {:.1f} aggregate; prefill {:.0f} tok/s; max ctx {}; agents {}\n",
+          c.decode_tps, c.aggregate_decode_tps, c.prefill_tps, c.max_ctx, c.agents);
     } else {
       out += fmt::format("   does not fit: {}\n", c.why_not);
       if (!c.fix.empty()) out += fmt::format("   would fit with: {}\n", c.fix);
@@ -47,8 +52,9 @@ std::string format_plan(const plan_document& d) {
     for (std::size_t i = 0; i < c.devices.size(); ++i) {
       const auto& m = c.devices[i];
       std::uint64_t cap = i < c.device_capacity_bytes.size() ? c.device_capacity_bytes[i] : 0;
-      out += fmt::format("   {:<28} {} {:6.1f}/{:6.1f} GiB (w {:.1f} kv {:.1f} c {:.1f})\n", m.name, bar(m.total_bytes, cap),
-                         m.total_bytes / k_gib, cap / k_gib, m.model_bytes / k_gib, m.context_bytes / k_gib, m.compute_bytes / k_gib);
+      out += fmt::format("   {:<28} {} {:6.1f}/{:6.1f} GiB (w {:.1f} kv {:.1f} c {:.1f})\n", m.name,
+                         bar(m.total_bytes, cap), m.total_bytes / k_gib, cap / k_gib, m.model_bytes / k_gib,
+                         m.context_bytes / k_gib, m.compute_bytes / k_gib);
     }
     if (!c.pros.empty()) {
       out += "   + ";

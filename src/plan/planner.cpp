@@ -34,11 +34,13 @@ void copy_inventory(const hw::inventory& inv, plan_document& doc) {
   for (const auto& n : inv.nodes) {
     doc_node dn{n.name, n.address, {}, n.cpu_cores, n.ram_bytes, n.ram_bandwidth_bytes_per_s};
     for (const auto& g : n.gpus)
-      dn.gpus.push_back({g.index, g.name, std::string(hw::to_string(g.vendor)), g.vram_bytes, g.bandwidth_bytes_per_s, g.fp16_tflops});
+      dn.gpus.push_back({g.index, g.name, std::string(hw::to_string(g.vendor)), g.vram_bytes,
+                         g.bandwidth_bytes_per_s, g.fp16_tflops});
     doc.inventory.nodes.push_back(std::move(dn));
   }
   for (const auto& l : inv.links)
-    doc.inventory.links.push_back({std::string(hw::to_string(l.kind)), l.node_a, l.node_b, l.gpus, l.bandwidth_bytes_per_s, l.latency_s});
+    doc.inventory.links.push_back({std::string(hw::to_string(l.kind)), l.node_a, l.node_b, l.gpus,
+                                   l.bandwidth_bytes_per_s, l.latency_s});
 }
 
 void copy_models(const std::vector<plan_model>& models, plan_document& doc) {
@@ -64,20 +66,24 @@ void warn_host_defaults(const hw::inventory& inv, plan_document& doc) {
   for (const auto& n : inv.nodes) {
     const std::string cpu = n.cpu_model.empty() ? "its CPU" : fmt::format("CPU '{}'", n.cpu_model);
     if (n.ram_bandwidth_source == "catalogue")
-      doc.warnings.push_back(fmt::format("node {}: RAM bandwidth {:.1f} GB/s is a default ({} is not in data/cpus.yaml and "
-                                         "ram_bandwidth_gbs is not declared): speeds with weights in RAM are rough",
-                                         n.name, n.ram_bandwidth_bytes_per_s / 1e9, cpu));
+      doc.warnings.push_back(
+          fmt::format("node {}: RAM bandwidth {:.1f} GB/s is a default ({} is not in data/cpus.yaml and "
+                      "ram_bandwidth_gbs is not declared): speeds with weights in RAM are rough",
+                      n.name, n.ram_bandwidth_bytes_per_s / 1e9, cpu));
     if (n.cpu_peak_flops <= 0)
-      doc.warnings.push_back(fmt::format("node {}: CPU compute is a default of 500 GFLOP/s ({} is not in data/cpus.yaml "
-                                         "and cpu.ghz is not declared): CPU prefill speeds are rough",
-                                         n.name, cpu));
+      doc.warnings.push_back(
+          fmt::format("node {}: CPU compute is a default of 500 GFLOP/s ({} is not in data/cpus.yaml "
+                      "and cpu.ghz is not declared): CPU prefill speeds are rough",
+                      n.name, cpu));
   }
 }
 
 // Fills each role's defaults (context, agents, model: fast the smallest, code and think the largest)
 // and merges the roles of each model into its demand. Fails for a role naming an unknown model.
-result<std::map<std::string, demand>> merge_roles(std::vector<role_request>& roles, const std::vector<plan_model>& models,
-                                                  const std::vector<std::size_t>& by_size, plan_document& doc) {
+result<std::map<std::string, demand>> merge_roles(std::vector<role_request>& roles,
+                                                  const std::vector<plan_model>& models,
+                                                  const std::vector<std::size_t>& by_size,
+                                                  plan_document& doc) {
   std::map<std::string, demand> demands;
   const auto defaults = default_roles();
   for (auto& r : roles) {
@@ -89,7 +95,9 @@ result<std::map<std::string, demand>> merge_roles(std::vector<role_request>& rol
     if (r.ctx == 0) r.ctx = 8192;
     if (r.agents == 0) r.agents = 1;
     if (r.model.empty()) {
-      std::size_t pick = r.name == "think" ? by_size.back() : r.name == "fast" ? by_size.front() : by_size[by_size.size() / 2];
+      std::size_t pick = r.name == "think"  ? by_size.back()
+                         : r.name == "fast" ? by_size.front()
+                                            : by_size[by_size.size() / 2];
       if (r.name == "code") pick = by_size.back();
       r.model = models[pick].name;
     }
@@ -98,7 +106,9 @@ result<std::map<std::string, demand>> merge_roles(std::vector<role_request>& rol
     if (!found) {
       std::string names;
       for (const auto& m : models) names += (names.empty() ? "" : ", ") + m.name;
-      return make_error(fmt::format("role '{}' names model '{}', which is not among the models ({})", r.name, r.model, names), 2);
+      return make_error(fmt::format("role '{}' names model '{}', which is not among the models ({})", r.name,
+                                    r.model, names),
+                        2);
     }
     auto& d = demands[r.model];
     d.roles.push_back(r.name);
@@ -112,7 +122,8 @@ result<std::map<std::string, demand>> merge_roles(std::vector<role_request>& rol
 }
 
 // Every strategy's placements of each model that has a demand, the model having the farm to itself.
-std::map<std::string, std::vector<placement>> propose_all(const planner_ctx& pc, const std::vector<plan_model>& models,
+std::map<std::string, std::vector<placement>> propose_all(const planner_ctx& pc,
+                                                          const std::vector<plan_model>& models,
                                                           const std::map<std::string, demand>& demands) {
   std::map<std::string, std::vector<placement>> per_model;
   for (const auto& m : models) {
@@ -128,7 +139,8 @@ std::map<std::string, std::vector<placement>> propose_all(const planner_ctx& pc,
 }
 
 // One model: its best-scoring feasible placement (none when nothing fits).
-std::vector<chosen_placement> choose_single(const std::string& name, const demand& dm, const std::vector<placement>& ps) {
+std::vector<chosen_placement> choose_single(const std::string& name, const demand& dm,
+                                            const std::vector<placement>& ps) {
   const placement* best = nullptr;
   double best_score = 0;
   for (const auto& p : ps) {
@@ -158,7 +170,8 @@ result<plan_document> make_plan(const hw::inventory& inv, const std::vector<plan
   copy_inventory(inv, doc);
   std::vector<std::size_t> by_size(models.size());
   std::iota(by_size.begin(), by_size.end(), 0);
-  std::sort(by_size.begin(), by_size.end(), [&](auto a, auto b) { return models[a].shape.file_bytes < models[b].shape.file_bytes; });
+  std::sort(by_size.begin(), by_size.end(),
+            [&](auto a, auto b) { return models[a].shape.file_bytes < models[b].shape.file_bytes; });
   copy_models(models, doc);
   warn_host_defaults(inv, doc);
   std::vector<role_request> roles = roles_in.empty() ? default_roles() : roles_in;
@@ -169,12 +182,14 @@ result<plan_document> make_plan(const hw::inventory& inv, const std::vector<plan
   auto per_model = propose_all(pc, models, demands);
   for (const auto& m : models) {
     if (!per_model.count(m.name)) continue;
-    for (const auto& p : per_model[m.name]) doc.candidates.push_back(to_candidate(m.name, demands[m.name], p));
+    for (const auto& p : per_model[m.name])
+      doc.candidates.push_back(to_candidate(m.name, demands[m.name], p));
   }
-  std::stable_sort(doc.candidates.begin(), doc.candidates.end(), [](const doc_candidate& a, const doc_candidate& b) {
-    if (a.model != b.model) return a.model < b.model;
-    return a.score > b.score;
-  });
+  std::stable_sort(doc.candidates.begin(), doc.candidates.end(),
+                   [](const doc_candidate& a, const doc_candidate& b) {
+                     if (a.model != b.model) return a.model < b.model;
+                     return a.score > b.score;
+                   });
 
   // The deployment: one model -> its best candidate; several -> hybrid (hybrid.cpp).
   std::vector<chosen_placement> chosen;

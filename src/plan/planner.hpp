@@ -37,7 +37,7 @@ struct plan_options {
   std::uint64_t device_margin_bytes = 1ull << 30;  // free memory left on every GPU (llama.cpp --fit target)
   std::uint64_t host_reserve_bytes = 4ull << 30;   // RAM left for the OS and the rest
   int rpc_base_port = 50052;
-  std::string kv_type = "f16";                     // -ctk / -ctv of the planned backends
+  std::string kv_type = "f16";  // -ctk / -ctv of the planned backends
 };
 
 // Default roles: fast (8k ctx, 4 agents), code (32k, 2), think (64k, 1).
@@ -56,8 +56,8 @@ struct offload_choice {
   std::string ot_rule;           // "" when nothing moves
   memory_estimate estimate;
 };
-result<offload_choice> choose_offload(const model_shape& m, const server_args& base, const std::vector<device_desc>& devices,
-                                      std::uint64_t margin_bytes);
+result<offload_choice> choose_offload(const model_shape& m, const server_args& base,
+                                      const std::vector<device_desc>& devices, std::uint64_t margin_bytes);
 
 // Human-readable ranked table with memory bars, speeds, pros / cons and the recommendation.
 std::string format_plan(const plan_document& d);

@@ -63,9 +63,9 @@ struct placement {
 struct planner_ctx {
   const hw::inventory& inv;
   const plan_options& opt;
-  std::vector<gpu_ref> all_gpus;  // every GPU of every node, inventory order
-  std::uint64_t biggest_vram = 0; // the largest GPU's VRAM
-  int best_node = -1;             // the node with >= 2 GPUs and the most VRAM; -1 when none
+  std::vector<gpu_ref> all_gpus;   // every GPU of every node, inventory order
+  std::uint64_t biggest_vram = 0;  // the largest GPU's VRAM
+  int best_node = -1;              // the node with >= 2 GPUs and the most VRAM; -1 when none
 };
 planner_ctx make_planner_ctx(const hw::inventory& inv, const plan_options& opt);
 
@@ -94,8 +94,8 @@ placement finish_placement(const planner_ctx& pc, const model_shape& m, const de
 std::string experts_of_layers(const std::set<int>& layers);
 // Adds to `chosen` the layers whose experts leave device `device` (biggest expert layers first, lower
 // index on ties) until `over_bytes` are freed. Returns whether any layer was added.
-bool offload_more_layers(const model_shape& m, const memory_estimate& est, int device, std::int64_t over_bytes,
-                         std::set<int>& chosen);
+bool offload_more_layers(const model_shape& m, const memory_estimate& est, int device,
+                         std::int64_t over_bytes, std::set<int>& chosen);
 // Moves experts to RAM (p.ot) until p fits. Returns false when even all experts in RAM do not fit.
 bool choose_expert_offload(const planner_ctx& pc, const model_shape& m, placement& p);
 
@@ -127,13 +127,15 @@ struct chosen_placement {
 // RAM, then system RAM), spare GPUs as extra replicas. Appends a warning per model left out.
 std::vector<chosen_placement> choose_hybrid(const planner_ctx& pc, const std::vector<plan_model>& models,
                                             const std::vector<std::string>& biggest_first,
-                                            std::map<std::string, demand>& demands, std::vector<std::string>& warnings);
+                                            std::map<std::string, demand>& demands,
+                                            std::vector<std::string>& warnings);
 // The hybrid candidate summing the chosen placements.
 doc_candidate hybrid_candidate(const std::vector<chosen_placement>& chosen);
 
 // Writes doc.chosen (backends, pools, strategy) and doc.recommendation from the chosen placements.
-void write_deployment(const planner_ctx& pc, const std::vector<plan_model>& models, const std::vector<chosen_placement>& chosen,
-                      std::map<std::string, demand>& demands, std::size_t n_roles, plan_document& doc);
+void write_deployment(const planner_ctx& pc, const std::vector<plan_model>& models,
+                      const std::vector<chosen_placement>& chosen, std::map<std::string, demand>& demands,
+                      std::size_t n_roles, plan_document& doc);
 
 const plan_model& model_by_name(const std::vector<plan_model>& models, const std::string& name);
 

@@ -16,13 +16,17 @@ namespace {
 // repetition: "p**x", "(a*)*", "(a|ab)*". Such a pattern would hang both us and llama-server, so it is
 // refused with a reason. Returns "" when the pattern is fine.
 std::string nested_repetition(std::string_view p) {
-  struct group { bool has_repeat = false, has_alt = false; };
+  struct group {
+    bool has_repeat = false, has_alt = false;
+  };
   std::vector<group> open;
   group last_closed;
-  bool after_group = false;      // the previous token was ')'
-  bool after_repeat = false;     // the previous token was a quantifier (possibly made lazy by '?')
-  bool lazy_allowed = false;     // a '?' here would make the previous quantifier lazy
-  auto mark_repeat = [&] { if (!open.empty()) open.back().has_repeat = true; };
+  bool after_group = false;   // the previous token was ')'
+  bool after_repeat = false;  // the previous token was a quantifier (possibly made lazy by '?')
+  bool lazy_allowed = false;  // a '?' here would make the previous quantifier lazy
+  auto mark_repeat = [&] {
+    if (!open.empty()) open.back().has_repeat = true;
+  };
   for (std::size_t i = 0; i < p.size(); ++i) {
     char c = p[i];
     bool quant = c == '*' || c == '+' || c == '{' || (c == '?' && !lazy_allowed);
@@ -98,28 +102,96 @@ std::vector<std::string> split(const std::string& s, char sep) {
 }
 
 const std::set<std::string>& kv_types() {
-  static const std::set<std::string> t{"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"};
+  static const std::set<std::string> t{"f32",  "f16",    "bf16", "q8_0", "q4_0",
+                                       "q4_1", "iq4_nl", "q5_0", "q5_1"};
   return t;
 }
 
 // Flags with a value that do not change memory placement.
 const std::set<std::string>& ignored_with_value() {
-  static const std::set<std::string> s{
-      "--host", "--port", "-t", "--threads", "-tb", "--threads-batch", "-a", "--alias", "--api-key",
-      "-n", "--n-predict", "--temp", "--top-k", "--top-p", "--min-p", "--seed", "-s", "--chat-template",
-      "--log-file", "-lv", "--verbosity", "--log-verbosity", "--timeout", "--threads-http", "--slot-save-path",
-      "--metrics-port", "--keep", "--cache-reuse", "--reasoning-format", "--reasoning-budget", "--jinja-file",
-      "--numa", "--poll", "--prio", "--path", "--api-prefix", "--ctx-checkpoints", "--cache-ram", "-cram",
-      "--fit-target", "-fitt", "--fit-ctx", "-fitc", "--device", "-dev", "--sleep-idle-seconds", "--rope-scaling",
-      "--rope-freq-base", "--rope-freq-scale", "--yarn-orig-ctx", "-to", "--models-dir", "--models-max"};
+  static const std::set<std::string> s{"--host",
+                                       "--port",
+                                       "-t",
+                                       "--threads",
+                                       "-tb",
+                                       "--threads-batch",
+                                       "-a",
+                                       "--alias",
+                                       "--api-key",
+                                       "-n",
+                                       "--n-predict",
+                                       "--temp",
+                                       "--top-k",
+                                       "--top-p",
+                                       "--min-p",
+                                       "--seed",
+                                       "-s",
+                                       "--chat-template",
+                                       "--log-file",
+                                       "-lv",
+                                       "--verbosity",
+                                       "--log-verbosity",
+                                       "--timeout",
+                                       "--threads-http",
+                                       "--slot-save-path",
+                                       "--metrics-port",
+                                       "--keep",
+                                       "--cache-reuse",
+                                       "--reasoning-format",
+                                       "--reasoning-budget",
+                                       "--jinja-file",
+                                       "--numa",
+                                       "--poll",
+                                       "--prio",
+                                       "--path",
+                                       "--api-prefix",
+                                       "--ctx-checkpoints",
+                                       "--cache-ram",
+                                       "-cram",
+                                       "--fit-target",
+                                       "-fitt",
+                                       "--fit-ctx",
+                                       "-fitc",
+                                       "--device",
+                                       "-dev",
+                                       "--sleep-idle-seconds",
+                                       "--rope-scaling",
+                                       "--rope-freq-base",
+                                       "--rope-freq-scale",
+                                       "--yarn-orig-ctx",
+                                       "-to",
+                                       "--models-dir",
+                                       "--models-max"};
   return s;
 }
 const std::set<std::string>& ignored_flags() {
-  static const std::set<std::string> s{
-      "--jinja", "--no-jinja", "--metrics", "--slots", "--no-slots", "--props", "--verbose", "-v", "--log-disable",
-      "--cont-batching", "-cb", "--no-cont-batching", "-nocb", "--mlock", "--no-warmup", "--warmup", "--embedding",
-      "--embeddings", "--no-webui", "--log-colors", "--check-tensors", "--no-perf", "--no-op-offload",
-      "--context-shift", "--no-context-shift", "--direct-io", "-dio"};
+  static const std::set<std::string> s{"--jinja",
+                                       "--no-jinja",
+                                       "--metrics",
+                                       "--slots",
+                                       "--no-slots",
+                                       "--props",
+                                       "--verbose",
+                                       "-v",
+                                       "--log-disable",
+                                       "--cont-batching",
+                                       "-cb",
+                                       "--no-cont-batching",
+                                       "-nocb",
+                                       "--mlock",
+                                       "--no-warmup",
+                                       "--warmup",
+                                       "--embedding",
+                                       "--embeddings",
+                                       "--no-webui",
+                                       "--log-colors",
+                                       "--check-tensors",
+                                       "--no-perf",
+                                       "--no-op-offload",
+                                       "--context-shift",
+                                       "--no-context-shift",
+                                       "--direct-io",
+                                       "-dio"};
   return s;
 }
 
@@ -157,11 +229,14 @@ result<server_args> parse_server_args(std::span<const std::string> args) {
     } else if (f == "-ngl" || f == "--gpu-layers" || f == "--n-gpu-layers") {
       st = value(v);
       if (st) {
-        if (v == "auto") a.n_gpu_layers = -1;
-        else if (v == "all") a.n_gpu_layers = -2;
+        if (v == "auto")
+          a.n_gpu_layers = -1;
+        else if (v == "all")
+          a.n_gpu_layers = -2;
         else if (!to_int64(v, n) || n < -2 || n > 100000)
           st = make_error(fmt::format("{}: '{}' is not a layer count, 'auto' or 'all'", where(), v), 2);
-        else a.n_gpu_layers = static_cast<int>(n);
+        else
+          a.n_gpu_layers = static_cast<int>(n);
       }
     } else if (f == "-ts" || f == "--tensor-split") {
       st = value(v);
@@ -182,10 +257,14 @@ result<server_args> parse_server_args(std::span<const std::string> args) {
     } else if (f == "-sm" || f == "--split-mode") {
       st = value(v);
       if (st) {
-        if (v == "none") a.split = split_mode::none;
-        else if (v == "layer") a.split = split_mode::layer;
-        else if (v == "row") a.split = split_mode::row;
-        else st = make_error(fmt::format("{}: unknown split mode '{}' (none, layer or row)", where(), v), 2);
+        if (v == "none")
+          a.split = split_mode::none;
+        else if (v == "layer")
+          a.split = split_mode::layer;
+        else if (v == "row")
+          a.split = split_mode::row;
+        else
+          st = make_error(fmt::format("{}: unknown split mode '{}' (none, layer or row)", where(), v), 2);
       }
     } else if (f == "-mg" || f == "--main-gpu") {
       st = int_value(0, 127, n);
@@ -195,7 +274,8 @@ result<server_args> parse_server_args(std::span<const std::string> args) {
       for (const auto& item : st ? split(v, ',') : std::vector<std::string>{}) {
         auto eq = item.find('=');
         if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
-          st = make_error(fmt::format("{}: '{}' is not <tensor name pattern>=<buffer type>", where(), item), 2);
+          st = make_error(fmt::format("{}: '{}' is not <tensor name pattern>=<buffer type>", where(), item),
+                          2);
           break;
         }
         if (eq > k_max_pattern) {
@@ -205,7 +285,8 @@ result<server_args> parse_server_args(std::span<const std::string> args) {
         if (auto why = nested_repetition(std::string_view(item).substr(0, eq)); !why.empty()) {
           st = make_error(fmt::format("{}: pattern '{}' has {}, which std::regex (and llama.cpp) can take "
                                       "exponential time on; write it without nested repetition",
-                                      where(), item.substr(0, eq), why), 2);
+                                      where(), item.substr(0, eq), why),
+                          2);
           break;
         }
         a.overrides.push_back({item.substr(0, eq), item.substr(eq + 1)});
@@ -217,19 +298,28 @@ result<server_args> parse_server_args(std::span<const std::string> args) {
       for (int l = 0; st && l < n; ++l) a.overrides.push_back({ffn_exps_block_regex(l), "CPU"});
     } else if (f == "-ncffn" || f == "--n-cpu-ffn") {
       st = int_value(0, 100000, n);
-      for (int l = 0; st && l < n; ++l) a.overrides.push_back({fmt::format("blk\\.{}\\.ffn_(up|down|gate)\\.", l), "CPU"});
+      for (int l = 0; st && l < n; ++l)
+        a.overrides.push_back({fmt::format("blk\\.{}\\.ffn_(up|down|gate)\\.", l), "CPU"});
     } else if (f == "-ctk" || f == "--cache-type-k" || f == "-ctv" || f == "--cache-type-v") {
       st = value(v);
       if (st && !kv_types().count(v))
-        st = make_error(fmt::format("{}: unsupported cache type '{}' (f16, bf16, f32, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1)", where(), v), 2);
+        st = make_error(
+            fmt::format(
+                "{}: unsupported cache type '{}' (f16, bf16, f32, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1)",
+                where(), v),
+            2);
       if (st) (f == "-ctk" || f == "--cache-type-k" ? a.type_k : a.type_v) = v;
     } else if (f == "-fa" || f == "--flash-attn") {
       st = value(v);
       if (st) {
-        if (v == "on" || v == "1" || v == "true") a.flash_attn = "on";
-        else if (v == "off" || v == "0" || v == "false") a.flash_attn = "off";
-        else if (v == "auto") a.flash_attn = "auto";
-        else st = make_error(fmt::format("{}: '{}' is not on, off or auto", where(), v), 2);
+        if (v == "on" || v == "1" || v == "true")
+          a.flash_attn = "on";
+        else if (v == "off" || v == "0" || v == "false")
+          a.flash_attn = "off";
+        else if (v == "auto")
+          a.flash_attn = "auto";
+        else
+          st = make_error(fmt::format("{}: '{}' is not on, off or auto", where(), v), 2);
       }
     } else if (f == "-b" || f == "--batch-size") {
       st = int_value(1, 1 << 20, n);

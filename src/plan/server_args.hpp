@@ -25,26 +25,27 @@ struct tensor_override {
 };
 
 struct server_args {
-  std::string model;            // -m
-  std::int64_t ctx = 0;         // -c; 0: the model's training context
-  int n_parallel = -1;          // -np; -1: auto (llama-server uses 4 slots and a unified KV cache)
-  int n_gpu_layers = -1;        // -ngl; -1 auto, -2 all; both mean "all layers" for the estimate
+  std::string model;                // -m
+  std::int64_t ctx = 0;             // -c; 0: the model's training context
+  int n_parallel = -1;              // -np; -1: auto (llama-server uses 4 slots and a unified KV cache)
+  int n_gpu_layers = -1;            // -ngl; -1 auto, -2 all; both mean "all layers" for the estimate
   std::vector<float> tensor_split;  // -ts
   split_mode split = split_mode::layer;
-  int main_gpu = 0;             // -mg
-  std::vector<tensor_override> overrides;  // -ot, --cpu-moe, --n-cpu-moe, --n-cpu-ffn, in order
+  int main_gpu = 0;                            // -mg
+  std::vector<tensor_override> overrides;      // -ot, --cpu-moe, --n-cpu-moe, --n-cpu-ffn, in order
   std::string type_k = "f16", type_v = "f16";  // -ctk / -ctv
-  std::string flash_attn = "auto";  // -fa on|off|auto
+  std::string flash_attn = "auto";             // -fa on|off|auto
   int n_batch = 2048, n_ubatch = 512;
-  bool kv_unified = false;      // -kvu; set by auto -np too
-  bool no_kv_offload = false;   // -nkvo
-  bool swa_full = false;        // --swa-full: sliding-window layers keep the whole context
+  bool kv_unified = false;     // -kvu; set by auto -np too
+  bool no_kv_offload = false;  // -nkvo
+  bool swa_full = false;       // --swa-full: sliding-window layers keep the whole context
   bool no_mmap = false;
-  std::vector<std::string> rpc;  // --rpc host:port,...
+  std::vector<std::string> rpc;      // --rpc host:port,...
   std::vector<std::string> ignored;  // flags accepted but not modelled
   // Outputs the compute graph is reserved for. llama-server reserves one per slot (no speculative
   // decoding); llama-fit-params (and llama-cli) reserve a whole micro-batch: set 0 to model those.
-  int n_outputs_max = -1;  // -1: llama-server (= slots), 0: llama-fit-params (n_ubatch outputs, size-only reserve)
+  int n_outputs_max =
+      -1;  // -1: llama-server (= slots), 0: llama-fit-params (n_ubatch outputs, size-only reserve)
   // The values llama-server really uses: n_parallel resolved (auto -> 4 + unified).
   int slots() const { return n_parallel < 0 ? 4 : n_parallel; }
   bool unified() const { return kv_unified || n_parallel < 0; }

@@ -30,7 +30,8 @@ speed_input speed_inputs(const hw::inventory& inv, const model_shape& m, const m
   si.slots = p.slots;
   si.depth = std::min<double>(static_cast<double>(p.ctx) / std::max(1, p.slots) / 2.0, 4096);
   if (!all.empty())  // op offload to the first GPU over its PCIe link (0 when the inventory does not say)
-    si.offload_link_bytes_per_s = hw::gpu_pcie_link(inv.nodes[all[0].node].name, gpu(all[0])).bandwidth_bytes_per_s;
+    si.offload_link_bytes_per_s =
+        hw::gpu_pcie_link(inv.nodes[all[0].node].name, gpu(all[0])).bandwidth_bytes_per_s;
   for (std::size_t i = 0; i + 1 < all.size(); ++i) {
     if (all[i].node != all[i + 1].node || all[i].node != p.main_node) {
       auto l = inv.between(inv.nodes[all[i].node].name, main.name);

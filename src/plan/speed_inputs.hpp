@@ -11,10 +11,10 @@
 namespace agifarm::plan {
 
 // Defaults for a figure the inventory lacks (plan warnings name the host ones: "speeds are rough").
-inline constexpr double k_default_gpu_bandwidth = 500e9;   // bytes/s
+inline constexpr double k_default_gpu_bandwidth = 500e9;  // bytes/s
 inline constexpr double k_default_gpu_fp16_tflops = 30;
-inline constexpr double k_default_ram_bandwidth = 40e9;    // bytes/s
-inline constexpr double k_default_cpu_flops = 5e11;        // FLOP/s
+inline constexpr double k_default_ram_bandwidth = 40e9;  // bytes/s
+inline constexpr double k_default_cpu_flops = 5e11;      // FLOP/s
 
 compute_unit gpu_unit(const hw::gpu& g);
 compute_unit host_unit(const hw::node& n);

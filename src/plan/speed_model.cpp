@@ -50,7 +50,8 @@ struct work_per_byte {
   double gpu_f16 = 0;  // GPU work per byte when every matmul runs as an F16 GEMM (dequantize path)
 };
 
-work_per_byte group_work(const model_shape& s, const speed_params& sp, bool (*in_group)(const shape_tensor&)) {
+work_per_byte group_work(const model_shape& s, const speed_params& sp,
+                         bool (*in_group)(const shape_tensor&)) {
   double bytes = 0, cpu = 0, gpu = 0, dequant = 0, gpu_f16 = 0;
   const double f16_factor = sp.type_factor_of("F16");
   for (const auto& t : s.tensors) {
@@ -90,25 +91,27 @@ const speed_params& default_speed_params() {
     speed_params p;
     // (generation, decode share of the memory bandwidth, prefill share of the FP16 peak for Q4_K)
     p.generations = {
-        {"turing", 0.706, 0.35},    {"ampere", 0.879, 0.403}, {"ada", 0.943, 0.399},  {"hopper", 0.736, 0.349},
-        {"blackwell", 0.897, 0.35}, {"gb10", 0.734, 0.277},   {"rdna2", 0.83, 0.228}, {"rdna3", 0.466, 0.35},
-        {"rdna35", 0.861, 0.339},   {"apple", 0.62, 0.536},
+        {"turing", 0.706, 0.35},  {"ampere", 0.879, 0.403},   {"ada", 0.943, 0.399},
+        {"hopper", 0.736, 0.349}, {"blackwell", 0.897, 0.35}, {"gb10", 0.734, 0.277},
+        {"rdna2", 0.83, 0.228},   {"rdna3", 0.466, 0.35},     {"rdna35", 0.861, 0.339},
+        {"apple", 0.62, 0.536},
     };
     // GPU prefill speed of a weight type relative to Q4_K (Q4_0 and Q8_0: no fit row tells them apart
     // from Q4_K once the pre-mid-2024 rows run the dequantize path, so they stay at 1)
-    p.gpu_types = {{"Q4_0", 1.0}, {"Q8_0", 1.0}, {"F16", 1.4}, {"MXFP4", 1.21}, {"Q6_K", 0.956}, {"Q2_K", 0.864}};
-    p.gpu_expert_flops = 0.279;       // mul_mat_id: few tokens per expert per micro-batch
+    p.gpu_types = {{"Q4_0", 1.0},   {"Q8_0", 1.0},   {"F16", 1.4},
+                   {"MXFP4", 1.21}, {"Q6_K", 0.956}, {"Q2_K", 0.864}};
+    p.gpu_expert_flops = 0.279;  // mul_mat_id: few tokens per expert per micro-batch
     p.layer_overhead_gpu_s = 66.2e-6;
     p.eta_host_expert = 0.961;
-    p.host_expert_layer_s = 485e-6;   // per layer with experts in RAM, per token
-    p.eta_offload_link = 1.34;        // above nominal: the streamed share of experts is less than all
-    p.gpu_hop_s = 843e-6;             // 2-8 GPU layer-split rows of Llama 3 8B and 70B
+    p.host_expert_layer_s = 485e-6;  // per layer with experts in RAM, per token
+    p.eta_offload_link = 1.34;       // above nominal: the streamed share of experts is less than all
+    p.gpu_hop_s = 843e-6;            // 2-8 GPU layer-split rows of Llama 3 8B and 70B
     p.rpc_hop_s = 1.47e-3;
     p.rpc_round_trips = 19.2;
     p.rpc_prefill_bytes = 21.2;
     p.row_layer_sync_s = 93.2e-6;
-    p.row_prefill_factor = 1.1;       // no fit row measures row-split prefill now: the start value
-    p.gpu_expert_bw = 0.845;          // GPU MoE decode: expert reads at this share of the dense rate
+    p.row_prefill_factor = 1.1;  // no fit row measures row-split prefill now: the start value
+    p.gpu_expert_bw = 0.845;     // GPU MoE decode: expert reads at this share of the dense rate
     return p;
   }();
   return k_params;
@@ -121,7 +124,8 @@ speed_estimate estimate_speed(const speed_input& in) {
   const auto& s = *in.shape;
   const auto& p = *in.placement;
   const std::size_t nd = in.devices.size();
-  const double used_share = s.is_moe() && s.n_expert ? static_cast<double>(s.n_expert_used) / s.n_expert : 1.0;
+  const double used_share =
+      s.is_moe() && s.n_expert ? static_cast<double>(s.n_expert_used) / s.n_expert : 1.0;
   const int slots = std::max(1, in.slots);
   // Share of an MoE layer's experts that N tokens touch: 1 - (1 - k/n)^N.
   const double batch_share = s.is_moe() ? 1.0 - std::pow(1.0 - used_share, slots) : 1.0;
@@ -129,9 +133,11 @@ speed_estimate estimate_speed(const speed_input& in) {
   const work_per_byte w_dense = group_work(s, sp, is_layer_dense);
   const work_per_byte w_expert = group_work(s, sp, is_expert);
   // The output matrix (logits): the tied token embedding plays its part when there is none.
-  const work_per_byte w_output = s.has_output_tensor ? group_work(s, sp, is_output) : group_work(s, sp, is_token_embd);
-  const double output_bytes = static_cast<double>(s.has_output_tensor ? s.bytes_of(gguf::tensor_class::output)
-                                                                      : s.bytes_of(gguf::tensor_class::token_embd));
+  const work_per_byte w_output =
+      s.has_output_tensor ? group_work(s, sp, is_output) : group_work(s, sp, is_token_embd);
+  const double output_bytes =
+      static_cast<double>(s.has_output_tensor ? s.bytes_of(gguf::tensor_class::output)
+                                              : s.bytes_of(gguf::tensor_class::token_embd));
   // Where the output layer runs: the device of "layer n_layer" (-1 = host). A placement without a
   // layer map (hand-made) keeps the output inside dense_weight_bytes, counted like a layer matrix.
   std::size_t output_slot = static_cast<std::size_t>(-1);
@@ -145,17 +151,19 @@ speed_estimate estimate_speed(const speed_input& in) {
     const bool has_output = i == output_slot;
     // dense_weight_bytes holds the output matrix when the file has one (a tied copy is not in it).
     const double out_b = has_output ? output_bytes : 0;
-    const double layer_dense = std::max(0.0, static_cast<double>(p.dense_weight_bytes[i]) -
-                                                 (s.has_output_tensor ? out_b : 0.0));
+    const double layer_dense =
+        std::max(0.0, static_cast<double>(p.dense_weight_bytes[i]) - (s.has_output_tensor ? out_b : 0.0));
     const double expert = static_cast<double>(p.expert_weight_bytes[i]);
     const int layers = i < p.layers_on_device.size() ? p.layers_on_device[i] : 0;
     // KV read per token: full-attention layers read every cell, sliding-window layers their window,
     // recurrent layers their fixed state (a placement without the per-layer split: every layer full).
     const double naive_kv = static_cast<double>(p.kv_bytes_per_cell_layer) * layers * in.depth;
     double kv = naive_kv;
-    if (i < p.kv_full_bytes_per_cell.size() && i < p.kv_swa_bytes_per_cell.size() && i < p.recurrent_state_bytes.size()) {
+    if (i < p.kv_full_bytes_per_cell.size() && i < p.kv_swa_bytes_per_cell.size() &&
+        i < p.recurrent_state_bytes.size()) {
       const double window = p.n_swa ? std::min<double>(in.depth, p.n_swa) : in.depth;
-      kv = static_cast<double>(p.kv_full_bytes_per_cell[i]) * in.depth + static_cast<double>(p.kv_swa_bytes_per_cell[i]) * window +
+      kv = static_cast<double>(p.kv_full_bytes_per_cell[i]) * in.depth +
+           static_cast<double>(p.kv_swa_bytes_per_cell[i]) * window +
            static_cast<double>(p.recurrent_state_bytes[i]);
     }
     // Attention work scales like the cells it reads.
@@ -166,7 +174,9 @@ speed_estimate estimate_speed(const speed_input& in) {
     const double eta_fl = u.is_cpu ? 1.0 : sp.eta_flops(u.generation);  // GPU work per byte is over this
     const double peak = std::max(1.0, u.flops * eta_fl);
     // On the dequantize path every GPU matmul is an F16 GEMM, whatever the weights' type.
-    auto per_byte = [&](const work_per_byte& w) { return u.is_cpu ? w.cpu : sp.dequant_to_f16 ? w.gpu_f16 : w.gpu; };
+    auto per_byte = [&](const work_per_byte& w) {
+      return u.is_cpu ? w.cpu : sp.dequant_to_f16 ? w.gpu_f16 : w.gpu;
+    };
     const double expert_slowdown = u.is_cpu ? k_cpu_expert_slowdown : 1.0 / sp.gpu_expert_flops;
 
     // Decode: every weight a token needs is read once per token (experts: the used share). Experts in
@@ -181,14 +191,15 @@ speed_estimate estimate_speed(const speed_input& in) {
     int expert_layers = 0;
     if (host_experts) expert_layers = std::max(p.expert_layers_on_host, 1);
     const double layer_overhead = u.is_cpu ? k_layer_overhead_cpu_s : sp.layer_overhead_gpu_s;
-    const double overhead = layers * layer_overhead +
-                            expert_layers * sp.host_expert_layer_s;
+    const double overhead = layers * layer_overhead + expert_layers * sp.host_expert_layer_s;
     t_dec += (layer_dense + out_b + kv) / bw + expert * used_share / expert_bw + overhead;
 
     // Prefill: compute-bound; logits are computed for the last prompt token only, so the output
     // matrix costs nothing per prompt token.
-    const double attn_flops = 4.0 * static_cast<double>(s.n_head * s.head_dim_k) * layers * in.depth * attn_share;
-    const double layer_work = layer_dense * per_byte(w_dense) + expert * used_share * per_byte(w_expert) * expert_slowdown;
+    const double attn_flops =
+        4.0 * static_cast<double>(s.n_head * s.head_dim_k) * layers * in.depth * attn_share;
+    const double layer_work =
+        layer_dense * per_byte(w_dense) + expert * used_share * per_byte(w_expert) * expert_slowdown;
     const double eta_attn = u.is_cpu ? 0.5 : 1.0;
     const bool op_offload = i == nd && nd > 0 && in.offload_link_bytes_per_s > 0 && !in.devices[0].is_cpu &&
                             in.n_ubatch >= k_op_offload_min_batch;
@@ -199,7 +210,8 @@ speed_estimate estimate_speed(const speed_input& in) {
       const double share_u = s.is_moe() ? 1.0 - std::pow(1.0 - used_share, U) : 1.0;
       const double streamed = layer_dense + expert * share_u;
       const auto& g = in.devices[0];
-      const double gpu_work = layer_dense * w_dense.gpu + expert * used_share * w_expert.gpu / sp.gpu_expert_flops;
+      const double gpu_work =
+          layer_dense * w_dense.gpu + expert * used_share * w_expert.gpu / sp.gpu_expert_flops;
       t_pre += streamed / (in.offload_link_bytes_per_s * sp.eta_offload_link) / U +
                (gpu_work + attn_flops) / std::max(1.0, g.flops * sp.eta_flops(g.generation));
     } else {
@@ -251,7 +263,8 @@ speed_estimate estimate_speed(const speed_input& in) {
     // layer cross row_link; prefill pays the splits' synchronisation (row_prefill_factor).
     const double n = static_cast<double>(nd);
     const double sync = 2.0 * static_cast<double>(s.n_layer) *
-                        (in.row_link.latency_s + 4.0 * static_cast<double>(s.n_embd) / std::max(1.0, in.row_link.bandwidth_bytes_per_s)) +
+                            (in.row_link.latency_s + 4.0 * static_cast<double>(s.n_embd) /
+                                                         std::max(1.0, in.row_link.bandwidth_bytes_per_s)) +
                         static_cast<double>(s.n_layer) * sp.row_layer_sync_s;
     const double scale = 0.55 + 0.45 / n;
     t_dec = t_dec * scale + sync;

@@ -34,21 +34,24 @@ struct compute_unit {
   double bandwidth_bytes_per_s = 0;  // memory bandwidth
   double flops = 0;                  // dense peak FLOP/s for the weight type (fp16 tensor for GPUs)
   bool is_cpu = false;
-  std::string generation;            // GPU generation of the catalogue ("ampere", "ada", ...); "" unknown
+  std::string generation;  // GPU generation of the catalogue ("ampere", "ada", ...); "" unknown
   // Behind ggml-rpc-server on another machine. When the output layer sits on such a device, every
   // token's logits (n_vocab floats) cross the network back to llama-server (docs/planning.md).
   bool remote = false;
 
   compute_unit() = default;
   compute_unit(std::string name_, double bandwidth, double flops_, bool is_cpu_, std::string generation_ = {})
-      : name(std::move(name_)), bandwidth_bytes_per_s(bandwidth), flops(flops_), is_cpu(is_cpu_),
+      : name(std::move(name_)),
+        bandwidth_bytes_per_s(bandwidth),
+        flops(flops_),
+        is_cpu(is_cpu_),
         generation(std::move(generation_)) {}
 };
 
 struct speed_link {
   double bandwidth_bytes_per_s = 0;
-  double latency_s = 0;   // one way
-  bool rpc = false;       // a ggml-rpc hop: several network round trips and a fixed cost per token
+  double latency_s = 0;  // one way
+  bool rpc = false;      // a ggml-rpc hop: several network round trips and a fixed cost per token
 };
 
 // The fitted constants of the GPU side of the model (`agifarm calibrate` fits them; the defaults are
@@ -60,24 +63,24 @@ struct speed_params {
     double flops = 0;  // prefill: share of the dense FP16 peak reached (Q4_K matmuls)
   };
   struct type_factor {
-    std::string type;  // ggml type name of the weights ("Q4_K")
-    double factor = 1; // prefill speed of this type relative to Q4_K on GPUs
+    std::string type;   // ggml type name of the weights ("Q4_K")
+    double factor = 1;  // prefill speed of this type relative to Q4_K on GPUs
   };
   std::vector<generation_eta> generations;
-  double eta_bw_gpu = 0.75;            // a generation not in the table
+  double eta_bw_gpu = 0.75;  // a generation not in the table
   double eta_flops_gpu = 0.35;
-  std::vector<type_factor> gpu_types;  // types not listed: 1
-  double gpu_expert_flops = 1.0;       // MoE expert matmuls (mul_mat_id) relative to dense ones, GPU
-  double layer_overhead_gpu_s = 60e-6; // per layer per decoded token (launches, synchronisation)
-  double eta_host_expert = 1.0;        // experts in RAM: share of the host's bandwidth decode reaches
-  double host_expert_layer_s = 0;      // experts in RAM: per such layer per token (GPU<->CPU handover)
-  double eta_offload_link = 1.0;       // op offload: share of the PCIe link's nominal rate
-  double gpu_hop_s = 0;                // layer split: per GPU-to-GPU boundary per token
-  double rpc_hop_s = 0;                // RPC: fixed cost per hop per token (commands, graph split)
-  double rpc_round_trips = 4;          // RPC: network one-way latencies per hop per token
-  double rpc_prefill_bytes = 4;        // RPC prefill: bytes per n_embd element per token per hop
-  double row_layer_sync_s = 0;         // -sm row: per layer per token on top of two all-reduces
-  double row_prefill_factor = 1.0;     // -sm row: prefill time relative to one GPU doing all of it
+  std::vector<type_factor> gpu_types;   // types not listed: 1
+  double gpu_expert_flops = 1.0;        // MoE expert matmuls (mul_mat_id) relative to dense ones, GPU
+  double layer_overhead_gpu_s = 60e-6;  // per layer per decoded token (launches, synchronisation)
+  double eta_host_expert = 1.0;         // experts in RAM: share of the host's bandwidth decode reaches
+  double host_expert_layer_s = 0;       // experts in RAM: per such layer per token (GPU<->CPU handover)
+  double eta_offload_link = 1.0;        // op offload: share of the PCIe link's nominal rate
+  double gpu_hop_s = 0;                 // layer split: per GPU-to-GPU boundary per token
+  double rpc_hop_s = 0;                 // RPC: fixed cost per hop per token (commands, graph split)
+  double rpc_round_trips = 4;           // RPC: network one-way latencies per hop per token
+  double rpc_prefill_bytes = 4;         // RPC prefill: bytes per n_embd element per token per hop
+  double row_layer_sync_s = 0;          // -sm row: per layer per token on top of two all-reduces
+  double row_prefill_factor = 1.0;      // -sm row: prefill time relative to one GPU doing all of it
   // GPU decode of MoE experts (mul_mat_id): share of the dense bandwidth share reached while reading
   // the n_expert_used small matrices of a layer (an id gather and one kernel per expert matrix).
   double gpu_expert_bw = 1.0;
@@ -100,17 +103,17 @@ struct speed_input {
   compute_unit host;                           // the CPU and its RAM
   std::vector<speed_link> hops;                // one per device boundary a token crosses (RPC / PCIe)
   int slots = 1;
-  double depth = 0;                            // tokens already in the context when decoding
+  double depth = 0;  // tokens already in the context when decoding
   // Op offload (llama.cpp's default on CUDA/ROCm): for micro-batches of >= 32 tokens the matmuls of
   // weights in system RAM run on the first device, their weights streamed over its link once per
   // micro-batch. 0: no op offload (--no-op-offload, no GPU, or the link is unknown).
   double offload_link_bytes_per_s = 0;
-  int n_ubatch = 512;                          // -ub (a shorter prompt: its length)
+  int n_ubatch = 512;  // -ub (a shorter prompt: its length)
   // -sm row over several GPUs: each layer's matrices are read by all GPUs at once (decode), with two
   // all-reduces per layer over row_link.
   bool row_split = false;
   speed_link row_link{};
-  const speed_params* params = nullptr;        // nullptr: default_speed_params()
+  const speed_params* params = nullptr;  // nullptr: default_speed_params()
 };
 
 struct speed_estimate {
@@ -125,7 +128,8 @@ struct speed_estimate {
 // its figures for a GPU of unknown generation, and the per-layer overhead its default.
 inline constexpr double k_eta_bw_gpu = 0.75;
 inline constexpr double k_eta_flops_gpu = 0.35;
-inline constexpr double k_eta_bw_cpu = 1.0;  // llama.cpp reads weights at the rate hw::measure_ram_bandwidth finds
+inline constexpr double k_eta_bw_cpu =
+    1.0;  // llama.cpp reads weights at the rate hw::measure_ram_bandwidth finds
 // MoE expert matmuls on the CPU (ggml's mul_mat_id: gathering rows per expert, small matrices) run
 // this many times slower per FLOP than a dense matmul of the same type.
 inline constexpr double k_cpu_expert_slowdown = 2.05;

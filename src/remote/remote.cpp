@@ -1,6 +1,7 @@
 #include "remote/remote.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -13,8 +14,6 @@
 #include <charconv>
 #include <cstring>
 #include <functional>
-
-#include <fmt/format.h>
 
 namespace agifarm::remote {
 namespace {
@@ -43,7 +42,9 @@ result<command_output> run_local(const std::vector<std::string>& argv, std::stri
   timed_out = false;
   pipe_pair in, out, err;
   if (!in.open() || !out.open() || !err.open()) {
-    in.close_all(); out.close_all(); err.close_all();
+    in.close_all();
+    out.close_all();
+    err.close_all();
     return make_error(fmt::format("pipe: {}", std::strerror(errno)));
   }
   std::vector<char*> cargv;
@@ -51,7 +52,9 @@ result<command_output> run_local(const std::vector<std::string>& argv, std::stri
   cargv.push_back(nullptr);
   pid_t pid = ::fork();
   if (pid < 0) {
-    in.close_all(); out.close_all(); err.close_all();
+    in.close_all();
+    out.close_all();
+    err.close_all();
     return make_error(fmt::format("fork: {}", std::strerror(errno)));
   }
   if (pid == 0) {
@@ -68,21 +71,32 @@ result<command_output> run_local(const std::vector<std::string>& argv, std::stri
     (void)!::write(2, msg.data(), msg.size());
     ::_exit(127);
   }
-  ::close(in.r); ::close(out.w); ::close(err.w);
+  ::close(in.r);
+  ::close(out.w);
+  ::close(err.w);
   in.r = out.w = err.w = -1;
   ::fcntl(in.w, F_SETFL, O_NONBLOCK);
   command_output res;
   std::size_t sent = 0;
-  if (input.empty()) { ::close(in.w); in.w = -1; }
+  if (input.empty()) {
+    ::close(in.w);
+    in.w = -1;
+  }
   const auto deadline = clock_type::now() + timeout;
   char buf[16384];
   for (auto& fd : {out.r, err.r}) ::fcntl(fd, F_SETFL, O_NONBLOCK);
   auto drain = [&](int& fd, std::string& to) {
     for (;;) {
       ssize_t r = ::read(fd, buf, sizeof buf);
-      if (r > 0) { to.append(buf, static_cast<std::size_t>(r)); continue; }
+      if (r > 0) {
+        to.append(buf, static_cast<std::size_t>(r));
+        continue;
+      }
       if (r < 0 && errno == EINTR) continue;
-      if (r == 0) { ::close(fd); fd = -1; }
+      if (r == 0) {
+        ::close(fd);
+        fd = -1;
+      }
       return;
     }
   };
@@ -92,11 +106,17 @@ result<command_output> run_local(const std::vector<std::string>& argv, std::stri
   bool exited = false;
   while (!exited) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count();
-    if (left <= 0) { timed_out = true; break; }
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
     pollfd p[3];
     int n = 0;
     int io = -1;
-    if (in.w >= 0) { io = n; p[n++] = {in.w, POLLOUT, 0}; }
+    if (in.w >= 0) {
+      io = n;
+      p[n++] = {in.w, POLLOUT, 0};
+    }
     if (out.r >= 0) p[n++] = {out.r, POLLIN, 0};
     if (err.r >= 0) p[n++] = {err.r, POLLIN, 0};
     int pr = ::poll(p, static_cast<nfds_t>(n), static_cast<int>(std::min<long long>(left, 20)));
@@ -105,7 +125,10 @@ result<command_output> run_local(const std::vector<std::string>& argv, std::stri
       ssize_t w = ::write(in.w, input.data() + sent, input.size() - sent);
       if (w > 0) sent += static_cast<std::size_t>(w);
       if (w < 0 && errno != EAGAIN && errno != EINTR) sent = input.size();  // the reader went away
-      if (sent >= input.size()) { ::close(in.w); in.w = -1; }
+      if (sent >= input.size()) {
+        ::close(in.w);
+        in.w = -1;
+      }
     }
     if (out.r >= 0) drain(out.r, res.out);
     if (err.r >= 0) drain(err.r, res.err);
@@ -116,13 +139,18 @@ result<command_output> run_local(const std::vector<std::string>& argv, std::stri
     if (out.r >= 0) drain(out.r, res.out);
     if (err.r >= 0) drain(err.r, res.err);
   }
-  in.close_all(); out.close_all(); err.close_all();
+  in.close_all();
+  out.close_all();
+  err.close_all();
   if (!exited) {
     ::kill(-pid, SIGKILL);
-    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
   }
-  if (WIFEXITED(st)) res.exit_code = WEXITSTATUS(st);
-  else if (WIFSIGNALED(st)) res.exit_code = 128 + WTERMSIG(st);
+  if (WIFEXITED(st))
+    res.exit_code = WEXITSTATUS(st);
+  else if (WIFSIGNALED(st))
+    res.exit_code = 128 + WTERMSIG(st);
   return res;
 }
 
@@ -166,7 +194,8 @@ result<ssh_target> parse_ssh_target(std::string_view s) {
     rest = rest.substr(at + 1);
     if (t.user.empty()) return bad("empty user");
     for (char c : t.user)
-      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return bad("bad user name");
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+        return bad("bad user name");
   }
   std::string_view port_text;
   if (!rest.empty() && rest.front() == '[') {
@@ -192,7 +221,7 @@ result<ssh_target> parse_ssh_target(std::string_view s) {
   for (char c : t.host)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' || c == '_'))
       return bad(fmt::format("bad character '{}' in the host", c));
-  if (!port_text.empty() || (t.host.size() && rest.size() && rest.back() == ':')) {
+  if (!port_text.empty() || (!t.host.empty() && !rest.empty() && rest.back() == ':')) {
     int p = 0;
     auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), p);
     if (ec != std::errc() || ptr != port_text.data() + port_text.size() || p < 1 || p > 65535)
@@ -206,8 +235,10 @@ std::string shell_quote(std::string_view word) {
   if (plain_word(word)) return std::string(word);
   std::string q = "'";
   for (char c : word) {
-    if (c == '\'') q += "'\\''";
-    else q += c;
+    if (c == '\'')
+      q += "'\\''";
+    else
+      q += c;
   }
   return q + "'";
 }
@@ -218,7 +249,8 @@ std::string describe_ssh_failure(std::string_view e) {
     return "its host key changed (the known_hosts entry does not match: a different machine, or a reinstall)";
   if (has("Host key verification failed") || has("No ED25519 host key is known") || has("host key is known"))
     return "host key verification failed (the host is not in known_hosts, or its key does not match)";
-  if (has("Permission denied")) return "authentication failed (permission denied: is your public key in its authorized_keys?)";
+  if (has("Permission denied"))
+    return "authentication failed (permission denied: is your public key in its authorized_keys?)";
   if (has("Connection refused")) return "connection refused (is sshd running there?)";
   if (has("No route to host")) return "no route to host";
   if (has("Network is unreachable")) return "network is unreachable";
@@ -238,12 +270,14 @@ std::string default_control_dir() {
 
 ssh_shell::ssh_shell(ssh_settings s) : s_(std::move(s)) {}
 
-std::vector<std::string> ssh_shell::client_argv(const ssh_target& t, const std::vector<std::string>& argv) const {
-  std::vector<std::string> a{s_.ssh, "-T", "-o", "BatchMode=yes",
-                             "-o", fmt::format("ConnectTimeout={}", s_.connect_timeout_s),
-                             "-o", fmt::format("ServerAliveInterval={}", s_.alive_interval_s),
-                             "-o", fmt::format("ServerAliveCountMax={}", s_.alive_count_max),
-                             "-o", "LogLevel=ERROR"};
+std::vector<std::string> ssh_shell::client_argv(const ssh_target& t,
+                                                const std::vector<std::string>& argv) const {
+  std::vector<std::string> a{s_.ssh, "-T",
+                             "-o",   "BatchMode=yes",
+                             "-o",   fmt::format("ConnectTimeout={}", s_.connect_timeout_s),
+                             "-o",   fmt::format("ServerAliveInterval={}", s_.alive_interval_s),
+                             "-o",   fmt::format("ServerAliveCountMax={}", s_.alive_count_max),
+                             "-o",   "LogLevel=ERROR"};
   if (!s_.control_dir.empty()) {
     // One master connection per (options, target): a connection made with other options (another
     // known_hosts, key or config) must never be reused, or its host check would be skipped.
@@ -251,7 +285,8 @@ std::vector<std::string> ssh_shell::client_argv(const ssh_target& t, const std::
     for (const auto& o : s_.options) opts += o + '\0';
     std::string dir = fmt::format("{}/{:016x}", s_.control_dir, std::hash<std::string>{}(opts));
     ::mkdir(dir.c_str(), 0700);
-    a.insert(a.end(), {"-o", "ControlMaster=auto", "-o", "ControlPath=" + dir + "/%C", "-o", "ControlPersist=60"});
+    a.insert(a.end(),
+             {"-o", "ControlMaster=auto", "-o", "ControlPath=" + dir + "/%C", "-o", "ControlPersist=60"});
   }
   a.insert(a.end(), s_.options.begin(), s_.options.end());
   if (t.port) a.insert(a.end(), {"-p", std::to_string(t.port)});
@@ -269,15 +304,16 @@ std::vector<std::string> ssh_shell::client_argv(const ssh_target& t, const std::
   return a;
 }
 
-result<command_output> ssh_shell::run(const ssh_target& t, const std::vector<std::string>& argv, std::string_view input,
-                                      std::chrono::milliseconds timeout) {
+result<command_output> ssh_shell::run(const ssh_target& t, const std::vector<std::string>& argv,
+                                      std::string_view input, std::chrono::milliseconds timeout) {
   bool timed_out = false;
   auto r = run_local(client_argv(t, argv), input, timeout, timed_out);
   if (!r) return make_error(fmt::format("ssh {}: {}", t.text(), r.err().message));
   if (timed_out)
-    return make_error(fmt::format("ssh {}: no answer within {:.0f} s (the machine is down or its network is cut)",
-                                  t.text(), std::chrono::duration<double>(timeout).count()),
-                      k_exit_timed_out);
+    return make_error(
+        fmt::format("ssh {}: no answer within {:.0f} s (the machine is down or its network is cut)", t.text(),
+                    std::chrono::duration<double>(timeout).count()),
+        k_exit_timed_out);
   if (r->exit_code == 127 && r->err.find("cannot run " + s_.ssh) != std::string::npos)
     return make_error(fmt::format("ssh {}: {}", t.text(), first_line(r->err)));
   if (r->exit_code == 255) {

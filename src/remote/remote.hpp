@@ -27,7 +27,7 @@ namespace agifarm::remote {
 struct ssh_target {
   std::string user;
   std::string host;
-  int port = 0;  // 0: ssh's default (22 or the config's)
+  int port = 0;              // 0: ssh's default (22 or the config's)
   std::string text() const;  // as written: "root@10.0.0.2:2222"
 };
 result<ssh_target> parse_ssh_target(std::string_view s);  // errors quote the text
@@ -52,19 +52,19 @@ class remote_shell {
 };
 
 struct ssh_settings {
-  std::string ssh = "ssh";                 // the client program
-  std::vector<std::string> options;        // extra client arguments (e.g. -F file, -i key, -o X=Y)
-  std::string control_dir;                 // ControlMaster sockets; "" = no multiplexing
+  std::string ssh = "ssh";           // the client program
+  std::vector<std::string> options;  // extra client arguments (e.g. -F file, -i key, -o X=Y)
+  std::string control_dir;           // ControlMaster sockets; "" = no multiplexing
   int connect_timeout_s = 5;
-  int alive_interval_s = 1;                // ServerAliveInterval; x alive_count_max = dead-link detection
+  int alive_interval_s = 1;  // ServerAliveInterval; x alive_count_max = dead-link detection
   int alive_count_max = 3;
 };
 
 class ssh_shell final : public remote_shell {
  public:
   explicit ssh_shell(ssh_settings s);
-  result<command_output> run(const ssh_target& t, const std::vector<std::string>& argv, std::string_view input,
-                             std::chrono::milliseconds timeout) override;
+  result<command_output> run(const ssh_target& t, const std::vector<std::string>& argv,
+                             std::string_view input, std::chrono::milliseconds timeout) override;
   // The full client argv run() uses (for tests and for `--dry-run` style messages).
   std::vector<std::string> client_argv(const ssh_target& t, const std::vector<std::string>& argv) const;
 

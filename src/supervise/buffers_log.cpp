@@ -37,23 +37,33 @@ bool parse_line(std::string_view line, parsed& out) {
   if (m == std::string_view::npos) return false;
   std::string_view value = trim(line.substr(m + marker.size()));
   double scale = 0;
-  if (ends_with_ci(value, "mib")) scale = 1024.0 * 1024.0;
-  else if (ends_with_ci(value, "kib")) scale = 1024.0;
-  else if (ends_with_ci(value, "gib")) scale = 1024.0 * 1024.0 * 1024.0;
-  else return false;
+  if (ends_with_ci(value, "mib"))
+    scale = 1024.0 * 1024.0;
+  else if (ends_with_ci(value, "kib"))
+    scale = 1024.0;
+  else if (ends_with_ci(value, "gib"))
+    scale = 1024.0 * 1024.0 * 1024.0;
+  else
+    return false;
   value = trim(value.substr(0, value.size() - 3));
   double v = 0;
   auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-  if (ec != std::errc() || p != value.data() + value.size() || !std::isfinite(v) || v < 0 || v > 1e12) return false;
+  if (ec != std::errc() || p != value.data() + value.size() || !std::isfinite(v) || v < 0 || v > 1e12)
+    return false;
   std::string_view head = line.substr(0, m);  // "... load_tensors: RPC0[...] model"
   auto sp = head.find_last_of(' ');
   if (sp == std::string_view::npos) return false;
   std::string_view word = head.substr(sp + 1);
-  if (word == "model") out.k = kind::model;
-  else if (word == "KV" || word == "RS") out.k = kind::kv;  // RS: recurrent state of hybrid models
-  else if (word == "compute") out.k = kind::compute;
-  else if (word == "output") out.k = kind::output;
-  else return false;
+  if (word == "model")
+    out.k = kind::model;
+  else if (word == "KV" || word == "RS")
+    out.k = kind::kv;  // RS: recurrent state of hybrid models
+  else if (word == "compute")
+    out.k = kind::compute;
+  else if (word == "output")
+    out.k = kind::output;
+  else
+    return false;
   head = trim(head.substr(0, sp));
   auto colon = head.rfind(": ");
   std::string_view dev = trim(colon == std::string_view::npos ? head : head.substr(colon + 2));
@@ -68,7 +78,8 @@ bool parse_line(std::string_view line, parsed& out) {
 }  // namespace
 
 bool is_host_buffer(std::string_view t) {
-  return t == "CPU" || t == "host" || t.starts_with("CPU_") || ends_with_ci(t, "_host") || ends_with_ci(t, "_mapped");
+  return t == "CPU" || t == "host" || t.starts_with("CPU_") || ends_with_ci(t, "_host") ||
+         ends_with_ci(t, "_mapped");
 }
 
 std::string_view device_key(std::string_view device) {
@@ -91,7 +102,10 @@ buffers_report parse_buffers_log(std::string_view log) {
     if (nl == std::string_view::npos) nl = log.size();
     std::string_view line = log.substr(pos, nl - pos);
     pos = nl + 1;
-    if (line.starts_with("[agifarm]")) { reset(); continue; }
+    if (line.starts_with("[agifarm]")) {
+      reset();
+      continue;
+    }
     parsed p;
     if (!parse_line(line, p)) continue;
     if (p.k == kind::model && seen_compute) reset();  // a new load in the same log
@@ -109,13 +123,19 @@ buffers_report parse_buffers_log(std::string_view log) {
       }
     }
     switch (p.k) {
-      case kind::model: d->model_bytes += p.bytes; break;
-      case kind::kv: d->kv_bytes += p.bytes; break;
+      case kind::model:
+        d->model_bytes += p.bytes;
+        break;
+      case kind::kv:
+        d->kv_bytes += p.bytes;
+        break;
       case kind::compute:
         d->compute_bytes += p.bytes;
         seen_compute = true;
         break;
-      case kind::output: d->compute_bytes += p.bytes; break;
+      case kind::output:
+        d->compute_bytes += p.bytes;
+        break;
     }
     ++r.lines;
   }

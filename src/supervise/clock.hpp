@@ -26,7 +26,8 @@ class system_clock final : public clock {
   time_point now() const override { return std::chrono::steady_clock::now(); }
   std::int64_t wall_now() const override {
     return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch()).count();
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
   }
 };
 

@@ -1,6 +1,7 @@
 #include "supervise/files.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,8 +11,6 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <fmt/format.h>
 
 namespace agifarm::supervise {
 namespace fs = std::filesystem;
@@ -29,7 +28,10 @@ std::vector<std::string> real_files::tail(const std::string& path, int n) {
   std::string line;
   bool first = start > 0;
   while (std::getline(is, line)) {
-    if (first) { first = false; continue; }  // probably a partial line
+    if (first) {
+      first = false;
+      continue;
+    }  // probably a partial line
     if (!line.empty() && line.back() == '\r') line.pop_back();
     out.push_back(line);
   }
@@ -52,7 +54,8 @@ void real_files::append_line(const std::string& path, const std::string& line) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) return;
   std::string l = line + "\n";
-  if (::write(fd, l.data(), l.size()) < 0) {}
+  if (::write(fd, l.data(), l.size()) < 0) {
+  }
   ::close(fd);
 }
 
@@ -104,7 +107,10 @@ std::string failure_reason(const std::vector<std::string>& log_tail) {
   // Only this process's lines: after the last start marker.
   std::size_t from = 0;
   for (std::size_t k = log_tail.size(); k-- > 0;)
-    if (log_tail[k].rfind("[agifarm]", 0) == 0) { from = k + 1; break; }
+    if (log_tail[k].rfind("[agifarm]", 0) == 0) {
+      from = k + 1;
+      break;
+    }
   // The first error is the cause; later ones are usually its consequences ("exiting due to ...").
   for (std::size_t k = from; k < log_tail.size(); ++k) {
     std::string l = lower(log_tail[k]);
@@ -115,8 +121,8 @@ std::string failure_reason(const std::vector<std::string>& log_tail) {
       const std::string& line = log_tail[k];
       std::size_t p = 0;
       while (p < line.size() && (std::isdigit(static_cast<unsigned char>(line[p])) || line[p] == '.')) ++p;
-      if (p > 0 && p + 3 <= line.size() && line[p] == ' ' && std::isupper(static_cast<unsigned char>(line[p + 1])) &&
-          line[p + 2] == ' ')
+      if (p > 0 && p + 3 <= line.size() && line[p] == ' ' &&
+          std::isupper(static_cast<unsigned char>(line[p + 1])) && line[p + 2] == ' ')
         return line.substr(p + 3);
       return line;
     }

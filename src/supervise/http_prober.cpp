@@ -1,11 +1,10 @@
+#include <fmt/format.h>
+
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
 #include <mutex>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "supervise/prober.hpp"
 
@@ -17,20 +16,29 @@ using tcp = asio::ip::tcp;
 
 std::string to_string(probe_outcome o) {
   switch (o) {
-    case probe_outcome::ok: return "ok";
-    case probe_outcome::loading: return "loading";
-    case probe_outcome::refused: return "refused";
-    case probe_outcome::timeout: return "timeout";
-    case probe_outcome::busy: return "busy";
-    case probe_outcome::error: return "error";
+    case probe_outcome::ok:
+      return "ok";
+    case probe_outcome::loading:
+      return "loading";
+    case probe_outcome::refused:
+      return "refused";
+    case probe_outcome::timeout:
+      return "timeout";
+    case probe_outcome::busy:
+      return "busy";
+    case probe_outcome::error:
+      return "error";
   }
   return "?";
 }
 std::string to_string(probe_kind k) {
   switch (k) {
-    case probe_kind::health: return "health";
-    case probe_kind::completion: return "completion";
-    case probe_kind::tcp: return "tcp";
+    case probe_kind::health:
+      return "health";
+    case probe_kind::completion:
+      return "completion";
+    case probe_kind::tcp:
+      return "tcp";
   }
   return "?";
 }
@@ -61,8 +69,9 @@ asio::awaitable<exchange_result> exchange(std::string host, int port, http::verb
   auto token = asio::as_tuple(asio::use_awaitable);
   auto [cec] = co_await stream.async_connect(tcp::endpoint(addr, static_cast<unsigned short>(port)), token);
   if (cec) {
-    out.outcome = cec == beast::error::timeout ? probe_outcome::timeout
-                  : cec == asio::error::connection_refused ? probe_outcome::refused : probe_outcome::error;
+    out.outcome = cec == beast::error::timeout             ? probe_outcome::timeout
+                  : cec == asio::error::connection_refused ? probe_outcome::refused
+                                                           : probe_outcome::error;
     out.detail = cec == beast::error::timeout ? "connect timed out" : cec.message();
     co_return out;
   }
@@ -99,8 +108,9 @@ asio::awaitable<exchange_result> exchange(std::string host, int port, http::verb
   auto& res = parser.get();
   out.status = static_cast<int>(res.result_int());
   out.body = std::move(res.body());
-  out.outcome = out.status == 200 ? probe_outcome::ok
-                : out.status == 503 ? probe_outcome::loading : probe_outcome::error;
+  out.outcome = out.status == 200   ? probe_outcome::ok
+                : out.status == 503 ? probe_outcome::loading
+                                    : probe_outcome::error;
   out.detail = fmt::format("HTTP {}", out.status);
   beast::error_code sec;
   stream.socket().shutdown(tcp::socket::shutdown_both, sec);
@@ -141,9 +151,11 @@ void http_prober::start(const probe_request& r) {
           target = "/completion";
           body = R"({"prompt":"Hi","n_predict":1,"cache_prompt":false})";
         }
-        auto x = co_await exchange(r.host, r.port, verb, target, body, r.kind == probe_kind::tcp, r.timeout, r.api_key);
+        auto x = co_await exchange(r.host, r.port, verb, target, body, r.kind == probe_kind::tcp, r.timeout,
+                                   r.api_key);
         if (r.kind == probe_kind::completion && x.outcome == probe_outcome::timeout) {
-          auto s = co_await exchange(r.host, r.port, http::verb::get, "/slots", "", false, r.timeout, r.api_key);
+          auto s =
+              co_await exchange(r.host, r.port, http::verb::get, "/slots", "", false, r.timeout, r.api_key);
           if (s.status == 200) {
             x.outcome = probe_outcome::busy;
             x.detail = "completion slow but /slots answers (busy)";
@@ -168,8 +180,11 @@ http_answer http_get(const std::string& host, int port, const std::string& targe
   asio::io_context io;
   http_answer ans;
   asio::co_spawn(io, exchange(host, port, http::verb::get, target, "", false, timeout),
-                 [&](std::exception_ptr e, exchange_result x) {
-                   if (e) { ans.error = "exception"; return; }
+                 [&](const std::exception_ptr& e, exchange_result x) {
+                   if (e) {
+                     ans.error = "exception";
+                     return;
+                   }
                    ans.status = x.status;
                    ans.body = std::move(x.body);
                    if (x.status == 0) ans.error = x.detail;
@@ -178,13 +193,16 @@ http_answer http_get(const std::string& host, int port, const std::string& targe
   return ans;
 }
 
-http_answer http_post(const std::string& host, int port, const std::string& target, const std::string& json_body,
-                      duration timeout) {
+http_answer http_post(const std::string& host, int port, const std::string& target,
+                      const std::string& json_body, duration timeout) {
   asio::io_context io;
   http_answer ans;
   asio::co_spawn(io, exchange(host, port, http::verb::post, target, json_body, false, timeout),
-                 [&](std::exception_ptr e, exchange_result x) {
-                   if (e) { ans.error = "exception"; return; }
+                 [&](const std::exception_ptr& e, exchange_result x) {
+                   if (e) {
+                     ans.error = "exception";
+                     return;
+                   }
                    ans.status = x.status;
                    ans.body = std::move(x.body);
                    if (x.status == 0) ans.error = x.detail;

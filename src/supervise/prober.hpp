@@ -85,7 +85,7 @@ struct http_answer {
 };
 http_answer http_get(const std::string& host, int port, const std::string& target, duration timeout);
 // The same as a POST with a JSON body (llama-server's /slots/<id>?action=save|restore).
-http_answer http_post(const std::string& host, int port, const std::string& target, const std::string& json_body,
-                      duration timeout);
+http_answer http_post(const std::string& host, int port, const std::string& target,
+                      const std::string& json_body, duration timeout);
 
 }  // namespace agifarm::supervise

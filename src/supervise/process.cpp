@@ -1,6 +1,7 @@
 #include "supervise/process.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -12,8 +13,6 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-
-#include <fmt/format.h>
 
 extern char** environ;
 
@@ -67,7 +66,8 @@ result<int> posix_launcher::spawn(const spawn_request& req) {
 
   int log_fd = ::open(req.log_path.empty() ? "/dev/null" : req.log_path.c_str(),
                       O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) return make_error(fmt::format("cannot open log file {}: {}", req.log_path, std::strerror(errno)));
+  if (log_fd < 0)
+    return make_error(fmt::format("cannot open log file {}: {}", req.log_path, std::strerror(errno)));
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   int errpipe[2];
   if (null_fd < 0 || ::pipe2(errpipe, O_CLOEXEC) != 0) {
@@ -82,7 +82,10 @@ result<int> posix_launcher::spawn(const spawn_request& req) {
   pid_t pid = ::fork();
   if (pid < 0) {
     int e = errno;
-    ::close(log_fd); ::close(null_fd); ::close(errpipe[0]); ::close(errpipe[1]);
+    ::close(log_fd);
+    ::close(null_fd);
+    ::close(errpipe[0]);
+    ::close(errpipe[1]);
     return make_error(fmt::format("fork for {}: {}", prog, std::strerror(e)));
   }
   if (pid == 0) {
@@ -100,8 +103,10 @@ result<int> posix_launcher::spawn(const spawn_request& req) {
     ::dup2(log_fd, 2);
     // No inherited descriptors beyond 0-2 (a gateway's listening socket must not leak into backends).
     ::syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */);
-    if (has_slash) ::execve(argv[0], argv.data(), envp.data());
-    else ::execvpe(argv[0], argv.data(), envp.data());
+    if (has_slash)
+      ::execve(argv[0], argv.data(), envp.data());
+    else
+      ::execvpe(argv[0], argv.data(), envp.data());
     int e = errno;
     write_all(errpipe[1], &e, sizeof e);
     ::_exit(127);
@@ -137,9 +142,13 @@ std::vector<exit_info> posix_launcher::reap() {
     if (r == *it || (r < 0 && errno == ECHILD)) {
       exit_info e;
       e.pid = *it;
-      if (r == *it && WIFSIGNALED(st)) { e.signaled = true; e.code = WTERMSIG(st); }
-      else if (r == *it) e.code = WEXITSTATUS(st);
-      else e.code = -1;
+      if (r == *it && WIFSIGNALED(st)) {
+        e.signaled = true;
+        e.code = WTERMSIG(st);
+      } else if (r == *it)
+        e.code = WEXITSTATUS(st);
+      else
+        e.code = -1;
       out.push_back(e);
       // The process group may hold helpers the backend forked; they go with it.
       ::kill(-e.pid, SIGKILL);

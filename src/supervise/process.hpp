@@ -55,9 +55,9 @@ class posix_launcher final : public process_launcher {
 };
 
 // Helpers for processes that are not our children (a previous run's backends, `agifarm down`).
-bool process_alive(int pid);                      // exists and is not a zombie
-std::string process_cmdline(int pid);             // argv joined by spaces, "" if gone
-std::uint64_t process_rss_bytes(int pid);         // VmRSS, 0 if gone
-void signal_process_group(int pgid, int sig);     // kill(-pgid, sig), ignoring ESRCH
+bool process_alive(int pid);                   // exists and is not a zombie
+std::string process_cmdline(int pid);          // argv joined by spaces, "" if gone
+std::uint64_t process_rss_bytes(int pid);      // VmRSS, 0 if gone
+void signal_process_group(int pgid, int sig);  // kill(-pgid, sig), ignoring ESRCH
 
 }  // namespace agifarm::supervise

@@ -1,26 +1,31 @@
 #include "supervise/supervisor.hpp"
 
-#include <optional>
-
+#include <fmt/format.h>
 #include <signal.h>
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
-
-#include <fmt/format.h>
 
 namespace agifarm::supervise {
 
 std::string to_string(backend_state s) {
   switch (s) {
-    case backend_state::waiting: return "waiting";
-    case backend_state::starting: return "starting";
-    case backend_state::ready: return "ready";
-    case backend_state::backoff: return "backoff";
-    case backend_state::stopping: return "stopping";
-    case backend_state::failed: return "failed";
-    case backend_state::stopped: return "stopped";
+    case backend_state::waiting:
+      return "waiting";
+    case backend_state::starting:
+      return "starting";
+    case backend_state::ready:
+      return "ready";
+    case backend_state::backoff:
+      return "backoff";
+    case backend_state::stopping:
+      return "stopping";
+    case backend_state::failed:
+      return "failed";
+    case backend_state::stopped:
+      return "stopped";
   }
   return "?";
 }
@@ -31,7 +36,13 @@ double seconds(duration d) { return std::chrono::duration<double>(d).count(); }
 
 supervisor::supervisor(plan::deployment d, supervisor_options o, clock& c, process_launcher& l, prober& p,
                        file_system& f, port_allocator& ports, supervisor_events ev)
-    : d_(std::move(d)), o_(std::move(o)), clock_(c), launcher_(l), prober_(p), files_(f), ports_(ports),
+    : d_(std::move(d)),
+      o_(std::move(o)),
+      clock_(c),
+      launcher_(l),
+      prober_(p),
+      files_(f),
+      ports_(ports),
       ev_(std::move(ev)) {}
 
 status supervisor::prepare() {
@@ -41,7 +52,8 @@ status supervisor::prepare() {
   for (std::size_t i = 0; i < d_.backends.size(); ++i) {
     const auto& b = d_.backends[i];
     if (b.name.empty()) return make_error(fmt::format("deployment.backends[{}]: empty name", i), 2);
-    if (!index.emplace(b.name, i).second) return make_error(fmt::format("backend '{}' is listed twice", b.name), 2);
+    if (!index.emplace(b.name, i).second)
+      return make_error(fmt::format("backend '{}' is listed twice", b.name), 2);
   }
   for (const auto& b : d_.backends)
     for (const auto& dep : b.depends_on) {
@@ -56,7 +68,8 @@ status supervisor::prepare() {
     bool progress = false;
     for (const auto& b : d_.backends) {
       if (placed.count(b.name)) continue;
-      if (std::all_of(b.depends_on.begin(), b.depends_on.end(), [&](auto& x) { return placed.count(x) > 0; })) {
+      if (std::all_of(b.depends_on.begin(), b.depends_on.end(),
+                      [&](auto& x) { return placed.count(x) > 0; })) {
         ordered.push_back(b);
         placed.insert(b.name);
         progress = true;
@@ -64,7 +77,8 @@ status supervisor::prepare() {
     }
     if (!progress) {
       std::string cyc;
-      for (const auto& b : d_.backends) if (!placed.count(b.name)) cyc += (cyc.empty() ? "" : ", ") + b.name;
+      for (const auto& b : d_.backends)
+        if (!placed.count(b.name)) cyc += (cyc.empty() ? "" : ", ") + b.name;
       return make_error(fmt::format("backends depend on each other in a cycle: {}", cyc), 2);
     }
   }
@@ -93,7 +107,8 @@ status supervisor::prepare() {
       if (taken.count({st.host, b.port}))
         return make_error(fmt::format("backend '{}': port {} is given to two backends", b.name, b.port), 2);
       if (!ports_.is_free(st.host, b.port))
-        return make_error(fmt::format("backend '{}': port {} on {} is already in use", b.name, b.port, st.host));
+        return make_error(
+            fmt::format("backend '{}': port {} on {} is already in use", b.name, b.port, st.host));
       st.port = b.port;
     } else {
       // Ask until we get a port no other backend of this farm holds.
@@ -102,7 +117,8 @@ status supervisor::prepare() {
         if (!p) return make_error(fmt::format("backend '{}': {}", b.name, p.err().message));
         if (!taken.count({st.host, *p})) st.port = *p;
       }
-      if (st.port == 0) return make_error(fmt::format("backend '{}': no free port found on {}", b.name, st.host));
+      if (st.port == 0)
+        return make_error(fmt::format("backend '{}': no free port found on {}", b.name, st.host));
     }
     taken.insert({st.host, st.port});
   }
@@ -187,7 +203,8 @@ status supervisor::stop_backend(const std::string& name, const std::string& reas
       st.reason = reason;
       changed(*i);
       break;
-    default: break;  // stopping, stopped, failed
+    default:
+      break;  // stopping, stopped, failed
   }
   return status::success();
 }
@@ -203,11 +220,17 @@ time_point supervisor::step() {
   auto now = clock_.now();
   for (const auto& e : launcher_.reap()) {
     for (std::size_t i = 0; i < status_.size(); ++i)
-      if (status_[i].pid == e.pid && e.pid != 0) { handle_exit(i, e, now); break; }
+      if (status_[i].pid == e.pid && e.pid != 0) {
+        handle_exit(i, e, now);
+        break;
+      }
   }
   for (const auto& r : prober_.poll()) {
     for (std::size_t i = 0; i < status_.size(); ++i)
-      if (status_[i].name == r.backend) { handle_probe(i, r, now); break; }
+      if (status_[i].name == r.backend) {
+        handle_probe(i, r, now);
+        break;
+      }
   }
   if (shutting_down_) {
     for (std::size_t k = status_.size(); k-- > 0;) advance(k, now);
@@ -221,11 +244,15 @@ time_point supervisor::step() {
   }
 
   time_point next = next_log_check_;
-  auto consider = [&](time_point t) { if (t > now && t < next) next = t; };
+  auto consider = [&](time_point t) {
+    if (t > now && t < next) next = t;
+  };
   for (std::size_t i = 0; i < status_.size(); ++i) {
     const auto& s = slots_[i];
     switch (status_[i].state) {
-      case backend_state::backoff: consider(status_[i].next_start); break;
+      case backend_state::backoff:
+        consider(status_[i].next_start);
+        break;
       case backend_state::starting:
         consider(s.start_deadline);
         if (!s.health_in_flight) consider(s.next_health);
@@ -233,13 +260,15 @@ time_point supervisor::step() {
         break;
       case backend_state::ready:
         if (!s.health_in_flight) consider(s.next_health);
-        if (!s.probe_in_flight && o_.probe_interval.count() > 0 && status_[i].kind == plan::backend_kind::llama_server)
+        if (!s.probe_in_flight && o_.probe_interval.count() > 0 &&
+            status_[i].kind == plan::backend_kind::llama_server)
           consider(s.next_probe);
         break;
       case backend_state::stopping:
         if (!s.killed) consider(s.stop_deadline);
         break;
-      default: break;
+      default:
+        break;
     }
   }
   return next;
@@ -250,7 +279,10 @@ void supervisor::advance(std::size_t i, time_point now) {
   auto& s = slots_[i];
   switch (st.state) {
     case backend_state::waiting:
-      if (shutting_down_) { set_state(i, backend_state::stopped); break; }
+      if (shutting_down_) {
+        set_state(i, backend_state::stopped);
+        break;
+      }
       for (std::size_t d : s.deps)
         if (status_[d].state == backend_state::failed) {
           fail(i, fmt::format("dependency '{}' failed", status_[d].name));
@@ -259,10 +291,15 @@ void supervisor::advance(std::size_t i, time_point now) {
       if (deps_ready(i)) spawn(i, now);
       break;
     case backend_state::backoff:
-      if (shutting_down_) { set_state(i, backend_state::stopped); break; }
+      if (shutting_down_) {
+        set_state(i, backend_state::stopped);
+        break;
+      }
       if (now >= st.next_start) {
-        if (deps_ready(i)) spawn(i, now);
-        else set_state(i, backend_state::waiting);
+        if (deps_ready(i))
+          spawn(i, now);
+        else
+          set_state(i, backend_state::waiting);
       }
       break;
     case backend_state::starting:
@@ -275,7 +312,8 @@ void supervisor::advance(std::size_t i, time_point now) {
       if (st.state == backend_state::starting) {
         if (now >= s.start_deadline) {
           kill_for(i, after_stop::crash,
-                   fmt::format("not ready within the start timeout of {:.0f} s", seconds(o_.start_timeout)), now);
+                   fmt::format("not ready within the start timeout of {:.0f} s", seconds(o_.start_timeout)),
+                   now);
           break;
         }
         if (ev_.on_progress && now >= s.next_progress && !st.log_path.empty()) {
@@ -288,14 +326,19 @@ void supervisor::advance(std::size_t i, time_point now) {
         }
       }
       if (!s.health_in_flight && now >= s.next_health) {
-        prober_.start({st.name, is_rpc ? probe_kind::tcp : probe_kind::health, st.host, st.port,
-                       o_.health_timeout, s.gen, {}});
+        prober_.start({st.name,
+                       is_rpc ? probe_kind::tcp : probe_kind::health,
+                       st.host,
+                       st.port,
+                       o_.health_timeout,
+                       s.gen,
+                       {}});
         s.health_in_flight = true;
         s.next_health = now + (st.state == backend_state::starting ? o_.health_interval_starting
-                                                                    : o_.health_interval_ready);
+                                                                   : o_.health_interval_ready);
       }
-      if (st.state == backend_state::ready && !is_rpc && o_.probe_interval.count() > 0 && !s.probe_in_flight &&
-          now >= s.next_probe) {
+      if (st.state == backend_state::ready && !is_rpc && o_.probe_interval.count() > 0 &&
+          !s.probe_in_flight && now >= s.next_probe) {
         auto key = d_.backends[i].env.find(std::string(plan::k_api_key_env));
         prober_.start({st.name, probe_kind::completion, st.host, st.port, o_.probe_timeout, s.gen,
                        key == d_.backends[i].env.end() ? std::string() : key->second});
@@ -309,11 +352,13 @@ void supervisor::advance(std::size_t i, time_point now) {
         launcher_.signal_group(st.pid, SIGKILL);
         s.killed = true;
         if (s.then == after_stop::stopped)
-          st.reason = fmt::format("did not stop within {:.0f} s of SIGTERM; killed", seconds(o_.stop_timeout));
+          st.reason =
+              fmt::format("did not stop within {:.0f} s of SIGTERM; killed", seconds(o_.stop_timeout));
       }
       break;
     case backend_state::failed:
-    case backend_state::stopped: break;
+    case backend_state::stopped:
+      break;
   }
 }
 
@@ -343,10 +388,12 @@ void supervisor::spawn(std::size_t i, time_point now) {
       }
     }
     if (!moved) {
-      record_failure(i, fmt::format("port {} on {} is in use by another process", st.port, st.host), now, false);
+      record_failure(i, fmt::format("port {} on {} is in use by another process", st.port, st.host), now,
+                     false);
       return;
     }
-    st.reason = fmt::format("port {} on {} was taken by another process; moved to port {}", st.port, st.host, *moved);
+    st.reason =
+        fmt::format("port {} on {} was taken by another process; moved to port {}", st.port, st.host, *moved);
     st.port = *moved;
   }
   st.argv = plan::backend_argv(spec, o_.llama_bin, st.port);
@@ -388,8 +435,8 @@ void supervisor::left_ready(std::size_t i, time_point now) {
   for (std::size_t d : slots_[i].dependents) {
     auto ds = status_[d].state;
     if (ds == backend_state::starting || ds == backend_state::ready)
-      kill_for(d, after_stop::waiting, fmt::format("restarting because dependency '{}' left ready", status_[i].name),
-               now);
+      kill_for(d, after_stop::waiting,
+               fmt::format("restarting because dependency '{}' left ready", status_[i].name), now);
   }
 }
 
@@ -427,8 +474,8 @@ void supervisor::record_failure(std::size_t i, std::string reason, time_point no
   while (!s.failures.empty() && now - s.failures.front() > o_.failure_window) s.failures.pop_front();
   st.failures = static_cast<int>(s.failures.size());
   if (static_cast<int>(s.failures.size()) >= o_.max_failures) {
-    fail(i, fmt::format("{} failures within {:.0f} s; last: {}", s.failures.size(), seconds(o_.failure_window),
-                        reason));
+    fail(i, fmt::format("{} failures within {:.0f} s; last: {}", s.failures.size(),
+                        seconds(o_.failure_window), reason));
     return;
   }
   st.next_start = now + s.backoff;
@@ -440,24 +487,35 @@ void supervisor::handle_exit(std::size_t i, const exit_info& e, time_point now) 
   auto& st = status_[i];
   auto& s = slots_[i];
   const auto prev = st.state;
-  const bool was_ready = prev == backend_state::ready ||
-                         (prev == backend_state::stopping && st.ready_at > st.started_at);
+  const bool was_ready =
+      prev == backend_state::ready || (prev == backend_state::stopping && st.ready_at > st.started_at);
   st.pid = 0;
   st.last_exit = e.describe();
   s.health_in_flight = s.probe_in_flight = false;
   if (prev == backend_state::stopping) {
     switch (s.then) {
-      case after_stop::stopped: set_state(i, backend_state::stopped); break;
-      case after_stop::waiting: set_state(i, backend_state::waiting); break;
-      case after_stop::failed: fail(i, s.pending_reason); break;
-      case after_stop::crash: record_failure(i, s.pending_reason, now, was_ready); break;
+      case after_stop::stopped:
+        set_state(i, backend_state::stopped);
+        break;
+      case after_stop::waiting:
+        set_state(i, backend_state::waiting);
+        break;
+      case after_stop::failed:
+        fail(i, s.pending_reason);
+        break;
+      case after_stop::crash:
+        record_failure(i, s.pending_reason, now, was_ready);
+        break;
     }
     return;
   }
   if (prev != backend_state::starting && prev != backend_state::ready) return;
   std::string reason = fmt::format("exited while {} ({})", to_string(prev), e.describe());
   if (prev == backend_state::ready) left_ready(i, now);
-  if (shutting_down_) { set_state(i, backend_state::stopped); return; }
+  if (shutting_down_) {
+    set_state(i, backend_state::stopped);
+    return;
+  }
   record_failure(i, reason, now, was_ready);
 }
 
@@ -466,8 +524,10 @@ void supervisor::handle_probe(std::size_t i, const probe_result& r, time_point n
   auto& s = slots_[i];
   if (r.tag != s.gen) return;  // from an earlier process of this backend
   const bool health = r.kind != probe_kind::completion;
-  if (health) s.health_in_flight = false;
-  else s.probe_in_flight = false;
+  if (health)
+    s.health_in_flight = false;
+  else
+    s.probe_in_flight = false;
   if (shutting_down_) return;
   if (st.state == backend_state::starting && health) {
     if (r.outcome == probe_outcome::ok) {
@@ -482,16 +542,24 @@ void supervisor::handle_probe(std::size_t i, const probe_result& r, time_point n
   }
   if (st.state != backend_state::ready) return;
   if (health) {
-    if (r.outcome == probe_outcome::ok) { s.health_fail = 0; return; }
+    if (r.outcome == probe_outcome::ok) {
+      s.health_fail = 0;
+      return;
+    }
     if (++s.health_fail >= o_.health_failures_to_restart)
       kill_for(i, after_stop::crash,
                fmt::format("health check failed {} times in a row ({})", s.health_fail, r.detail), now);
     return;
   }
-  if (r.outcome == probe_outcome::ok || r.outcome == probe_outcome::busy) { s.probe_fail = 0; return; }
+  if (r.outcome == probe_outcome::ok || r.outcome == probe_outcome::busy) {
+    s.probe_fail = 0;
+    return;
+  }
   if (++s.probe_fail >= o_.probe_failures_to_restart)
-    kill_for(i, after_stop::crash,
-             fmt::format("wedged: a 1-token completion failed {} times in a row ({})", s.probe_fail, r.detail), now);
+    kill_for(
+        i, after_stop::crash,
+        fmt::format("wedged: a 1-token completion failed {} times in a row ({})", s.probe_fail, r.detail),
+        now);
 }
 
 }  // namespace agifarm::supervise

@@ -47,8 +47,8 @@
 #include "supervise/clock.hpp"
 #include "supervise/files.hpp"
 #include "supervise/ports.hpp"
-#include "supervise/process.hpp"
 #include "supervise/prober.hpp"
+#include "supervise/process.hpp"
 
 namespace agifarm::supervise {
 
@@ -59,18 +59,18 @@ struct supervisor_options {
   std::string log_dir;    // <log_dir>/<backend>.log
   duration backoff_initial = 1s;
   duration backoff_cap = 300s;
-  duration healthy_reset = 600s;   // a run ready this long resets backoff and the failure count
-  int max_failures = 5;            // this many failures within failure_window -> failed
+  duration healthy_reset = 600s;  // a run ready this long resets backoff and the failure count
+  int max_failures = 5;           // this many failures within failure_window -> failed
   duration failure_window = 600s;
-  duration start_timeout = 600s;   // spawn -> ready
+  duration start_timeout = 600s;  // spawn -> ready
   duration health_interval_starting = 250ms;
   duration health_interval_ready = 2s;
   duration health_timeout = 3s;
   int health_failures_to_restart = 3;  // consecutive failed /health of a ready backend
   duration probe_interval = 30s;       // 1-token completion probe of ready llama-servers; 0 = off
   duration probe_timeout = 60s;
-  int probe_failures_to_restart = 2;   // consecutive hung probes (not "busy") -> wedged -> restart
-  duration stop_timeout = 10s;         // SIGTERM -> SIGKILL
+  int probe_failures_to_restart = 2;  // consecutive hung probes (not "busy") -> wedged -> restart
+  duration stop_timeout = 10s;        // SIGTERM -> SIGKILL
   std::uint64_t log_max_bytes = 16ull << 20;
   int log_keep = 3;
   duration log_check_interval = 10s;
@@ -87,16 +87,16 @@ struct backend_status {
   std::string host;
   int port = 0;
   backend_state state = backend_state::waiting;
-  int pid = 0;                 // 0 when no process
-  int restarts = 0;            // spawn attempts after the first
-  int failures = 0;            // failures counted in the current window
-  std::string last_exit;       // "exit status 1", "killed by signal 9 (Killed)"
-  std::string reason;          // why it last crashed, was restarted, or failed
+  int pid = 0;                        // 0 when no process
+  int restarts = 0;                   // spawn attempts after the first
+  int failures = 0;                   // failures counted in the current window
+  std::string last_exit;              // "exit status 1", "killed by signal 9 (Killed)"
+  std::string reason;                 // why it last crashed, was restarted, or failed
   std::vector<std::string> log_tail;  // the backend's last log lines at its last failure
   std::int64_t started_wall = 0;      // unix seconds of the current process's start
   time_point started_at{};
   time_point ready_at{};
-  time_point next_start{};     // in backoff: when it starts again
+  time_point next_start{};  // in backoff: when it starts again
   std::string log_path;
   std::vector<std::string> argv;  // of the current or last process
 };

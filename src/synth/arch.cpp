@@ -1,10 +1,10 @@
 // The family table and the pieces the families share.
 #include "synth/arch.hpp"
 
+#include <fmt/format.h>
+
 #include <array>
 #include <cmath>
-
-#include <fmt/format.h>
 
 #include "gguf/writer.hpp"
 
@@ -28,8 +28,9 @@ extern const arch_family k_family_mistral3;
 namespace {
 
 const std::array<const arch_family*, 13> k_families = {
-    &k_family_qwen3,     &k_family_qwen3moe,  &k_family_llama,     &k_family_gpt_oss, &k_family_qwen35moe, &k_family_qwen35,
-    &k_family_mistral3,  &k_family_qwen3next, &k_family_deepseek2, &k_family_gemma3,    &k_family_glm4moe, &k_family_qwen2moe, &k_family_qwen2,
+    &k_family_qwen3,   &k_family_qwen3moe, &k_family_llama,     &k_family_gpt_oss,   &k_family_qwen35moe,
+    &k_family_qwen35,  &k_family_mistral3, &k_family_qwen3next, &k_family_deepseek2, &k_family_gemma3,
+    &k_family_glm4moe, &k_family_qwen2moe, &k_family_qwen2,
 };
 
 bool always_f32(std::string_view name, std::size_t n_dims) {
@@ -90,8 +91,9 @@ std::optional<field_error> check_expert_groups(const model_entry& m) {
     return field_error{"n_expert_groups", "'n_expert_groups' must be less than n_expert"};
   if (m.n_expert_groups > 1 &&
       (m.n_expert % m.n_expert_groups != 0 || m.n_group_used == 0 || m.n_group_used >= m.n_expert_groups))
-    return field_error{"n_group_used", "'n_expert_groups' must divide n_expert and 'n_group_used' be in "
-                                       "1..n_expert_groups-1 (llama.cpp asserts both)"};
+    return field_error{"n_group_used",
+                       "'n_expert_groups' must divide n_expert and 'n_group_used' be in "
+                       "1..n_expert_groups-1 (llama.cpp asserts both)"};
   return std::nullopt;
 }
 
@@ -130,8 +132,8 @@ void add_embeddings(const model_entry& m, tensor_list& t) {
   if (!m.tied_embeddings) t.add("output.weight", {m.n_embd, m.n_vocab});
 }
 
-void add_common_keys(const model_entry& m, key_list& kv, std::uint32_t head_count_kv, std::uint32_t key_length,
-                     std::uint32_t value_length) {
+void add_common_keys(const model_entry& m, key_list& kv, std::uint32_t head_count_kv,
+                     std::uint32_t key_length, std::uint32_t value_length) {
   kv.u32("block_count", m.block_count());
   kv.u32("context_length", m.context_length);
   kv.u32("embedding_length", m.n_embd);

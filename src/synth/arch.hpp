@@ -96,8 +96,8 @@ void add_shared_expert(tensor_list& t, std::uint32_t i, std::uint64_t E, std::ui
 // key_length / value_length (head_dim). `head_count_kv` and the head lengths are arguments because
 // MLA writes other values than the config's; a head length of 0 is not written (a config without
 // head_dim: llama.cpp then takes n_embd / n_head).
-void add_common_keys(const model_entry& m, key_list& kv, std::uint32_t head_count_kv, std::uint32_t key_length,
-                     std::uint32_t value_length);
+void add_common_keys(const model_entry& m, key_list& kv, std::uint32_t head_count_kv,
+                     std::uint32_t key_length, std::uint32_t value_length);
 inline void add_common_keys(const model_entry& m, key_list& kv) {
   add_common_keys(m, kv, m.n_head_kv, m.head_dim, m.head_dim);
 }

@@ -18,9 +18,9 @@ namespace agifarm::synth {
 namespace {
 
 constexpr std::string_view k_fields[] = {
-    "tied_embeddings",    "n_layer_dense_lead",  "n_expert_shared",  "n_expert_groups",       "n_group_used",
-    "expert_gating",      "expert_weights_scale", "expert_weights_norm", "expert_probs_bias", "q_lora_rank",
-    "kv_lora_rank",       "qk_nope_head_dim",    "qk_rope_head_dim", "v_head_dim",            "rope_scaling",
+    "tied_embeddings",     "n_layer_dense_lead",   "n_expert_shared",     "n_expert_groups",   "n_group_used",
+    "expert_gating",       "expert_weights_scale", "expert_weights_norm", "expert_probs_bias", "q_lora_rank",
+    "kv_lora_rank",        "qk_nope_head_dim",     "qk_rope_head_dim",    "v_head_dim",        "rope_scaling",
     "rope_scaling_factor", "rope_scaling_orig_ctx"};
 
 // llama.cpp's deepseek2 loader reads no q_lora_rank for these ("lite") block counts.
@@ -41,8 +41,9 @@ std::optional<field_error> check(const model_entry& m) {
                        "llama.cpp reads no q_lora_rank for a deepseek2 model of 26 or 27 blocks (its 'lite' "
                        "rule): such a model must have none"};
   if (!lite(m) && m.q_lora_rank == 0)
-    return field_error{"q_lora_rank", "llama.cpp requires 'q_lora_rank' for deepseek2 models other than the "
-                                      "'lite' ones (26 or 27 blocks)"};
+    return field_error{"q_lora_rank",
+                       "llama.cpp requires 'q_lora_rank' for deepseek2 models other than the "
+                       "'lite' ones (26 or 27 blocks)"};
   if (m.n_layer_dense_lead >= m.n_layer)
     return field_error{"n_layer_dense_lead", "'n_layer_dense_lead' must leave at least one MoE block"};
   if (m.n_layer_dense_lead > 0 && m.n_ff == 0) return field_error{"n_ff", needs_field(m, "n_ff")};

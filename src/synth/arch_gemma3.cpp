@@ -13,8 +13,8 @@
 namespace agifarm::synth {
 namespace {
 
-constexpr std::string_view k_fields[] = {"tied_embeddings", "sliding_window", "rope_theta_swa", "rope_scaling",
-                                         "rope_scaling_factor", "rope_scaling_orig_ctx"};
+constexpr std::string_view k_fields[] = {"tied_embeddings", "sliding_window",      "rope_theta_swa",
+                                         "rope_scaling",    "rope_scaling_factor", "rope_scaling_orig_ctx"};
 
 void tensors(const model_entry& m, tensor_list& t) {
   const std::uint64_t E = m.n_embd, D = m.head_dim;

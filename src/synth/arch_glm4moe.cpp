@@ -15,10 +15,13 @@
 namespace agifarm::synth {
 namespace {
 
-constexpr std::string_view k_fields[] = {
-    "tied_embeddings",  "qk_norm",              "attention_bias",     "partial_rotary_factor", "n_expert_shared",
-    "n_layer_dense_lead", "n_expert_groups",    "n_group_used",       "expert_weights_scale",  "expert_weights_norm",
-    "n_layer_nextn",    "rope_scaling",         "rope_scaling_factor", "rope_scaling_orig_ctx"};
+constexpr std::string_view k_fields[] = {"tied_embeddings",      "qk_norm",
+                                         "attention_bias",       "partial_rotary_factor",
+                                         "n_expert_shared",      "n_layer_dense_lead",
+                                         "n_expert_groups",      "n_group_used",
+                                         "expert_weights_scale", "expert_weights_norm",
+                                         "n_layer_nextn",        "rope_scaling",
+                                         "rope_scaling_factor",  "rope_scaling_orig_ctx"};
 
 std::optional<field_error> check(const model_entry& m) {
   if (m.n_layer_dense_lead > 0 && m.n_ff == 0) return field_error{"n_ff", needs_field(m, "n_ff")};
@@ -27,7 +30,8 @@ std::optional<field_error> check(const model_entry& m) {
   if (m.partial_rotary_factor > 1)
     return field_error{"partial_rotary_factor", "'partial_rotary_factor' must be at most 1"};
   if (rotary_dims(m) == 0 || rotary_dims(m) % 2 != 0)
-    return field_error{"partial_rotary_factor", "head_dim * partial_rotary_factor must be a positive even number"};
+    return field_error{"partial_rotary_factor",
+                       "head_dim * partial_rotary_factor must be a positive even number"};
   return check_expert_groups(m);
 }
 

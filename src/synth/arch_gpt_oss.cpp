@@ -9,20 +9,21 @@
 // as they are (expert_source_type: MXFP4).
 #include <string_view>
 
-
 #include "synth/arch.hpp"
 
 namespace agifarm::synth {
 namespace {
 
-constexpr std::string_view k_fields[] = {"sliding_window", "attention_bias", "rope_scaling", "rope_scaling_factor",
+constexpr std::string_view k_fields[] = {"sliding_window",        "attention_bias",
+                                         "rope_scaling",          "rope_scaling_factor",
                                          "rope_scaling_orig_ctx", "expert_source_type"};
 
 std::optional<field_error> check(const model_entry& m) {
   if (m.sliding_window == 0)
     return field_error{"sliding_window", "arch gpt-oss needs 'sliding_window' (llama.cpp requires the key)"};
   if (m.tied_embeddings)
-    return field_error{"tied_embeddings", "arch gpt-oss has an output.weight; 'tied_embeddings' must be false"};
+    return field_error{"tied_embeddings",
+                       "arch gpt-oss has an output.weight; 'tied_embeddings' must be false"};
   return std::nullopt;
 }
 

@@ -12,8 +12,8 @@
 namespace agifarm::synth {
 namespace {
 
-constexpr std::string_view k_fields[] = {"attention_bias", "n_ff_shexp", "rope_scaling", "rope_scaling_factor",
-                                         "rope_scaling_orig_ctx"};
+constexpr std::string_view k_fields[] = {"attention_bias", "n_ff_shexp", "rope_scaling",
+                                         "rope_scaling_factor", "rope_scaling_orig_ctx"};
 
 constexpr std::string_view k_dense_fields[] = {"attention_bias", "tied_embeddings", "rope_scaling",
                                                "rope_scaling_factor", "rope_scaling_orig_ctx"};

@@ -8,7 +8,8 @@
 namespace agifarm::synth {
 namespace {
 
-constexpr std::string_view k_fields[] = {"tied_embeddings", "qk_norm", "rope_freqs", "rope_scaling",
+constexpr std::string_view k_fields[] = {"tied_embeddings",     "qk_norm",
+                                         "rope_freqs",          "rope_scaling",
                                          "rope_scaling_factor", "rope_scaling_orig_ctx"};
 
 void tensors(const model_entry& m, tensor_list& t) {
@@ -56,19 +57,22 @@ constexpr std::string_view k_mistral3_fields[] = {"tied_embeddings", "rope_scali
 std::optional<field_error> mistral3_check(const model_entry& m) {
   if (m.attn_temperature_scale > 0 && m.rope_scaling_orig_ctx == 0)
     return field_error{"attn_temperature_scale",
-                       "llama.cpp's mistral3 loader needs 'rope_scaling_orig_ctx' (yarn) with an attention temperature scale"};
+                       "llama.cpp's mistral3 loader needs 'rope_scaling_orig_ctx' (yarn) with an attention "
+                       "temperature scale"};
   return std::nullopt;
 }
 
 void mistral3_metadata(const model_entry& m, key_list& kv) {
   llama_metadata(m, kv);
-  if (m.attn_temperature_scale > 0) kv.f32("attention.temperature_scale", static_cast<float>(m.attn_temperature_scale));
+  if (m.attn_temperature_scale > 0)
+    kv.f32("attention.temperature_scale", static_cast<float>(m.attn_temperature_scale));
 }
 
 }  // namespace
 
 extern const arch_family k_family_mistral3;  // declared for the table in arch.cpp
-const arch_family k_family_mistral3{"mistral3", false, k_mistral3_fields, mistral3_check, tensors, mistral3_metadata};
+const arch_family k_family_mistral3{"mistral3",     false,   k_mistral3_fields,
+                                    mistral3_check, tensors, mistral3_metadata};
 extern const arch_family k_family_qwen3;  // declared for the table in arch.cpp
 const arch_family k_family_qwen3{"qwen3", false, k_fields, nullptr, tensors, metadata};
 extern const arch_family k_family_qwen3moe;  // declared for the table in arch.cpp

@@ -20,21 +20,26 @@ namespace agifarm::synth {
 namespace {
 
 constexpr std::string_view k_fields[] = {
-    "tied_embeddings",      "partial_rotary_factor",  "n_ff_shexp",          "linear_conv_kernel_dim",
-    "linear_key_head_dim",  "linear_value_head_dim",  "linear_num_key_heads", "linear_num_value_heads",
-    "full_attention_interval", "n_layer_nextn",       "rope_scaling",        "rope_scaling_factor",
+    "tied_embeddings",         "partial_rotary_factor", "n_ff_shexp",           "linear_conv_kernel_dim",
+    "linear_key_head_dim",     "linear_value_head_dim", "linear_num_key_heads", "linear_num_value_heads",
+    "full_attention_interval", "n_layer_nextn",         "rope_scaling",         "rope_scaling_factor",
     "rope_scaling_orig_ctx"};
 
-std::uint32_t interval(const model_entry& m) { return m.full_attention_interval ? m.full_attention_interval : 4; }
+std::uint32_t interval(const model_entry& m) {
+  return m.full_attention_interval ? m.full_attention_interval : 4;
+}
 
-bool is_full_attention(const model_entry& m, std::uint32_t i) { return i >= m.n_layer || (i + 1) % interval(m) == 0; }
+bool is_full_attention(const model_entry& m, std::uint32_t i) {
+  return i >= m.n_layer || (i + 1) % interval(m) == 0;
+}
 
 std::optional<field_error> check(const model_entry& m) {
-  for (auto [field, v] : {std::pair<const char*, std::uint32_t>{"linear_conv_kernel_dim", m.linear_conv_kernel_dim},
-                          {"linear_key_head_dim", m.linear_key_head_dim},
-                          {"linear_value_head_dim", m.linear_value_head_dim},
-                          {"linear_num_key_heads", m.linear_num_key_heads},
-                          {"linear_num_value_heads", m.linear_num_value_heads}})
+  for (auto [field, v] :
+       {std::pair<const char*, std::uint32_t>{"linear_conv_kernel_dim", m.linear_conv_kernel_dim},
+        {"linear_key_head_dim", m.linear_key_head_dim},
+        {"linear_value_head_dim", m.linear_value_head_dim},
+        {"linear_num_key_heads", m.linear_num_key_heads},
+        {"linear_num_value_heads", m.linear_num_value_heads}})
     if (v == 0) return field_error{field, needs_field(m, field)};
   // llama.cpp sizes both key and value heads of the delta net from ssm.state_size (= key head dim)
   if (m.linear_value_head_dim != m.linear_key_head_dim)
@@ -42,13 +47,16 @@ std::optional<field_error> check(const model_entry& m) {
                        "llama.cpp's loader takes the delta-net value head size from the key head size: "
                        "'linear_value_head_dim' must equal 'linear_key_head_dim'"};
   if (m.linear_num_value_heads % m.linear_num_key_heads != 0)
-    return field_error{"linear_num_value_heads", "'linear_num_value_heads' must be a multiple of 'linear_num_key_heads'"};
+    return field_error{"linear_num_value_heads",
+                       "'linear_num_value_heads' must be a multiple of 'linear_num_key_heads'"};
   if (m.n_expert > 0 && m.n_ff_shexp == 0 && m.n_ff == 0)
-    return field_error{"n_ff_shexp", "the shared expert needs 'n_ff_shexp' (or 'n_ff', llama.cpp's fallback)"};
+    return field_error{"n_ff_shexp",
+                       "the shared expert needs 'n_ff_shexp' (or 'n_ff', llama.cpp's fallback)"};
   if (m.partial_rotary_factor > 1)
     return field_error{"partial_rotary_factor", "'partial_rotary_factor' must be at most 1"};
   if (rotary_dims(m) == 0 || rotary_dims(m) % 2 != 0)
-    return field_error{"partial_rotary_factor", "head_dim * partial_rotary_factor must be a positive even number"};
+    return field_error{"partial_rotary_factor",
+                       "head_dim * partial_rotary_factor must be a positive even number"};
   return std::nullopt;
 }
 
@@ -57,7 +65,8 @@ void tensors(const model_entry& m, tensor_list& t, bool separate_beta_alpha) {
   const std::uint64_t F = m.n_ff_exp, X = m.n_expert, S = m.n_ff_shexp ? m.n_ff_shexp : m.n_ff;
   // src/models/qwen35moe.cpp load_block_trunk: head_k_dim = head_v_dim = ssm_d_state,
   // n_k_heads = ssm_n_group, n_v_heads = ssm_dt_rank
-  const std::uint64_t d_state = m.linear_key_head_dim, n_k = m.linear_num_key_heads, n_v = m.linear_num_value_heads;
+  const std::uint64_t d_state = m.linear_key_head_dim, n_k = m.linear_num_key_heads,
+                      n_v = m.linear_num_value_heads;
   const std::uint64_t key_dim = d_state * n_k, value_dim = d_state * n_v, conv_dim = 2 * key_dim + value_dim;
   add_embeddings(m, t);
   for (std::uint32_t i = 0; i < m.block_count(); ++i) {
@@ -128,12 +137,12 @@ void qwen3next_metadata(const model_entry& m, key_list& kv) { metadata(m, kv, fa
 }  // namespace
 
 extern const arch_family k_family_qwen35moe;  // declared for the table in arch.cpp
-const arch_family k_family_qwen35moe{"qwen35moe", true,  k_fields, check, qwen35moe_tensors, qwen35moe_metadata,
-                                            true};
+const arch_family k_family_qwen35moe{"qwen35moe",        true, k_fields, check, qwen35moe_tensors,
+                                     qwen35moe_metadata, true};
 extern const arch_family k_family_qwen35;  // declared for the table in arch.cpp
 const arch_family k_family_qwen35{"qwen35", false, k_fields, check, qwen35moe_tensors, qwen35moe_metadata};
 extern const arch_family k_family_qwen3next;  // declared for the table in arch.cpp
-const arch_family k_family_qwen3next{"qwen3next", true,  k_fields, check, qwen3next_tensors, qwen3next_metadata,
-                                            true};
+const arch_family k_family_qwen3next{"qwen3next",        true, k_fields, check, qwen3next_tensors,
+                                     qwen3next_metadata, true};
 
 }  // namespace agifarm::synth

@@ -18,19 +18,31 @@ namespace {
 
 // LLAMA_FTYPE_* values of include/llama.h.
 const std::vector<quant_mix_info> k_mixes = {
-    {quant_mix::f32, "F32", 0, k_f32},       {quant_mix::f16, "F16", 1, k_f16},
-    {quant_mix::bf16, "BF16", 32, k_bf16},   {quant_mix::q8_0, "Q8_0", 7, k_q8_0},
-    {quant_mix::q6_k, "Q6_K", 18, k_q6_k},   {quant_mix::q5_k_m, "Q5_K_M", 17, k_q5_k},
+    {quant_mix::f32, "F32", 0, k_f32},         {quant_mix::f16, "F16", 1, k_f16},
+    {quant_mix::bf16, "BF16", 32, k_bf16},     {quant_mix::q8_0, "Q8_0", 7, k_q8_0},
+    {quant_mix::q6_k, "Q6_K", 18, k_q6_k},     {quant_mix::q5_k_m, "Q5_K_M", 17, k_q5_k},
     {quant_mix::q5_k_s, "Q5_K_S", 16, k_q5_k}, {quant_mix::q5_1, "Q5_1", 9, k_q5_1},
-    {quant_mix::q5_0, "Q5_0", 8, k_q5_0},    {quant_mix::q4_k_m, "Q4_K_M", 15, k_q4_k},
+    {quant_mix::q5_0, "Q5_0", 8, k_q5_0},      {quant_mix::q4_k_m, "Q4_K_M", 15, k_q4_k},
     {quant_mix::q4_k_s, "Q4_K_S", 14, k_q4_k}, {quant_mix::q4_1, "Q4_1", 3, k_q4_1},
-    {quant_mix::q4_0, "Q4_0", 2, k_q4_0},    {quant_mix::q3_k_l, "Q3_K_L", 13, k_q3_k},
+    {quant_mix::q4_0, "Q4_0", 2, k_q4_0},      {quant_mix::q3_k_l, "Q3_K_L", 13, k_q3_k},
     {quant_mix::q3_k_m, "Q3_K_M", 12, k_q3_k}, {quant_mix::q3_k_s, "Q3_K_S", 11, k_q3_k},
     {quant_mix::q2_k, "Q2_K", 10, k_q2_k},     {quant_mix::mxfp4_moe, "MXFP4_MOE", 38, k_mxfp4},
 };
 
-enum class category { token_embd, attention_q, attention_v, attention_k, attention_qkv, attention_kv_b,
-                      attention_output, ffn_up, ffn_gate, ffn_down, output, other };
+enum class category {
+  token_embd,
+  attention_q,
+  attention_v,
+  attention_k,
+  attention_qkv,
+  attention_kv_b,
+  attention_output,
+  ffn_up,
+  ffn_gate,
+  ffn_down,
+  output,
+  other
+};
 
 bool has(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
 
@@ -89,11 +101,21 @@ std::uint32_t fallback(std::uint64_t ncols, std::uint32_t target) {
   std::uint32_t ret = target;
   switch (target) {
     case k_q2_k:
-    case k_q3_k: ret = k_q4_0; break;
-    case k_q4_k: ret = k_q5_0; break;
-    case k_q5_k: ret = k_q5_1; break;
-    case k_q6_k: ret = k_q8_0; break;
-    default: ret = target; break;  // 32-block types: nothing smaller, F16 below
+    case k_q3_k:
+      ret = k_q4_0;
+      break;
+    case k_q4_k:
+      ret = k_q5_0;
+      break;
+    case k_q5_k:
+      ret = k_q5_1;
+      break;
+    case k_q6_k:
+      ret = k_q8_0;
+      break;
+    default:
+      ret = target;
+      break;  // 32-block types: nothing smaller, F16 below
   }
   if (ncols % block_size(ret) != 0) ret = k_f16;
   return ret;
@@ -134,8 +156,9 @@ std::uint32_t get_type_impl(state& qs, const quant_model& m, const quant_tensor&
     }
   } else if (mix == q::mxfp4_moe) {
     // MoE tensors MXFP4, every other matrix Q8_0 (bailingmoe3's 3-D MLA projections are no experts)
-    const bool bailing_expert = m.arch == "bailingmoe3" && (cat == category::ffn_up || cat == category::ffn_gate ||
-                                                            cat == category::ffn_down);
+    const bool bailing_expert =
+        m.arch == "bailingmoe3" &&
+        (cat == category::ffn_up || cat == category::ffn_gate || cat == category::ffn_down);
     const bool three_d = t.shape.size() > 2 && t.shape[2] > 1;
     new_type = three_d && (m.arch != "bailingmoe3" || bailing_expert) ? k_mxfp4 : k_q8_0;
   } else if (cat == category::token_embd) {
@@ -147,7 +170,8 @@ std::uint32_t get_type_impl(state& qs, const quant_model& m, const quant_tensor&
       new_type = qs.i_attention_wv < 2 ? k_q5_k : k_q4_k;
     } else if (mix == q::q3_k_l) {
       new_type = k_q5_k;
-    } else if ((mix == q::q4_k_m || mix == q::q5_k_m) && use_more_bits(qs.i_attention_wv, qs.n_attention_wv)) {
+    } else if ((mix == q::q4_k_m || mix == q::q5_k_m) &&
+               use_more_bits(qs.i_attention_wv, qs.n_attention_wv)) {
       new_type = k_q6_k;
     } else if (mix == q::q4_k_s && qs.i_attention_wv < 4) {
       new_type = k_q5_k;
@@ -166,7 +190,7 @@ std::uint32_t get_type_impl(state& qs, const quant_model& m, const quant_tensor&
     if (mix == q::q2_k) {
       new_type = k_q3_k;
     } else if (mix == q::q3_k_m) {
-      new_type = i_layer < n_layer / 16 ? k_q5_k
+      new_type = i_layer < n_layer / 16                       ? k_q5_k
                  : !falcon || use_more_bits(i_layer, n_layer) ? k_q4_k
                                                               : k_q3_k;
     } else if (mix == q::q3_k_l) {
@@ -189,9 +213,12 @@ std::uint32_t get_type_impl(state& qs, const quant_model& m, const quant_tensor&
         if (mix == q::q2_k || mix == q::q3_k_s || mix == q::q3_k_m || mix == q::q4_k_s || mix == q::q4_k_m)
           new_type = k_q5_k;
       } else {
-        if (mix == q::q2_k) new_type = k_q3_k;
-        else if (mix == q::q3_k_m) new_type = k_q4_k;
-        else if (mix == q::q3_k_l) new_type = k_q5_k;
+        if (mix == q::q2_k)
+          new_type = k_q3_k;
+        else if (mix == q::q3_k_m)
+          new_type = k_q4_k;
+        else if (mix == q::q3_k_l)
+          new_type = k_q5_k;
       }
     } else if (mix == q::q3_k_l) {
       new_type = k_q4_k;
@@ -242,12 +269,11 @@ bool allows_quantization(std::string_view name, std::size_t n_dims) {
   quantize &= name != "position_embd.weight" && name != "token_types.weight";
   quantize &= !has(name, "ssm_conv1d") && !has(name, "shortconv.conv.weight");
   quantize &= !has(name, "indexer.k_proj.weight") && !has(name, "indexer.q_proj.weight");
-  for (std::string_view rwkv : {"time_mix_first.weight", "time_mix_w0.weight", "time_mix_w1.weight",
-                                "time_mix_w2.weight", "time_mix_v0.weight", "time_mix_v1.weight",
-                                "time_mix_v2.weight", "time_mix_a0.weight", "time_mix_a1.weight",
-                                "time_mix_a2.weight", "time_mix_g1.weight", "time_mix_g2.weight",
-                                "time_mix_decay_w1.weight", "time_mix_decay_w2.weight",
-                                "time_mix_lerp_fused.weight"})
+  for (std::string_view rwkv :
+       {"time_mix_first.weight", "time_mix_w0.weight", "time_mix_w1.weight", "time_mix_w2.weight",
+        "time_mix_v0.weight", "time_mix_v1.weight", "time_mix_v2.weight", "time_mix_a0.weight",
+        "time_mix_a1.weight", "time_mix_a2.weight", "time_mix_g1.weight", "time_mix_g2.weight",
+        "time_mix_decay_w1.weight", "time_mix_decay_w2.weight", "time_mix_lerp_fused.weight"})
     quantize &= !has(name, rwkv);
   quantize &= !has(name, "attn_rel_b.weight");
   for (std::string_view mm : {".position_embd", "sam.pos_embd", "sam.neck.", "sam.net_", ".rel_pos",

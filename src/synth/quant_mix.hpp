@@ -24,8 +24,24 @@
 namespace agifarm::synth {
 
 enum class quant_mix {
-  f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, q4_1, q4_0, q3_k_l, q3_k_m,
-  q3_k_s, q2_k, mxfp4_moe,
+  f32,
+  f16,
+  bf16,
+  q8_0,
+  q6_k,
+  q5_k_m,
+  q5_k_s,
+  q5_1,
+  q5_0,
+  q4_k_m,
+  q4_k_s,
+  q4_1,
+  q4_0,
+  q3_k_l,
+  q3_k_m,
+  q3_k_s,
+  q2_k,
+  mxfp4_moe,
 };
 
 struct quant_mix_info {
@@ -40,9 +56,9 @@ std::string_view to_string(quant_mix m);
 std::optional<quant_mix> parse_quant_mix(std::string_view name);  // case-insensitive
 
 // ggml type ids used here (stable file values).
-inline constexpr std::uint32_t k_f32 = 0, k_f16 = 1, k_q4_0 = 2, k_q4_1 = 3, k_q5_0 = 6, k_q5_1 = 7, k_q8_0 = 8,
-                               k_q2_k = 10, k_q3_k = 11, k_q4_k = 12, k_q5_k = 13, k_q6_k = 14, k_bf16 = 30,
-                               k_mxfp4 = 39;
+inline constexpr std::uint32_t k_f32 = 0, k_f16 = 1, k_q4_0 = 2, k_q4_1 = 3, k_q5_0 = 6, k_q5_1 = 7,
+                               k_q8_0 = 8, k_q2_k = 10, k_q3_k = 11, k_q4_k = 12, k_q5_k = 13, k_q6_k = 14,
+                               k_bf16 = 30, k_mxfp4 = 39;
 
 // What the quantizer needs to know about the model (the llama_quant_model_desc of llama-ext.h).
 struct quant_model {
@@ -61,7 +77,8 @@ struct quant_tensor {
 
 // The ggml type of each tensor after quantizing to `mix`, in the order given. Fails (as llama-quantize
 // does) when a MoE model has an FFN tensor whose name carries no valid block index.
-result<std::vector<std::uint32_t>> choose_types(const quant_model& model, quant_mix mix, std::span<const quant_tensor> tensors);
+result<std::vector<std::uint32_t>> choose_types(const quant_model& model, quant_mix mix,
+                                                std::span<const quant_tensor> tensors);
 
 // Would llama-quantize quantize this tensor at all (tensor_allows_quantization)?
 bool allows_quantization(std::string_view name, std::size_t n_dims);

@@ -3,6 +3,7 @@
 // qwen.py, llama.py) plus what llama-quantize adds, and the tokenizer of llama.cpp's vocab GGUFs.
 #include "synth/shape.hpp"
 
+#include <fmt/format.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -10,15 +11,13 @@
 #include <filesystem>
 #include <optional>
 
-#include <fmt/format.h>
-
 #include "synth/arch.hpp"
 
 namespace agifarm::synth {
 namespace {
 
 constexpr std::uint32_t k_token_type_user_defined = 4;  // what llama.cpp's vocab files give [PAD] tokens
-constexpr std::uint32_t k_quantization_version = 2;      // GGML_QNT_VERSION
+constexpr std::uint32_t k_quantization_version = 2;     // GGML_QNT_VERSION
 
 }  // namespace
 
@@ -30,7 +29,8 @@ quant_model quant_model_of(const model_entry& m) {
     key_list kv(m);
     f->metadata(m, kv);
     for (const auto& k : kv.take())
-      if (k.key == m.arch + ".attention.head_count_kv") q.n_head_kv = static_cast<std::uint32_t>(*k.val.as_uint());
+      if (k.key == m.arch + ".attention.head_count_kv")
+        q.n_head_kv = static_cast<std::uint32_t>(*k.val.as_uint());
   }
   return q;
 }
@@ -39,8 +39,9 @@ std::vector<quant_tensor> source_tensors(const model_entry& m) {
   tensor_list t(m);
   if (const auto* f = find_arch(m.arch); f && f->tensors) f->tensors(m, t);
   auto out = t.take();
-  std::stable_sort(out.begin(), out.end(),
-                   [](const quant_tensor& a, const quant_tensor& b) { return llama_name_less(a.name, b.name); });
+  std::stable_sort(out.begin(), out.end(), [](const quant_tensor& a, const quant_tensor& b) {
+    return llama_name_less(a.name, b.name);
+  });
   return out;
 }
 
@@ -83,13 +84,13 @@ std::string vocab_path_for(std::string_view vocab) {
   std::vector<std::string> roots;
   if (const char* e = std::getenv("AGIFARM_LLAMA_SRC"); e && *e) roots.emplace_back(e);
 #ifdef AGIFARM_LLAMA_SRC
-  if (std::string_view(AGIFARM_LLAMA_SRC).size()) roots.emplace_back(AGIFARM_LLAMA_SRC);
+  if (!std::string_view(AGIFARM_LLAMA_SRC).empty()) roots.emplace_back(AGIFARM_LLAMA_SRC);
 #endif
   if (const char* h = std::getenv("HOME"); h && *h)
     roots.push_back(std::string(h) + "/.cache/agifarm/llama.cpp-node-llama-cpp-3.22.1/src");
   for (const auto& r : roots) {
     std::error_code ec;
-    const std::string p = r + "/" + file;
+    std::string p = r + "/" + file;
     if (std::filesystem::is_regular_file(p, ec)) return p;
   }
   return {};
@@ -115,10 +116,11 @@ result<gguf::writer_input> make_shape(const model_entry& m, quant_mix mix, const
   if (!tok) {
     vocab = opt.vocab_path.empty() ? vocab_path_for(m.vocab) : opt.vocab_path;
     if (vocab.empty())
-      return make_error(fmt::format("model {}: no tokenizer GGUF models/ggml-vocab-{}.gguf found in the llama.cpp "
-                                    "source (run scripts/setup.sh or set AGIFARM_LLAMA_SRC)",
-                                    m.id, m.vocab),
-                        2);
+      return make_error(
+          fmt::format("model {}: no tokenizer GGUF models/ggml-vocab-{}.gguf found in the llama.cpp "
+                      "source (run scripts/setup.sh or set AGIFARM_LLAMA_SRC)",
+                      m.id, m.vocab),
+          2);
     loaded.emplace(load_tokenizer(vocab));
     if (!*loaded) return loaded->err();
     tok = &loaded->value();
@@ -135,16 +137,19 @@ result<gguf::writer_input> make_shape(const model_entry& m, quant_mix mix, const
       if (!arr || !arr->materialized)
         return make_error(fmt::format("{}: {} is not an array", vocab, kv.key), 2);
       if (arr->count > m.n_vocab)
-        return make_error(fmt::format("model {}: {} holds {} tokens, more than n_vocab {}", m.id, vocab, arr->count,
-                                      m.n_vocab),
+        return make_error(fmt::format("model {}: {} holds {} tokens, more than n_vocab {}", m.id, vocab,
+                                      arr->count, m.n_vocab),
                           2);
       std::vector<gguf::value> items;
       items.reserve(m.n_vocab);
       items.assign(arr->items.begin(), arr->items.end());
       for (std::uint64_t i = arr->count; i < m.n_vocab; ++i) {
-        if (kv.key == "tokenizer.ggml.tokens") items.push_back(gguf::make_string(fmt::format("[PAD{}]", i)));
-        else if (kv.key == "tokenizer.ggml.token_type") items.push_back(gguf::make_i32(k_token_type_user_defined));
-        else items.push_back(gguf::make_f32(-1000.0f));
+        if (kv.key == "tokenizer.ggml.tokens")
+          items.push_back(gguf::make_string(fmt::format("[PAD{}]", i)));
+        else if (kv.key == "tokenizer.ggml.token_type")
+          items.push_back(gguf::make_i32(k_token_type_user_defined));
+        else
+          items.push_back(gguf::make_f32(-1000.0f));
       }
       in.metadata.push_back({kv.key, gguf::make_array(arr->element_type, std::move(items))});
       if (kv.key == "tokenizer.ggml.tokens") have_tokens = true;
@@ -162,7 +167,8 @@ result<shape_file_info> write_shape_file(const model_entry& m, quant_mix mix, co
   auto in = make_shape(m, mix, opt);
   if (!in) return in.err();
   std::error_code ec;
-  if (auto d = std::filesystem::path(path).parent_path(); !d.empty()) std::filesystem::create_directories(d, ec);
+  if (auto d = std::filesystem::path(path).parent_path(); !d.empty())
+    std::filesystem::create_directories(d, ec);
   const std::string tmp = path + ".partial";
   if (auto st = gguf::write_file(tmp, *in); !st) return st.err();
   std::filesystem::rename(tmp, path, ec);

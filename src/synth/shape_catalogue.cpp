@@ -2,6 +2,7 @@
 // value here, at the module edge, with file:line:column from the node's mark.
 #include "synth/shape_catalogue.hpp"
 
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,8 +12,6 @@
 #include <fstream>
 #include <set>
 #include <sstream>
-
-#include <fmt/format.h>
 
 #include "gguf/gguf.hpp"
 #include "synth/arch.hpp"
@@ -77,7 +76,8 @@ bool to_bool(std::string_view name, const YAML::Node& node, std::string_view key
 }
 
 // Optional fields: which architectures take each is in their family (synth/arch.hpp).
-using field_parser = void (*)(std::string_view name, const YAML::Node& node, std::string_view key, model_entry& e);
+using field_parser = void (*)(std::string_view name, const YAML::Node& node, std::string_view key,
+                              model_entry& e);
 
 template <std::uint32_t model_entry::*M>
 void u32_field(std::string_view name, const YAML::Node& node, std::string_view key, model_entry& e) {
@@ -94,7 +94,8 @@ void bool_field(std::string_view name, const YAML::Node& node, std::string_view 
 // A string out of `allowed` (comma-separated in the message); "*type" means a ggml quantized type name.
 template <std::string model_entry::*M>
 void choice_field(std::string_view name, const YAML::Node& node, std::string_view key, model_entry& e) {
-  static const std::set<std::string, std::less<>> k_rope = {"linear", "yarn"}, k_gating = {"softmax", "sigmoid"};
+  static const std::set<std::string, std::less<>> k_rope = {"linear", "yarn"},
+                                                  k_gating = {"softmax", "sigmoid"};
   std::string v = scalar(name, node, key);
   if (key == "rope_scaling" && !k_rope.count(v))
     fail(name, node, fmt::format("'rope_scaling' must be linear or yarn, got '{}'", v));
@@ -103,7 +104,8 @@ void choice_field(std::string_view name, const YAML::Node& node, std::string_vie
   if (key == "expert_source_type") {
     const auto* t = gguf::find_type(v);
     if (!t || t->block_size == 1)
-      fail(name, node, fmt::format("'expert_source_type' must name a quantized ggml type (e.g. MXFP4), got '{}'", v));
+      fail(name, node,
+           fmt::format("'expert_source_type' must name a quantized ggml type (e.g. MXFP4), got '{}'", v));
     v = std::string(t->name);
   }
   e.*M = std::move(v);
@@ -165,9 +167,9 @@ std::string known_archs() {
 model_entry parse_entry(std::string_view name, const YAML::Node& node) {
   if (!node.IsMap()) fail(name, node, "a model entry must be a mapping of key: value");
   static const std::set<std::string, std::less<>> k_keys = {
-      "id",      "name",           "arch",     "vocab",   "size_label",     "n_layer", "n_embd",
-      "n_ff",    "n_head",         "n_head_kv", "head_dim", "n_vocab",       "context_length", "rope_theta",
-      "rms_eps", "n_expert",       "n_expert_used", "n_ff_exp", "source"};
+      "id",      "name",     "arch",          "vocab",    "size_label", "n_layer",        "n_embd",
+      "n_ff",    "n_head",   "n_head_kv",     "head_dim", "n_vocab",    "context_length", "rope_theta",
+      "rms_eps", "n_expert", "n_expert_used", "n_ff_exp", "source"};
   for (const auto& kv : node) {
     const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string{};
     if (!k_keys.count(key) && !find_optional(key))
@@ -188,7 +190,8 @@ model_entry parse_entry(std::string_view name, const YAML::Node& node) {
   if (!family) fail(name, node["arch"], fmt::format("unknown arch '{}' (known: {})", e.arch, known_archs()));
   e.vocab = scalar(name, req("vocab"), "vocab");
   if (e.vocab.empty() || e.vocab.find('/') != std::string::npos || e.vocab.find("..") != std::string::npos)
-    fail(name, node["vocab"], fmt::format("'vocab' must name a models/ggml-vocab-<vocab>.gguf, got '{}'", e.vocab));
+    fail(name, node["vocab"],
+         fmt::format("'vocab' must name a models/ggml-vocab-<vocab>.gguf, got '{}'", e.vocab));
   if (auto n = node["size_label"]) e.size_label = scalar(name, n, "size_label");
   if (auto n = node["source"]) e.source = scalar(name, n, "source");
   e.n_layer = to_u32(name, req("n_layer"), "n_layer", false);
@@ -202,7 +205,8 @@ model_entry parse_entry(std::string_view name, const YAML::Node& node) {
     e.head_dim = to_u32(name, n, "head_dim", false);
   } else {
     if (e.n_embd % e.n_head != 0)
-      fail(name, node, fmt::format("no 'head_dim' and n_embd {} is not divisible by n_head {}", e.n_embd, e.n_head));
+      fail(name, node,
+           fmt::format("no 'head_dim' and n_embd {} is not divisible by n_head {}", e.n_embd, e.n_head));
     e.head_dim = e.n_embd / e.n_head;
   }
   if (auto n = node["rope_theta"]) e.rope_theta = to_double(name, n, "rope_theta");
@@ -217,8 +221,9 @@ model_entry parse_entry(std::string_view name, const YAML::Node& node) {
     if (std::find(family->fields.begin(), family->fields.end(), key) == family->fields.end()) {
       std::string takes;
       for (auto k : family->fields) takes += (takes.empty() ? "" : ", ") + std::string(k);
-      fail(name, kv.first, fmt::format("'{}' does not apply to arch {} (it takes: {})", key, e.arch,
-                                       takes.empty() ? "none" : takes));
+      fail(name, kv.first,
+           fmt::format("'{}' does not apply to arch {} (it takes: {})", key, e.arch,
+                       takes.empty() ? "none" : takes));
     }
     f->parse(name, kv.second, key, e);
   }
@@ -229,21 +234,26 @@ model_entry parse_entry(std::string_view name, const YAML::Node& node) {
   if (e.head_dim % 2 != 0 && e.rope_freqs)
     fail(name, node["head_dim"], fmt::format("head_dim {} must be even for rope_freqs", e.head_dim));
   if (e.block_count() > k_max_layers)
-    fail(name, node["n_layer"], fmt::format("n_layer + n_layer_nextn = {} is more than llama.cpp's {} layers",
-                                            e.block_count(), k_max_layers));
+    fail(name, node["n_layer"],
+         fmt::format("n_layer + n_layer_nextn = {} is more than llama.cpp's {} layers", e.block_count(),
+                     k_max_layers));
   if (family->moe) {
     if (e.n_expert < 2) fail(name, node, fmt::format("arch {} needs n_expert >= 2", e.arch));
     if (e.n_expert > k_max_experts)
-      fail(name, node["n_expert"], fmt::format("n_expert {} is more than llama.cpp's {}", e.n_expert, k_max_experts));
+      fail(name, node["n_expert"],
+           fmt::format("n_expert {} is more than llama.cpp's {}", e.n_expert, k_max_experts));
     if (e.n_expert_used == 0 || e.n_expert_used > e.n_expert)
-      fail(name, node, fmt::format("n_expert_used {} must be in 1..n_expert ({})", e.n_expert_used, e.n_expert));
+      fail(name, node,
+           fmt::format("n_expert_used {} must be in 1..n_expert ({})", e.n_expert_used, e.n_expert));
     if (e.n_ff_exp == 0) fail(name, node, fmt::format("arch {} needs n_ff_exp > 0", e.arch));
   } else if (e.n_expert != 0 || e.n_expert_used != 0 || e.n_ff_exp != 0) {
-    fail(name, node, fmt::format("arch {} is dense: n_expert, n_expert_used, n_ff_exp must be absent or 0", e.arch));
+    fail(name, node,
+         fmt::format("arch {} is dense: n_expert, n_expert_used, n_ff_exp must be absent or 0", e.arch));
   }
   if (!e.rope_scaling.empty()) {
     if (!(e.rope_scaling_factor > 0))
-      fail(name, node["rope_scaling"], fmt::format("rope_scaling {} needs 'rope_scaling_factor'", e.rope_scaling));
+      fail(name, node["rope_scaling"],
+           fmt::format("rope_scaling {} needs 'rope_scaling_factor'", e.rope_scaling));
     if (e.rope_scaling == "yarn" && e.rope_scaling_orig_ctx == 0)
       fail(name, node["rope_scaling"], "rope_scaling yarn needs 'rope_scaling_orig_ctx'");
   } else if (e.rope_scaling_factor > 0 || e.rope_scaling_orig_ctx > 0) {
@@ -281,7 +291,8 @@ result<std::vector<model_entry>> parse_model_catalogue(std::string_view yaml_tex
     std::set<std::string> ids;
     for (const auto& node : models) {
       model_entry e = parse_entry(name, node);
-      if (!ids.insert(lower(e.id)).second) fail(name, node["id"], fmt::format("duplicate model id '{}'", e.id));
+      if (!ids.insert(lower(e.id)).second)
+        fail(name, node["id"], fmt::format("duplicate model id '{}'", e.id));
       out.push_back(std::move(e));
     }
     return out;

@@ -17,12 +17,12 @@
 namespace agifarm::synth {
 
 struct model_entry {
-  std::string id;          // e.g. "qwen3-30b-a3b" (what --model takes)
-  std::string name;        // general.name, e.g. "Qwen3-30B-A3B"
-  std::string arch;        // llama.cpp architecture (known_shape_architectures())
-  std::string vocab;       // tokenizer: models/ggml-vocab-<vocab>.gguf of llama.cpp
-  std::string size_label;  // general.size_label, e.g. "30B-A3B"
-  std::uint32_t n_layer = 0;   // transformer blocks (config num_hidden_layers), without n_layer_nextn
+  std::string id;             // e.g. "qwen3-30b-a3b" (what --model takes)
+  std::string name;           // general.name, e.g. "Qwen3-30B-A3B"
+  std::string arch;           // llama.cpp architecture (known_shape_architectures())
+  std::string vocab;          // tokenizer: models/ggml-vocab-<vocab>.gguf of llama.cpp
+  std::string size_label;     // general.size_label, e.g. "30B-A3B"
+  std::uint32_t n_layer = 0;  // transformer blocks (config num_hidden_layers), without n_layer_nextn
   std::uint32_t n_embd = 0;
   std::uint32_t n_ff = 0;
   std::uint32_t n_head = 0;
@@ -32,33 +32,33 @@ struct model_entry {
   std::uint32_t context_length = 0;
   double rope_theta = 10000.0;
   double rms_eps = 1e-6;
-  std::uint32_t n_expert = 0;       // 0 for dense models
+  std::uint32_t n_expert = 0;  // 0 for dense models
   std::uint32_t n_expert_used = 0;
-  std::uint32_t n_ff_exp = 0;       // feed-forward length of one expert
-  bool tied_embeddings = false;     // true: no output.weight, token_embd is reused
-  bool qk_norm = false;             // attn_q_norm / attn_k_norm tensors
-  bool rope_freqs = false;          // a rope_freqs.weight tensor (llama3 rope scaling)
+  std::uint32_t n_ff_exp = 0;    // feed-forward length of one expert
+  bool tied_embeddings = false;  // true: no output.weight, token_embd is reused
+  bool qk_norm = false;          // attn_q_norm / attn_k_norm tensors
+  bool rope_freqs = false;       // a rope_freqs.weight tensor (llama3 rope scaling)
 
   // Optional fields (0 / false / "" when absent); which ones an architecture takes is listed in its
   // family (synth/arch.hpp) and data/models.yaml's header.
-  std::uint32_t sliding_window = 0;        // tokens a sliding-window attention layer sees
-  bool attention_bias = false;             // biases on the q/k/v projections
-  double partial_rotary_factor = 0;        // rope.dimension_count = head_dim * this (0: whole head)
-  double rope_theta_swa = 0;               // rope base of the sliding-window layers (0: not written)
-  std::string rope_scaling;                // "" | linear | yarn
+  std::uint32_t sliding_window = 0;  // tokens a sliding-window attention layer sees
+  bool attention_bias = false;       // biases on the q/k/v projections
+  double partial_rotary_factor = 0;  // rope.dimension_count = head_dim * this (0: whole head)
+  double rope_theta_swa = 0;         // rope base of the sliding-window layers (0: not written)
+  std::string rope_scaling;          // "" | linear | yarn
   double rope_scaling_factor = 0;
   std::uint32_t rope_scaling_orig_ctx = 0;  // yarn: original_max_position_embeddings
-  std::uint32_t n_ff_shexp = 0;            // shared expert FFN length (qwen2moe, qwen3next, qwen35moe)
-  std::uint32_t n_expert_shared = 0;       // shared experts of n_ff_exp each (deepseek2, glm4moe)
-  std::uint32_t n_layer_dense_lead = 0;    // leading blocks with a dense FFN (first_k_dense_replace)
-  std::uint32_t n_expert_groups = 0;       // n_group
-  std::uint32_t n_group_used = 0;          // topk_group
-  std::string expert_gating;               // "" | softmax | sigmoid (scoring_func)
-  double expert_weights_scale = 0;         // routed_scaling_factor (0: not written)
-  bool expert_weights_norm = false;        // norm_topk_prob
-  bool expert_probs_bias = false;          // exp_probs_b.bias tensors (e_score_correction_bias)
-  std::string expert_source_type;          // ggml type the checkpoint's experts already have ("MXFP4")
-  std::uint32_t q_lora_rank = 0;           // MLA (deepseek2): 0 = no low-rank q projection
+  std::uint32_t n_ff_shexp = 0;             // shared expert FFN length (qwen2moe, qwen3next, qwen35moe)
+  std::uint32_t n_expert_shared = 0;        // shared experts of n_ff_exp each (deepseek2, glm4moe)
+  std::uint32_t n_layer_dense_lead = 0;     // leading blocks with a dense FFN (first_k_dense_replace)
+  std::uint32_t n_expert_groups = 0;        // n_group
+  std::uint32_t n_group_used = 0;           // topk_group
+  std::string expert_gating;                // "" | softmax | sigmoid (scoring_func)
+  double expert_weights_scale = 0;          // routed_scaling_factor (0: not written)
+  bool expert_weights_norm = false;         // norm_topk_prob
+  bool expert_probs_bias = false;           // exp_probs_b.bias tensors (e_score_correction_bias)
+  std::string expert_source_type;           // ggml type the checkpoint's experts already have ("MXFP4")
+  std::uint32_t q_lora_rank = 0;            // MLA (deepseek2): 0 = no low-rank q projection
   std::uint32_t kv_lora_rank = 0;
   std::uint32_t qk_nope_head_dim = 0;
   std::uint32_t qk_rope_head_dim = 0;
@@ -72,8 +72,8 @@ struct model_entry {
   std::uint32_t n_layer_nextn = 0;            // next-token-prediction (MTP) blocks after n_layer
   double attn_temperature_scale = 0;          // llama_4_scaling_beta (mistral3): q scaled per position
 
-  std::string source;               // where the values come from
-  int line = 0;                     // where the entry starts in the catalogue (1-based)
+  std::string source;  // where the values come from
+  int line = 0;        // where the entry starts in the catalogue (1-based)
 
   bool is_moe() const { return n_expert > 0; }
   std::uint32_t block_count() const { return n_layer + n_layer_nextn; }  // <arch>.block_count

@@ -1,11 +1,12 @@
 #include "synth/tiny.hpp"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-
-#include <fmt/format.h>
+#include <string_view>
 
 #include "gguf/writer.hpp"
 #include "synth/shape.hpp"
@@ -52,7 +53,10 @@ void fill_tensor(const tensor_def& def, std::span<std::byte> out, std::uint64_t 
   for (std::size_t i = 1; i < def.shape.size(); ++i) rows *= def.shape[i];
   const float scale = 0.5f / std::sqrt(static_cast<float>(def.shape[0]));
   auto* p = out.data();
-  auto put16 = [&](std::uint16_t v) { std::memcpy(p, &v, 2); p += 2; };
+  auto put16 = [&](std::uint16_t v) {
+    std::memcpy(p, &v, 2);
+    p += 2;
+  };
   std::uint64_t n = def.shape[0] * rows;
   switch (def.type) {
     case 0:  // F32
@@ -68,7 +72,8 @@ void fill_tensor(const tensor_def& def, std::span<std::byte> out, std::uint64_t 
     case 8:  // Q8_0: f16 scale + 32 int8
       for (std::uint64_t b = 0; b < n / 32; ++b) {
         put16(to_half(scale / 127.0f));
-        for (int i = 0; i < 32; ++i) *p++ = static_cast<std::byte>(static_cast<std::int8_t>(r.next() % 255 - 127));
+        for (int i = 0; i < 32; ++i)
+          *p++ = static_cast<std::byte>(static_cast<std::int8_t>(r.next() % 255 - 127));
       }
       break;
     case 2:  // Q4_0: f16 scale + 16 bytes of nibbles
@@ -161,16 +166,19 @@ result<tiny_result> write_filled(const gguf::writer_input& in, std::uint64_t see
   return r;
 }
 
-result<tiny_result> write_family_tiny(const tiny_params& p, const std::string& vocab, const std::string& out_path) {
+result<tiny_result> write_family_tiny(const tiny_params& p, const std::string& vocab,
+                                      const std::string& out_path) {
   auto tok = load_tokenizer(vocab);
   if (!tok) return tok.err();
   std::uint32_t n_vocab = 0;
   for (const auto& kv : *tok)
-    if (kv.key == "tokenizer.ggml.tokens" && kv.val.as_array()) n_vocab = static_cast<std::uint32_t>(kv.val.as_array()->count);
+    if (kv.key == "tokenizer.ggml.tokens" && kv.val.as_array())
+      n_vocab = static_cast<std::uint32_t>(kv.val.as_array()->count);
   if (n_vocab == 0) return make_error(fmt::format("{}: has no tokenizer.ggml.tokens", vocab), 2);
   const model_entry m = tiny_entry(p, n_vocab);
   if (p.arch == "qwen35moe" && (m.head_dim < 64 || m.head_dim % 64 != 0))
-    return make_error("synth tiny: qwen35moe needs --head-dim a multiple of 64 (its rope sections cover 64 dims)", 2);
+    return make_error(
+        "synth tiny: qwen35moe needs --head-dim a multiple of 64 (its rope sections cover 64 dims)", 2);
   if (m.n_head % m.n_head_kv || m.n_expert == 0 || m.n_expert_used == 0 || m.n_expert_used > m.n_expert ||
       m.n_ff_exp == 0)
     return make_error("synth tiny: heads must be a multiple of kv heads and 0 < experts used <= experts", 2);
@@ -191,9 +199,11 @@ result<tiny_result> write_family_tiny(const tiny_params& p, const std::string& v
 std::string default_vocab_path() {
   std::vector<std::string> candidates;
   if (const char* e = std::getenv("AGIFARM_VOCAB")) candidates.emplace_back(e);
-  if (std::string(AGIFARM_LLAMA_SRC).size()) candidates.push_back(std::string(AGIFARM_LLAMA_SRC) + "/models/ggml-vocab-qwen2.gguf");
+  if (!std::string_view(AGIFARM_LLAMA_SRC).empty())
+    candidates.push_back(std::string(AGIFARM_LLAMA_SRC) + "/models/ggml-vocab-qwen2.gguf");
   if (const char* h = std::getenv("HOME"))
-    candidates.push_back(std::string(h) + "/.cache/agifarm/llama.cpp-node-llama-cpp-3.22.1/src/models/ggml-vocab-qwen2.gguf");
+    candidates.push_back(std::string(h) +
+                         "/.cache/agifarm/llama.cpp-node-llama-cpp-3.22.1/src/models/ggml-vocab-qwen2.gguf");
   for (const auto& c : candidates)
     if (std::filesystem::exists(c)) return c;
   return {};
@@ -203,7 +213,8 @@ result<tiny_result> write_tiny_model(const tiny_params& p, const std::string& ou
   bool moe = p.arch == "qwen3moe";
   const bool family = p.arch == "gpt-oss" || p.arch == "qwen35moe";
   if (p.arch != "qwen3" && !moe && !family)
-    return make_error(fmt::format("synth tiny: unknown --arch '{}' (qwen3, qwen3moe, gpt-oss or qwen35moe)", p.arch), 2);
+    return make_error(
+        fmt::format("synth tiny: unknown --arch '{}' (qwen3, qwen3moe, gpt-oss or qwen35moe)", p.arch), 2);
   if (family) {
     if (p.weight_type != "F16" && p.weight_type != "F32")
       return make_error(fmt::format("synth tiny: --arch {} takes --type F16 or F32", p.arch), 2);
@@ -211,27 +222,35 @@ result<tiny_result> write_tiny_model(const tiny_params& p, const std::string& ou
       return make_error("synth tiny: layers, embedding and heads must be > 0", 2);
     const std::string vocab = p.vocab_path.empty() ? default_vocab_path() : p.vocab_path;
     if (vocab.empty())
-      return make_error("synth tiny: no vocabulary GGUF found (llama.cpp's models/ggml-vocab-qwen2.gguf); "
-                        "run scripts/setup.sh or pass --vocab", 2);
+      return make_error(
+          "synth tiny: no vocabulary GGUF found (llama.cpp's models/ggml-vocab-qwen2.gguf); "
+          "run scripts/setup.sh or pass --vocab",
+          2);
     return write_family_tiny(p, vocab, out_path);
   }
   const std::uint32_t head_dim = p.head_dim ? p.head_dim : 32;
   const gguf::type_info* wt = gguf::find_type(p.weight_type);
   if (!wt || (wt->id != 0 && wt->id != 1 && wt->id != 2 && wt->id != 8))
-    return make_error(fmt::format("synth tiny: --type '{}' must be F32, F16, Q8_0 or Q4_0", p.weight_type), 2);
-  if (p.n_layer == 0 || p.n_embd == 0 || p.n_head == 0 || p.n_head_kv == 0 || head_dim == 0 || p.n_head % p.n_head_kv)
-    return make_error("synth tiny: layers, embedding, heads and head_dim must be > 0 and heads a multiple of kv heads", 2);
+    return make_error(fmt::format("synth tiny: --type '{}' must be F32, F16, Q8_0 or Q4_0", p.weight_type),
+                      2);
+  if (p.n_layer == 0 || p.n_embd == 0 || p.n_head == 0 || p.n_head_kv == 0 || head_dim == 0 ||
+      p.n_head % p.n_head_kv)
+    return make_error(
+        "synth tiny: layers, embedding, heads and head_dim must be > 0 and heads a multiple of kv heads", 2);
   if (moe && (p.n_expert == 0 || p.n_expert_used == 0 || p.n_expert_used > p.n_expert))
     return make_error("synth tiny: need 0 < experts used <= experts", 2);
   for (std::uint32_t d : {p.n_embd, p.n_head * head_dim, moe ? p.n_ff_exp : p.n_ff})
     if (d % wt->block_size)
-      return make_error(fmt::format("synth tiny: dimension {} is not a multiple of {}'s block size {}", d, wt->name,
-                                    wt->block_size), 2);
+      return make_error(fmt::format("synth tiny: dimension {} is not a multiple of {}'s block size {}", d,
+                                    wt->name, wt->block_size),
+                        2);
 
   std::string vocab = p.vocab_path.empty() ? default_vocab_path() : p.vocab_path;
   if (vocab.empty())
-    return make_error("synth tiny: no vocabulary GGUF found (llama.cpp's models/ggml-vocab-qwen2.gguf); "
-                      "run scripts/setup.sh or pass --vocab", 2);
+    return make_error(
+        "synth tiny: no vocabulary GGUF found (llama.cpp's models/ggml-vocab-qwen2.gguf); "
+        "run scripts/setup.sh or pass --vocab",
+        2);
   gguf::read_options all;
   all.max_array_elements = UINT64_MAX;
   auto vf = gguf::read_file(vocab, all);
@@ -271,8 +290,11 @@ result<tiny_result> write_tiny_model(const tiny_params& p, const std::string& ou
   if (n_vocab == 0) return make_error(fmt::format("{}: has no tokenizer.ggml.tokens", vocab), 2);
 
   const std::uint32_t F32 = 0, W = wt->id;
-  const std::uint64_t E = p.n_embd, Q = std::uint64_t{p.n_head} * head_dim, KV = std::uint64_t{p.n_head_kv} * head_dim;
-  auto t = [&](std::string n, std::vector<std::uint64_t> s, std::uint32_t ty) { in.tensors.push_back({std::move(n), std::move(s), ty}); };
+  const std::uint64_t E = p.n_embd, Q = std::uint64_t{p.n_head} * head_dim,
+                      KV = std::uint64_t{p.n_head_kv} * head_dim;
+  auto t = [&](std::string n, std::vector<std::uint64_t> s, std::uint32_t ty) {
+    in.tensors.push_back({std::move(n), std::move(s), ty});
+  };
   t("token_embd.weight", {E, n_vocab}, W);
   t("output_norm.weight", {E}, F32);
   t("output.weight", {E, n_vocab}, W);

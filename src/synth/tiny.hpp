@@ -20,16 +20,16 @@ struct tiny_params {
   std::uint32_t n_embd = 128;
   std::uint32_t n_head = 4;
   std::uint32_t n_head_kv = 2;
-  std::uint32_t head_dim = 0;       // 0: the arch's default (32; qwen35moe 64, its rope sections need 64)
+  std::uint32_t head_dim = 0;  // 0: the arch's default (32; qwen35moe 64, its rope sections need 64)
   std::uint32_t n_ff = 384;
   std::uint32_t n_expert = 8;       // MoE archs only
   std::uint32_t n_expert_used = 2;  // MoE archs only
   std::uint32_t n_ff_exp = 64;      // MoE archs only (qwen35moe: also the shared expert)
   std::uint32_t context_length = 8192;
-  std::string weight_type = "F16";  // F32 | F16 | Q8_0 | Q4_0 for the matrices (gpt-oss, qwen35moe: F32 | F16;
-                                    // gpt-oss experts are MXFP4 as published); norms are always F32
+  std::string weight_type = "F16";  // F32 | F16 | Q8_0 | Q4_0 for the matrices (gpt-oss, qwen35moe: F32 |
+                                    // F16; gpt-oss experts are MXFP4 as published); norms are always F32
   std::uint64_t seed = 42;
-  std::string vocab_path;           // GGUF to copy tokenizer.* from; default: default_vocab_path()
+  std::string vocab_path;  // GGUF to copy tokenizer.* from; default: default_vocab_path()
 };
 
 // The qwen2 vocabulary GGUF of the llama.cpp source agifarm was built with, or "" if not found.

@@ -2,17 +2,15 @@
 // llama-server replicas, the gateway), counted against the gateway's own /metrics; the strategies mode
 // on tiny models (each strategy started, measured and stopped, no process left); and bad input.
 // One demo farm is shared by the tests of this suite. Every wait is on a condition with a deadline.
+#include <gtest/gtest.h>
 #include <signal.h>
 
-#include <gtest/gtest.h>
-
+#include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
 #include <set>
-
-#include <boost/json.hpp>
 
 #include "support/support.hpp"
 
@@ -50,7 +48,9 @@ double metric_sum(const std::string& text, const std::string& name, const std::s
   for (std::string line; std::getline(in, line);) {
     if (line.rfind(name + "{", 0) != 0) continue;
     auto close = line.find('}');
-    if (close == std::string::npos || line.substr(0, close).find("pool=\"" + pool + "\"") == std::string::npos) continue;
+    if (close == std::string::npos ||
+        line.substr(0, close).find("pool=\"" + pool + "\"") == std::string::npos)
+      continue;
     sum += std::stod(line.substr(close + 1));
   }
   return sum;
@@ -87,14 +87,16 @@ TEST_F(bench_demo_farm, mix_report_counts_match_the_gateway_metrics_and_the_html
   auto read = [&](const std::string& m) {
     std::map<std::string, counts> c;
     for (const auto& p : farm_pools)
-      c[p] = {metric_sum(m, "agifarm_gateway_requests_total", p), metric_sum(m, "agifarm_gateway_prompt_tokens_total", p),
+      c[p] = {metric_sum(m, "agifarm_gateway_requests_total", p),
+              metric_sum(m, "agifarm_gateway_prompt_tokens_total", p),
               metric_sum(m, "agifarm_gateway_completion_tokens_total", p)};
     return c;
   };
   auto before = read(metrics());
   auto out = test::temp_dir("bench-demo-out");
-  auto r = cli({"bench", "--url", url() + "/v1", "--workload", "mix", "--duration", "4", "--concurrency", "3", "--out", out,
-                "--seed", "7"}, 120s);
+  auto r = cli({"bench", "--url", url() + "/v1", "--workload", "mix", "--duration", "4", "--concurrency", "3",
+                "--out", out, "--seed", "7"},
+               120s);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("TTFT ms p50/p95/p99"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("report.html"), std::string::npos) << r.output;
@@ -109,13 +111,16 @@ TEST_F(bench_demo_farm, mix_report_counts_match_the_gateway_metrics_and_the_html
     std::string name(p.at("pool").as_string());
     EXPECT_TRUE(farm_pools.contains(name)) << name;
     auto requests = p.at("requests").to_number<std::uint64_t>();
-    EXPECT_EQ(p.at("ok").to_number<std::uint64_t>(), requests) << name << ": " << json::serialize(p.at("errors"));
-    reported[name] = {static_cast<double>(requests), static_cast<double>(p.at("prompt_tokens").to_number<std::uint64_t>()),
+    EXPECT_EQ(p.at("ok").to_number<std::uint64_t>(), requests)
+        << name << ": " << json::serialize(p.at("errors"));
+    reported[name] = {static_cast<double>(requests),
+                      static_cast<double>(p.at("prompt_tokens").to_number<std::uint64_t>()),
                       static_cast<double>(p.at("completion_tokens").to_number<std::uint64_t>())};
   }
   auto& t = doc.at("total").as_object();
   EXPECT_GE(t.at("requests").to_number<std::uint64_t>(), 3u);
-  EXPECT_GT(t.at("prompt_tokens").to_number<std::uint64_t>(), t.at("requests").to_number<std::uint64_t>() * 10);
+  EXPECT_GT(t.at("prompt_tokens").to_number<std::uint64_t>(),
+            t.at("requests").to_number<std::uint64_t>() * 10);
   EXPECT_GT(t.at("completion_tokens").to_number<std::uint64_t>(), 0u);
   EXPECT_GT(t.at("ttft_s").as_object().at("p50").to_number<double>(), 0);
   EXPECT_GT(t.at("itl_s").as_object().at("count").to_number<std::uint64_t>(), 0u);
@@ -131,10 +136,12 @@ TEST_F(bench_demo_farm, mix_report_counts_match_the_gateway_metrics_and_the_html
     auto after = read(metrics());
     moved.clear();
     for (const auto& p : farm_pools)
-      moved[p] = {after[p].requests - before[p].requests, after[p].prompt - before[p].prompt, after[p].gen - before[p].gen};
+      moved[p] = {after[p].requests - before[p].requests, after[p].prompt - before[p].prompt,
+                  after[p].gen - before[p].gen};
     for (const auto& p : farm_pools) {
       auto want = reported.count(p) ? reported[p] : counts{};
-      if (moved[p].requests != want.requests || moved[p].prompt != want.prompt || moved[p].gen != want.gen) return false;
+      if (moved[p].requests != want.requests || moved[p].prompt != want.prompt || moved[p].gen != want.gen)
+        return false;
     }
     return true;
   };
@@ -149,14 +156,16 @@ TEST_F(bench_demo_farm, mix_report_counts_match_the_gateway_metrics_and_the_html
   auto html = read_file(out + "/report.html");
   EXPECT_NE(html.find("new uPlot("), std::string::npos);
   EXPECT_GT(html.size(), 40000u) << "uPlot inlined";
-  EXPECT_EQ(std::regex_search(html, std::regex(R"(<script[^>]*\ssrc=)")), false) << "the report fetches nothing";
+  EXPECT_EQ(std::regex_search(html, std::regex(R"(<script[^>]*\ssrc=)")), false)
+      << "the report fetches nothing";
   EXPECT_NE(html.find(reported.begin()->first), std::string::npos);
 }
 
 TEST_F(bench_demo_farm, agents_json_output_on_stdout_and_unknown_model_is_refused) {
   auto out = test::temp_dir("bench-demo-agents");
-  auto r = cli({"bench", "--url", url(), "--workload", "agents", "--duration", "2", "--concurrency", "2", "--out", out,
-                "--json", "--model", "code"}, 60s);
+  auto r = cli({"bench", "--url", url(), "--workload", "agents", "--duration", "2", "--concurrency", "2",
+                "--out", out, "--json", "--model", "code"},
+               60s);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto v = json::parse(r.output.substr(r.output.find('{'))).as_object();
   EXPECT_EQ(v.at("workload").as_string(), "agents");
@@ -171,14 +180,18 @@ TEST(bench_bad_input, unreachable_url_bad_workload_bad_plan_exit_non_zero_with_t
   auto out = test::temp_dir("bench-bad");
   int port = test::free_port();
   auto t0 = std::chrono::steady_clock::now();
-  auto r = cli({"bench", "--url", "http://127.0.0.1:" + std::to_string(port), "--duration", "1", "--out", out}, 30s);
+  auto r = cli(
+      {"bench", "--url", "http://127.0.0.1:" + std::to_string(port), "--duration", "1", "--out", out}, 30s);
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.output.find("cannot reach http://127.0.0.1:" + std::to_string(port)), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("cannot reach http://127.0.0.1:" + std::to_string(port)), std::string::npos)
+      << r.output;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
 
   auto w = cli({"bench", "--url", "http://127.0.0.1:1", "--workload", "chatty"}, 30s);
   EXPECT_EQ(w.exit_code, 2);
-  EXPECT_NE(w.output.find("unknown workload 'chatty' (expected chat, agents, long or mix)"), std::string::npos) << w.output;
+  EXPECT_NE(w.output.find("unknown workload 'chatty' (expected chat, agents, long or mix)"),
+            std::string::npos)
+      << w.output;
 
   auto u = cli({"bench", "--url", "https://127.0.0.1:1"}, 30s);
   EXPECT_EQ(u.exit_code, 2);
@@ -202,26 +215,32 @@ TEST(bench_strategies, every_feasible_strategy_of_a_tiny_plan_is_measured_and_no
   // Two tiny models, one role each: the planner's candidates are each model on the CPU and the hybrid
   // that runs both (this machine has no GPU).
   auto a = test::tiny_model();
-  auto b = test::tiny_model("qwen3", {"--n-embd", "256", "--n-layer", "4", "--n-ff", "768", "--n-head", "8", "--n-head-kv", "4"});
+  auto b = test::tiny_model(
+      "qwen3", {"--n-embd", "256", "--n-layer", "4", "--n-ff", "768", "--n-head", "8", "--n-head-kv", "4"});
   std::string plan_path = out + "/plan.json";
-  auto plan = test::run({"/bin/sh", "-c", "\"$0\" plan --model tiny-a=\"$1\" --model tiny-b=\"$2\" --role "
-                         "fast:tiny-a:ctx=2048:agents=2 --role think:tiny-b:ctx=2048:agents=1 --json > \"$3\"",
-                         test::agifarm_cli(), a, b, plan_path}, 60s);
+  auto plan =
+      test::run({"/bin/sh", "-c",
+                 "\"$0\" plan --model tiny-a=\"$1\" --model tiny-b=\"$2\" --role "
+                 "fast:tiny-a:ctx=2048:agents=2 --role think:tiny-b:ctx=2048:agents=1 --json > \"$3\"",
+                 test::agifarm_cli(), a, b, plan_path},
+                60s);
   ASSERT_EQ(plan.exit_code, 0) << plan.output;
   auto doc = json::parse(read_file(plan_path)).as_object();
   std::size_t feasible = 0;
   for (auto& c : doc.at("candidates").as_array()) feasible += c.at("feasible").as_bool();
   ASSERT_GE(feasible, 2u) << read_file(plan_path);
 
-  auto r = cli({"bench", "--plan", plan_path, "--strategies", "--workload", "chat", "--duration", "2", "--out", out,
-                "--json"}, 240s);
+  auto r = cli({"bench", "--plan", plan_path, "--strategies", "--workload", "chat", "--duration", "2",
+                "--out", out, "--json"},
+               240s);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto v = json::parse(r.output.substr(r.output.rfind("{\"strategies\""))).as_object();
   auto& ss = v.at("strategies").as_array();
   EXPECT_EQ(ss.size(), feasible);
   for (auto& s : ss) {
     auto& o = s.as_object();
-    std::string what = std::string(o.at("model").as_string()) + " " + std::string(o.at("strategy").as_string());
+    std::string what =
+        std::string(o.at("model").as_string()) + " " + std::string(o.at("strategy").as_string());
     EXPECT_TRUE(o.at("ran").as_bool()) << what << ": " << json::serialize(o);
     EXPECT_FALSE(o.contains("error")) << what << ": " << json::serialize(o);
     EXPECT_GT(o.at("requests").to_number<std::uint64_t>(), 0u) << what;
@@ -232,7 +251,8 @@ TEST(bench_strategies, every_feasible_strategy_of_a_tiny_plan_is_measured_and_no
     EXPECT_GT(o.at("predicted_decode_tps").to_number<double>(), 0) << what;
     EXPECT_FALSE(o.at("processes_left").as_bool()) << what;
     ASSERT_GE(o.at("pids").as_array().size(), 2u) << what << ": supervisor and at least one backend";
-    for (auto& pid : o.at("pids").as_array()) EXPECT_FALSE(alive(static_cast<int>(pid.as_int64()))) << what << " pid " << pid;
+    for (auto& pid : o.at("pids").as_array())
+      EXPECT_FALSE(alive(static_cast<int>(pid.as_int64()))) << what << " pid " << pid;
   }
 }
 

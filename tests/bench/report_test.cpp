@@ -1,11 +1,12 @@
 // Unit tests of the report: the HTML is one self-contained file with uPlot inlined and the data in
 // it, script text cannot end its element early, and the files are written.
+#include "bench/report.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "bench/report.hpp"
 #include "web_assets/web_assets.hpp"
 
 namespace agifarm::bench {

@@ -1,7 +1,7 @@
 // Unit tests of the SSE stream parser and the chunk reader.
-#include <gtest/gtest.h>
-
 #include "bench/sse.hpp"
+
+#include <gtest/gtest.h>
 
 namespace agifarm::bench {
 namespace {
@@ -9,7 +9,8 @@ namespace {
 std::vector<std::string> feed_split(const std::string& s, std::size_t step) {
   sse_parser p;
   std::vector<std::string> out;
-  for (std::size_t i = 0; i < s.size(); i += step) EXPECT_TRUE(p.feed(std::string_view(s).substr(i, step), out));
+  for (std::size_t i = 0; i < s.size(); i += step)
+    EXPECT_TRUE(p.feed(std::string_view(s).substr(i, step), out));
   p.finish(out);
   return out;
 }
@@ -18,8 +19,10 @@ TEST(bench_sse, events_are_the_same_whatever_the_split_and_line_ends) {
   std::string lf = "data: {\"a\":1}\n\n: comment\n\nevent: x\ndata: two\ndata: lines\n\ndata: [DONE]\n\n";
   std::string crlf;
   for (char c : lf) {
-    if (c == '\n') crlf += "\r\n";
-    else crlf += c;
+    if (c == '\n')
+      crlf += "\r\n";
+    else
+      crlf += c;
   }
   std::string cr;
   for (char c : lf) cr += c == '\n' ? '\r' : c;

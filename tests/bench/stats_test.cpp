@@ -1,13 +1,14 @@
 // Unit tests of the bench statistics: percentiles, distributions, per-pool summaries and series.
-#include <gtest/gtest.h>
-
 #include "bench/stats.hpp"
+
+#include <gtest/gtest.h>
 
 namespace agifarm::bench {
 namespace {
 
-request_record rec(std::string pool, double start, double end, bool ok, double ttft = -1, std::vector<double> itl = {},
-                   std::uint64_t p = 0, std::uint64_t c = 0, std::string err = {}) {
+request_record rec(std::string pool, double start, double end, bool ok, double ttft = -1,
+                   std::vector<double> itl = {}, std::uint64_t p = 0, std::uint64_t c = 0,
+                   std::string err = {}) {
   request_record r;
   r.pool = std::move(pool);
   r.start_s = start;

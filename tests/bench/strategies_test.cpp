@@ -1,16 +1,16 @@
 // Unit tests of which deployment runs each candidate of a plan in `bench --strategies`.
+#include "bench/strategies.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <sstream>
 
-#include "bench/strategies.hpp"
-
 namespace agifarm::bench {
 namespace {
 
-plan::doc_candidate cand(const std::string& model, const std::string& strategy, bool feasible, int max_ctx, int agents,
-                         const std::string& why_not = "") {
+plan::doc_candidate cand(const std::string& model, const std::string& strategy, bool feasible, int max_ctx,
+                         int agents, const std::string& why_not = "") {
   plan::doc_candidate c;
   c.model = model;
   c.strategy = strategy;
@@ -29,8 +29,9 @@ plan::plan_document two_model_plan() {
   d.models[1].name = "b";
   d.models[1].file = "/m/b.gguf";
   d.roles = {{"fast", "a", 2048, 2}, {"think", "b", 8192, 1}};
-  d.candidates = {cand("*", "hybrid", true, 0, 3), cand("a", "cpu", true, 4096, 2), cand("b", "cpu", true, 4096, 1),
-                  cand("b", "shard", true, 0, 1), cand("b", "replica", false, 0, 1, "too big")};
+  d.candidates = {cand("*", "hybrid", true, 0, 3), cand("a", "cpu", true, 4096, 2),
+                  cand("b", "cpu", true, 4096, 1), cand("b", "shard", true, 0, 1),
+                  cand("b", "replica", false, 0, 1, "too big")};
   d.recommendation.candidate = 0;
   plan::backend_spec ba;
   ba.name = "a-0";
@@ -63,7 +64,8 @@ TEST(bench_strategies, cpu_candidate_drops_placement_and_sizes_slots_and_context
   ASSERT_TRUE(r) << r.err().message;
   ASSERT_EQ(r->backends.size(), 1u);
   const auto& b = r->backends[0];
-  EXPECT_EQ(b.args, (std::vector<std::string>{"-m", "/m/a.gguf", "-t", "4", "-c", "4096", "-np", "2", "-ngl", "0"}));
+  EXPECT_EQ(b.args,
+            (std::vector<std::string>{"-m", "/m/a.gguf", "-t", "4", "-c", "4096", "-np", "2", "-ngl", "0"}));
   EXPECT_EQ(b.slots, 2);
   EXPECT_EQ(b.ctx, 4096);
   EXPECT_FALSE(b.env.contains("CUDA_VISIBLE_DEVICES"));
@@ -75,7 +77,8 @@ TEST(bench_strategies, cpu_candidate_drops_placement_and_sizes_slots_and_context
   // model b is not in the deployment: built from its file; its role context is capped by max_ctx
   auto rb = deployment_for_candidate(d, 2);
   ASSERT_TRUE(rb) << rb.err().message;
-  EXPECT_EQ(rb->backends[0].args, (std::vector<std::string>{"-m", "/m/b.gguf", "-c", "4096", "-np", "1", "-ngl", "0"}));
+  EXPECT_EQ(rb->backends[0].args,
+            (std::vector<std::string>{"-m", "/m/b.gguf", "-c", "4096", "-np", "1", "-ngl", "0"}));
   EXPECT_EQ(rb->pools[0].aliases, std::vector<std::string>{"think"});
 }
 

@@ -1,13 +1,13 @@
 // Unit tests of workload generation: deterministic per seed, growing chat histories, shared agent
 // prefixes, long documents, the mix, targets from /v1/models, and bad names.
+#include "bench/workload.hpp"
+
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
 #include <set>
 
-#include <boost/json.hpp>
-
 #include "bench/driver.hpp"
-#include "bench/workload.hpp"
 
 namespace agifarm::bench {
 namespace {
@@ -72,7 +72,8 @@ TEST(bench_workload, agents_share_one_long_prefix_and_differ_after_it) {
     auto b = body(w.next(i % 3));
     EXPECT_EQ(b.at("model").as_string(), "code");
     std::string sys(messages(b)[0].as_object().at("content").as_string());
-    EXPECT_EQ(sys.rfind(w.agent_prefix(), 0), 0u) << "every agent's system prompt starts with the shared prefix";
+    EXPECT_EQ(sys.rfind(w.agent_prefix(), 0), 0u)
+        << "every agent's system prompt starts with the shared prefix";
     systems.insert(sys);
     users.insert(std::string(messages(b)[1].as_object().at("content").as_string()));
   }
@@ -150,7 +151,8 @@ TEST(bench_workload, urls_parse_and_bad_ones_say_why) {
   EXPECT_EQ(parse_url("http://localhost:9/v1/")->port, 9);
   EXPECT_EQ(parse_url("http://[::1]:81")->host, "::1");
   EXPECT_EQ(parse_url("http://example")->port, 80);
-  for (const char* bad : {"https://x:1", "127.0.0.1:8080", "http://:80", "http://h:0", "http://h:99999", "http://h:8/x"}) {
+  for (const char* bad :
+       {"https://x:1", "127.0.0.1:8080", "http://:80", "http://h:0", "http://h:99999", "http://h:8/x"}) {
     auto r = parse_url(bad);
     EXPECT_FALSE(r) << bad;
     if (!r) {

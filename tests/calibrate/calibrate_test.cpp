@@ -1,12 +1,12 @@
 // The speed model against the published measurements (data/gpu_measurements.yaml): the rows replay,
 // the split holds, and the holdout error stays within the bound docs/benchmarks.md states.
+#include "calibrate/calibrate.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <set>
 #include <stdexcept>
-
-#include "calibrate/calibrate.hpp"
 
 namespace agifarm::calibrate {
 namespace {
@@ -144,7 +144,8 @@ TEST(calibrate, logits_cross_the_network_when_the_output_layer_is_remote) {
   local.devices[0].remote = false;
   const double t_remote = 1 / plan::estimate_speed(tiny->decode).decode_tps;
   const double t_local = 1 / plan::estimate_speed(local).decode_tps;
-  const double expected = 4.0 * static_cast<double>(tiny->shape->n_vocab) / (1e9 / 8);  // 32000 x 4 B over 1 Gbit/s
+  const double expected =
+      4.0 * static_cast<double>(tiny->shape->n_vocab) / (1e9 / 8);  // 32000 x 4 B over 1 Gbit/s
   EXPECT_NEAR(t_remote - t_local, expected, 1e-9);
   EXPECT_NEAR(expected, 1.024e-3, 1e-6);
 

@@ -43,12 +43,13 @@ TEST(measurements, errors_name_the_file_line_and_key) {
   ASSERT_FALSE(dup.ok());
   EXPECT_EQ(dup.err().exit_code, 2);
   EXPECT_NE(dup.err().message.find("m.yaml:3"), std::string::npos) << dup.err().message;
-  auto nodes = parse_measurements("measurements:\n  - id: a\n    calibrate: {model: m, quant: Q4_0, gpus: [x], nodes: [0, 1]}\n",
-                                  "m.yaml");
+  auto nodes = parse_measurements(
+      "measurements:\n  - id: a\n    calibrate: {model: m, quant: Q4_0, gpus: [x], nodes: [0, 1]}\n",
+      "m.yaml");
   ASSERT_FALSE(nodes.ok());
   EXPECT_NE(nodes.err().message.find("one machine per GPU"), std::string::npos) << nodes.err().message;
-  auto key = parse_measurements("measurements:\n  - id: a\n    calibrate: {model: m, quant: Q4_0, gpus: [x], colour: red}\n",
-                                "m.yaml");
+  auto key = parse_measurements(
+      "measurements:\n  - id: a\n    calibrate: {model: m, quant: Q4_0, gpus: [x], colour: red}\n", "m.yaml");
   ASSERT_FALSE(key.ok());
   EXPECT_NE(key.err().message.find("colour"), std::string::npos) << key.err().message;
   auto tps = parse_measurements("measurements:\n  - id: a\n    decode: {tps: fast}\n", "m.yaml");

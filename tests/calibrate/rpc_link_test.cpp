@@ -8,19 +8,17 @@
 // No latency is added: the kernel here has tbf but not netem (checked, and said), so the link's
 // one-way latency is the veth's own (tens of µs). Figures go to docs/benchmarks.md.
 #include <arpa/inet.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include <algorithm>
+#include <boost/json.hpp>
 #include <iostream>
 #include <map>
 #include <regex>
-
-#include <boost/json.hpp>
-#include <fmt/format.h>
 
 #include "gguf/gguf.hpp"
 #include "plan/memory_model.hpp"
@@ -82,8 +80,10 @@ bench parse_bench(const std::string& out) {
   for (const auto& t : v.as_array()) {
     const auto& o = t.as_object();
     const double ts = median_of(o.at("samples_ts"));
-    if (o.at("n_gen").to_number<int>() > 0) b.tg = ts;
-    else b.pp = ts;
+    if (o.at("n_gen").to_number<int>() > 0)
+      b.tg = ts;
+    else
+      b.pp = ts;
   }
   return b;
 }
@@ -96,7 +96,8 @@ struct rpc_link : ::testing::Test {
   static inline bench local;
 
   static void SetUpTestSuite() {
-    model = test::tiny_model("qwen3", {"--n-layer", "4", "--n-embd", "256", "--n-ff", "768", "--type", "Q8_0"});
+    model =
+        test::tiny_model("qwen3", {"--n-layer", "4", "--n-embd", "256", "--n-ff", "768", "--type", "Q8_0"});
     cluster = test::netns_cluster::create(1, why);
     if (!cluster) return;
     // the bridge side of node 0's veth: eth0@ifN in the namespace is interface N here
@@ -105,10 +106,12 @@ struct rpc_link : ::testing::Test {
     if (std::regex_search(link, m, std::regex("@if([0-9]+)"))) {
       auto all = sh("ip -o link show").output;
       std::smatch n;
-      if (std::regex_search(all, n, std::regex("(^|\n)" + m[1].str() + ": ([^:@]+)[@:]"))) host_veth = n[2].str();
+      if (std::regex_search(all, n, std::regex("(^|\n)" + m[1].str() + ": ([^:@]+)[@:]")))
+        host_veth = n[2].str();
     }
     const std::string ns = "ip netns exec " + cluster->ns(0) + " ";
-    have_tbf = sh(ns + "tc qdisc replace dev eth0 root tbf rate 1gbit burst 64kb latency 50ms").exit_code == 0;
+    have_tbf =
+        sh(ns + "tc qdisc replace dev eth0 root tbf rate 1gbit burst 64kb latency 50ms").exit_code == 0;
     have_netem = sh(ns + "tc qdisc replace dev eth0 root netem delay 1ms").exit_code == 0;
     sh(ns + "tc qdisc del dev eth0 root");
     std::cerr << "[link] tc tbf " << (have_tbf ? "available" : "MISSING") << ", tc netem "
@@ -117,11 +120,12 @@ struct rpc_link : ::testing::Test {
     const std::string cache = test::temp_dir("rpc-link-cache");
     rpc_addr = cluster->address(0);
     server = std::make_unique<test::child>(
-        std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", cluster->ns(0), "/usr/bin/env", "LLAMA_CACHE=" + cache,
-                                 test::llama_bin() + "/ggml-rpc-server", "-H", rpc_addr, "-p",
-                                 std::to_string(k_rpc_port), "-t", "1", "-c"},
+        std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", cluster->ns(0), "/usr/bin/env",
+                                 "LLAMA_CACHE=" + cache, test::llama_bin() + "/ggml-rpc-server", "-H",
+                                 rpc_addr, "-p", std::to_string(k_rpc_port), "-t", "1", "-c"},
         test::temp_dir("rpc-link-log") + "/rpc-server.log");
-    if (!test::wait_until([] { return tcp_open(rpc_addr, k_rpc_port); }, 20s)) why = "ggml-rpc-server did not listen";
+    if (!test::wait_until([] { return tcp_open(rpc_addr, k_rpc_port); }, 20s))
+      why = "ggml-rpc-server did not listen";
     local = run_bench(false);
   }
   static void TearDownTestSuite() {
@@ -136,10 +140,23 @@ struct rpc_link : ::testing::Test {
   }
 
   static bench run_bench(bool rpc) {
-    std::vector<std::string> argv{test::llama_bin() + "/llama-bench", "-m", model, "-p", std::to_string(k_prompt),
-                                  "-n", std::to_string(k_gen), "-r", "3", "-t", "1", "-o", "json"};
-    if (rpc) argv.insert(argv.end(), {"-rpc", fmt::format("{}:{}", rpc_addr, k_rpc_port), "-ngl", "99"});
-    else argv.insert(argv.end(), {"-ngl", "0"});
+    std::vector<std::string> argv{test::llama_bin() + "/llama-bench",
+                                  "-m",
+                                  model,
+                                  "-p",
+                                  std::to_string(k_prompt),
+                                  "-n",
+                                  std::to_string(k_gen),
+                                  "-r",
+                                  "3",
+                                  "-t",
+                                  "1",
+                                  "-o",
+                                  "json"};
+    if (rpc)
+      argv.insert(argv.end(), {"-rpc", fmt::format("{}:{}", rpc_addr, k_rpc_port), "-ngl", "99"});
+    else
+      argv.insert(argv.end(), {"-ngl", "0"});
     auto r = test::run(argv, 120s);
     auto b = parse_bench(r.output);
     if (r.exit_code != 0 || b.tg <= 0 || b.pp <= 0) ADD_FAILURE() << "llama-bench failed: " << r.output;
@@ -171,8 +188,8 @@ struct rpc_link : ::testing::Test {
     if (!file) return out;
     const auto shape = plan::model_shape_of(*file);
     auto place = [&](bool rpc) {
-      std::vector<std::string> argv{"-m", model, "-c", "4096", "-np", "1", "-ngl", rpc ? "99" : "0", "-ub",
-                                    std::to_string(k_prompt)};
+      std::vector<std::string> argv{
+          "-m", model, "-c", "4096", "-np", "1", "-ngl", rpc ? "99" : "0", "-ub", std::to_string(k_prompt)};
       auto args = plan::parse_server_args(argv);
       EXPECT_TRUE(args);
       std::vector<plan::device_desc> devs;
@@ -214,8 +231,9 @@ TEST_F(rpc_link, rpc_cost_per_token_matches_the_speed_model) {
   // the first RPC run sends the weights (and fills the server's cache): no limit for it
   limit("");
   const bench open = run_bench(true);
-  std::cerr << fmt::format("[measured] local: pp{} {:.1f} tg{} {:.1f} tok/s; RPC, no limit: pp {:.1f} tg {:.1f}\n",
-                           k_prompt, local.pp, k_gen, local.tg, open.pp, open.tg);
+  std::cerr << fmt::format(
+      "[measured] local: pp{} {:.1f} tg{} {:.1f} tok/s; RPC, no limit: pp {:.1f} tg {:.1f}\n", k_prompt,
+      local.pp, k_gen, local.tg, open.pp, open.tg);
   struct rate {
     std::string tc;
     double gbit;
@@ -230,7 +248,8 @@ TEST_F(rpc_link, rpc_cost_per_token_matches_the_speed_model) {
     const double m_pre = 1e3 / b.pp - 1e3 / local.pp;  // ms added per prompt token
     const double p_pre = 1e3 / p.rpc.prefill_tps - 1e3 / p.local.prefill_tps;
     std::cerr << fmt::format(
-        "[measured] {}: RPC pp{} {:.1f} tg{} {:.1f} tok/s; added per token: decode {:.2f} ms (predicted {:.2f}), "
+        "[measured] {}: RPC pp{} {:.1f} tg{} {:.1f} tok/s; added per token: decode {:.2f} ms (predicted "
+        "{:.2f}), "
         "prefill {:.3f} ms (predicted {:.3f})\n",
         r.tc, k_prompt, b.pp, k_gen, b.tg, m_dec, p_dec, m_pre, p_pre);
     dec_measured[r.tc] = m_dec;

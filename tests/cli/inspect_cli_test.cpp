@@ -13,9 +13,9 @@ TEST(inspect_cli, json_has_every_documented_field) {
   auto r = test::run({test::agifarm_cli(), "inspect", "--json", test::tiny_model("qwen3moe")});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto j = boost::json::parse(r.output).as_object();
-  for (const char* k : {"file", "architecture", "n_layers", "n_embd", "n_head", "n_head_kv", "key_length", "value_length",
-                        "context_length", "n_vocab", "n_experts", "n_experts_used", "n_params", "file_bytes",
-                        "tensor_bytes_by_class", "bytes_by_type"})
+  for (const char* k : {"file", "architecture", "n_layers", "n_embd", "n_head", "n_head_kv", "key_length",
+                        "value_length", "context_length", "n_vocab", "n_experts", "n_experts_used",
+                        "n_params", "file_bytes", "tensor_bytes_by_class", "bytes_by_type"})
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_EQ(j["architecture"].as_string(), "qwen3moe");
   EXPECT_EQ(j["n_experts"].as_int64(), 8);
@@ -34,7 +34,9 @@ TEST(inspect_cli, bad_files_exit_2_naming_file_and_offset) {
     std::ifstream f(test::tiny_model("qwen3"), std::ios::binary);
     good.assign(std::istreambuf_iterator<char>(f), {});
   }
-  struct bad_case { std::string file, expect; };
+  struct bad_case {
+    std::string file, expect;
+  };
   std::vector<bad_case> cases = {
       {write("truncated.gguf", good.substr(0, 5000)), "truncated"},
       {write("magic.gguf", "GGML" + good.substr(4, 100)), "wrong magic"},

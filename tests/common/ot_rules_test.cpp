@@ -44,7 +44,8 @@ TEST(NumbersRegex, MatchesExactlyTheSetForRandomSets) {
     ASSERT_EQ(alt.find(','), std::string::npos);
     std::regex re("^(" + alt + ")$");
     for (int x = 0; x <= 999; ++x)
-      ASSERT_EQ(std::regex_match(std::to_string(x), re), set.count(x) == 1) << "set regex " << alt << " number " << x;
+      ASSERT_EQ(std::regex_match(std::to_string(x), re), set.count(x) == 1)
+          << "set regex " << alt << " number " << x;
   }
 }
 
@@ -52,7 +53,8 @@ TEST(ExpertOffloadRule, IsOneReadableRuleWithLlamaCppsExpertSuffix) {
   std::vector<int> layers = range(0, 9);
   layers.push_back(12);
   for (int i : range(20, 47)) layers.push_back(i);
-  EXPECT_EQ(expert_offload_rule(layers, "CPU"), "blk\\.([0-9]|12|[23][0-9]|4[0-7])\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU");
+  EXPECT_EQ(expert_offload_rule(layers, "CPU"),
+            "blk\\.([0-9]|12|[23][0-9]|4[0-7])\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU");
   EXPECT_EQ(expert_offload_rule({5}, "CUDA1"), "blk\\.5\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CUDA1");
   EXPECT_EQ(expert_offload_rule({}, "CPU"), "");
 }
@@ -64,11 +66,11 @@ TEST(ExpertRuleLayers, ReadsLayerSetsAndRejectsOtherRules) {
   auto one = expert_rule_layers("blk\\.3\\.ffn_(up|down|gate)_exps");
   ASSERT_TRUE(one);
   EXPECT_EQ(*one, std::vector<int>{3});
-  EXPECT_FALSE(expert_rule_layers("blk\\.3\\.ffn_up_exps"));       // only some of a layer's experts
-  EXPECT_FALSE(expert_rule_layers("blk\\.3\\."));                  // also attention tensors
-  EXPECT_FALSE(expert_rule_layers("ffn_.*"));                      // also dense FFN
+  EXPECT_FALSE(expert_rule_layers("blk\\.3\\.ffn_up_exps"));  // only some of a layer's experts
+  EXPECT_FALSE(expert_rule_layers("blk\\.3\\."));             // also attention tensors
+  EXPECT_FALSE(expert_rule_layers("ffn_.*"));                 // also dense FFN
   EXPECT_FALSE(expert_rule_layers("token_embd"));
-  EXPECT_FALSE(expert_rule_layers("blk\\.(3"));                    // not a regex
+  EXPECT_FALSE(expert_rule_layers("blk\\.(3"));  // not a regex
   auto all = expert_rule_layers("\\.ffn_(up|down|gate)_exps", 93);
   ASSERT_TRUE(all);
   EXPECT_EQ(all->size(), 94u);
@@ -96,19 +98,23 @@ TEST(MergeOverrideArgs, PerLayerRulesBecomeOneEquivalentRulePerBuffer) {
   std::vector<int> cpu = range(0, 9);
   cpu.push_back(12);
   for (int i : range(20, 47)) cpu.push_back(i);
-  for (int l : cpu) args.insert(args.end(), {"-ot", "blk\\." + std::to_string(l) + "\\.ffn_(up|down|gate)_exps=CPU"});
-  args.insert(args.end(), {"-ot", "blk\\.10\\.ffn_(up|down|gate)_exps=CUDA1,blk\\.11\\.ffn_(up|down|gate)_exps=CUDA1"});
+  for (int l : cpu)
+    args.insert(args.end(), {"-ot", "blk\\." + std::to_string(l) + "\\.ffn_(up|down|gate)_exps=CPU"});
+  args.insert(args.end(),
+              {"-ot", "blk\\.10\\.ffn_(up|down|gate)_exps=CUDA1,blk\\.11\\.ffn_(up|down|gate)_exps=CUDA1"});
   args.insert(args.end(), {"-ot", "blk\\.12\\.ffn_(up|down|gate)_exps=CUDA1"});  // shadowed by the CPU rule
   args.insert(args.end(), {"-c", "4096"});
   auto merged = merge_override_args(args);
-  std::vector<std::string> expected{"-m", "x.gguf", "-ngl", "999",
-                                    "-ot", "blk\\.([0-9]|12|[23][0-9]|4[0-7])\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU",
-                                    "-ot", "blk\\.1[01]\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CUDA1",
-                                    "-c", "4096"};
+  std::vector<std::string> expected{
+      "-m",   "x.gguf",
+      "-ngl", "999",
+      "-ot",  "blk\\.([0-9]|12|[23][0-9]|4[0-7])\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU",
+      "-ot",  "blk\\.1[01]\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CUDA1",
+      "-c",   "4096"};
   EXPECT_EQ(merged, expected);
   for (int l = 0; l < 64; ++l)
-    for (const char* t : {"ffn_up_exps.weight", "ffn_down_exps.weight", "ffn_gate_exps.weight", "attn_q.weight",
-                          "ffn_gate_inp.weight", "ffn_up_shexp.weight"}) {
+    for (const char* t : {"ffn_up_exps.weight", "ffn_down_exps.weight", "ffn_gate_exps.weight",
+                          "attn_q.weight", "ffn_gate_inp.weight", "ffn_up_shexp.weight"}) {
       std::string name = "blk." + std::to_string(l) + "." + t;
       EXPECT_EQ(buffer_for(args, name), buffer_for(merged, name)) << name;
     }

@@ -26,16 +26,19 @@ TEST(dashboard_browser, demo_farm_in_headless_chromium) {
     ~farm_down() { test::run({test::agifarm_cli(), "down", "--state-dir", dir, "--timeout", "20"}, 60s); }
   } down{dir};
   auto up = test::run({test::agifarm_cli(), "up", "--detach", "--state-dir", dir, "--listen",
-                       "127.0.0.1:" + std::to_string(port)}, 120s);
+                       "127.0.0.1:" + std::to_string(port)},
+                      120s);
   ASSERT_EQ(up.exit_code, 0) << up.output;
   const std::string shot = test::work_dir() + "/dashboard.png";
   fs::remove(shot);
-  auto r = test::run({"/usr/bin/env", "node", std::string(AGIFARM_SOURCE_DIR) + "/tests/dashboard/browser_check.cjs", playwright,
-                      std::to_string(port), shot}, 120s);
+  auto r = test::run(
+      {"/usr/bin/env", "node", std::string(AGIFARM_SOURCE_DIR) + "/tests/dashboard/browser_check.cjs",
+       playwright, std::to_string(port), shot},
+      120s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   for (const char* check : {"ok backend", "ok pool", "ok measured memory", "ok a request moved the charts",
-                            "ok backend detail and back button", "ok killed backend red", "ok restarted backend green",
-                            "ok narrow window", "ok no page errors"})
+                            "ok backend detail and back button", "ok killed backend red",
+                            "ok restarted backend green", "ok narrow window", "ok no page errors"})
     EXPECT_NE(r.output.find(check), std::string::npos) << check << "\n" << r.output;
   ASSERT_TRUE(fs::exists(shot)) << r.output;
   EXPECT_GT(fs::file_size(shot), 10000u);

@@ -27,7 +27,8 @@ TEST(dashboard, serves_the_page_its_files_and_uplot) {
   EXPECT_EQ(page->content_type, "text/html; charset=utf-8");
   EXPECT_NE(page->body.find("/ui/uPlot.iife.min.js"), std::string::npos);
   EXPECT_NE(page->body.find("/ui/app.js"), std::string::npos);
-  for (std::string f : {"/ui/app.js", "/ui/app.css", "/ui/uPlot.iife.min.js", "/ui/uPlot.min.css", "/ui/uPlot.LICENSE.txt"}) {
+  for (std::string f :
+       {"/ui/app.js", "/ui/app.css", "/ui/uPlot.iife.min.js", "/ui/uPlot.min.css", "/ui/uPlot.LICENSE.txt"}) {
     auto r = handle({"GET", f, "", ""}, c);
     ASSERT_TRUE(r) << f;
     EXPECT_EQ(r->status, 200) << f;

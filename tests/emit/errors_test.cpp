@@ -34,12 +34,14 @@ TEST(EmitErrors, NamesWhatIsWrong) {
   {
     auto in = base;
     in.deployment.backends[0].port = 0;
-    EXPECT_EQ(first_error(in), "plan: ggml-rpc-server 'rpc-work-gpu0' has no port; llama-server's --rpc must name it");
+    EXPECT_EQ(first_error(in),
+              "plan: ggml-rpc-server 'rpc-work-gpu0' has no port; llama-server's --rpc must name it");
   }
   {
     auto in = base;
     in.deployment.backends[3].depends_on.push_back("ghost");
-    EXPECT_EQ(first_error(in), "plan: backend 'qwen3-235b-a22b-shard' depends on 'ghost', which is not in the deployment");
+    EXPECT_EQ(first_error(in),
+              "plan: backend 'qwen3-235b-a22b-shard' depends on 'ghost', which is not in the deployment");
   }
   {
     auto in = base;
@@ -49,12 +51,14 @@ TEST(EmitErrors, NamesWhatIsWrong) {
   {
     auto in = base;
     in.deployment.backends[1].node = "attic";
-    EXPECT_EQ(first_error(in), "plan: backend 'rpc-work-gpu1' runs on node 'attic', which the inventory does not list");
+    EXPECT_EQ(first_error(in),
+              "plan: backend 'rpc-work-gpu1' runs on node 'attic', which the inventory does not list");
   }
   {
     auto in = base;
     in.deployment.backends[2].gpus = {5};
-    EXPECT_EQ(first_error(in), "plan: backend 'rpc-old-gpu0' uses GPU 5 of node 'old', which has no such GPU");
+    EXPECT_EQ(first_error(in),
+              "plan: backend 'rpc-old-gpu0' uses GPU 5 of node 'old', which has no such GPU");
   }
   {
     auto in = base;
@@ -64,26 +68,31 @@ TEST(EmitErrors, NamesWhatIsWrong) {
   {
     auto in = base;
     in.deployment.backends[2].host = "0.0.0.0";
-    EXPECT_NE(first_error(in).find("ggml-rpc-server 'rpc-old-gpu0' binds to all interfaces"), std::string::npos);
+    EXPECT_NE(first_error(in).find("ggml-rpc-server 'rpc-old-gpu0' binds to all interfaces"),
+              std::string::npos);
   }
   {
     auto in = base;
     in.deployment.backends[2].port = 50099;
-    EXPECT_EQ(first_error(in), "plan: llama-server 'qwen3-235b-a22b-shard' depends on ggml-rpc-server 'rpc-old-gpu0' at "
-                               "192.168.1.12:50099, which its --rpc does not list");
+    EXPECT_EQ(first_error(in),
+              "plan: llama-server 'qwen3-235b-a22b-shard' depends on ggml-rpc-server 'rpc-old-gpu0' at "
+              "192.168.1.12:50099, which its --rpc does not list");
   }
   {
     auto in = base;
     in.deployment.backends[2].host = "127.0.0.1";
     for (auto& a : in.deployment.backends[3].args)
-      if (a.find("192.168.1.12:50052") != std::string::npos) a.replace(a.find("192.168.1.12"), 12, "127.0.0.1");
-    EXPECT_EQ(first_error(in), "plan: ggml-rpc-server 'rpc-old-gpu0' on node 'old' binds to 127.0.0.1, which llama-server "
-                               "'qwen3-235b-a22b-shard' on node 'big' cannot reach");
+      if (a.find("192.168.1.12:50052") != std::string::npos)
+        a.replace(a.find("192.168.1.12"), 12, "127.0.0.1");
+    EXPECT_EQ(first_error(in),
+              "plan: ggml-rpc-server 'rpc-old-gpu0' on node 'old' binds to 127.0.0.1, which llama-server "
+              "'qwen3-235b-a22b-shard' on node 'big' cannot reach");
   }
   {
     auto in = base;
     in.deployment.pools[0].backends.push_back("nobody");
-    EXPECT_EQ(first_error(in), "plan: pool 'qwen3-235b-a22b' names backend 'nobody', which is not in the deployment");
+    EXPECT_EQ(first_error(in),
+              "plan: pool 'qwen3-235b-a22b' names backend 'nobody', which is not in the deployment");
   }
   {
     auto in = base;
@@ -96,7 +105,8 @@ TEST(EmitErrors, UnknownTargetAndBadPlanText) {
   auto r = emit_target("k8s", load_plan("one-gpu"), emit_options{});
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.err().message.find("unknown target 'k8s'"), std::string::npos);
-  auto bad = input_from_plan_text("{\"version\": 1, \"deployment\": {\"backends\": [{\"port\": 99999, \"name\": \"x\"}]}}");
+  auto bad = input_from_plan_text(
+      "{\"version\": 1, \"deployment\": {\"backends\": [{\"port\": 99999, \"name\": \"x\"}]}}");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.err().exit_code, 2);
   EXPECT_NE(bad.err().message.find("deployment.backends[0].port"), std::string::npos) << bad.err().message;
@@ -112,7 +122,8 @@ TEST(EmitErrors, PortsLeftAtZeroAreAssignedFromTheBasePort) {
   auto out = emit_llama(in, opt);
   ASSERT_TRUE(out.ok());
   const std::string& s = (*out)[0].content;
-  for (int port : {9000, 9001, 9002, 9003, 9004}) EXPECT_NE(s.find("--port " + std::to_string(port)), std::string::npos) << port;
+  for (int port : {9000, 9001, 9002, 9003, 9004})
+    EXPECT_NE(s.find("--port " + std::to_string(port)), std::string::npos) << port;
 }
 
 }  // namespace

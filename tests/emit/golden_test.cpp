@@ -43,7 +43,8 @@ TEST_P(EmitGolden, MatchesGoldenFiles) {
     if (e.is_regular_file()) expected.insert(fs::relative(e.path(), dir).string());
   for (const auto& f : *out) {
     actual.insert(f.path);
-    EXPECT_EQ(f.content, read_text((dir / f.path).string())) << "file " << f.path << " differs from " << (dir / f.path);
+    EXPECT_EQ(f.content, read_text((dir / f.path).string()))
+        << "file " << f.path << " differs from " << (dir / f.path);
   }
   EXPECT_EQ(actual, expected);
   // Every target explains how to start and stop what it wrote.
@@ -77,7 +78,9 @@ TEST(EmitContent, LlamaScriptUsesThePlansArgvWithMergedOtRules) {
   ASSERT_TRUE(out.ok());
   const std::string& s = (*out)[0].content;
   EXPECT_EQ((*out)[0].path, "box.sh");
-  EXPECT_NE(s.find("-ot 'blk\\.([0-9]|[1-6][0-9])\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU'"), std::string::npos) << s;
+  EXPECT_NE(s.find("-ot 'blk\\.([0-9]|[1-6][0-9])\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU'"),
+            std::string::npos)
+      << s;
   EXPECT_EQ(s.find("blk\\.5\\.ffn"), std::string::npos);  // no per-layer rule left
   EXPECT_NE(s.find("--host 127.0.0.1"), std::string::npos);
   EXPECT_NE(s.find("--port 8081"), std::string::npos);
@@ -94,7 +97,8 @@ TEST(EmitContent, RpcServersBindToTheNodesPrivateAddressWithAWarning) {
     }
     if (f.path == "big.sh") {
       EXPECT_NE(f.content.find("wait_tcp rpc-old-gpu0 old 192.168.1.12 50052"), std::string::npos);
-      EXPECT_NE(f.content.find("--rpc 192.168.1.11:50052,192.168.1.11:50053,192.168.1.12:50052"), std::string::npos);
+      EXPECT_NE(f.content.find("--rpc 192.168.1.11:50052,192.168.1.11:50053,192.168.1.12:50052"),
+                std::string::npos);
     }
   }
 }
@@ -135,10 +139,12 @@ TEST(EmitContent, DeepspeedOffloadsWhenWeightsDoNotFit) {
   EXPECT_NE((*small)[0].content.find("\"bf16\""), std::string::npos);
   auto huge = emit_deepspeed(load_plan("two-3090"), emit_options{});
   ASSERT_TRUE(huge.ok());
-  EXPECT_NE((*huge)[0].content.find("\"device\": \"nvme\""), std::string::npos);  // 438 GiB > 48 GiB + 70% of 256 GiB
+  EXPECT_NE((*huge)[0].content.find("\"device\": \"nvme\""),
+            std::string::npos);  // 438 GiB > 48 GiB + 70% of 256 GiB
   auto cpu = emit_deepspeed(load_plan("three-nodes"), emit_options{});
   ASSERT_TRUE(cpu.ok());
-  EXPECT_NE((*cpu)[0].content.find("\"device\": \"cpu\""), std::string::npos);  // fits in 512+128+64 GiB of RAM
+  EXPECT_NE((*cpu)[0].content.find("\"device\": \"cpu\""),
+            std::string::npos);  // fits in 512+128+64 GiB of RAM
 }
 
 }  // namespace

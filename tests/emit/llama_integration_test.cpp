@@ -33,31 +33,45 @@ bool alive(pid_t pid) {
 }
 
 json::object rpc_backend(const std::string& name, int port) {
-  return {{"name", name}, {"kind", "ggml-rpc-server"}, {"node", "local"}, {"host", "127.0.0.1"}, {"port", port},
-          {"args", json::array{}}, {"gpus", json::array{}}};
+  return {{"name", name}, {"kind", "ggml-rpc-server"}, {"node", "local"},      {"host", "127.0.0.1"},
+          {"port", port}, {"args", json::array{}},     {"gpus", json::array{}}};
 }
 
 std::string plan_json(const std::string& model, int rpc0, int rpc1, int port) {
   // -lv 4: llama.cpp logs each device's buffers, so the test can see the model really went to RPC0/RPC1.
-  json::array args{"-m", model, "-c", "1024", "-np", "1", "-ngl", "99", "-lv", "4",
-                   "--rpc", "127.0.0.1:" + std::to_string(rpc0) + ",127.0.0.1:" + std::to_string(rpc1)};
+  json::array args{
+      "-m",  model, "-c",    "1024",
+      "-np", "1",   "-ngl",  "99",
+      "-lv", "4",   "--rpc", "127.0.0.1:" + std::to_string(rpc0) + ",127.0.0.1:" + std::to_string(rpc1)};
   // One rule per layer, as a planner might write them; the script must carry one merged rule.
   for (int layer : {0, 1}) {
     args.emplace_back("-ot");
     args.emplace_back("blk\\." + std::to_string(layer) + "\\.ffn_(up|down|gate)_exps=CPU");
   }
-  json::object server{{"name", "tiny-shard"}, {"kind", "llama-server"}, {"node", "local"}, {"model", "tiny"},
-                      {"model_file", model}, {"host", "127.0.0.1"}, {"port", port}, {"args", args},
-                      {"depends_on", json::array{"rpc0", "rpc1"}}, {"slots", 1}, {"ctx", 1024}};
+  json::object server{{"name", "tiny-shard"},
+                      {"kind", "llama-server"},
+                      {"node", "local"},
+                      {"model", "tiny"},
+                      {"model_file", model},
+                      {"host", "127.0.0.1"},
+                      {"port", port},
+                      {"args", args},
+                      {"depends_on", json::array{"rpc0", "rpc1"}},
+                      {"slots", 1},
+                      {"ctx", 1024}};
   json::object doc{
       {"version", 1},
-      {"inventory", {{"nodes", json::array{json::object{{"name", "local"}, {"address", "127.0.0.1"}, {"cpu_cores", 2},
-                                                        {"gpus", json::array{}}}}}}},
+      {"inventory",
+       {{"nodes",
+         json::array{json::object{
+             {"name", "local"}, {"address", "127.0.0.1"}, {"cpu_cores", 2}, {"gpus", json::array{}}}}}}},
       {"models", json::array{json::object{{"name", "tiny"}, {"file", model}, {"architecture", "qwen3moe"}}}},
-      {"deployment", {{"strategy", "shard_rpc"},
-                      {"backends", json::array{rpc_backend("rpc0", rpc0), rpc_backend("rpc1", rpc1), server}},
-                      {"pools", json::array{json::object{{"name", "tiny"}, {"aliases", json::array{"fast"}},
-                                                         {"backends", json::array{"tiny-shard"}}}}}}}};
+      {"deployment",
+       {{"strategy", "shard_rpc"},
+        {"backends", json::array{rpc_backend("rpc0", rpc0), rpc_backend("rpc1", rpc1), server}},
+        {"pools", json::array{json::object{{"name", "tiny"},
+                                           {"aliases", json::array{"fast"}},
+                                           {"backends", json::array{"tiny-shard"}}}}}}}};
   return json::serialize(doc);
 }
 
@@ -76,7 +90,8 @@ emitted emit_plan(const std::string& name, const std::string& plan) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   e.script = e.dir / "local.sh";
   // A second emit into the same directory refuses to overwrite.
-  auto again = run({agifarm_cli(), "emit", "llama", "--plan", (root / "plan.json").string(), "-o", e.dir.string()});
+  auto again =
+      run({agifarm_cli(), "emit", "llama", "--plan", (root / "plan.json").string(), "-o", e.dir.string()});
   EXPECT_NE(again.exit_code, 0);
   EXPECT_NE(again.output.find("already exists; use --force"), std::string::npos) << again.output;
   return e;
@@ -103,7 +118,8 @@ TEST(EmitLlamaIntegration, ScriptStartsRpcShardThatAnswersThenStopsEverything) {
   ASSERT_NE(rpc0, rpc1);
   emitted e = emit_plan("emit-llama", plan_json(model, rpc0, rpc1, port));
   std::string text = slurp(e.script);
-  EXPECT_NE(text.find("-ot 'blk\\.[01]\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU'"), std::string::npos) << text;
+  EXPECT_NE(text.find("-ot 'blk\\.[01]\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU'"), std::string::npos)
+      << text;
 
   auto start = script(e, "start");
   ASSERT_EQ(start.exit_code, 0) << start.output;
@@ -158,7 +174,8 @@ TEST(EmitLlamaIntegration, FailedStartShowsTheLogAndStopsWhatItStarted) {
   EXPECT_NE(start.output.find("tiny-shard exited while starting"), std::string::npos) << start.output;
   EXPECT_NE(start.output.find("stopping what was started"), std::string::npos) << start.output;
   EXPECT_NE(start.output.find("rpc0: stopped"), std::string::npos) << start.output;
-  for (const char* n : {"rpc0", "rpc1", "tiny-shard"}) EXPECT_FALSE(fs::exists(e.state / (std::string(n) + ".pid"))) << n;
+  for (const char* n : {"rpc0", "rpc1", "tiny-shard"})
+    EXPECT_FALSE(fs::exists(e.state / (std::string(n) + ".pid"))) << n;
 }
 
 // A llama-server whose plan env names LLAMA_API_KEY requires the farm's key: the script gives it from
@@ -167,26 +184,38 @@ TEST(EmitLlamaIntegration, FailedStartShowsTheLogAndStopsWhatItStarted) {
 TEST(EmitLlamaIntegration, KeyedBackendAnswersOnlyWithTheKeyAndTheGatewaySendsIt) {
   std::string model = tiny_model("qwen3");
   int port = free_port(), gw_port = free_port();
-  json::object server{{"name", "tiny-r0"}, {"kind", "llama-server"}, {"node", "local"}, {"model", "tiny"},
-                      {"model_file", model}, {"host", "127.0.0.1"}, {"port", port},
-                      {"args", json::array{"-m", model, "-c", "512", "-np", "1"}}, {"env", {{"LLAMA_API_KEY", ""}}},
-                      {"slots", 1}, {"ctx", 512}};
+  json::object server{{"name", "tiny-r0"},
+                      {"kind", "llama-server"},
+                      {"node", "local"},
+                      {"model", "tiny"},
+                      {"model_file", model},
+                      {"host", "127.0.0.1"},
+                      {"port", port},
+                      {"args", json::array{"-m", model, "-c", "512", "-np", "1"}},
+                      {"env", {{"LLAMA_API_KEY", ""}}},
+                      {"slots", 1},
+                      {"ctx", 512}};
   json::object doc{
       {"version", 1},
-      {"inventory", {{"nodes", json::array{json::object{{"name", "local"}, {"address", "127.0.0.1"}, {"cpu_cores", 2},
-                                                        {"gpus", json::array{}}}}}}},
+      {"inventory",
+       {{"nodes",
+         json::array{json::object{
+             {"name", "local"}, {"address", "127.0.0.1"}, {"cpu_cores", 2}, {"gpus", json::array{}}}}}}},
       {"models", json::array{json::object{{"name", "tiny"}, {"file", model}, {"architecture", "qwen3"}}}},
-      {"deployment", {{"strategy", "replica"},
-                      {"backends", json::array{server}},
-                      {"pools", json::array{json::object{{"name", "tiny"}, {"backends", json::array{"tiny-r0"}}}}}}}};
+      {"deployment",
+       {{"strategy", "replica"},
+        {"backends", json::array{server}},
+        {"pools", json::array{json::object{{"name", "tiny"}, {"backends", json::array{"tiny-r0"}}}}}}}};
   fs::path root = temp_dir("emit-llama-key");
   emitted e{root / "out", root / "state", root / "out" / "local.sh"};
   std::ofstream(root / "plan.json") << json::serialize(doc);
-  auto r = run({agifarm_cli(), "emit", "llama", "--plan", (root / "plan.json").string(), "-o", e.dir.string(), "--llama-bin-dir",
-                llama_bin(), "--agifarm", agifarm_cli(), "--listen", "127.0.0.1:" + std::to_string(gw_port)});
+  auto r = run({agifarm_cli(), "emit", "llama", "--plan", (root / "plan.json").string(), "-o", e.dir.string(),
+                "--llama-bin-dir", llama_bin(), "--agifarm", agifarm_cli(), "--listen",
+                "127.0.0.1:" + std::to_string(gw_port)});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("farm.env holds the farm's backend key"), std::string::npos) << r.output;
-  EXPECT_EQ(fs::status(e.dir / "farm.env").permissions() & fs::perms::mask, fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(e.dir / "farm.env").permissions() & fs::perms::mask,
+            fs::perms::owner_read | fs::perms::owner_write);
   std::string env = slurp(e.dir / "farm.env");
   auto at = env.find("\nLLAMA_API_KEY=");
   ASSERT_NE(at, std::string::npos) << env;
@@ -206,10 +235,13 @@ TEST(EmitLlamaIntegration, KeyedBackendAnswersOnlyWithTheKeyAndTheGatewaySendsIt
   pid_t pid = static_cast<pid_t>(std::stol(slurp(e.state / "tiny-r0.pid")));
   std::string cmdline = slurp("/proc/" + std::to_string(pid) + "/cmdline");
   EXPECT_EQ(cmdline.find(key), std::string::npos) << "the key is in llama-server's argv";
-  EXPECT_NE(slurp("/proc/" + std::to_string(pid) + "/environ").find("LLAMA_API_KEY=" + key), std::string::npos);
+  EXPECT_NE(slurp("/proc/" + std::to_string(pid) + "/environ").find("LLAMA_API_KEY=" + key),
+            std::string::npos);
   const std::string body = R"({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})";
   EXPECT_EQ(http_request(port, "POST", "/v1/chat/completions", body).status, 401);
-  EXPECT_EQ(http_request(port, "POST", "/v1/chat/completions", body, {{"Authorization", "Bearer " + key}}).status, 200);
+  EXPECT_EQ(
+      http_request(port, "POST", "/v1/chat/completions", body, {{"Authorization", "Bearer " + key}}).status,
+      200);
 
   // The gateway, started by gateway.sh with farm.env loaded, sends the key to the replica.
   emitted g{e.dir, root / "gw-state", e.dir / "gateway.sh"};
@@ -219,11 +251,14 @@ TEST(EmitLlamaIntegration, KeyedBackendAnswersOnlyWithTheKeyAndTheGatewaySendsIt
   EXPECT_EQ(slurp("/proc/" + std::to_string(gw_pid) + "/cmdline").find(key), std::string::npos);
   http_response through;
   // Until the gateway's health probe has marked the replica up.
-  wait_until([&] {
-    through = http_request(gw_port, "POST", "/v1/chat/completions",
-                           R"({"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})");
-    return through.status == 200;
-  }, std::chrono::seconds(30));
+  wait_until(
+      [&] {
+        through = http_request(
+            gw_port, "POST", "/v1/chat/completions",
+            R"({"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})");
+        return through.status == 200;
+      },
+      std::chrono::seconds(30));
   EXPECT_EQ(through.status, 200) << through.body;
 
   EXPECT_EQ(script(g, "stop").exit_code, 0);
@@ -238,14 +273,18 @@ namespace {
 
 TEST(EmitCli, BadInputExitsTwoAndAllWritesEveryTarget) {
   fs::path root = temp_dir("emit-cli");
-  auto missing = run({agifarm_cli(), "emit", "llama", "--plan", (root / "nope.json").string(), "-o", (root / "o").string()});
+  auto missing = run(
+      {agifarm_cli(), "emit", "llama", "--plan", (root / "nope.json").string(), "-o", (root / "o").string()});
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.output.find("cannot read the plan"), std::string::npos) << missing.output;
-  std::ofstream(root / "bad.json") << R"({"version": 1, "deployment": {"backends": [{"name": "x", "port": 70000}]}})";
-  auto bad = run({agifarm_cli(), "emit", "compose", "--plan", (root / "bad.json").string(), "-o", (root / "o").string()});
+  std::ofstream(root / "bad.json")
+      << R"({"version": 1, "deployment": {"backends": [{"name": "x", "port": 70000}]}})";
+  auto bad = run({agifarm_cli(), "emit", "compose", "--plan", (root / "bad.json").string(), "-o",
+                  (root / "o").string()});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.output.find("plan JSON at deployment.backends[0].port"), std::string::npos) << bad.output;
-  auto target = run({agifarm_cli(), "emit", "k8s", "--plan", (root / "bad.json").string(), "-o", (root / "o").string()});
+  auto target = run(
+      {agifarm_cli(), "emit", "k8s", "--plan", (root / "bad.json").string(), "-o", (root / "o").string()});
   EXPECT_NE(target.exit_code, 0);
   EXPECT_FALSE(fs::exists(root / "o"));
 
@@ -269,7 +308,8 @@ TEST(EmitCli, BadInputExitsTwoAndAllWritesEveryTarget) {
   EXPECT_EQ(forced.exit_code, 0) << forced.output;
   EXPECT_TRUE(fs::exists(root / "all" / "vllm" / "README.md"));
   // --plan - reads the plan from standard input (agifarm plan --json | agifarm emit ...).
-  auto piped = run({"/bin/sh", "-c", agifarm_cli() + " emit vllm --plan - -o " + (root / "piped").string() + " < " + plan});
+  auto piped = run({"/bin/sh", "-c",
+                    agifarm_cli() + " emit vllm --plan - -o " + (root / "piped").string() + " < " + plan});
   EXPECT_EQ(piped.exit_code, 0) << piped.output;
   EXPECT_TRUE(fs::exists(root / "piped" / "big.sh"));
 }
@@ -277,19 +317,23 @@ TEST(EmitCli, BadInputExitsTwoAndAllWritesEveryTarget) {
 TEST(EmitCli, FarmFileIsPlannedThenEmitted) {
   fs::path root = temp_dir("emit-farm");
   std::string model = tiny_model("qwen3moe");
-  std::ofstream(root / "farm.yaml") << "models:\n  tiny: " << model << "\nroles:\n  fast: {model: tiny, ctx: 2048, agents: 2}\n";
-  auto r = run({agifarm_cli(), "emit", "llama", "--farm", (root / "farm.yaml").string(), "-o", (root / "out").string()});
+  std::ofstream(root / "farm.yaml") << "models:\n  tiny: " << model
+                                    << "\nroles:\n  fast: {model: tiny, ctx: 2048, agents: 2}\n";
+  auto r = run({agifarm_cli(), "emit", "llama", "--farm", (root / "farm.yaml").string(), "-o",
+                (root / "out").string()});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::ifstream script(root / "out" / "local.sh");
   std::stringstream text;
   text << script.rdbuf();
-  EXPECT_NE(text.str().find(model), std::string::npos) << "the planned llama-server must load the farm's model";
+  EXPECT_NE(text.str().find(model), std::string::npos)
+      << "the planned llama-server must load the farm's model";
   EXPECT_TRUE(fs::exists(root / "out" / "README.md"));
-  auto both = run({agifarm_cli(), "emit", "llama", "--farm", (root / "farm.yaml").string(), "--plan", "x.json", "-o",
-                   (root / "o2").string()});
+  auto both = run({agifarm_cli(), "emit", "llama", "--farm", (root / "farm.yaml").string(), "--plan",
+                   "x.json", "-o", (root / "o2").string()});
   EXPECT_NE(both.exit_code, 0);
   std::ofstream(root / "bad.yaml") << "models:\n  tiny: " << model << "\nroles:\n  - {name: fast}\n";
-  auto bad = run({agifarm_cli(), "emit", "llama", "--farm", (root / "bad.yaml").string(), "-o", (root / "o3").string()});
+  auto bad = run(
+      {agifarm_cli(), "emit", "llama", "--farm", (root / "bad.yaml").string(), "-o", (root / "o3").string()});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.output.find("bad.yaml:4:"), std::string::npos) << bad.output;
   EXPECT_FALSE(fs::exists(root / "o3"));

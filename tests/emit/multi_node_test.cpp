@@ -17,7 +17,8 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::vector<std::string> k_farm_targets{"llama", "compose", "systemd"};
-const std::map<std::string, std::string> k_address{{"big", "192.168.1.10"}, {"work", "192.168.1.11"}, {"old", "192.168.1.12"}};
+const std::map<std::string, std::string> k_address{
+    {"big", "192.168.1.10"}, {"work", "192.168.1.11"}, {"old", "192.168.1.12"}};
 
 files emit_ok(const std::string& target, const emit_input& in, const emit_options& opt = {}) {
   auto out = emit_target(target, in, opt);
@@ -41,7 +42,8 @@ std::string key_in(const files& out) {
 }
 
 // The files of a node: the llama target's NODE.sh, compose's and systemd's NODE/ directory.
-std::vector<const emitted_file*> node_files(const files& out, const std::string& target, const std::string& node) {
+std::vector<const emitted_file*> node_files(const files& out, const std::string& target,
+                                            const std::string& node) {
   std::vector<const emitted_file*> v;
   for (const auto& f : out)
     if (target == "llama" ? f.path == node + ".sh" : f.path.rfind(node + "/", 0) == 0) v.push_back(&f);
@@ -58,15 +60,20 @@ TEST(EmitMultiNode, RemoteBackendsBindTheirNodesAddressNeverLoopbackOrAllInterfa
       std::string all;
       for (const auto* f : nf) {
         all += f->content;
-        EXPECT_EQ(f->content.find("127.0.0.1"), std::string::npos) << t << ": " << f->path << "\n" << f->content;
+        EXPECT_EQ(f->content.find("127.0.0.1"), std::string::npos) << t << ": " << f->path << "\n"
+                                                                   << f->content;
         EXPECT_EQ(f->content.find("0.0.0.0"), std::string::npos) << t << ": " << f->path;
       }
       // Each backend of the node names the node's address as its bind address.
       const std::string& a = k_address.at(node);
-      std::string rpc_bind = t == "compose" ? "\"-H\", \"" + a + "\"" : t == "llama" ? "\n    -H " + a : " -H " + a;
+      std::string rpc_bind = t == "compose" ? "\"-H\", \"" + a + "\""
+                             : t == "llama" ? "\n    -H " + a
+                                            : " -H " + a;
       EXPECT_NE(all.find(rpc_bind), std::string::npos) << t << " " << node << "\n" << all;
       if (std::string(node) == "old") {
-        std::string server_bind = t == "compose" ? "\"--host\", \"" + a + "\"" : t == "llama" ? "\n    --host " + a : " --host " + a;
+        std::string server_bind = t == "compose" ? "\"--host\", \"" + a + "\""
+                                  : t == "llama" ? "\n    --host " + a
+                                                 : " --host " + a;
         EXPECT_NE(all.find(server_bind), std::string::npos) << t << "\n" << all;
       }
     }
@@ -85,14 +92,16 @@ TEST(EmitMultiNode, GatewayConfigReachesRemoteReplicasWithTheKey) {
     ASSERT_FALSE(key.empty()) << t;
     const emitted_file* yaml = find(out, t == "llama" ? "gateway.yaml" : "big/gateway.yaml");
     ASSERT_NE(yaml, nullptr) << t;
-    EXPECT_NE(yaml->content.find("url: \"http://192.168.1.12:8081\"\n        key_env: AGIFARM_BACKEND_KEY\n"), std::string::npos)
+    EXPECT_NE(yaml->content.find("url: \"http://192.168.1.12:8081\"\n        key_env: AGIFARM_BACKEND_KEY\n"),
+              std::string::npos)
         << yaml->content;
     // Loaded by the gateway's own parser, with AGIFARM_BACKEND_KEY as farm.env sets it.
     std::string asked;
-    auto cfg = gateway::config_from_yaml(yaml->content, "gateway.yaml", [&](const std::string& var) -> std::optional<std::string> {
-      asked = var;
-      return var == k_backend_key_var ? std::optional<std::string>(key) : std::nullopt;
-    });
+    auto cfg = gateway::config_from_yaml(
+        yaml->content, "gateway.yaml", [&](const std::string& var) -> std::optional<std::string> {
+          asked = var;
+          return var == k_backend_key_var ? std::optional<std::string>(key) : std::nullopt;
+        });
     ASSERT_TRUE(cfg.ok()) << cfg.err().message;
     EXPECT_EQ(asked, k_backend_key_var);
     int remote = 0;
@@ -160,7 +169,8 @@ TEST(EmitMultiNode, AKeyThePlanCarriesGoesToFarmEnvOnly) {
   emit_input in = load_plan("three-nodes");
   const std::string planned = "planned-key-0123456789abcdef0123456789";
   for (auto& b : in.deployment.backends)
-    if (b.name == "qwen3-235b-a22b-shard" || b.name == "qwen3-4b-old") b.env[std::string(plan::k_api_key_env)] = planned;
+    if (b.name == "qwen3-235b-a22b-shard" || b.name == "qwen3-4b-old")
+      b.env[std::string(plan::k_api_key_env)] = planned;
   emit_options opt;
   opt.backend_key = "an-option-key-the-plan-overrides-0123456";
   for (const auto& t : k_farm_targets) {
@@ -173,7 +183,8 @@ TEST(EmitMultiNode, AKeyThePlanCarriesGoesToFarmEnvOnly) {
     // The shard on the gateway's node now requires the key too.
     const emitted_file* yaml = find(out, t == "llama" ? "gateway.yaml" : "big/gateway.yaml");
     ASSERT_NE(yaml, nullptr);
-    EXPECT_NE(yaml->content.find("url: \"http://127.0.0.1:8081\"\n        key_env: AGIFARM_BACKEND_KEY\n"), std::string::npos)
+    EXPECT_NE(yaml->content.find("url: \"http://127.0.0.1:8081\"\n        key_env: AGIFARM_BACKEND_KEY\n"),
+              std::string::npos)
         << yaml->content;
   }
   // Every other target still never prints it.
@@ -199,8 +210,10 @@ TEST(EmitMultiNode, KeysAndAddressesThatCannotWorkAreRefused) {
     in.deployment.backends[4].env[std::string(plan::k_api_key_env)] = "second-key-0123456789";
     for (const auto& t : k_farm_targets) {
       std::string e = error_of(in, t);
-      EXPECT_EQ(e, "plan: backends 'qwen3-235b-a22b-shard' and 'qwen3-4b-old' carry different LLAMA_API_KEY values; emit "
-                   "writes one backend key per farm (farm.env)");
+      EXPECT_EQ(e,
+                "plan: backends 'qwen3-235b-a22b-shard' and 'qwen3-4b-old' carry different LLAMA_API_KEY "
+                "values; emit "
+                "writes one backend key per farm (farm.env)");
       EXPECT_EQ(e.find("first-key"), std::string::npos);
     }
   }
@@ -208,15 +221,18 @@ TEST(EmitMultiNode, KeysAndAddressesThatCannotWorkAreRefused) {
     auto in = base;
     in.deployment.backends[4].env[std::string(plan::k_api_key_env)] = "has a space";
     std::string e = error_of(in, "llama");
-    EXPECT_NE(e.find("'qwen3-4b-old' carries a LLAMA_API_KEY with characters farm.env cannot hold"), std::string::npos) << e;
+    EXPECT_NE(e.find("'qwen3-4b-old' carries a LLAMA_API_KEY with characters farm.env cannot hold"),
+              std::string::npos)
+        << e;
     EXPECT_EQ(e.find("space"), std::string::npos);
   }
   {
     auto in = base;
     for (auto& n : in.nodes)
       if (n.name == "old") n.address = "127.0.0.1";
-    EXPECT_EQ(error_of(in, "systemd"), "plan: llama-server 'qwen3-4b-old' runs on node 'old', not on the gateway's node 'big', and "
-                                       "the inventory gives node 'old' no private address to bind it to");
+    EXPECT_EQ(error_of(in, "systemd"),
+              "plan: llama-server 'qwen3-4b-old' runs on node 'old', not on the gateway's node 'big', and "
+              "the inventory gives node 'old' no private address to bind it to");
   }
   {
     // An address the plan chose for a remote llama-server is kept.
@@ -231,13 +247,15 @@ TEST(EmitMultiNode, KeysAndAddressesThatCannotWorkAreRefused) {
     auto in = base;
     in.deployment.backends[4].host = "0.0.0.0";
     files out = emit_ok("compose", in);
-    EXPECT_NE(find(out, "old/docker-compose.yml")->content.find("\"--host\", \"192.168.1.12\""), std::string::npos);
+    EXPECT_NE(find(out, "old/docker-compose.yml")->content.find("\"--host\", \"192.168.1.12\""),
+              std::string::npos);
   }
 }
 
 TEST(EmitMultiNode, GatewayRunsOnLocalElseOnTheNodeWithMostServersInInventoryOrder) {
   emit_input in = load_plan("three-nodes");
-  // As planned, old and big run one llama-server each: big comes first in the inventory (old first in start order).
+  // As planned, old and big run one llama-server each: big comes first in the inventory (old first in start
+  // order).
   EXPECT_NE(find(emit_ok("systemd", in), "big/agifarm-gateway.service"), nullptr);
   // A second replica on old: old wins.
   auto extra = in.deployment.backends[4];
@@ -247,7 +265,8 @@ TEST(EmitMultiNode, GatewayRunsOnLocalElseOnTheNodeWithMostServersInInventoryOrd
   files out = emit_ok("systemd", in);
   EXPECT_NE(find(out, "old/agifarm-gateway.service"), nullptr);
   // Now the shard on big is remote: bound to big's address, behind the key.
-  EXPECT_NE(find(out, "big/agifarm-qwen3-235b-a22b-shard.service")->content.find("--host 192.168.1.10"), std::string::npos);
+  EXPECT_NE(find(out, "big/agifarm-qwen3-235b-a22b-shard.service")->content.find("--host 192.168.1.10"),
+            std::string::npos);
   // A node named "local" always runs it.
   for (auto& n : in.nodes)
     if (n.name == "work") n.name = "local";
@@ -265,9 +284,10 @@ TEST(EmitMultiNode, ReadmeSaysWhichNodeStartsWhatInOrder) {
     auto old = r.find("node `old`", rpc);
     auto shard = r.find("2. node `big`");
     auto gw = r.find("3. node `big`: the gateway");
-    EXPECT_TRUE(rpc != std::string::npos && old != std::string::npos && shard != std::string::npos && gw != std::string::npos &&
-                rpc < old && old < shard && shard < gw)
-        << t << "\n" << r;
+    EXPECT_TRUE(rpc != std::string::npos && old != std::string::npos && shard != std::string::npos &&
+                gw != std::string::npos && rpc < old && old < shard && shard < gw)
+        << t << "\n"
+        << r;
     EXPECT_NE(r.find("`rpc-work-gpu0`, `rpc-work-gpu1` (ggml-rpc-server)"), std::string::npos) << r;
     EXPECT_NE(r.find("`qwen3-235b-a22b-shard` (llama-server)"), std::string::npos) << r;
     EXPECT_NE(r.find("listen only on their node's private address"), std::string::npos) << r;
@@ -276,13 +296,18 @@ TEST(EmitMultiNode, ReadmeSaysWhichNodeStartsWhatInOrder) {
   // The llama target's gateway script loads farm.env; the key never reaches a command line.
   files out = emit_ok("llama", in);
   const std::string& gw = find(out, "gateway.sh")->content;
-  EXPECT_NE(gw.find("  load_backend_key AGIFARM_BACKEND_KEY || exit 1\n  export AGIFARM_BACKEND_KEY\n  exec \"$AGIFARM_BIN\" serve"),
-            std::string::npos) << gw;
+  EXPECT_NE(gw.find("  load_backend_key AGIFARM_BACKEND_KEY || exit 1\n  export AGIFARM_BACKEND_KEY\n  exec "
+                    "\"$AGIFARM_BIN\" serve"),
+            std::string::npos)
+      << gw;
   const std::string& old = find(out, "old.sh")->content;
-  EXPECT_NE(old.find("  load_backend_key LLAMA_API_KEY || exit 1\n  export LLAMA_API_KEY\n  exec \"${LLAMA_BIN_DIR}/llama-server\""),
-            std::string::npos) << old;
+  EXPECT_NE(old.find("  load_backend_key LLAMA_API_KEY || exit 1\n  export LLAMA_API_KEY\n  exec "
+                     "\"${LLAMA_BIN_DIR}/llama-server\""),
+            std::string::npos)
+      << old;
   EXPECT_EQ(old.find("--api-key"), std::string::npos);
-  EXPECT_EQ(find(out, "work.sh")->content.find("load_backend_key"), std::string::npos) << "work runs no keyed backend";
+  EXPECT_EQ(find(out, "work.sh")->content.find("load_backend_key"), std::string::npos)
+      << "work runs no keyed backend";
 }
 
 TEST(EmitMultiNode, SingleNodePlansNeedNoKey) {
@@ -290,7 +315,8 @@ TEST(EmitMultiNode, SingleNodePlansNeedNoKey) {
     for (const auto& t : k_farm_targets) {
       files out = emit_ok(t, load_plan(plan));
       EXPECT_EQ(find(out, k_farm_env_file), nullptr) << plan << " " << t;
-      for (const auto& f : out) EXPECT_EQ(f.content.find("key_env"), std::string::npos) << plan << " " << f.path;
+      for (const auto& f : out)
+        EXPECT_EQ(f.content.find("key_env"), std::string::npos) << plan << " " << f.path;
     }
 }
 

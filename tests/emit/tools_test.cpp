@@ -28,7 +28,8 @@ agifarm::test::run_result tool(std::vector<std::string> argv) {
 
 fs::path emit_to(const std::string& plan, const std::string& target, emit_options opt = {}) {
   // Per process: ctest runs these tests in parallel and several emit the same plan and target.
-  fs::path d = fs::path(agifarm::test::work_dir()) / ("emit-tools-" + std::to_string(::getpid())) / plan / target;
+  fs::path d =
+      fs::path(agifarm::test::work_dir()) / ("emit-tools-" + std::to_string(::getpid())) / plan / target;
   fs::remove_all(d);
   auto out = emit_target(target, load_plan(plan), opt);
   EXPECT_TRUE(out.ok()) << (out.ok() ? "" : out.err().message);
@@ -46,7 +47,9 @@ std::vector<fs::path> files_named(const fs::path& dir, const std::regex& re) {
   return v;
 }
 
-bool have(const std::string& name) { return agifarm::test::run({"/bin/sh", "-c", "command -v " + name}).exit_code == 0; }
+bool have(const std::string& name) {
+  return agifarm::test::run({"/bin/sh", "-c", "command -v " + name}).exit_code == 0;
+}
 
 TEST(EmitTools, ScriptsPassBashNAndShellcheck) {
   ASSERT_TRUE(have("shellcheck")) << "shellcheck (Debian package) is required";
@@ -81,9 +84,11 @@ TEST(EmitTools, ComposeFilesPassDockerComposeConfig) {
     fs::path d = emit_to(plan, "compose");
     for (const auto& f : files_named(d, std::regex("docker-compose\\.yml"))) {
       // config -q: parse, interpolate and validate against the compose schema; no daemon needed.
-      auto r = tool({"docker-compose", "--project-directory", f.parent_path().string(), "-f", f.string(), "config", "-q"});
+      auto r = tool({"docker-compose", "--project-directory", f.parent_path().string(), "-f", f.string(),
+                     "config", "-q"});
       EXPECT_EQ(r.exit_code, 0) << f << "\n" << r.output;
-      auto full = tool({"docker-compose", "--project-directory", f.parent_path().string(), "-f", f.string(), "config"});
+      auto full = tool(
+          {"docker-compose", "--project-directory", f.parent_path().string(), "-f", f.string(), "config"});
       EXPECT_EQ(full.exit_code, 0);
       EXPECT_NE(full.output.find("healthcheck"), std::string::npos) << full.output;
       ++checked;
@@ -106,7 +111,8 @@ TEST(EmitTools, SystemdUnitsPassSystemdAnalyzeVerify) {
     std::set<fs::path> dirs;
     for (const auto& f : files_named(d, std::regex(".*\\.(service|target)"))) dirs.insert(f.parent_path());
     for (const auto& dir : dirs) {
-      std::vector<std::string> argv{"SYSTEMD_UNIT_PATH=" + dir.string() + ":", "systemd-analyze", "verify", "--man=no"};
+      std::vector<std::string> argv{"SYSTEMD_UNIT_PATH=" + dir.string() + ":", "systemd-analyze", "verify",
+                                    "--man=no"};
       for (const auto& f : files_named(dir, std::regex(".*\\.(service|target)"))) argv.push_back(f.string());
       auto r = tool(argv);
       EXPECT_EQ(r.exit_code, 0) << dir << "\n" << r.output;
@@ -130,10 +136,12 @@ bool type_ok(const json::value& v, const std::string& t) {
   return false;
 }
 
-void validate(const json::value& v, const json::object& schema, const std::string& path, std::vector<std::string>& errors) {
+void validate(const json::value& v, const json::object& schema, const std::string& path,
+              std::vector<std::string>& errors) {
   if (auto* t = schema.if_contains("type")) {
     bool ok = false;
-    if (t->is_string()) ok = type_ok(v, std::string(t->as_string()));
+    if (t->is_string())
+      ok = type_ok(v, std::string(t->as_string()));
     else
       for (const auto& x : t->as_array()) ok = ok || type_ok(v, std::string(x.as_string()));
     if (!ok) {
@@ -143,20 +151,25 @@ void validate(const json::value& v, const json::object& schema, const std::strin
   }
   if (auto* e = schema.if_contains("enum")) {
     bool found = false;
-    for (const auto& x : e->as_array()) found = found || x == v || (x.is_number() && v.is_number() && x.to_number<double>() == v.to_number<double>());
+    for (const auto& x : e->as_array())
+      found = found || x == v ||
+              (x.is_number() && v.is_number() && x.to_number<double>() == v.to_number<double>());
     if (!found) errors.push_back(path + ": " + json::serialize(v) + " is not one of " + json::serialize(*e));
   }
-  if (auto* m = schema.if_contains("minimum"); m && v.is_number() && v.to_number<double>() < m->to_number<double>())
+  if (auto* m = schema.if_contains("minimum");
+      m && v.is_number() && v.to_number<double>() < m->to_number<double>())
     errors.push_back(path + ": below the minimum");
   if (!v.is_object()) return;
   const auto& o = v.as_object();
   const json::object* props = schema.contains("properties") ? &schema.at("properties").as_object() : nullptr;
   if (auto* req = schema.if_contains("required"))
     for (const auto& k : req->as_array())
-      if (!o.contains(k.as_string())) errors.push_back(path + "." + std::string(k.as_string()) + ": required");
+      if (!o.contains(k.as_string()))
+        errors.push_back(path + "." + std::string(k.as_string()) + ": required");
   for (const auto& [k, val] : o) {
     std::string p = path + "." + std::string(k);
-    if (props && props->contains(k)) validate(val, props->at(k).as_object(), p, errors);
+    if (props && props->contains(k))
+      validate(val, props->at(k).as_object(), p, errors);
     else if (auto* ap = schema.if_contains("additionalProperties"); ap && ap->is_bool() && !ap->as_bool())
       errors.push_back(p + ": not a documented key");
   }
@@ -178,7 +191,8 @@ json::value to_json(const YAML::Node& n) {
   std::string s = n.Scalar();
   if (n.Tag() == "!") return json::value(s);
   if (std::regex_match(s, std::regex("-?[0-9]+"))) return json::value(std::stoll(s));
-  if (std::regex_match(s, std::regex("-?[0-9]*\\.[0-9]+([eE][-+]?[0-9]+)?"))) return json::value(std::stod(s));
+  if (std::regex_match(s, std::regex("-?[0-9]*\\.[0-9]+([eE][-+]?[0-9]+)?")))
+    return json::value(std::stod(s));
   if (s == "true" || s == "false") return json::value(s == "true");
   if (s == "null" || s == "~") return nullptr;
   return json::value(s);
@@ -204,21 +218,25 @@ TEST(EmitTools, DeepspeedAndAccelerateFilesMatchTheirDocumentedKeys) {
       ranks.insert(v.as_object().at("machine_rank").as_int64());
       EXPECT_EQ(v.as_object().at("num_machines").as_int64(), static_cast<long long>(accs.size()));
       // The DeepSpeed file it names is there.
-      EXPECT_TRUE(fs::exists(d / std::string(v.at("deepspeed_config").at("deepspeed_config_file").as_string())));
+      EXPECT_TRUE(
+          fs::exists(d / std::string(v.at("deepspeed_config").at("deepspeed_config_file").as_string())));
     }
     EXPECT_EQ(ranks.size(), accs.size()) << "machine ranks are distinct";
-    EXPECT_TRUE(errors.empty()) << plan << ":\n" << [&] {
-      std::string s;
-      for (const auto& e : errors) s += e + "\n";
-      return s;
-    }();
+    EXPECT_TRUE(errors.empty()) << plan << ":\n"
+                                << [&] {
+                                     std::string s;
+                                     for (const auto& e : errors) s += e + "\n";
+                                     return s;
+                                   }();
   }
 }
 
 TEST(EmitTools, SchemaValidatorRejectsUndocumentedKeys) {
   std::vector<std::string> errors;
-  validate(json::parse(R"({"zero_optimization": {"stage": 4, "offload_params": {}}, "train_micro_batch_size_per_gpu": 1})"),
-           schema("deepspeed_config.json"), "x", errors);
+  validate(
+      json::parse(
+          R"({"zero_optimization": {"stage": 4, "offload_params": {}}, "train_micro_batch_size_per_gpu": 1})"),
+      schema("deepspeed_config.json"), "x", errors);
   ASSERT_EQ(errors.size(), 2u);
   EXPECT_NE(errors[0].find("stage"), std::string::npos);
   EXPECT_NE(errors[1].find("offload_params: not a documented key"), std::string::npos);
@@ -234,7 +252,9 @@ TEST(EmitTools, GatewayConfigsLoadInTheGateway) {
       std::string env = read_text((d / k_farm_env_file).string());
       std::optional<std::string> key;
       if (std::regex_search(env, m, std::regex("\nAGIFARM_BACKEND_KEY=([^\n]+)\n"))) key = m[1];
-      gateway::env_lookup lookup = [&](const std::string& var) { return var == k_backend_key_var ? key : std::nullopt; };
+      gateway::env_lookup lookup = [&](const std::string& var) {
+        return var == k_backend_key_var ? key : std::nullopt;
+      };
       for (const auto& f : files_named(d, std::regex("gateway\\.yaml"))) {
         auto cfg = gateway::load_config(f.string(), lookup);
         EXPECT_TRUE(cfg.ok()) << f << ": " << (cfg.ok() ? "" : cfg.err().message);

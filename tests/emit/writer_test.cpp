@@ -49,7 +49,8 @@ TEST(WriteFiles, ReportsADirectoryThatCannotBeCreated) {
   fs::path d = fresh_dir("blocked");
   fs::create_directories(d);
   ASSERT_TRUE(write_files(d.string(), {{"file", "x", false}}, false).ok());
-  auto s = write_files((d / "file").string(), {{"a.txt", "x", false}}, false);  // a file where a directory must go
+  auto s =
+      write_files((d / "file").string(), {{"a.txt", "x", false}}, false);  // a file where a directory must go
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.err().message.find("cannot create"), std::string::npos) << s.err().message;
 }

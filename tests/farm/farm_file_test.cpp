@@ -1,11 +1,13 @@
-#include <gtest/gtest.h>
-
 #include "farm/farm_file.hpp"
+
+#include <gtest/gtest.h>
 
 namespace agifarm::farm {
 namespace {
 
-result<farm_file> parse(const std::string& text) { return parse_farm_file(text, "farm.yaml", "/base", "/home/u"); }
+result<farm_file> parse(const std::string& text) {
+  return parse_farm_file(text, "farm.yaml", "/base", "/home/u");
+}
 
 void expect_error(const std::string& text, const std::string& where, const std::string& key) {
   auto f = parse(text);
@@ -61,7 +63,8 @@ TEST(farm_file, empty_file_gives_defaults) {
 }
 
 TEST(farm_file, errors_name_file_line_column_and_key) {
-  expect_error("models:\n  a: x.gguf\nroles:\n  fast: {model: a, ctx: many}\n", "farm.yaml:4:", "roles.fast.ctx");
+  expect_error("models:\n  a: x.gguf\nroles:\n  fast: {model: a, ctx: many}\n",
+               "farm.yaml:4:", "roles.fast.ctx");
   expect_error("models:\n  a: x.gguf\nroles:\n  fast: {model: b}\n", "farm.yaml:4:17", "roles.fast.model");
   expect_error("models:\n  a: x.gguf\nbogus: 1\n", "farm.yaml:3:1", "bogus");
   expect_error("models:\n  a: {file: x.gguf, replica: 2}\n", "farm.yaml:2:", "models.a.replica");

@@ -1,17 +1,15 @@
 // Integration tests of `agifarm up / status / down / logs` with real llama-server processes on the
 // tiny model, the real gateway and real HTTP clients. Every wait is on a condition with a deadline.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include <atomic>
+#include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <thread>
-
-#include <boost/json.hpp>
 
 #include "support/support.hpp"
 
@@ -44,12 +42,19 @@ struct farm_fixture {
     return test::run(argv, timeout);
   }
   test::run_result up(const std::string& farm_file = "") const {
-    std::vector<std::string> a{"up", "--detach", "--state-dir", dir, "--listen", "127.0.0.1:" + std::to_string(port)};
+    std::vector<std::string> a{"up", "--detach", "--state-dir",
+                               dir,  "--listen", "127.0.0.1:" + std::to_string(port)};
     if (!farm_file.empty()) a.push_back(farm_file);
     return cli(a);
   }
   std::vector<std::string> up_argv(const std::string& farm_file) const {
-    return {test::agifarm_cli(), "up", farm_file, "--state-dir", dir, "--listen", "127.0.0.1:" + std::to_string(port)};
+    return {test::agifarm_cli(),
+            "up",
+            farm_file,
+            "--state-dir",
+            dir,
+            "--listen",
+            "127.0.0.1:" + std::to_string(port)};
   }
   std::optional<json::object> status() const {
     auto r = cli({"status", "--json", "--state-dir", dir}, 30s);
@@ -66,9 +71,10 @@ struct farm_fixture {
     return out;
   }
   test::http_response chat(const std::string& model, std::chrono::milliseconds timeout = 60s) const {
-    return test::http_request(port, "POST", "/v1/chat/completions",
-                              R"({"model":")" + model + R"(","messages":[{"role":"user","content":"Hello"}],"max_tokens":8})",
-                              {{"Content-Type", "application/json"}}, timeout);
+    return test::http_request(
+        port, "POST", "/v1/chat/completions",
+        R"({"model":")" + model + R"(","messages":[{"role":"user","content":"Hello"}],"max_tokens":8})",
+        {{"Content-Type", "application/json"}}, timeout);
   }
   std::string write(const std::string& name, const std::string& text) const {
     std::string p = dir + "/" + name;
@@ -100,15 +106,18 @@ bool served_since_start(const std::string& log_path, int start) {
 }
 
 std::string two_replica_farm(const std::string& extra = "") {
-  return "models:\n  tiny: {file: " + test::tiny_model() + ", replicas: 2, args: [\"-t\", \"1\"]}\n"
-         "roles:\n  fast: {model: tiny, ctx: 1024, agents: 2}\n  code: {model: tiny}\nstrategy: replica\n" + extra;
+  return "models:\n  tiny: {file: " + test::tiny_model() +
+         ", replicas: 2, args: [\"-t\", \"1\"]}\n"
+         "roles:\n  fast: {model: tiny, ctx: 1024, agents: 2}\n  code: {model: tiny}\nstrategy: replica\n" +
+         extra;
 }
 
 TEST(farm_up, embedded_default_answers_status_reports_and_down_leaves_no_process) {
   farm_fixture f("farm-default");
   auto up = f.up();
   ASSERT_EQ(up.exit_code, 0) << up.output;
-  EXPECT_NE(up.output.find("http://127.0.0.1:" + std::to_string(f.port) + "/v1"), std::string::npos) << up.output;
+  EXPECT_NE(up.output.find("http://127.0.0.1:" + std::to_string(f.port) + "/v1"), std::string::npos)
+      << up.output;
   EXPECT_NE(up.output.find("curl"), std::string::npos);
   EXPECT_NE(up.output.find("roles fast, code, think"), std::string::npos) << up.output;
 
@@ -144,7 +153,8 @@ TEST(farm_up, embedded_default_answers_status_reports_and_down_leaves_no_process
   EXPECT_EQ(again.exit_code, 1) << again.output;
   EXPECT_NE(again.output.find("already running"), std::string::npos) << again.output;
   auto after = f.backends();
-  for (auto& [name, b] : after) EXPECT_EQ(num(b, "pid"), num(bs[name], "pid")) << name << " was restarted by a twin";
+  for (auto& [name, b] : after)
+    EXPECT_EQ(num(b, "pid"), num(bs[name], "pid")) << name << " was restarted by a twin";
   EXPECT_EQ(f.chat("fast").status, 200);
 
   auto down = f.cli({"down", "--state-dir", f.dir});
@@ -157,7 +167,8 @@ TEST(farm_up, embedded_default_answers_status_reports_and_down_leaves_no_process
 
 TEST(farm_up, kill_9_a_backend_while_requests_flow_farm_keeps_answering) {
   farm_fixture f("farm-kill9");
-  auto file = f.write("farm.yaml", two_replica_farm("supervisor: {backoff_initial_s: 1, health_interval_s: 0.5}\n"));
+  auto file =
+      f.write("farm.yaml", two_replica_farm("supervisor: {backoff_initial_s: 1, health_interval_s: 0.5}\n"));
   auto up = f.up(file);
   ASSERT_EQ(up.exit_code, 0) << up.output;
   auto bs = f.backends();
@@ -174,7 +185,8 @@ TEST(farm_up, kill_9_a_backend_while_requests_flow_farm_keeps_answering) {
     clients.emplace_back([&] {
       while (!stop) {
         auto r = f.chat("fast", 60s);
-        if (r.status == 200) ++ok;
+        if (r.status == 200)
+          ++ok;
         else {
           ++bad;
           std::lock_guard lk(mu);
@@ -189,16 +201,21 @@ TEST(farm_up, kill_9_a_backend_while_requests_flow_farm_keeps_answering) {
     auto m = test::http_request(f.port, "GET", "/metrics", "", {}, 5s);
     return m.body.find(needle) != std::string::npos;
   };
-  EXPECT_TRUE(test::wait_until([&] { return metric("agifarm_gateway_replica_ready{replica=\"tiny-r0\"} 0"); }, 10s, 20ms))
+  EXPECT_TRUE(test::wait_until([&] { return metric("agifarm_gateway_replica_ready{replica=\"tiny-r0\"} 0"); },
+                               10s, 20ms))
       << "tiny-r0 was not taken out of rotation";
   // ... the supervisor restarts it, and it comes back.
   int reborn = 0;
-  ASSERT_TRUE(test::wait_until([&] {
-    auto b = f.backends()["tiny-r0"];
-    reborn = num(b, "pid");
-    return str(b, "state") == "ready" && reborn != victim && reborn > 0;
-  }, 90s, 200ms)) << "tiny-r0 was not restarted";
-  EXPECT_TRUE(test::wait_until([&] { return metric("agifarm_gateway_replica_ready{replica=\"tiny-r0\"} 1"); }, 10s));
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        auto b = f.backends()["tiny-r0"];
+        reborn = num(b, "pid");
+        return str(b, "state") == "ready" && reborn != victim && reborn > 0;
+      },
+      90s, 200ms))
+      << "tiny-r0 was not restarted";
+  EXPECT_TRUE(
+      test::wait_until([&] { return metric("agifarm_gateway_replica_ready{replica=\"tiny-r0\"} 1"); }, 10s));
   EXPECT_FALSE(alive(victim));
   EXPECT_EQ(num(f.backends()["tiny-r0"], "restarts"), 1);
   // The restarted replica gets traffic again.
@@ -213,7 +230,8 @@ TEST(farm_up, kill_9_a_backend_while_requests_flow_farm_keeps_answering) {
   EXPECT_TRUE(test::wait_until([&] { return ok >= before + 3; }, 60s));
   stop = true;
   for (auto& t : clients) t.join();
-  EXPECT_EQ(bad.load(), 0) << "requests failed while a replica was down: " << (failures.empty() ? "" : failures[0]);
+  EXPECT_EQ(bad.load(), 0) << "requests failed while a replica was down: "
+                           << (failures.empty() ? "" : failures[0]);
   EXPECT_GE(ok.load(), 9);
   EXPECT_EQ(f.cli({"down", "--state-dir", f.dir}).exit_code, 0);
   EXPECT_FALSE(alive(reborn));
@@ -223,7 +241,8 @@ TEST(farm_up, kill_9_a_backend_while_requests_flow_farm_keeps_answering) {
 // handed out again). The supervisor restarts the backend on a new port and the gateway follows it.
 TEST(farm_up, a_port_taken_while_a_backend_restarts_moves_the_backend_and_the_gateway_follows) {
   farm_fixture f("farm-port-taken");
-  auto file = f.write("farm.yaml", two_replica_farm("supervisor: {backoff_initial_s: 1, health_interval_s: 0.5}\n"));
+  auto file =
+      f.write("farm.yaml", two_replica_farm("supervisor: {backoff_initial_s: 1, health_interval_s: 0.5}\n"));
   auto up = f.up(file);
   ASSERT_EQ(up.exit_code, 0) << up.output;
   auto bs = f.backends();
@@ -234,17 +253,25 @@ TEST(farm_up, a_port_taken_while_a_backend_restarts_moves_the_backend_and_the_ga
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
   // Squat on the port as soon as the dead process has released it (within the 1 s backoff).
   int squatter = -1;
-  ASSERT_TRUE(test::wait_until([&] {
-    squatter = test::listen_on(old_port);
-    return squatter >= 0;
-  }, 5s, 5ms)) << "port " << old_port << " was not released";
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        squatter = test::listen_on(old_port);
+        return squatter >= 0;
+      },
+      5s, 5ms))
+      << "port " << old_port << " was not released";
   int moved_to = 0;
-  ASSERT_TRUE(test::wait_until([&] {
-    auto b = f.backends()["tiny-r0"];
-    moved_to = num(b, "port");
-    return str(b, "state") == "ready" && moved_to != old_port && moved_to > 0;
-  }, 90s, 200ms)) << "tiny-r0 did not come back on another port\n" << f.cli({"logs", "agifarm", "--state-dir", f.dir}).output;
-  // The gateway sends traffic to the new port: requests keep succeeding and the restarted process serves some.
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        auto b = f.backends()["tiny-r0"];
+        moved_to = num(b, "port");
+        return str(b, "state") == "ready" && moved_to != old_port && moved_to > 0;
+      },
+      90s, 200ms))
+      << "tiny-r0 did not come back on another port\n"
+      << f.cli({"logs", "agifarm", "--state-dir", f.dir}).output;
+  // The gateway sends traffic to the new port: requests keep succeeding and the restarted process serves
+  // some.
   auto log_path = f.dir + "/logs/tiny-r0.log";
   auto served_since_restart = [&] { return served_since_start(log_path, 2); };
   int ok = 0;
@@ -259,26 +286,35 @@ TEST(farm_up, backends_that_cannot_start_are_reported_with_their_log_and_the_far
   auto tiny = test::tiny_model();
   auto file = f.write("farm.yaml",
                       "models:\n"
-                      "  tiny: {file: " + tiny + ", args: [\"-t\", \"1\"]}\n"
-                      "  missing: /nonexistent/dir/missing.gguf\n"
-                      "  badarg: {file: " + tiny + ", args: [\"--no-such-flag\"]}\n"
-                      "roles:\n  fast: {model: tiny}\n  lost: {model: missing}\n  odd: {model: badarg}\n"
-                      "strategy: replica\n"
-                      "supervisor: {max_failures: 2, backoff_initial_s: 0.2}\n");
+                      "  tiny: {file: " +
+                          tiny +
+                          ", args: [\"-t\", \"1\"]}\n"
+                          "  missing: /nonexistent/dir/missing.gguf\n"
+                          "  badarg: {file: " +
+                          tiny +
+                          ", args: [\"--no-such-flag\"]}\n"
+                          "roles:\n  fast: {model: tiny}\n  lost: {model: missing}\n  odd: {model: badarg}\n"
+                          "strategy: replica\n"
+                          "supervisor: {max_failures: 2, backoff_initial_s: 0.2}\n");
   auto up = f.up(file);
   ASSERT_EQ(up.exit_code, 0) << up.output;
   // `up` returns once every backend had its first try: the broken ones are reported with their cause.
   EXPECT_NE(up.output.find("missing.gguf' (No such file or directory)"), std::string::npos) << up.output;
   EXPECT_NE(up.output.find("invalid argument: --no-such-flag"), std::string::npos) << up.output;
   std::map<std::string, json::object> bs;
-  ASSERT_TRUE(test::wait_until([&] {
-    bs = f.backends();
-    return str(bs["missing-r0"], "state") == "failed" && str(bs["badarg-r0"], "state") == "failed";
-  }, 60s, 200ms)) << "the broken backends were not marked failed";
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        bs = f.backends();
+        return str(bs["missing-r0"], "state") == "failed" && str(bs["badarg-r0"], "state") == "failed";
+      },
+      60s, 200ms))
+      << "the broken backends were not marked failed";
   ASSERT_EQ(bs.size(), 3u);
   EXPECT_EQ(str(bs["tiny-r0"], "state"), "ready");
-  EXPECT_NE(str(bs["missing-r0"], "reason").find("failed to open GGUF file '/nonexistent/dir/missing.gguf' (No such file"),
-            std::string::npos) << str(bs["missing-r0"], "reason");
+  EXPECT_NE(str(bs["missing-r0"], "reason")
+                .find("failed to open GGUF file '/nonexistent/dir/missing.gguf' (No such file"),
+            std::string::npos)
+      << str(bs["missing-r0"], "reason");
   EXPECT_NE(str(bs["badarg-r0"], "reason").find("invalid argument: --no-such-flag"), std::string::npos)
       << str(bs["badarg-r0"], "reason");
   auto daemon_log = f.cli({"logs", "agifarm", "--state-dir", f.dir, "-n", "300"});
@@ -295,30 +331,38 @@ TEST(farm_up, backends_that_cannot_start_are_reported_with_their_log_and_the_far
 
 TEST(farm_up, busy_gateway_port_is_refused_and_a_crash_loop_does_not_hold_the_farm_back) {
   farm_fixture f("farm-busy");
-  auto file = f.write("farm.yaml", "models:\n  tiny: {file: " + test::tiny_model() + ", args: [\"-t\", \"1\"]}\n"
-                                   "  missing: /nonexistent/m.gguf\n"
-                                   "roles:\n  fast: {model: tiny}\n  lost: {model: missing}\nstrategy: replica\n"
-                                   "supervisor: {max_failures: 1000, backoff_initial_s: 0.2, backoff_cap_s: 0.5}\n");
+  auto file = f.write("farm.yaml",
+                      "models:\n  tiny: {file: " + test::tiny_model() +
+                          ", args: [\"-t\", \"1\"]}\n"
+                          "  missing: /nonexistent/m.gguf\n"
+                          "roles:\n  fast: {model: tiny}\n  lost: {model: missing}\nstrategy: replica\n"
+                          "supervisor: {max_failures: 1000, backoff_initial_s: 0.2, backoff_cap_s: 0.5}\n");
   {
-    test::child holder({"/usr/bin/python3", "-c",
-                        "import socket,time; s=socket.socket(); s.bind(('127.0.0.1'," + std::to_string(f.port) +
-                            ")); s.listen(); print('listening', flush=True); time.sleep(120)"},
-                       f.dir + "/holder.out");
+    test::child holder(
+        {"/usr/bin/python3", "-c",
+         "import socket,time; s=socket.socket(); s.bind(('127.0.0.1'," + std::to_string(f.port) +
+             ")); s.listen(); print('listening', flush=True); time.sleep(120)"},
+        f.dir + "/holder.out");
     ASSERT_TRUE(test::wait_until([&] { return holder.log().find("listening") != std::string::npos; }, 20s));
     auto up = f.up(file);
     EXPECT_EQ(up.exit_code, 1) << up.output;
     EXPECT_NE(up.output.find("already in use"), std::string::npos) << up.output;
-    EXPECT_FALSE(fs::exists(f.dir + "/farm.json")) << "backends were started although the gateway cannot listen";
+    EXPECT_FALSE(fs::exists(f.dir + "/farm.json"))
+        << "backends were started although the gateway cannot listen";
   }
-  ASSERT_TRUE(test::wait_until([&] { return test::http_request(f.port, "GET", "/", "", {}, 1s).status == 0; }, 20s));
+  ASSERT_TRUE(
+      test::wait_until([&] { return test::http_request(f.port, "GET", "/", "", {}, 1s).status == 0; }, 20s));
   auto up = f.up(file);
   ASSERT_EQ(up.exit_code, 0) << up.output;
   EXPECT_EQ(f.chat("fast").status, 200);
   int restarts = 0;
-  EXPECT_TRUE(test::wait_until([&] {
-    restarts = num(f.backends()["missing-r0"], "restarts");
-    return restarts >= 3;
-  }, 60s, 200ms)) << "the crash-looping backend is not being retried";
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        restarts = num(f.backends()["missing-r0"], "restarts");
+        return restarts >= 3;
+      },
+      60s, 200ms))
+      << "the crash-looping backend is not being retried";
   EXPECT_NE(str(f.backends()["missing-r0"], "state"), "ready");
   EXPECT_EQ(f.chat("fast").status, 200);
   EXPECT_EQ(f.cli({"down", "--state-dir", f.dir}).exit_code, 0);
@@ -326,8 +370,9 @@ TEST(farm_up, busy_gateway_port_is_refused_and_a_crash_loop_does_not_hold_the_fa
 
 TEST(farm_up, a_farm_where_nothing_starts_exits_non_zero_with_the_reason_and_leaves_nothing) {
   farm_fixture f("farm-none");
-  auto file = f.write("farm.yaml", "models:\n  missing: /nonexistent/m.gguf\nroles:\n  fast: {model: missing}\n"
-                                   "strategy: replica\nsupervisor: {max_failures: 1}\n");
+  auto file = f.write("farm.yaml",
+                      "models:\n  missing: /nonexistent/m.gguf\nroles:\n  fast: {model: missing}\n"
+                      "strategy: replica\nsupervisor: {max_failures: 1}\n");
   auto up = f.up(file);
   EXPECT_EQ(up.exit_code, 1) << up.output;
   EXPECT_NE(up.output.find("no backend became ready"), std::string::npos) << up.output;
@@ -359,10 +404,13 @@ TEST(farm_up, foreground_sigterm_stops_everything_and_a_crashed_farm_is_cleaned_
   std::vector<int> pids;
   {
     test::child fg(f.up_argv(file), f.dir + "/fg1.out");
-    ASSERT_TRUE(test::wait_until([&] {
-      auto s = f.status();
-      return s && str(*s, "phase") == "running";
-    }, 120s, 200ms)) << fg.log();
+    ASSERT_TRUE(test::wait_until(
+        [&] {
+          auto s = f.status();
+          return s && str(*s, "phase") == "running";
+        },
+        120s, 200ms))
+        << fg.log();
     for (auto& [n, b] : f.backends()) pids.push_back(num(b, "pid"));
     ASSERT_EQ(pids.size(), 2u);
     ASSERT_EQ(f.chat("fast").status, 200);
@@ -377,10 +425,13 @@ TEST(farm_up, foreground_sigterm_stops_everything_and_a_crashed_farm_is_cleaned_
   pids.clear();
   {
     test::child fg(f.up_argv(file), f.dir + "/fg2.out");
-    ASSERT_TRUE(test::wait_until([&] {
-      auto s = f.status();
-      return s && str(*s, "phase") == "running";
-    }, 120s, 200ms)) << fg.log();
+    ASSERT_TRUE(test::wait_until(
+        [&] {
+          auto s = f.status();
+          return s && str(*s, "phase") == "running";
+        },
+        120s, 200ms))
+        << fg.log();
     for (auto& [n, b] : f.backends()) pids.push_back(num(b, "pid"));
     ::kill(fg.pid(), SIGKILL);
     ASSERT_TRUE(fg.wait_exit(10s));
@@ -407,11 +458,14 @@ TEST(farm_up, a_frozen_backend_is_found_by_health_checks_and_restarted) {
   ASSERT_GT(frozen, 0);
   ASSERT_EQ(::kill(frozen, SIGSTOP), 0);  // alive, but answers nothing
   int reborn = 0;
-  ASSERT_TRUE(test::wait_until([&] {
-    auto b = f.backends()["tiny-r1"];
-    reborn = num(b, "pid");
-    return str(b, "state") == "ready" && reborn != frozen && reborn > 0;
-  }, 90s, 250ms)) << "the frozen backend was not replaced";
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        auto b = f.backends()["tiny-r1"];
+        reborn = num(b, "pid");
+        return str(b, "state") == "ready" && reborn != frozen && reborn > 0;
+      },
+      90s, 250ms))
+      << "the frozen backend was not replaced";
   EXPECT_FALSE(alive(frozen));
   auto b = f.backends()["tiny-r1"];
   EXPECT_EQ(num(b, "restarts"), 1);
@@ -426,10 +480,12 @@ TEST(farm_up, farm_file_without_strategy_is_planned_by_the_planner) {
   auto file = f.write("farm.yaml", "models:\n  tiny: " + test::tiny_model() +
                                        "\nroles:\n  fast: {model: tiny, ctx: 1024, agents: 2}\n");
   auto up = f.up(file);
-  if (up.output.find("planner library is not built") != std::string::npos) GTEST_SKIP() << "no planner in this build";
+  if (up.output.find("planner library is not built") != std::string::npos)
+    GTEST_SKIP() << "no planner in this build";
   ASSERT_EQ(up.exit_code, 0) << up.output;
   EXPECT_NE(up.output.find("agifarm: planning"), std::string::npos) << up.output;
-  EXPECT_NE(up.output.find("tok/s per stream"), std::string::npos) << "the plan's predictions are not shown: " << up.output;
+  EXPECT_NE(up.output.find("tok/s per stream"), std::string::npos)
+      << "the plan's predictions are not shown: " << up.output;
   auto bs = f.backends();
   ASSERT_FALSE(bs.empty());
   for (auto& [name, b] : bs) {
@@ -447,20 +503,30 @@ TEST(farm_up, farm_file_without_strategy_is_planned_by_the_planner) {
   // Measured memory: in the gateway's /metrics (promtool accepts it) and kept in measured-memory.json.
   const std::string tiny_r0 = bs.begin()->first;
   std::string metrics;
-  EXPECT_TRUE(test::wait_until([&] {
-    metrics = test::http_request(f.port, "GET", "/metrics", "", {}, 5s).body;
-    return metrics.find("agifarm_backend_memory_diff_bytes{backend=\"" + tiny_r0 + "\"") != std::string::npos;
-  }, 20s)) << metrics;
-  EXPECT_NE(metrics.find("agifarm_backend_memory_measured_bytes{backend=\"" + tiny_r0 + "\",model=\"tiny\",node=\"local\","
-                         "device=\"host\",buffer=\"model\"}"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find("agifarm_backend_memory_predicted_bytes{backend=\"" + tiny_r0 + "\""), std::string::npos) << metrics;
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        metrics = test::http_request(f.port, "GET", "/metrics", "", {}, 5s).body;
+        return metrics.find("agifarm_backend_memory_diff_bytes{backend=\"" + tiny_r0 + "\"") !=
+               std::string::npos;
+      },
+      20s))
+      << metrics;
+  EXPECT_NE(metrics.find("agifarm_backend_memory_measured_bytes{backend=\"" + tiny_r0 +
+                         "\",model=\"tiny\",node=\"local\","
+                         "device=\"host\",buffer=\"model\"}"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("agifarm_backend_memory_predicted_bytes{backend=\"" + tiny_r0 + "\""),
+            std::string::npos)
+      << metrics;
   auto mfile = f.write("metrics.txt", metrics);
   auto prom = test::run({"/bin/sh", "-c", "promtool check metrics < " + mfile}, 30s);
   EXPECT_EQ(prom.exit_code, 0) << prom.output << "\n" << metrics;
   const std::string memory_json = f.dir + "/measured-memory.json";
   EXPECT_TRUE(test::wait_until([&] { return fs::exists(memory_json); }, 20s));
   EXPECT_EQ(f.cli({"down", "--state-dir", f.dir}).exit_code, 0);
-  EXPECT_FALSE(fs::exists(f.dir + "/farm-plan.json")) << "a stopped farm leaves no plan document for the next";
+  EXPECT_FALSE(fs::exists(f.dir + "/farm-plan.json"))
+      << "a stopped farm leaves no plan document for the next";
 
   // The next plan on this farm uses it, and says so: `agifarm plan` and `up` of the same farm file.
   std::ifstream mj(memory_json);
@@ -470,9 +536,11 @@ TEST(farm_up, farm_file_without_strategy_is_planned_by_the_planner) {
   auto plan = f.cli({"plan", "--model", "tiny=" + test::tiny_model(), "--role", "fast:tiny:ctx=1024:agents=2",
                      "--state-dir", f.dir, "--llama", "off"});
   EXPECT_NE(plan.output.find("used measured memory from " + memory_json + ": model tiny on host measured"),
-            std::string::npos) << plan.output;
+            std::string::npos)
+      << plan.output;
   EXPECT_NE(plan.output.find("host reserve"), std::string::npos) << plan.output;
-  auto plain = f.cli({"plan", "--model", "tiny=" + test::tiny_model(), "--state-dir", f.dir, "--no-measured", "--llama", "off"});
+  auto plain = f.cli({"plan", "--model", "tiny=" + test::tiny_model(), "--state-dir", f.dir, "--no-measured",
+                      "--llama", "off"});
   EXPECT_EQ(plain.output.find("used measured memory"), std::string::npos) << plain.output;
   auto again = f.up(file);
   ASSERT_EQ(again.exit_code, 0) << again.output;
@@ -483,14 +551,18 @@ TEST(farm_up, farm_file_without_strategy_is_planned_by_the_planner) {
 TEST(farm_up, plan_file_is_run_with_its_exact_arguments_and_predictions_are_shown) {
   farm_fixture f("farm-plan");
   auto tiny = test::tiny_model();
-  auto plan = f.write("plan.json", R"({"version":1,"deployment":{"strategy":"replica","backends":[
-    {"name":"chat-r0","kind":"llama-server","model":"chat","model_file":")" + tiny + R"(",
-     "args":["-m",")" + tiny + R"(","-c","2048","-np","2","-t","1","--alias","from-the-plan"],"slots":2,"ctx":2048,
+  auto plan = f.write("plan.json",
+                      R"({"version":1,"deployment":{"strategy":"replica","backends":[
+    {"name":"chat-r0","kind":"llama-server","model":"chat","model_file":")" +
+                          tiny + R"(",
+     "args":["-m",")" + tiny +
+                          R"(","-c","2048","-np","2","-t","1","--alias","from-the-plan"],"slots":2,"ctx":2048,
      "predicted":{"devices":[],"host":{"name":"host","model_bytes":50000000,"context_bytes":10000000,
                   "compute_bytes":5000000,"total_bytes":65000000},
                   "decode_tps":120.5,"prefill_tps":900,"aggregate_decode_tps":200}}],
     "pools":[{"name":"chat","aliases":["fast"],"backends":["chat-r0"]}]}})");
-  auto up = f.cli({"up", "--detach", "--plan", plan, "--state-dir", f.dir, "--listen", "127.0.0.1:" + std::to_string(f.port)});
+  auto up = f.cli({"up", "--detach", "--plan", plan, "--state-dir", f.dir, "--listen",
+                   "127.0.0.1:" + std::to_string(f.port)});
   ASSERT_EQ(up.exit_code, 0) << up.output;
   EXPECT_NE(up.output.find("predicted: 120 tok/s per stream, 200 tok/s"), std::string::npos) << up.output;
   EXPECT_NE(up.output.find("host 62.0 MiB"), std::string::npos) << up.output;
@@ -500,9 +572,12 @@ TEST(farm_up, plan_file_is_run_with_its_exact_arguments_and_predictions_are_show
   // prints the buffers `status` shows as measured memory) and --host/--port from backend_argv.
   std::ifstream cmd("/proc/" + std::to_string(num(b, "pid")) + "/cmdline");
   std::string argv((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
-  for (auto& c : argv) if (c == '\0') c = ' ';
+  for (auto& c : argv)
+    if (c == '\0') c = ' ';
   EXPECT_NE(argv.find("-c 2048 -np 2 -t 1 --alias from-the-plan -lv 4 --host 127.0.0.1 --port " +
-                      std::to_string(num(b, "port"))), std::string::npos) << argv;
+                      std::to_string(num(b, "port"))),
+            std::string::npos)
+      << argv;
   EXPECT_EQ(f.chat("fast").status, 200);
   EXPECT_EQ(f.cli({"down", "--state-dir", f.dir}).exit_code, 0);
 

@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "farm/gateway_config.hpp"
+
+#include <gtest/gtest.h>
 
 using namespace agifarm;
 
@@ -22,7 +22,8 @@ TEST(farm_gateway_config, pools_from_a_deployment_with_resolved_urls) {
   p.balance = plan::balance_policy::prefix_affinity;
   p.priority = 5;
   d.pools = {p};
-  std::map<std::string, std::string> urls{{"q8-r0", "http://127.0.0.1:9001"}, {"q8-r1", "http://127.0.0.1:9002"}};
+  std::map<std::string, std::string> urls{{"q8-r0", "http://127.0.0.1:9001"},
+                                          {"q8-r1", "http://127.0.0.1:9002"}};
   gateway::config base;
   base.queue.max = 7;
   auto c = farm::gateway_config_from_deployment(d, urls, base);
@@ -60,7 +61,8 @@ TEST(farm_gateway_config, roles_of_one_model_get_their_own_priority_over_shared_
   p.backends = {"tiny-r0", "tiny-r1"};
   p.priority = 2;
   d.pools = {p};
-  std::map<std::string, std::string> urls{{"tiny-r0", "http://127.0.0.1:9001"}, {"tiny-r1", "http://127.0.0.1:9002"}};
+  std::map<std::string, std::string> urls{{"tiny-r0", "http://127.0.0.1:9001"},
+                                          {"tiny-r1", "http://127.0.0.1:9002"}};
   auto c = farm::gateway_config_from_deployment(d, urls, {});
   ASSERT_TRUE(c.ok()) << c.err().message;
   std::map<std::string, const gateway::pool_config*> by_name;

@@ -1,12 +1,13 @@
 // Measured memory kept per model and device kind (farm/memory_feedback) and the rule that sizes the next
 // plan's margins from it (farm/memory_feedback_plan). Real files in a temporary directory.
+#include "farm/memory_feedback.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "farm/memory_feedback.hpp"
 #include "farm/memory_feedback_plan.hpp"
 #include "farm/state.hpp"
 #include "plan/deployment.hpp"
@@ -24,7 +25,8 @@ std::string temp_dir(const std::string& name) {
   return d.string();
 }
 
-memory_observation obs(std::string model, std::string kind, std::uint64_t pred, std::uint64_t meas, std::string file = "") {
+memory_observation obs(std::string model, std::string kind, std::uint64_t pred, std::uint64_t meas,
+                       std::string file = "") {
   return {std::move(model), std::move(file), kind, kind + "0", "b", pred, meas, 1};
 }
 
@@ -66,14 +68,21 @@ TEST(memory_feedback, file_round_trips_and_bad_input_names_the_field) {
   };
   EXPECT_NE(err("{").find("/s/memory.json: not JSON"), std::string::npos);
   EXPECT_NE(err("[]").find("expected an object"), std::string::npos);
-  EXPECT_NE(err(R"({"version":2,"observations":[]})").find("/s/memory.json.version: 2 is not supported"), std::string::npos);
+  EXPECT_NE(err(R"({"version":2,"observations":[]})").find("/s/memory.json.version: 2 is not supported"),
+            std::string::npos);
   EXPECT_NE(err(R"({"version":1})").find("observations: expected an array"), std::string::npos);
-  EXPECT_NE(err(R"({"version":1,"observations":[{"model":"m","device_kind":"host","predicted_bytes":1,"measured_bytes":-5,"wall":0}]})")
-                .find("observations[0].measured_bytes: -5 is negative"), std::string::npos);
-  EXPECT_NE(err(R"({"version":1,"observations":[{"model":"m","predicted_bytes":1,"measured_bytes":1,"wall":0}]})")
-                .find("observations[0].device_kind: missing"), std::string::npos);
-  EXPECT_NE(err(R"({"version":1,"observations":[{"model":3,"device_kind":"host","predicted_bytes":1,"measured_bytes":1,"wall":0}]})")
-                .find("observations[0].model: expected a string"), std::string::npos);
+  EXPECT_NE(
+      err(R"({"version":1,"observations":[{"model":"m","device_kind":"host","predicted_bytes":1,"measured_bytes":-5,"wall":0}]})")
+          .find("observations[0].measured_bytes: -5 is negative"),
+      std::string::npos);
+  EXPECT_NE(
+      err(R"({"version":1,"observations":[{"model":"m","predicted_bytes":1,"measured_bytes":1,"wall":0}]})")
+          .find("observations[0].device_kind: missing"),
+      std::string::npos);
+  EXPECT_NE(
+      err(R"({"version":1,"observations":[{"model":3,"device_kind":"host","predicted_bytes":1,"measured_bytes":1,"wall":0}]})")
+          .find("observations[0].model: expected a string"),
+      std::string::npos);
 }
 
 TEST(memory_feedback, a_newer_observation_replaces_the_same_model_file_and_kind) {
@@ -86,9 +95,12 @@ TEST(memory_feedback, a_newer_observation_replaces_the_same_model_file_and_kind)
 }
 
 TEST(memory_feedback, observations_of_a_backend_keep_the_shortest_prediction_per_kind) {
-  std::vector<device_memory_record> pred{{"CUDA0", 100, 10, 10}, {"CUDA1", 100, 10, 10}, {"RPC0[127.0.0.1:50052]", 50, 0, 0},
+  std::vector<device_memory_record> pred{{"CUDA0", 100, 10, 10},
+                                         {"CUDA1", 100, 10, 10},
+                                         {"RPC0[127.0.0.1:50052]", 50, 0, 0},
                                          {"host", 20, 0, 0}};
-  std::vector<device_memory_record> meas{{"CUDA0", 100, 10, 15}, {"CUDA1", 100, 10, 40}, {"RPC0[127.0.0.1:40000]", 40, 0, 0}};
+  std::vector<device_memory_record> meas{
+      {"CUDA0", 100, 10, 15}, {"CUDA1", 100, 10, 40}, {"RPC0[127.0.0.1:40000]", 40, 0, 0}};
   auto o = observations_of("m", "/m.gguf", "m-r0", pred, meas, 7);
   ASSERT_EQ(o.size(), 2u);  // host was not measured: no observation for it
   EXPECT_EQ(o[0].device_kind, "CUDA");
@@ -146,8 +158,10 @@ TEST(memory_feedback, apply_sets_the_planner_options_and_says_so) {
   EXPECT_EQ(opt.host_reserve_bytes, 4ull << 30);  // host was over-predicted: the OS reserve stays
   std::string all;
   for (const auto& l : lines) all += l + "\n";
-  EXPECT_NE(all.find("used measured memory from " + file + ": model m on CUDA measured +300.0 MiB vs predicted"),
-            std::string::npos) << all;
+  EXPECT_NE(
+      all.find("used measured memory from " + file + ": model m on CUDA measured +300.0 MiB vs predicted"),
+      std::string::npos)
+      << all;
   EXPECT_NE(all.find("CUDA margin 556 MiB (was 1024 MiB"), std::string::npos) << all;
 
   // An AMD box does not take a CUDA measurement; one unmeasured kind keeps the default for all GPUs.

@@ -2,19 +2,17 @@
 // address and its own sshd (support/netns_cluster.hpp); `agifarm up` on this machine drives every node
 // over real OpenSSH; real llama-server and ggml-rpc-server processes on the tiny model; a cross-node RPC
 // shard; the real gateway; the official OpenAI client. One cluster is shared by the tests of this file.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include <atomic>
+#include <boost/json.hpp>
 #include <filesystem>
-#include <iostream>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <thread>
-
-#include <boost/json.hpp>
 
 #include "support/netns_cluster.hpp"
 #include "support/support.hpp"
@@ -36,7 +34,9 @@ class multinode : public ::testing::Test {
     cluster = c.get();
     if (!cluster) std::cerr << "netns cluster: " << why << '\n';
   }
-  void SetUp() override { ASSERT_NE(cluster, nullptr) << "the test machines (network namespaces + sshd) could not be made"; }
+  void SetUp() override {
+    ASSERT_NE(cluster, nullptr) << "the test machines (network namespaces + sshd) could not be made";
+  }
 };
 
 // A farm of two remote nodes: replicas chat-n0 / chat-n1 (pool "chat", role fast) and a shard whose
@@ -47,9 +47,13 @@ struct farm_dir {
   int rpc_port = 0;
   std::string ssh_config;
   std::string agifarm_on_node0;  // `agifarm:` of node 0 in the inventory
-  farm_dir(const std::string& name, std::string agifarm0 = test::agifarm_cli(), std::string cfg = cluster->ssh_config())
-      : dir(test::temp_dir(name)), port(test::free_port()), rpc_port(50100 + (::getpid() % 500)),
-        ssh_config(std::move(cfg)), agifarm_on_node0(std::move(agifarm0)) {
+  farm_dir(const std::string& name, std::string agifarm0 = test::agifarm_cli(),
+           std::string cfg = cluster->ssh_config())
+      : dir(test::temp_dir(name)),
+        port(test::free_port()),
+        rpc_port(50100 + (::getpid() % 500)),
+        ssh_config(std::move(cfg)),
+        agifarm_on_node0(std::move(agifarm0)) {
     write_files();
   }
   ~farm_dir() {  // never leave a farm behind on any machine, even when a test fails
@@ -64,40 +68,58 @@ struct farm_dir {
   void write_files(const std::vector<std::string>& node_addresses = {}) const {
     std::string inv = "nodes:\n";
     for (int i = 0; i < cluster->size(); ++i) {
-      std::string addr = i < static_cast<int>(node_addresses.size()) ? node_addresses[i] : cluster->address(i);
+      std::string addr =
+          i < static_cast<int>(node_addresses.size()) ? node_addresses[i] : cluster->address(i);
       inv += "  - name: n" + std::to_string(i) + "\n    ssh: root@" + addr + "\n    address: " + addr +
-             "\n    agifarm: " + (i == 0 ? agifarm_on_node0 : test::agifarm_cli()) + "\n    llama_bin: " +
-             test::llama_bin() + "\n    state_dir: " + node_state(i) + "\n    ram_gb: 8\n";
+             "\n    agifarm: " + (i == 0 ? agifarm_on_node0 : test::agifarm_cli()) +
+             "\n    llama_bin: " + test::llama_bin() + "\n    state_dir: " + node_state(i) +
+             "\n    ram_gb: 8\n";
     }
     std::ofstream(dir + "/inventory.yaml") << inv;
-    std::ofstream(farm_file()) << "inventory: inventory.yaml\nstate_dir: " << dir << "/ctl\nllama_bin: " << test::llama_bin()
-                               << "\nssh_options: [\"-F\", \"" << ssh_config << "\"]\n"
-                               << "supervisor: {probe_interval_s: 0, backoff_initial_s: 0.5}\n"
-                               << "gateway: {first_byte_timeout_ms: 8000, connect_timeout_ms: 1000, retries: 3}\n";
+    std::ofstream(farm_file())
+        << "inventory: inventory.yaml\nstate_dir: " << dir << "/ctl\nllama_bin: " << test::llama_bin()
+        << "\nssh_options: [\"-F\", \"" << ssh_config << "\"]\n"
+        << "supervisor: {probe_interval_s: 0, backoff_initial_s: 0.5}\n"
+        << "gateway: {first_byte_timeout_ms: 8000, connect_timeout_ms: 1000, retries: 3}\n";
     const std::string model = test::tiny_model();
     auto server = [&](const std::string& name, const std::string& node, std::vector<std::string> extra) {
       json::array args{"-m", model.c_str(), "-c", "1024", "-t", "1"};
       for (auto& e : extra) args.push_back(json::value(e));
-      return json::object{{"name", name}, {"kind", "llama-server"}, {"node", node}, {"model", "tiny"},
-                          {"model_file", model}, {"host", "127.0.0.1"}, {"port", 0}, {"args", args},
-                          {"env", json::object{}}, {"depends_on", json::array{}}, {"slots", 2}, {"ctx", 1024}};
+      return json::object{
+          {"name", name},          {"kind", "llama-server"},      {"node", node}, {"model", "tiny"},
+          {"model_file", model},   {"host", "127.0.0.1"},         {"port", 0},    {"args", args},
+          {"env", json::object{}}, {"depends_on", json::array{}}, {"slots", 2},   {"ctx", 1024}};
     };
-    auto shard = server("big-shard", "n0", {"-np", "1", "-ngl", "99", "--rpc",
-                                            cluster->address(1) + ":" + std::to_string(rpc_port)});
+    auto shard =
+        server("big-shard", "n0",
+               {"-np", "1", "-ngl", "99", "--rpc", cluster->address(1) + ":" + std::to_string(rpc_port)});
     shard["depends_on"] = json::array{"rpc-n1"};
     shard["slots"] = 1;
-    json::object rpc{{"name", "rpc-n1"}, {"kind", "ggml-rpc-server"}, {"node", "n1"}, {"model", ""}, {"model_file", ""},
-                     {"host", cluster->address(1)}, {"port", rpc_port}, {"args", json::array{"-t", "1"}},
-                     {"env", json::object{}}, {"depends_on", json::array{}}, {"slots", 1}, {"ctx", 0}};
+    json::object rpc{{"name", "rpc-n1"},
+                     {"kind", "ggml-rpc-server"},
+                     {"node", "n1"},
+                     {"model", ""},
+                     {"model_file", ""},
+                     {"host", cluster->address(1)},
+                     {"port", rpc_port},
+                     {"args", json::array{"-t", "1"}},
+                     {"env", json::object{}},
+                     {"depends_on", json::array{}},
+                     {"slots", 1},
+                     {"ctx", 0}};
     json::object d{{"strategy", "hybrid"},
-                   {"backends", json::array{server("chat-n0", "n0", {"-np", "2"}), server("chat-n1", "n1", {"-np", "2"}),
-                                            rpc, shard}},
-                   {"pools", json::array{json::object{{"name", "chat"}, {"aliases", json::array{"fast"}},
+                   {"backends", json::array{server("chat-n0", "n0", {"-np", "2"}),
+                                            server("chat-n1", "n1", {"-np", "2"}), rpc, shard}},
+                   {"pools", json::array{json::object{{"name", "chat"},
+                                                      {"aliases", json::array{"fast"}},
                                                       {"backends", json::array{"chat-n0", "chat-n1"}},
-                                                      {"balance", "least_outstanding"}, {"priority", 2}},
-                                         json::object{{"name", "big"}, {"aliases", json::array{"think"}},
+                                                      {"balance", "least_outstanding"},
+                                                      {"priority", 2}},
+                                         json::object{{"name", "big"},
+                                                      {"aliases", json::array{"think"}},
                                                       {"backends", json::array{"big-shard"}},
-                                                      {"balance", "least_outstanding"}, {"priority", 0}}}}};
+                                                      {"balance", "least_outstanding"},
+                                                      {"priority", 0}}}}};
     std::ofstream(plan_file()) << json::serialize(json::object{{"deployment", d}});
   }
 
@@ -107,7 +129,8 @@ struct farm_dir {
     return test::run(argv, timeout);
   }
   test::run_result up() const {
-    return cli({"up", farm_file(), "--plan", plan_file(), "--detach", "--listen", "127.0.0.1:" + std::to_string(port)});
+    return cli({"up", farm_file(), "--plan", plan_file(), "--detach", "--listen",
+                "127.0.0.1:" + std::to_string(port)});
   }
   std::optional<json::object> status() const {
     auto r = cli({"status", "--json", "--state-dir", dir + "/ctl"}, 30s);
@@ -124,9 +147,10 @@ struct farm_dir {
     return out;
   }
   test::http_response chat(const std::string& model, std::chrono::milliseconds timeout = 60s) const {
-    return test::http_request(port, "POST", "/v1/chat/completions",
-                              R"({"model":")" + model + R"(","messages":[{"role":"user","content":"Hello"}],"max_tokens":8})",
-                              {{"Content-Type", "application/json"}}, timeout);
+    return test::http_request(
+        port, "POST", "/v1/chat/completions",
+        R"({"model":")" + model + R"(","messages":[{"role":"user","content":"Hello"}],"max_tokens":8})",
+        {{"Content-Type", "application/json"}}, timeout);
   }
 };
 
@@ -180,7 +204,8 @@ TEST_F(multinode, up_serves_every_pool_across_two_nodes_and_down_leaves_no_proce
 
   auto all_ready = [&] {
     auto b = f.by_name("backends");
-    return b.size() == 4 && std::all_of(b.begin(), b.end(), [](auto& kv) { return str(kv.second, "state") == "ready"; });
+    return b.size() == 4 &&
+           std::all_of(b.begin(), b.end(), [](auto& kv) { return str(kv.second, "state") == "ready"; });
   };
   ASSERT_TRUE(test::wait_until(all_ready, 60s)) << f.cli({"status", "--state-dir", f.dir + "/ctl"}).output;
   // The official OpenAI client gets answers from every pool through the one gateway.
@@ -196,8 +221,7 @@ TEST_F(multinode, up_serves_every_pool_across_two_nodes_and_down_leaves_no_proce
   // Both replicas served (least outstanding spreads concurrent requests).
   std::vector<std::thread> ts;
   std::atomic<int> ok{0};
-  for (int i = 0; i < 8; ++i)
-    ts.emplace_back([&] { ok += f.chat("fast").status == 200; });
+  for (int i = 0; i < 8; ++i) ts.emplace_back([&] { ok += f.chat("fast").status == 200; });
   for (auto& t : ts) t.join();
   EXPECT_EQ(ok.load(), 8);
 
@@ -262,7 +286,8 @@ TEST_F(multinode, a_lost_node_leaves_its_pools_under_load_and_rejoins_when_it_co
   ASSERT_EQ(up.exit_code, 0) << up.output;
   auto backends_ready = [&] {
     auto b = f.by_name("backends");
-    return b.size() == 4 && std::all_of(b.begin(), b.end(), [](auto& kv) { return str(kv.second, "state") == "ready"; });
+    return b.size() == 4 &&
+           std::all_of(b.begin(), b.end(), [](auto& kv) { return str(kv.second, "state") == "ready"; });
   };
   ASSERT_TRUE(test::wait_until(backends_ready, 60s));
 
@@ -308,9 +333,11 @@ TEST_F(multinode, a_lost_node_leaves_its_pools_under_load_and_rejoins_when_it_co
   // Node 0 stays up: a busy machine is not a lost one.
   EXPECT_EQ(str(f.by_name("nodes")["n0"], "state"), "up");
   auto backends = f.by_name("backends");
-  EXPECT_NE(str(backends["big-shard"], "reason").find("rpc-n1"), std::string::npos) << str(backends["big-shard"], "reason");
+  EXPECT_NE(str(backends["big-shard"], "reason").find("rpc-n1"), std::string::npos)
+      << str(backends["big-shard"], "reason");
   int ok_at_loss = ok.load();
-  ASSERT_TRUE(test::wait_until([&] { return ok.load() >= ok_at_loss + 6; }, 60s)) << "requests stopped flowing";
+  ASSERT_TRUE(test::wait_until([&] { return ok.load() >= ok_at_loss + 6; }, 60s))
+      << "requests stopped flowing";
   auto think = f.chat("think", 30s);
   EXPECT_EQ(think.status, 503) << think.body;  // no replica of the shard can serve without its rpc server
 
@@ -324,9 +351,11 @@ TEST_F(multinode, a_lost_node_leaves_its_pools_under_load_and_rejoins_when_it_co
   stop = true;
   for (auto& t : clients) t.join();
   // No request was lost: every one answered 200 (those in flight on the cut link were retried).
-  std::cout << "[measured] " << ok.load() << " of " << sent.load() << " requests answered 200 across the loss\n";
+  std::cout << "[measured] " << ok.load() << " of " << sent.load()
+            << " requests answered 200 across the loss\n";
   EXPECT_EQ(ok.load(), sent.load());
-  EXPECT_TRUE(failures.empty()) << failures.size() << " failed, first: " << (failures.empty() ? "" : failures[0]);
+  EXPECT_TRUE(failures.empty()) << failures.size()
+                                << " failed, first: " << (failures.empty() ? "" : failures[0]);
   // The shard's llama-server lost its rpc connection with the link: its node's supervisor restarts it
   // (a request may see it fail once, 502, before it does); it serves again without the user's help.
   EXPECT_TRUE(test::wait_until([&] { return f.chat("think", 60s).status == 200; }, 120s, 1s))
@@ -336,12 +365,16 @@ TEST_F(multinode, a_lost_node_leaves_its_pools_under_load_and_rejoins_when_it_co
   // part again and its backends rejoin.
   cluster->kill_all(1);
   const auto crash_at = std::chrono::steady_clock::now();
-  ASSERT_TRUE(test::wait_until([&] {
-    auto n = f.by_name("nodes")["n1"];
-    return n.contains("restarts") && n.at("restarts").as_int64() >= 1;
-  }, 60s));
-  ASSERT_TRUE(test::wait_until(backends_ready, 120s)) << f.cli({"status", "--state-dir", f.dir + "/ctl"}).output;
-  std::cout << "[measured] crashed node serving again " << since(crash_at) << " s after its processes were killed\n";
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        auto n = f.by_name("nodes")["n1"];
+        return n.contains("restarts") && n.at("restarts").as_int64() >= 1;
+      },
+      60s));
+  ASSERT_TRUE(test::wait_until(backends_ready, 120s))
+      << f.cli({"status", "--state-dir", f.dir + "/ctl"}).output;
+  std::cout << "[measured] crashed node serving again " << since(crash_at)
+            << " s after its processes were killed\n";
   for (int i = 0; i < 4; ++i) EXPECT_EQ(f.chat("fast").status, 200);
 
   auto down = f.cli({"down", "--state-dir", f.dir + "/ctl"}, 180s);
@@ -380,9 +413,9 @@ TEST_F(multinode, a_node_that_cannot_run_its_part_is_named_and_nothing_is_left_r
 TEST_F(multinode, hw_over_ssh_writes_an_inventory_of_the_machines_that_reads_back) {
   std::string dir = test::temp_dir("mn-hw");
   std::string out = dir + "/inventory.yaml";
-  auto r = test::run({test::agifarm_cli(), "hw", "--ssh", cluster->ssh_target(0), "--ssh", cluster->ssh_target(1),
-                      "--ssh-option", "-F", "--ssh-option", cluster->ssh_config(), "--agifarm", test::agifarm_cli(),
-                      "--no-measure", "-o", out},
+  auto r = test::run({test::agifarm_cli(), "hw", "--ssh", cluster->ssh_target(0), "--ssh",
+                      cluster->ssh_target(1), "--ssh-option", "-F", "--ssh-option", cluster->ssh_config(),
+                      "--agifarm", test::agifarm_cli(), "--no-measure", "-o", out},
                      120s);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::ifstream in(out);
@@ -394,9 +427,10 @@ TEST_F(multinode, hw_over_ssh_writes_an_inventory_of_the_machines_that_reads_bac
   EXPECT_NE(back.output.find(cluster->address(0)), std::string::npos) << back.output;
   // A machine that does not answer: named, and no file is written.
   std::string none = dir + "/none.yaml";
-  auto bad = test::run({test::agifarm_cli(), "hw", "--ssh", "root@" + cluster->unused_address(), "--ssh-option", "-F",
-                        "--ssh-option", cluster->ssh_config(), "--agifarm", test::agifarm_cli(), "--no-measure", "-o", none},
-                       120s);
+  auto bad = test::run(
+      {test::agifarm_cli(), "hw", "--ssh", "root@" + cluster->unused_address(), "--ssh-option", "-F",
+       "--ssh-option", cluster->ssh_config(), "--agifarm", test::agifarm_cli(), "--no-measure", "-o", none},
+      120s);
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find(cluster->unused_address()), std::string::npos) << bad.output;
   EXPECT_FALSE(fs::exists(none));

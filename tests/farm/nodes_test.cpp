@@ -1,15 +1,14 @@
 // Unit tests of the multi-node controller's logic (farm/nodes.hpp) with a fake remote shell and a fake
 // wall clock: how a deployment is split across nodes, the pre-flight checks, start order and clean-up
 // on failure, losing a node and getting it back, and what the gateway is told.
+#include "farm/nodes.hpp"
+
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
 #include <deque>
 #include <map>
 #include <mutex>
-
-#include <boost/json.hpp>
-
-#include "farm/nodes.hpp"
 
 namespace agifarm::farm {
 namespace {
@@ -61,12 +60,14 @@ plan::deployment hybrid() {
   auto shard = server("shard", "n1");
   shard.args.insert(shard.args.end(), {"--rpc", "10.0.0.3:50052"});
   shard.depends_on = {"rpc-n2"};
-  d.backends = {server("r-local", "ctl"), shard, rpc("rpc-n2", "n2", "10.0.0.3", 50052), server("r-n2", "n2")};
+  d.backends = {server("r-local", "ctl"), shard, rpc("rpc-n2", "n2", "10.0.0.3", 50052),
+                server("r-n2", "n2")};
   d.pools = {{"m", {"fast"}, {"r-local", "r-n2"}}, {"big", {"think"}, {"shard"}}};
   return d;
 }
 
-TEST(split_farm, remote_backends_bind_their_node_address_and_require_the_key_the_nodes_start_in_dependency_order) {
+TEST(split_farm,
+     remote_backends_bind_their_node_address_and_require_the_key_the_nodes_start_in_dependency_order) {
   auto s = split_farm(hybrid(), two_nodes(), "k3y-k3y-k3y");
   ASSERT_TRUE(s) << s.err().message;
   ASSERT_EQ(s->nodes.size(), 2u);
@@ -92,7 +93,8 @@ TEST(split_farm, remote_backends_bind_their_node_address_and_require_the_key_the
   EXPECT_EQ(n2.backends[0].host, "10.0.0.3");
   EXPECT_FALSE(n2.backends[0].env.count("LLAMA_API_KEY"));  // rpc servers take no key
   // The whole deployment keeps the cross-node dependency (the gateway view needs it).
-  auto shard = std::find_if(s->all.backends.begin(), s->all.backends.end(), [](auto& b) { return b.name == "shard"; });
+  auto shard =
+      std::find_if(s->all.backends.begin(), s->all.backends.end(), [](auto& b) { return b.name == "shard"; });
   EXPECT_EQ(shard->depends_on, std::vector<std::string>{"rpc-n2"});
 }
 
@@ -160,18 +162,41 @@ class fake_shell final : public remote::remote_shell {
 
 remote::command_output ok(std::string out) { return {0, std::move(out), ""}; }
 std::string info(const std::string& version = k_agifarm_version, bool llama = true) {
-  return json::serialize(json::object{{"agifarm_version", version}, {"llama_bin", "/l"}, {"llama_server", llama},
-                                      {"rpc_server", llama}, {"llama_version", "7000 (abc)"}, {"hostname", "h"}});
+  return json::serialize(json::object{{"agifarm_version", version},
+                                      {"llama_bin", "/l"},
+                                      {"llama_server", llama},
+                                      {"rpc_server", llama},
+                                      {"llama_version", "7000 (abc)"},
+                                      {"hostname", "h"}});
 }
-std::string node_status_json(const std::vector<std::pair<std::string, std::string>>& backends, int port = 8081) {
+std::string node_status_json(const std::vector<std::pair<std::string, std::string>>& backends,
+                             int port = 8081) {
   json::array bs;
   for (const auto& [name, state] : backends)
-    bs.push_back(json::object{{"name", name}, {"kind", "llama-server"}, {"model", "m"}, {"host", "10.0.0.2"},
-                              {"port", port}, {"pid", 42}, {"state", state}, {"restarts", 0}, {"reason", ""},
-                              {"last_exit", ""}, {"started_wall", 1}, {"log_path", "/l"}, {"program", "/p"},
-                              {"slots", 1}, {"predicted_bytes", 0}, {"rss_bytes", 1000}});
-  return json::serialize(json::object{{"running", true}, {"supervisor_pid", 7}, {"started_wall", 1}, {"phase", "running"},
-                                      {"endpoint", ""}, {"strategy", "x"}, {"source", "controller"}, {"backends", bs},
+    bs.push_back(json::object{{"name", name},
+                              {"kind", "llama-server"},
+                              {"model", "m"},
+                              {"host", "10.0.0.2"},
+                              {"port", port},
+                              {"pid", 42},
+                              {"state", state},
+                              {"restarts", 0},
+                              {"reason", ""},
+                              {"last_exit", ""},
+                              {"started_wall", 1},
+                              {"log_path", "/l"},
+                              {"program", "/p"},
+                              {"slots", 1},
+                              {"predicted_bytes", 0},
+                              {"rss_bytes", 1000}});
+  return json::serialize(json::object{{"running", true},
+                                      {"supervisor_pid", 7},
+                                      {"started_wall", 1},
+                                      {"phase", "running"},
+                                      {"endpoint", ""},
+                                      {"strategy", "x"},
+                                      {"source", "controller"},
+                                      {"backends", bs},
                                       {"pools", json::array{}}});
 }
 
@@ -201,27 +226,36 @@ struct fleet_fixture {
 TEST(node_fleet, check_names_each_node_that_cannot_run_its_part) {
   fleet_fixture f;
   f.sh.fallback.insert_or_assign("10.0.0.2 info", ok(info()));
-  f.sh.fallback.insert_or_assign("10.0.0.3 info", remote::command_output{127, "", "sh: 1: /opt/agifarm/bin/agifarm: not found"});
+  f.sh.fallback.insert_or_assign(
+      "10.0.0.3 info", remote::command_output{127, "", "sh: 1: /opt/agifarm/bin/agifarm: not found"});
   auto st = f.fleet->check(f.say());
   ASSERT_FALSE(st);
-  EXPECT_NE(f.all_said().find("node n2 (root@10.0.0.3:2222): agifarm is not installed there"), std::string::npos) << f.all_said();
-  EXPECT_NE(f.all_said().find("node n1 (root@10.0.0.2): agifarm 0.1.0, llama.cpp 7000 (abc)"), std::string::npos) << f.all_said();
+  EXPECT_NE(f.all_said().find("node n2 (root@10.0.0.3:2222): agifarm is not installed there"),
+            std::string::npos)
+      << f.all_said();
+  EXPECT_NE(f.all_said().find("node n1 (root@10.0.0.2): agifarm 0.1.0, llama.cpp 7000 (abc)"),
+            std::string::npos)
+      << f.all_said();
 
   fleet_fixture g;
   g.sh.fallback.insert_or_assign("10.0.0.2 info", ok(info("0.0.9")));
-  g.sh.fallback.insert_or_assign("10.0.0.3 info", make_error("ssh root@10.0.0.3:2222: host key verification failed"));
+  g.sh.fallback.insert_or_assign("10.0.0.3 info",
+                                 make_error("ssh root@10.0.0.3:2222: host key verification failed"));
   st = g.fleet->check(g.say());
   ASSERT_FALSE(st);
   EXPECT_NE(g.all_said().find("agifarm 0.0.9 there, 0.1.0 here"), std::string::npos) << g.all_said();
-  EXPECT_NE(g.all_said().find("node n2 (root@10.0.0.3:2222): cannot reach it: ssh root@10.0.0.3:2222: host key"),
-            std::string::npos) << g.all_said();
+  EXPECT_NE(
+      g.all_said().find("node n2 (root@10.0.0.3:2222): cannot reach it: ssh root@10.0.0.3:2222: host key"),
+      std::string::npos)
+      << g.all_said();
 
   fleet_fixture h;
   h.sh.fallback.insert_or_assign("10.0.0.2 info", ok(info()));
   h.sh.fallback.insert_or_assign("10.0.0.3 info", ok(info(k_agifarm_version, false)));
   st = h.fleet->check(h.say());
   ASSERT_FALSE(st);
-  EXPECT_NE(h.all_said().find("node n2 (root@10.0.0.3:2222): llama.cpp is not there"), std::string::npos) << h.all_said();
+  EXPECT_NE(h.all_said().find("node n2 (root@10.0.0.3:2222): llama.cpp is not there"), std::string::npos)
+      << h.all_said();
   EXPECT_TRUE(h.sh.verbs("10.0.0.2") == std::vector<std::string>{"info"});  // nothing started anywhere
 }
 
@@ -254,7 +288,8 @@ TEST(node_fleet, poll_tracks_loss_return_and_restart) {
   EXPECT_TRUE(f.fleet->poll(n1));
   EXPECT_FALSE(f.fleet->poll(n1));  // the same answer again: no change
 
-  f.sh.fallback.insert_or_assign("10.0.0.2 status", make_error("ssh root@10.0.0.2: no answer within 4 s", remote::k_exit_timed_out));
+  f.sh.fallback.insert_or_assign(
+      "10.0.0.2 status", make_error("ssh root@10.0.0.2: no answer within 4 s", remote::k_exit_timed_out));
   f.now = 1010;
   EXPECT_FALSE(f.fleet->poll(n1));  // one failed poll is not yet a lost node
   EXPECT_EQ(f.fleet->snapshot()[n1].state, "up");
@@ -271,8 +306,9 @@ TEST(node_fleet, poll_tracks_loss_return_and_restart) {
   EXPECT_EQ(f.fleet->snapshot()[n1].state, "up");
 
   // A failed connection (sshd itself did not answer its keep-alives) is a lost node at once.
-  f.sh.fallback.insert_or_assign("10.0.0.2 status", make_error("ssh root@10.0.0.2: Timeout, server not responding",
-                                                              remote::k_exit_connection_failed));
+  f.sh.fallback.insert_or_assign(
+      "10.0.0.2 status",
+      make_error("ssh root@10.0.0.2: Timeout, server not responding", remote::k_exit_connection_failed));
   EXPECT_TRUE(f.fleet->poll(n1));
   EXPECT_EQ(f.fleet->snapshot()[n1].state, "unreachable");
   f.sh.fallback.insert_or_assign("10.0.0.2 status", up_json);
@@ -361,7 +397,8 @@ TEST(remote_target, parses_user_host_port_and_refuses_what_ssh_would_misread) {
   t = remote::parse_ssh_target("me@[fd00::2]:22");
   ASSERT_TRUE(t);
   EXPECT_EQ(t->host, "fd00::2");
-  for (const char* bad : {"", "root@", "@h", "root@-oProxyCommand=x", "h:0", "h:99999", "h:x", "a b@h", "h;rm"}) {
+  for (const char* bad :
+       {"", "root@", "@h", "root@-oProxyCommand=x", "h:0", "h:99999", "h:x", "a b@h", "h;rm"}) {
     auto r = remote::parse_ssh_target(bad);
     EXPECT_FALSE(r) << bad;
     if (!r) {
@@ -372,8 +409,10 @@ TEST(remote_target, parses_user_host_port_and_refuses_what_ssh_would_misread) {
   EXPECT_EQ(remote::shell_quote("it's"), "'it'\\''s'");
   EXPECT_EQ(remote::shell_quote("a b;c"), "'a b;c'");
   EXPECT_EQ(remote::shell_quote(""), "''");
-  EXPECT_NE(remote::describe_ssh_failure("Host key verification failed.\r\n").find("host key"), std::string::npos);
-  EXPECT_NE(remote::describe_ssh_failure("ssh: connect to host 10.0.0.9 port 22: No route to host").find("no route"),
+  EXPECT_NE(remote::describe_ssh_failure("Host key verification failed.\r\n").find("host key"),
+            std::string::npos);
+  EXPECT_NE(remote::describe_ssh_failure("ssh: connect to host 10.0.0.9 port 22: No route to host")
+                .find("no route"),
             std::string::npos);
 }
 

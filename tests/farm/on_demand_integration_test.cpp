@@ -5,13 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
 #include <thread>
-
-#include <boost/json.hpp>
 
 #include "plan/memory_model.hpp"
 #include "plan/server_args.hpp"
@@ -45,7 +44,8 @@ struct od_farm {
     return test::run(argv, timeout);
   }
   test::run_result up(const std::string& farm_file) const {
-    return cli({"up", "--detach", "--state-dir", dir, "--listen", "127.0.0.1:" + std::to_string(port), farm_file});
+    return cli(
+        {"up", "--detach", "--state-dir", dir, "--listen", "127.0.0.1:" + std::to_string(port), farm_file});
   }
   std::string write(const std::string& name, const std::string& text) const {
     std::string p = dir + "/" + name;
@@ -55,9 +55,10 @@ struct od_farm {
   test::http_response chat(const std::string& model, int max_tokens = 4, bool long_one = false,
                            const std::string& content = "Hello") const {
     std::string body = R"({"model":")" + model + R"(","messages":[{"role":"user","content":")" + content +
-                       R"("}],"max_tokens":)" +
-                       std::to_string(max_tokens) + (long_one ? R"(,"ignore_eos":true})" : "}");
-    return test::http_request(port, "POST", "/v1/chat/completions", body, {{"Content-Type", "application/json"}}, 180s);
+                       R"("}],"max_tokens":)" + std::to_string(max_tokens) +
+                       (long_one ? R"(,"ignore_eos":true})" : "}");
+    return test::http_request(port, "POST", "/v1/chat/completions", body,
+                              {{"Content-Type", "application/json"}}, 180s);
   }
   // status --json's models, by name.
   std::map<std::string, json::object> models() const {
@@ -66,7 +67,8 @@ struct od_farm {
     boost::system::error_code ec;
     auto v = json::parse(r.output, ec);
     if (ec || !v.is_object() || !v.as_object().contains("models")) return out;
-    for (auto& m : v.as_object().at("models").as_array()) out[std::string(m.at("name").as_string())] = m.as_object();
+    for (auto& m : v.as_object().at("models").as_array())
+      out[std::string(m.at("name").as_string())] = m.as_object();
     return out;
   }
   std::int64_t count(const std::string& model, const char* what) const {
@@ -89,11 +91,13 @@ struct od_farm {
 
 std::string inventory(double ram_bytes) {
   return "nodes:\n  - name: local\n    address: 127.0.0.1\n    cpu: {model: \"test\", cores: 2, threads: 2}\n"
-         "    ram_gb: " + std::to_string(ram_bytes / (1024.0 * 1024.0 * 1024.0)) + "\n    ram_bandwidth_gbs: 10\n";
+         "    ram_gb: " +
+         std::to_string(ram_bytes / (1024.0 * 1024.0 * 1024.0)) + "\n    ram_bandwidth_gbs: 10\n";
 }
 
 // Three models with room for two (b pinned), one that fits alone but never beside pinned b.
-TEST(on_demand_up, loads_on_first_request_once_evicts_idle_lru_never_busy_or_pinned_and_refuses_with_the_reason) {
+TEST(on_demand_up,
+     loads_on_first_request_once_evicts_idle_lru_never_busy_or_pinned_and_refuses_with_the_reason) {
   const int ctx_small = 16384, ctx_big = 32768;
   const double small = static_cast<double>(predicted_host(ctx_small));
   const double big = static_cast<double>(predicted_host(ctx_big));
@@ -107,16 +111,33 @@ TEST(on_demand_up, loads_on_first_request_once_evicts_idle_lru_never_busy_or_pin
   auto inv = f.write("machines.yaml", inventory(budget));
   auto farm = f.write("farm.yaml",
                       "models:\n"
-                      "  a: {file: " + model + ", on_demand: true, args: [\"-t\", \"1\"]}\n"
-                      "  b: {file: " + model + ", on_demand: true, pin: true, args: [\"-t\", \"1\"]}\n"
-                      "  c: {file: " + model + ", on_demand: true, args: [\"-t\", \"1\"]}\n"
-                      "  big: {file: " + model + ", on_demand: true, args: [\"-t\", \"1\"]}\n"
-                      "roles:\n"
-                      "  ra: {model: a, ctx: " + std::to_string(ctx_small) + "}\n"
-                      "  rb: {model: b, ctx: " + std::to_string(ctx_small) + "}\n"
-                      "  rc: {model: c, ctx: " + std::to_string(ctx_small) + "}\n"
-                      "  rbig: {model: big, ctx: " + std::to_string(ctx_big) + "}\n"
-                      "strategy: replica\ninventory: " + inv + "\non_demand: {batch_ms: 0}\n");
+                      "  a: {file: " +
+                          model +
+                          ", on_demand: true, args: [\"-t\", \"1\"]}\n"
+                          "  b: {file: " +
+                          model +
+                          ", on_demand: true, pin: true, args: [\"-t\", \"1\"]}\n"
+                          "  c: {file: " +
+                          model +
+                          ", on_demand: true, args: [\"-t\", \"1\"]}\n"
+                          "  big: {file: " +
+                          model +
+                          ", on_demand: true, args: [\"-t\", \"1\"]}\n"
+                          "roles:\n"
+                          "  ra: {model: a, ctx: " +
+                          std::to_string(ctx_small) +
+                          "}\n"
+                          "  rb: {model: b, ctx: " +
+                          std::to_string(ctx_small) +
+                          "}\n"
+                          "  rc: {model: c, ctx: " +
+                          std::to_string(ctx_small) +
+                          "}\n"
+                          "  rbig: {model: big, ctx: " +
+                          std::to_string(ctx_big) +
+                          "}\n"
+                          "strategy: replica\ninventory: " +
+                          inv + "\non_demand: {batch_ms: 0}\n");
   auto up = f.up(farm);
   ASSERT_EQ(up.exit_code, 0) << up.output;
   EXPECT_NE(up.output.find("start on demand"), std::string::npos) << up.output;
@@ -144,9 +165,10 @@ TEST(on_demand_up, loads_on_first_request_once_evicts_idle_lru_never_busy_or_pin
   for (int i = 0; i < 150; ++i) long_prompt += "tell me about farms number " + std::to_string(i) + ". ";
   ASSERT_EQ(f.chat("ra", 4, false, long_prompt).status, 200);
   // A stream for an unloaded model starts when it is ready.
-  auto stream = test::http_request(f.port, "POST", "/v1/chat/completions",
-                                   R"({"model":"b","stream":true,"messages":[{"role":"user","content":"Hi"}],"max_tokens":4})",
-                                   {{"Content-Type", "application/json"}}, 180s);
+  auto stream = test::http_request(
+      f.port, "POST", "/v1/chat/completions",
+      R"({"model":"b","stream":true,"messages":[{"role":"user","content":"Hi"}],"max_tokens":4})",
+      {{"Content-Type", "application/json"}}, 180s);
   ASSERT_EQ(stream.status, 200) << stream.body;
   EXPECT_NE(stream.body.find("data: [DONE]"), std::string::npos) << stream.body;
   EXPECT_EQ(f.count("b", "loads"), 1);
@@ -160,7 +182,8 @@ TEST(on_demand_up, loads_on_first_request_once_evicts_idle_lru_never_busy_or_pin
   const bool b_still_busy = f.outstanding("b-r0") >= 1;
   auto rb = busy.get();
   EXPECT_EQ(rb.status, 200) << rb.body;
-  EXPECT_TRUE(b_still_busy) << "the long request on b ended before c loaded: the case did not test a busy model";
+  EXPECT_TRUE(b_still_busy)
+      << "the long request on b ended before c loaded: the case did not test a busy model";
   EXPECT_EQ(f.count("a", "evictions"), 1);
   EXPECT_EQ(f.count("b", "evictions"), 0);
   EXPECT_EQ(f.state("a"), "evicted");
@@ -200,10 +223,15 @@ TEST(on_demand_up, refuses_a_model_that_can_never_fit_beside_the_always_on_ones)
   od_farm f("on-demand-never");
   const std::string model = test::tiny_model();
   auto inv = f.write("machines.yaml", inventory(std::max(1.5 * small, 0.13 * 1024 * k_mib)));
-  auto farm = f.write("farm.yaml", "models:\n  keep: {file: " + model + ", args: [\"-t\", \"1\"]}\n"
-                                   "  od: {file: " + model + ", on_demand: true}\n"
-                                   "roles:\n  rk: {model: keep, ctx: 16384}\n  ro: {model: od, ctx: 65536}\n"
-                                   "strategy: replica\ninventory: " + inv + "\n");
+  auto farm =
+      f.write("farm.yaml", "models:\n  keep: {file: " + model +
+                               ", args: [\"-t\", \"1\"]}\n"
+                               "  od: {file: " +
+                               model +
+                               ", on_demand: true}\n"
+                               "roles:\n  rk: {model: keep, ctx: 16384}\n  ro: {model: od, ctx: 65536}\n"
+                               "strategy: replica\ninventory: " +
+                               inv + "\n");
   auto up = f.up(farm);
   EXPECT_EQ(up.exit_code, 3) << up.output;
   EXPECT_NE(up.output.find("on-demand model 'od' needs"), std::string::npos) << up.output;
@@ -218,8 +246,10 @@ int swap_loads(const std::string& name, int batch_ms, double budget, bool check_
   const std::string model = test::tiny_model();
   std::string farm = "models:\n";
   for (const char* m : {"x", "y", "z"})
-    farm += std::string("  ") + m + ": {file: " + model + ", on_demand: true, ttl: 4s, args: [\"-t\", \"1\"]}\n";
-  farm += "roles:\n  rx: {model: x, ctx: 16384}\n  ry: {model: y, ctx: 16384}\n  rz: {model: z, ctx: 16384}\n";
+    farm +=
+        std::string("  ") + m + ": {file: " + model + ", on_demand: true, ttl: 4s, args: [\"-t\", \"1\"]}\n";
+  farm +=
+      "roles:\n  rx: {model: x, ctx: 16384}\n  ry: {model: y, ctx: 16384}\n  rz: {model: z, ctx: 16384}\n";
   farm += "strategy: replica\ninventory: " + f.write("machines.yaml", inventory(budget)) +
           "\non_demand: {batch_ms: " + std::to_string(batch_ms) + "}\n";
   auto up = f.up(f.write("farm.yaml", farm));
@@ -243,12 +273,15 @@ int swap_loads(const std::string& name, int batch_ms, double budget, bool check_
   int loads = 0;
   for (const char* m : {"x", "y", "z"}) loads += static_cast<int>(f.count(m, "loads"));
   if (check_ttl) {
-    EXPECT_TRUE(test::wait_until([&] {
-      auto ms = f.models();
-      for (auto& [n, m] : ms)
-        if (m.at("state").as_string() == "loaded" || m.at("state").as_string() == "loading") return false;
-      return ms.size() == 3;
-    }, 30s)) << "models still loaded after their ttl";
+    EXPECT_TRUE(test::wait_until(
+        [&] {
+          auto ms = f.models();
+          for (auto& [n, m] : ms)
+            if (m.at("state").as_string() == "loaded" || m.at("state").as_string() == "loading") return false;
+          return ms.size() == 3;
+        },
+        30s))
+        << "models still loaded after their ttl";
     std::int64_t unloads = 0;
     for (const char* m : {"x", "y", "z"}) unloads += f.count(m, "unloads");
     EXPECT_GE(unloads, 2);
@@ -263,7 +296,8 @@ TEST(on_demand_up, batching_loads_fewer_times_than_no_batching_and_ttl_unloads) 
   ASSERT_GE(budget, 0.125 * 1024 * k_mib);
   int off = swap_loads("on-demand-batch-off", 0, budget, false);
   int on = swap_loads("on-demand-batch-on", 1500, budget, true);
-  std::printf("loads with two busy agents and one request for a third model: batching off %d, on %d\n", off, on);
+  std::printf("loads with two busy agents and one request for a third model: batching off %d, on %d\n", off,
+              on);
   EXPECT_EQ(on, 3) << "with batching, z loads once and x, y stay";
   EXPECT_GE(off, 4) << "without batching, z evicts a busy agent's model, which loads again";
 }

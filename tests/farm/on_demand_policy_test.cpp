@@ -1,12 +1,13 @@
 // on_demand_policy: the eviction rule on hand-made farms, a property test over random scripts of
 // requests, loads and finishes, and the farm file's on-demand keys.
+#include "farm/on_demand_policy.hpp"
+
 #include <gtest/gtest.h>
 
 #include <random>
 #include <set>
 
 #include "farm/farm_file.hpp"
-#include "farm/on_demand_policy.hpp"
 
 namespace agifarm::farm {
 namespace {
@@ -14,7 +15,8 @@ namespace {
 using namespace std::chrono_literals;
 constexpr std::uint64_t k_mib = 1024 * 1024;
 
-od_model model(std::string name, std::uint64_t host_mib, model_phase p = model_phase::loaded, bool on_demand = true) {
+od_model model(std::string name, std::uint64_t host_mib, model_phase p = model_phase::loaded,
+               bool on_demand = true) {
   od_model m;
   m.name = std::move(name);
   m.on_demand = on_demand;
@@ -126,7 +128,8 @@ TEST(on_demand_policy, next_to_load_ttl_and_never_fit) {
   ms[2].in_flight = 1;
   EXPECT_TRUE(expired(ms, t0 + 100s).empty());
 
-  std::vector<od_model> f{model("always", 300, model_phase::loaded, false), model("od", 200, model_phase::unloaded)};
+  std::vector<od_model> f{model("always", 300, model_phase::loaded, false),
+                          model("od", 200, model_phase::unloaded)};
   auto lines = never_fit(f, {{"host", 400 * k_mib}});
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_NE(lines[0].find("on-demand model 'od' needs 200.0 MiB"), std::string::npos) << lines[0];
@@ -161,7 +164,8 @@ TEST(on_demand_policy, property_random_scripts_keep_the_invariants) {
         // Always-on models start loaded; keep them within the budget (`up` refuses otherwise).
         bool fits = true;
         for (const auto& [d, b] : m.need) fits = fits && always[d] + b <= cap[d];
-        if (!fits) m.on_demand = true;
+        if (!fits)
+          m.on_demand = true;
         else
           for (const auto& [d, b] : m.need) always[d] += b;
       }
@@ -284,7 +288,8 @@ TEST(on_demand_policy, property_random_scripts_keep_the_invariants) {
       }
       // Never over budget by prediction (stopping models still count until their process is gone).
       auto held = held_bytes(ms);
-      for (const auto& [dev, c] : cap) ASSERT_LE(held[dev], c) << "over budget on " << dev << " at step " << step;
+      for (const auto& [dev, c] : cap)
+        ASSERT_LE(held[dev], c) << "over budget on " << dev << " at step " << step;
       for (const auto& x : ms) {
         ASSERT_GE(x.in_flight, 0);
         if (x.in_flight > 0) {
@@ -294,7 +299,8 @@ TEST(on_demand_policy, property_random_scripts_keep_the_invariants) {
     }
   }
   // The scripts exercised every branch.
-  std::printf("property: %d starts, %d evictions, %d refusals, %d waits\n", starts, evictions, refusals, waits);
+  std::printf("property: %d starts, %d evictions, %d refusals, %d waits\n", starts, evictions, refusals,
+              waits);
   EXPECT_GT(starts, 1000);
   EXPECT_GT(evictions, 100);
   EXPECT_GT(refusals, 10);
@@ -309,7 +315,8 @@ models:
   c: {file: z.gguf, on_demand: true, ttl: 0}
   d: {file: w.gguf, on_demand: true}
 on_demand: {batch_ms: 0, load_timeout_s: 30, save_slots: false}
-)", "farm.yaml", "/base", "/home/u");
+)",
+                           "farm.yaml", "/base", "/home/u");
   ASSERT_TRUE(f.ok()) << f.err().message;
   EXPECT_FALSE(f->models[0].on_demand);
   EXPECT_TRUE(f->models[1].on_demand);

@@ -1,18 +1,17 @@
 // Integration: asking llama.cpp itself (real ggml-rpc-server + llama-fit-params processes on loopback)
 // and `agifarm estimate --llama`. On Qwen3, whose graph agifarm replays, both answers agree; the
 // processes started for the question are gone afterwards; a missing build is a clear error.
-#include <gtest/gtest.h>
-
-#include <boost/json.hpp>
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <boost/json.hpp>
 #include <cmath>
 #include <fstream>
 
 #include "fit/fit.hpp"
-#include "plan/memory_model.hpp"
 #include "plan/devices.hpp"
+#include "plan/memory_model.hpp"
 #include "plan/server_args.hpp"
 #include "support/support.hpp"
 
@@ -55,20 +54,23 @@ TEST(fit_llama, llama_cpp_and_the_replay_agree_on_qwen3_and_nothing_is_left_runn
   ASSERT_TRUE(shape);
   auto ours = plan::estimate_memory(*shape, *args, plan::identical_devices(2, 24ull << 30));
   ASSERT_TRUE(ours) << ours.err().message;
-  auto close = [](std::uint64_t a, std::uint64_t b) { return std::fabs((double(a) - double(b)) / k_mib) <= 1.0; };
+  auto close = [](std::uint64_t a, std::uint64_t b) {
+    return std::fabs((double(a) - double(b)) / k_mib) <= 1.0;
+  };
   for (int i = 0; i < 2; ++i) {
     EXPECT_TRUE(close(theirs->devices[i].model_bytes, ours->devices[i].model_bytes)) << i;
     EXPECT_TRUE(close(theirs->devices[i].context_bytes, ours->devices[i].context_bytes)) << i;
     EXPECT_TRUE(close(theirs->devices[i].compute_bytes, ours->devices[i].compute_bytes))
-        << i << ": llama.cpp " << theirs->devices[i].compute_bytes / k_mib << " agifarm " << ours->devices[i].compute_bytes / k_mib;
+        << i << ": llama.cpp " << theirs->devices[i].compute_bytes / k_mib << " agifarm "
+        << ours->devices[i].compute_bytes / k_mib;
   }
   EXPECT_GT(theirs->devices[0].context_bytes, 0u);
 }
 
 TEST(fit_llama, estimate_says_where_its_figures_come_from_and_a_missing_build_is_named) {
   const std::string model = test::tiny_model();
-  auto asked = test::run({test::agifarm_cli(), "estimate", "--devices", "2", "--llama", "on", "--json", "--", "-m", model,
-                          "-c", "8192", "-np", "2"});
+  auto asked = test::run({test::agifarm_cli(), "estimate", "--devices", "2", "--llama", "on", "--json", "--",
+                          "-m", model, "-c", "8192", "-np", "2"});
   ASSERT_EQ(asked.exit_code, 0) << asked.output;
   auto v = json::parse(asked.output).as_object();
   EXPECT_EQ(v.at("source").as_string(), "llama-fit-params");
@@ -76,16 +78,19 @@ TEST(fit_llama, estimate_says_where_its_figures_come_from_and_a_missing_build_is
   EXPECT_GT(v.at("devices").as_array()[0].as_object().at("context_bytes").as_int64(), 0);
 
   // Qwen3's graph is replayed: auto does not need llama.cpp.
-  auto replayed = test::run({test::agifarm_cli(), "estimate", "--devices", "2", "--json", "--", "-m", model, "-c", "8192"});
+  auto replayed = test::run(
+      {test::agifarm_cli(), "estimate", "--devices", "2", "--json", "--", "-m", model, "-c", "8192"});
   ASSERT_EQ(replayed.exit_code, 0) << replayed.output;
   EXPECT_EQ(json::parse(replayed.output).as_object().at("source").as_string(), "agifarm");
 
   auto missing = test::run({test::agifarm_cli(), "estimate", "--devices", "1", "--llama", "on", "--llama-bin",
                             "/nonexistent/llama", "--", "-m", model});
   EXPECT_NE(missing.exit_code, 0);
-  EXPECT_NE(missing.output.find("/nonexistent/llama/llama-fit-params not found"), std::string::npos) << missing.output;
+  EXPECT_NE(missing.output.find("/nonexistent/llama/llama-fit-params not found"), std::string::npos)
+      << missing.output;
 
-  auto bad = test::run({test::agifarm_cli(), "estimate", "--llama", "on", "--", "-m", model, "--no-such-flag"});
+  auto bad =
+      test::run({test::agifarm_cli(), "estimate", "--llama", "on", "--", "-m", model, "--no-such-flag"});
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("--no-such-flag"), std::string::npos) << bad.output;
 }

@@ -10,12 +10,18 @@ namespace {
 constexpr std::uint64_t k_mib = 1024ull * 1024ull;
 
 const char* k_two_devices =
-    "0.00.010.815 I llama_fit_params: printing estimated memory in MiB to stdout (device, model, context, compute) ...\n"
-    "0.01.018.329 I common_memory_breakdown_print: | memory breakdown [MiB]     | total    free    self   model   context   compute    unaccounted |\n"
-    "0.01.018.341 I common_memory_breakdown_print: |   - RPC0 (127.0.0.1:50931) | 24105 = 24105 + (  40 =     0 +       4 +      35) +         -40 |\n"
-    "0.01.018.342 I common_memory_breakdown_print: |   - RPC1 (127.0.0.1:50932) | 24105 = 24105 + ( 335 =    37 +       0 +     298) +        -335 |\n"
-    "0.01.018.343 I common_memory_breakdown_print: |   - Host                   |                    69 =    37 +       0 +      32                |\n"
-    "0.01.018.344 I common_memory_breakdown_print: |   - CPU_REPACK             |                    10 =    10 +       0 +       0                |\n"
+    "0.00.010.815 I llama_fit_params: printing estimated memory in MiB to stdout (device, model, context, "
+    "compute) ...\n"
+    "0.01.018.329 I common_memory_breakdown_print: | memory breakdown [MiB]     | total    free    self   "
+    "model   context   compute    unaccounted |\n"
+    "0.01.018.341 I common_memory_breakdown_print: |   - RPC0 (127.0.0.1:50931) | 24105 = 24105 + (  40 =    "
+    " 0 +       4 +      35) +         -40 |\n"
+    "0.01.018.342 I common_memory_breakdown_print: |   - RPC1 (127.0.0.1:50932) | 24105 = 24105 + ( 335 =    "
+    "37 +       0 +     298) +        -335 |\n"
+    "0.01.018.343 I common_memory_breakdown_print: |   - Host                   |                    69 =    "
+    "37 +       0 +      32                |\n"
+    "0.01.018.344 I common_memory_breakdown_print: |   - CPU_REPACK             |                    10 =    "
+    "10 +       0 +       0                |\n"
     "RPC0 0 4 35\n";
 
 TEST(fit_output, reads_every_device_and_sums_host_buffer_types) {
@@ -46,8 +52,8 @@ TEST(fit_output, no_table_or_a_broken_row_is_an_error_that_says_so) {
   auto none = parse_fit_output("llama_model_load: error loading model\n", 0);
   ASSERT_FALSE(none);
   EXPECT_NE(none.err().message.find("no memory breakdown"), std::string::npos);
-  auto broken = parse_fit_output(
-      "x common_memory_breakdown_print: |   - Host   |   69 = 37 + zero + 32 |\n", 0);
+  auto broken =
+      parse_fit_output("x common_memory_breakdown_print: |   - Host   |   69 = 37 + zero + 32 |\n", 0);
   ASSERT_FALSE(broken);
   EXPECT_NE(broken.err().message.find("Host"), std::string::npos) << broken.err().message;
   auto no_host = parse_fit_output(

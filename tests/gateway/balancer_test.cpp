@@ -1,9 +1,9 @@
+#include "gateway/balancer.hpp"
+
 #include <gtest/gtest.h>
 
 #include <map>
 #include <random>
-
-#include "gateway/balancer.hpp"
 
 using namespace agifarm::gateway;
 

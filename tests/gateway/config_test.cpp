@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "gateway/config.hpp"
+
+#include <gtest/gtest.h>
 
 using namespace agifarm::gateway;
 
@@ -84,8 +84,11 @@ TEST(gateway_config, reads_every_key) {
 }
 
 TEST(gateway_config, errors_name_file_line_column_and_key) {
-  std::string y = "pools:\n  - name: a\n    balance: round_robin\n    replicas: [{url: 'http://127.0.0.1:1'}]\n";
-  EXPECT_EQ(error_of(y), "farm.yaml:3:14: pools[0].balance: 'round_robin' is not one of least_outstanding, prefix_affinity");
+  std::string y =
+      "pools:\n  - name: a\n    balance: round_robin\n    replicas: [{url: 'http://127.0.0.1:1'}]\n";
+  EXPECT_EQ(
+      error_of(y),
+      "farm.yaml:3:14: pools[0].balance: 'round_robin' is not one of least_outstanding, prefix_affinity");
   y = "gateway:\n  retries: lots\npools: []\n";
   EXPECT_EQ(error_of(y), "farm.yaml:2:12: gateway.retries: expected an integer, got 'lots'");
   y = "gateway:\n  retrys: 2\n";
@@ -95,7 +98,8 @@ TEST(gateway_config, errors_name_file_line_column_and_key) {
             std::string::npos)
       << error_of(y);
   y = "listen: 127.0.0.1\npools: []\n";
-  EXPECT_NE(error_of(y).find("farm.yaml:1:9: listen: '127.0.0.1' has no :port"), std::string::npos) << error_of(y);
+  EXPECT_NE(error_of(y).find("farm.yaml:1:9: listen: '127.0.0.1' has no :port"), std::string::npos)
+      << error_of(y);
   y = "pools:\n  - name: a\n";
   EXPECT_EQ(error_of(y), "farm.yaml:2:5: pools[0].replicas: missing");
   y = "api_keys:\n  - {name: k, key_env: NOPE}\npools: []\n";
@@ -107,13 +111,16 @@ TEST(gateway_config, errors_name_file_line_column_and_key) {
   EXPECT_NE(error_of(y).find("YAML syntax"), std::string::npos);
   EXPECT_EQ(error_of(""), "farm.yaml: the file is empty");
   y = "gateway:\n  queue: {max: -1}\n";
-  EXPECT_NE(error_of(y).find("farm.yaml:2:16: gateway.queue.max: -1 is out of range"), std::string::npos) << error_of(y);
+  EXPECT_NE(error_of(y).find("farm.yaml:2:16: gateway.queue.max: -1 is out of range"), std::string::npos)
+      << error_of(y);
 }
 
 TEST(gateway_config, whole_config_checks_name_the_pool_or_key) {
-  std::string pools = "pools:\n  - {name: a, aliases: [fast], replicas: [{name: r, url: 'http://127.0.0.1:1'}]}\n";
-  EXPECT_NE(error_of("listen: 0.0.0.0:80\n" + pools).find("without api_keys the gateway binds to loopback only"),
-            std::string::npos);
+  std::string pools =
+      "pools:\n  - {name: a, aliases: [fast], replicas: [{name: r, url: 'http://127.0.0.1:1'}]}\n";
+  EXPECT_NE(
+      error_of("listen: 0.0.0.0:80\n" + pools).find("without api_keys the gateway binds to loopback only"),
+      std::string::npos);
   EXPECT_NE(error_of(pools + "  - {name: b, aliases: [fast], replicas: [{url: 'http://127.0.0.1:2'}]}\n")
                 .find("pool 'b': alias 'fast' is already"),
             std::string::npos);
@@ -123,9 +130,11 @@ TEST(gateway_config, whole_config_checks_name_the_pool_or_key) {
   EXPECT_NE(error_of("api_keys: [{name: k, key: 12345678abc, models: [nope]}]\n" + pools)
                 .find("api key 'k': model 'nope' is neither a pool nor an alias"),
             std::string::npos);
-  EXPECT_NE(error_of("api_keys: [{name: k, key: short}]\n" + pools).find("at least 8 characters"), std::string::npos);
+  EXPECT_NE(error_of("api_keys: [{name: k, key: short}]\n" + pools).find("at least 8 characters"),
+            std::string::npos);
   // A replica shared by two pools with one URL is fine.
-  auto ok = config_from_yaml(pools + "  - {name: b, replicas: [{name: r, url: 'http://127.0.0.1:1'}]}\n", "f", {});
+  auto ok =
+      config_from_yaml(pools + "  - {name: b, replicas: [{name: r, url: 'http://127.0.0.1:1'}]}\n", "f", {});
   EXPECT_TRUE(ok.ok()) << ok.err().message;
 }
 
@@ -141,21 +150,24 @@ TEST(gateway_config, host_port_and_urls) {
   EXPECT_TRUE(is_loopback_host("::1"));
   EXPECT_FALSE(is_loopback_host("0.0.0.0"));
   EXPECT_FALSE(load_config("/nonexistent/farm.yaml").ok());
-  EXPECT_EQ(load_config("/nonexistent/farm.yaml").err().message, "/nonexistent/farm.yaml: cannot open the config file");
+  EXPECT_EQ(load_config("/nonexistent/farm.yaml").err().message,
+            "/nonexistent/farm.yaml: cannot open the config file");
 }
 
 TEST(gateway_config, a_replica_may_carry_the_key_its_backend_requires) {
-  auto c = config_from_yaml("pools:\n  - name: a\n    replicas:\n      - {name: r0, url: 'http://10.0.0.2:8081', key: s3cr3t-k3y}\n"
-                            "      - {name: r1, url: 'http://10.0.0.3:8081', key_env: BOB_KEY}\n"
-                            "      - {name: r2, url: 'http://127.0.0.1:8081'}\n",
-                            "farm.yaml", env_with_bob());
+  auto c = config_from_yaml(
+      "pools:\n  - name: a\n    replicas:\n      - {name: r0, url: 'http://10.0.0.2:8081', key: s3cr3t-k3y}\n"
+      "      - {name: r1, url: 'http://10.0.0.3:8081', key_env: BOB_KEY}\n"
+      "      - {name: r2, url: 'http://127.0.0.1:8081'}\n",
+      "farm.yaml", env_with_bob());
   ASSERT_TRUE(c.ok()) << c.err().message;
   EXPECT_EQ(c->pools[0].replicas[0].api_key, "s3cr3t-k3y");
   EXPECT_EQ(c->pools[0].replicas[1].api_key, "sk-bob-abcdefgh");
   EXPECT_EQ(c->pools[0].replicas[2].api_key, "");
-  EXPECT_NE(error_of("pools:\n  - name: a\n    replicas: [{url: 'http://127.0.0.1:1', key: a, key_env: BOB_KEY}]\n")
-                .find("pools[0].replicas[0]: give either key or key_env, not both"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of("pools:\n  - name: a\n    replicas: [{url: 'http://127.0.0.1:1', key: a, key_env: BOB_KEY}]\n")
+          .find("pools[0].replicas[0]: give either key or key_env, not both"),
+      std::string::npos);
   EXPECT_NE(error_of("pools:\n  - name: a\n    replicas: [{url: 'http://127.0.0.1:1', key_env: NOPE}]\n")
                 .find("pools[0].replicas[0].key_env: environment variable NOPE is not set"),
             std::string::npos);

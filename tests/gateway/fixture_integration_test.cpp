@@ -66,7 +66,8 @@ TEST(gateway_fixture, relays_json_and_sse_and_lists_models) {
   // Token usage was read from the backend responses.
   auto metrics = test::http_request(gw.port(), "GET", "/metrics");
   EXPECT_NE(metrics.body.find("agifarm_gateway_completion_tokens_total{pool=\"tiny\"}"), std::string::npos);
-  EXPECT_EQ(metrics.body.find("agifarm_gateway_completion_tokens_total{pool=\"tiny\"} 0\n"), std::string::npos);
+  EXPECT_EQ(metrics.body.find("agifarm_gateway_completion_tokens_total{pool=\"tiny\"} 0\n"),
+            std::string::npos);
 }
 
 TEST(gateway_fixture, fails_over_before_first_byte_and_ejects_then_restores) {
@@ -120,7 +121,8 @@ TEST(gateway_fixture, retries_500_and_hung_backends_and_gives_up_cleanly) {
 }
 
 TEST(gateway_fixture, mid_stream_death_ends_with_an_error_event_not_done) {
-  auto dying = start_fixture({"--mode", "die_mid_stream", "--die-after", "3", "--chunks", "10", "--chunk-delay-ms", "5"});
+  auto dying = start_fixture(
+      {"--mode", "die_mid_stream", "--die-after", "3", "--chunks", "10", "--chunk-delay-ms", "5"});
   running_gateway gw(base_config({dying.url()}));
   auto r = raw_exchange(gw.port(), post("/v1/chat/completions", k_chat_stream));
   ASSERT_EQ(status_of(r.data), 200) << r.data;
@@ -132,7 +134,8 @@ TEST(gateway_fixture, mid_stream_death_ends_with_an_error_event_not_done) {
   ASSERT_NE(last, std::string::npos);
   auto frame = boost::json::parse(sse.substr(last + 6));
   EXPECT_EQ(frame.at("error").at("code").as_string(), "backend_disconnected");
-  EXPECT_NE(std::string(frame.at("error").at("message").as_string()).find("failed mid-stream"), std::string::npos);
+  EXPECT_NE(std::string(frame.at("error").at("message").as_string()).find("failed mid-stream"),
+            std::string::npos);
   // The chunked body is properly terminated (clean end, not a cut connection).
   EXPECT_EQ(r.data.substr(r.data.size() - 5), "0\r\n\r\n");
 }
@@ -150,30 +153,37 @@ TEST(gateway_fixture, bad_input_gets_clear_errors_while_others_are_served) {
   auto r = raw_exchange(gw.port(), "GARBAGE\r\n\r\n");
   EXPECT_EQ(status_of(r.data), 400) << r.data;
   EXPECT_NE(r.data.find("Malformed HTTP request"), std::string::npos);
-  r = raw_exchange(gw.port(), post("/v1/chat/completions", "{\"model\": \"fast\",\n \"messages\": [", {auth}));
+  r = raw_exchange(gw.port(),
+                   post("/v1/chat/completions", "{\"model\": \"fast\",\n \"messages\": [", {auth}));
   EXPECT_EQ(status_of(r.data), 400);
   EXPECT_NE(r.data.find("malformed JSON at line 2"), std::string::npos) << r.data;
   r = raw_exchange(gw.port(), post("/v1/chat/completions", R"({"model":"nope","messages":[]})", {auth}));
   EXPECT_EQ(status_of(r.data), 404);
   auto err = boost::json::parse(body_of(r.data));
   EXPECT_EQ(err.at("error").at("code").as_string(), "model_not_found");
-  EXPECT_NE(std::string(err.at("error").at("message").as_string()).find("Available: tiny (aliases: fast)"), std::string::npos);
+  EXPECT_NE(std::string(err.at("error").at("message").as_string()).find("Available: tiny (aliases: fast)"),
+            std::string::npos);
   r = raw_exchange(gw.port(), post("/v1/chat/completions", std::string(2000, ' '), {auth}));
   EXPECT_EQ(status_of(r.data), 413) << r.data;
-  r = raw_exchange(gw.port(), post("/v1/chat/completions", k_chat, {auth, "X-Big: " + std::string(4000, 'x')}));
+  r = raw_exchange(gw.port(),
+                   post("/v1/chat/completions", k_chat, {auth, "X-Big: " + std::string(4000, 'x')}));
   EXPECT_EQ(status_of(r.data), 431) << r.data;
-  r = raw_exchange(gw.port(), post("/v1/chat/completions", k_chat, {"Authorization: Bearer sk-wrong-0123456789"}));
+  r = raw_exchange(gw.port(),
+                   post("/v1/chat/completions", k_chat, {"Authorization: Bearer sk-wrong-0123456789"}));
   EXPECT_EQ(status_of(r.data), 401);
   EXPECT_NE(r.data.find("authentication_error"), std::string::npos);
   r = raw_exchange(gw.port(), post("/v1/chat/completions", k_chat));
   EXPECT_EQ(status_of(r.data), 401);
-  r = raw_exchange(gw.port(), post("/v1/chat/completions", R"({"model":"tiny","messages":[{"role":"user","content":"x"}]})", {auth}));
+  r = raw_exchange(gw.port(), post("/v1/chat/completions",
+                                   R"({"model":"tiny","messages":[{"role":"user","content":"x"}]})", {auth}));
   EXPECT_EQ(status_of(r.data), 403) << r.data;  // alice may use "fast" only
   for (int i = 0; i < 2; ++i) {
-    r = raw_exchange(gw.port(), post("/v1/chat/completions", k_chat, {"Authorization: Bearer sk-limited-0123456789"}));
+    r = raw_exchange(gw.port(),
+                     post("/v1/chat/completions", k_chat, {"Authorization: Bearer sk-limited-0123456789"}));
     EXPECT_EQ(status_of(r.data), 200);
   }
-  r = raw_exchange(gw.port(), post("/v1/chat/completions", k_chat, {"Authorization: Bearer sk-limited-0123456789"}));
+  r = raw_exchange(gw.port(),
+                   post("/v1/chat/completions", k_chat, {"Authorization: Bearer sk-limited-0123456789"}));
   EXPECT_EQ(status_of(r.data), 429);
   EXPECT_NE(r.data.find("Retry-After: "), std::string::npos);
   r = raw_exchange(gw.port(), "GET /v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -219,13 +229,16 @@ TEST(gateway_fixture, queue_is_bounded_with_timeout_and_retry_after) {
   std::vector<int> codes(3);
   for (int i = 0; i < 3; ++i) {
     ts.emplace_back([&, i] {
-      codes[static_cast<std::size_t>(i)] = status_of(raw_exchange(gw.port(), post("/v1/chat/completions", k_chat_stream)).data);
+      codes[static_cast<std::size_t>(i)] =
+          status_of(raw_exchange(gw.port(), post("/v1/chat/completions", k_chat_stream)).data);
     });
     // Order the arrivals: wait until the previous one holds the slot / sits in the queue.
-    test::wait_until([&] {
-      auto s = gw.srv.stats();
-      return i == 0 ? s.replicas[0].outstanding == 1 : true;
-    }, 5s, std::chrono::milliseconds(2));
+    test::wait_until(
+        [&] {
+          auto s = gw.srv.stats();
+          return i == 0 ? s.replicas[0].outstanding == 1 : true;
+        },
+        5s, std::chrono::milliseconds(2));
   }
   for (auto& t : ts) t.join();
   std::sort(codes.begin(), codes.end());
@@ -274,13 +287,16 @@ TEST(gateway_fixture, client_disconnects_free_slots_and_leak_no_fds) {
     }
   }
   // The gateway notices at once and closes the upstream streams: nothing outstanding, fds back.
-  ASSERT_TRUE(test::wait_until([&] {
-    auto s = gw.srv.stats();
-    int out = 0;
-    for (auto& r : s.replicas) out += r.outstanding;
-    return out == 0 && s.open_connections == 0;
-  }, 5s));
-  ASSERT_TRUE(test::wait_until([&] { return count_fds() <= baseline + 4; }, 5s)) << count_fds() << " vs " << baseline;
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        auto s = gw.srv.stats();
+        int out = 0;
+        for (auto& r : s.replicas) out += r.outstanding;
+        return out == 0 && s.open_connections == 0;
+      },
+      5s));
+  ASSERT_TRUE(test::wait_until([&] { return count_fds() <= baseline + 4; }, 5s))
+      << count_fds() << " vs " << baseline;
   auto m = test::http_request(gw.port(), "GET", "/metrics").body;
   EXPECT_NE(m.find("code=\"499\"} "), std::string::npos);
 }
@@ -294,15 +310,18 @@ TEST(gateway_fixture, usage_survives_restart_and_metrics_pass_promtool) {
   // The farm's memory series (measured vs predicted per backend and device) go through promtool too.
   c.memory_rows = [] {
     return std::vector<gateway::memory_row>{
-        {"tiny-r0", "tiny", "local", "host", gateway::memory_buffers{50, 10, 5}, gateway::memory_buffers{60, 10, 7}},
-        {"tiny-r1", "tiny", "local", "RPC0[127.0.0.1:50052]", gateway::memory_buffers{1, 2, 3}, std::nullopt}};
+        {"tiny-r0", "tiny", "local", "host", gateway::memory_buffers{50, 10, 5},
+         gateway::memory_buffers{60, 10, 7}},
+        {"tiny-r1", "tiny", "local", "RPC0[127.0.0.1:50052]", gateway::memory_buffers{1, 2, 3},
+         std::nullopt}};
   };
   const std::string auth = "Authorization: Bearer sk-alice-0123456789";
   {
     running_gateway gw(c);
     for (int i = 0; i < 3; ++i)
       ASSERT_EQ(status_of(raw_exchange(gw.port(), post("/v1/chat/completions", k_chat, {auth})).data), 200);
-    ASSERT_EQ(status_of(raw_exchange(gw.port(), post("/v1/chat/completions", k_chat_stream, {auth})).data), 200);
+    ASSERT_EQ(status_of(raw_exchange(gw.port(), post("/v1/chat/completions", k_chat_stream, {auth})).data),
+              200);
     raw_exchange(gw.port(), "GARBAGE\r\n\r\n");
     auto m = test::http_request(gw.port(), "GET", "/metrics");
     ASSERT_EQ(m.status, 200);
@@ -310,13 +329,17 @@ TEST(gateway_fixture, usage_survives_restart_and_metrics_pass_promtool) {
     std::ofstream(path) << m.body;
     auto r = test::run({"/bin/sh", "-c", "promtool check metrics < " + path}, std::chrono::seconds(30));
     EXPECT_EQ(r.exit_code, 0) << r.output << "\n" << m.body;
-    EXPECT_NE(m.body.find("agifarm_backend_memory_diff_bytes{backend=\"tiny-r0\",model=\"tiny\",node=\"local\",device=\"host\"} 12\n"),
-              std::string::npos) << m.body;
-    EXPECT_NE(m.body.find("agifarm_backend_memory_predicted_bytes{backend=\"tiny-r1\""), std::string::npos) << m.body;
+    EXPECT_NE(m.body.find("agifarm_backend_memory_diff_bytes{backend=\"tiny-r0\",model=\"tiny\",node="
+                          "\"local\",device=\"host\"} 12\n"),
+              std::string::npos)
+        << m.body;
+    EXPECT_NE(m.body.find("agifarm_backend_memory_predicted_bytes{backend=\"tiny-r1\""), std::string::npos)
+        << m.body;
     gw.srv.stop();
   }
   running_gateway again(c);
-  auto u = test::http_request(again.port(), "GET", "/v1/usage", {}, {{"Authorization", "Bearer sk-alice-0123456789"}});
+  auto u = test::http_request(again.port(), "GET", "/v1/usage", {},
+                              {{"Authorization", "Bearer sk-alice-0123456789"}});
   ASSERT_EQ(u.status, 200) << u.body;
   auto v = boost::json::parse(u.body);
   auto& row = v.at("data").as_array().at(0);

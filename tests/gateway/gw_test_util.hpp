@@ -59,7 +59,8 @@ inline read_result read_until_close(int fd, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   char buf[65536];
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return r;
     pollfd p{fd, POLLIN, 0};
     int pr = ::poll(&p, 1, static_cast<int>(left.count()));
@@ -90,7 +91,8 @@ inline int status_of(const std::string& raw) {
 
 inline std::string post(const std::string& target, const std::string& body,
                         const std::vector<std::string>& extra_headers = {}, bool close = true) {
-  std::string s = "POST " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
+  std::string s = "POST " + target +
+                  " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
                   std::to_string(body.size()) + "\r\n";
   for (const auto& h : extra_headers) s += h + "\r\n";
   if (close) s += "Connection: close\r\n";
@@ -142,7 +144,8 @@ inline fixture start_fixture(const std::vector<std::string>& args = {}, int port
   std::vector<std::string> argv{fixture_path(), "--port", std::to_string(f.port)};
   argv.insert(argv.end(), args.begin(), args.end());
   f.proc = test::child(argv, test::temp_dir("fixture-" + std::to_string(f.port)) + "/log");
-  test::wait_until([&] { return test::http_request(f.port, "GET", "/health", {}, {}, 2s).status == 200; }, 20s);
+  test::wait_until([&] { return test::http_request(f.port, "GET", "/health", {}, {}, 2s).status == 200; },
+                   20s);
   return f;
 }
 
@@ -169,6 +172,7 @@ inline gateway::config base_config(const std::vector<std::string>& urls, int slo
 }
 
 inline const std::string k_chat = R"({"model":"fast","messages":[{"role":"user","content":"hi"}]})";
-inline const std::string k_chat_stream = R"({"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]})";
+inline const std::string k_chat_stream =
+    R"({"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]})";
 
 }  // namespace agifarm::gwtest

@@ -56,12 +56,19 @@ TEST(gateway_metrics, renders_prometheus_text) {
   std::vector<scheduler::replica_state> rs{{"r0", true, true, 0, 2, 1}, {"r1", true, false, 3, 0, 0}};
   std::vector<scheduler::pool_state> ps{{"qwen3-8b", 2}, {"we\"ird", 0}};
   std::string t = m.render(rs, ps, 7);
-  EXPECT_NE(t.find("agifarm_gateway_requests_total{pool=\"qwen3-8b\",replica=\"r1\",code=\"200\"} 2\n"), std::string::npos) << t;
-  EXPECT_NE(t.find("agifarm_gateway_requests_total{pool=\"none\",replica=\"none\",code=\"401\"} 1\n"), std::string::npos);
-  EXPECT_NE(t.find("agifarm_gateway_request_duration_seconds_bucket{pool=\"qwen3-8b\",le=\"0.005\"} 1\n"), std::string::npos);
-  EXPECT_NE(t.find("agifarm_gateway_request_duration_seconds_bucket{pool=\"qwen3-8b\",le=\"2.5\"} 2\n"), std::string::npos);
-  EXPECT_NE(t.find("agifarm_gateway_request_duration_seconds_bucket{pool=\"qwen3-8b\",le=\"+Inf\"} 2\n"), std::string::npos);
-  EXPECT_NE(t.find("agifarm_gateway_request_duration_seconds_count{pool=\"qwen3-8b\"} 2\n"), std::string::npos);
+  EXPECT_NE(t.find("agifarm_gateway_requests_total{pool=\"qwen3-8b\",replica=\"r1\",code=\"200\"} 2\n"),
+            std::string::npos)
+      << t;
+  EXPECT_NE(t.find("agifarm_gateway_requests_total{pool=\"none\",replica=\"none\",code=\"401\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(t.find("agifarm_gateway_request_duration_seconds_bucket{pool=\"qwen3-8b\",le=\"0.005\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(t.find("agifarm_gateway_request_duration_seconds_bucket{pool=\"qwen3-8b\",le=\"2.5\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(t.find("agifarm_gateway_request_duration_seconds_bucket{pool=\"qwen3-8b\",le=\"+Inf\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(t.find("agifarm_gateway_request_duration_seconds_count{pool=\"qwen3-8b\"} 2\n"),
+            std::string::npos);
   EXPECT_NE(t.find("agifarm_gateway_prompt_tokens_total{pool=\"qwen3-8b\"} 10\n"), std::string::npos);
   EXPECT_NE(t.find("agifarm_gateway_completion_tokens_total{pool=\"qwen3-8b\"} 5\n"), std::string::npos);
   EXPECT_NE(t.find("agifarm_gateway_queue_depth{pool=\"qwen3-8b\"} 2\n"), std::string::npos);
@@ -77,26 +84,40 @@ TEST(gateway_metrics, renders_measured_and_predicted_memory_per_backend_and_devi
   std::vector<memory_row> rows{
       {"tiny-r0", "tiny", "local", "host", memory_buffers{50, 10, 5}, memory_buffers{60, 10, 7}},
       {"big-r0", "b\"ig", "gpu1", "CUDA0", memory_buffers{1000, 0, 0}, std::nullopt},  // not loaded yet
-      {"big-r0", "b\"ig", "gpu1", "RPC0[10.0.0.2:50052]", std::nullopt, memory_buffers{1, 2, 3}},  // not predicted
+      {"big-r0", "b\"ig", "gpu1", "RPC0[10.0.0.2:50052]", std::nullopt,
+       memory_buffers{1, 2, 3}},  // not predicted
   };
   std::string t = render_memory(rows);
   const std::string l = "backend=\"tiny-r0\",model=\"tiny\",node=\"local\",device=\"host\"";
   EXPECT_NE(t.find("# TYPE agifarm_backend_memory_predicted_bytes gauge\n"), std::string::npos) << t;
-  EXPECT_NE(t.find("agifarm_backend_memory_predicted_bytes{" + l + ",buffer=\"model\"} 50\n"), std::string::npos) << t;
-  EXPECT_NE(t.find("agifarm_backend_memory_measured_bytes{" + l + ",buffer=\"compute\"} 7\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("agifarm_backend_memory_predicted_bytes{" + l + ",buffer=\"model\"} 50\n"),
+            std::string::npos)
+      << t;
+  EXPECT_NE(t.find("agifarm_backend_memory_measured_bytes{" + l + ",buffer=\"compute\"} 7\n"),
+            std::string::npos)
+      << t;
   EXPECT_NE(t.find("agifarm_backend_memory_diff_bytes{" + l + "} 12\n"), std::string::npos) << t;
   // The model name is escaped; a row with one side only has that side and no difference.
-  EXPECT_NE(t.find("agifarm_backend_memory_predicted_bytes{backend=\"big-r0\",model=\"b\\\"ig\",node=\"gpu1\","
-                   "device=\"CUDA0\",buffer=\"model\"} 1000\n"), std::string::npos) << t;
-  EXPECT_EQ(t.find("agifarm_backend_memory_measured_bytes{backend=\"big-r0\",model=\"b\\\"ig\",node=\"gpu1\",device=\"CUDA0\""),
-            std::string::npos) << t;
+  EXPECT_NE(
+      t.find("agifarm_backend_memory_predicted_bytes{backend=\"big-r0\",model=\"b\\\"ig\",node=\"gpu1\","
+             "device=\"CUDA0\",buffer=\"model\"} 1000\n"),
+      std::string::npos)
+      << t;
+  EXPECT_EQ(t.find("agifarm_backend_memory_measured_bytes{backend=\"big-r0\",model=\"b\\\"ig\",node=\"gpu1\","
+                   "device=\"CUDA0\""),
+            std::string::npos)
+      << t;
   EXPECT_NE(t.find("device=\"RPC0[10.0.0.2:50052]\",buffer=\"kv\"} 2\n"), std::string::npos) << t;
   EXPECT_EQ(t.find("agifarm_backend_memory_diff_bytes{backend=\"big-r0\""), std::string::npos) << t;
   // A smaller measurement gives a negative difference.
-  std::string n = render_memory({{"a", "m", "local", "host", memory_buffers{100, 0, 0}, memory_buffers{40, 0, 0}}});
-  EXPECT_NE(n.find("agifarm_backend_memory_diff_bytes{backend=\"a\",model=\"m\",node=\"local\",device=\"host\"} -60\n"),
-            std::string::npos) << n;
-  EXPECT_EQ(n.find("# TYPE agifarm_backend_memory_diff_bytes gauge"), n.rfind("# TYPE agifarm_backend_memory_diff_bytes gauge"));
+  std::string n =
+      render_memory({{"a", "m", "local", "host", memory_buffers{100, 0, 0}, memory_buffers{40, 0, 0}}});
+  EXPECT_NE(n.find("agifarm_backend_memory_diff_bytes{backend=\"a\",model=\"m\",node=\"local\",device="
+                   "\"host\"} -60\n"),
+            std::string::npos)
+      << n;
+  EXPECT_EQ(n.find("# TYPE agifarm_backend_memory_diff_bytes gauge"),
+            n.rfind("# TYPE agifarm_backend_memory_diff_bytes gauge"));
 }
 
 TEST(gateway_usage, scanner_finds_usage_in_sse_split_anywhere) {
@@ -127,7 +148,9 @@ TEST(gateway_usage, scanner_finds_usage_in_sse_split_anywhere) {
   EXPECT_EQ(u->prompt, 5u);
   EXPECT_EQ(u->completion, 6u);
   usage_scanner a(true);  // Anthropic: input in message_start, output in message_delta
-  a.feed("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\n");
+  a.feed(
+      "event: message_start\ndata: "
+      "{\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\n");
   a.feed("event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":9}}\n\n");
   u = a.finish();
   ASSERT_TRUE(u);
@@ -140,8 +163,9 @@ TEST(gateway_usage, scanner_finds_usage_in_sse_split_anywhere) {
 
 TEST(gateway_usage, json_body_usage_is_read_from_its_member_alone) {
   // The word "usage" and braces inside strings do not confuse it; the usage object comes last.
-  std::string body = R"({"id":"x","choices":[{"message":{"content":"my \"usage\": {not json} of {braces}"}}],)"
-                     R"("usage" : {"prompt_tokens":3,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":1}}})";
+  std::string body =
+      R"({"id":"x","choices":[{"message":{"content":"my \"usage\": {not json} of {braces}"}}],)"
+      R"("usage" : {"prompt_tokens":3,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":1}}})";
   usage_scanner j(false);
   j.feed(body);
   auto u = j.finish();
@@ -181,7 +205,8 @@ TEST(gateway_usage, json_body_scan_agrees_with_a_full_parse) {
       R"( { "prompt_tokens" : 4 , "completion_tokens" : 2 } )",
   };
   for (const char* usage : usages) {
-    std::string body = std::string(R"({"id":"x","usage":{"prompt_tokens":1000},"choices":[],"usage":)") + usage + "}";
+    std::string body =
+        std::string(R"({"id":"x","usage":{"prompt_tokens":1000},"choices":[],"usage":)") + usage + "}";
     usage_scanner scan(false);
     scan.feed(body);
     auto got = scan.finish();
@@ -198,16 +223,18 @@ TEST(gateway_usage, llama_server_stream_without_usage_is_counted_from_its_timing
   // The last chunk of a llama-server stream when the client did not set stream_options.include_usage.
   usage_scanner s(true);
   s.feed("data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n");
-  s.feed("data: {\"choices\":[{\"finish_reason\":\"length\",\"delta\":{}}],\"timings\":{\"cache_n\":20,"
-         "\"prompt_n\":5,\"prompt_ms\":1.5,\"predicted_n\":8,\"predicted_ms\":9.1}}\n\ndata: [DONE]\n\n");
+  s.feed(
+      "data: {\"choices\":[{\"finish_reason\":\"length\",\"delta\":{}}],\"timings\":{\"cache_n\":20,"
+      "\"prompt_n\":5,\"prompt_ms\":1.5,\"predicted_n\":8,\"predicted_ms\":9.1}}\n\ndata: [DONE]\n\n");
   auto u = s.finish();
   ASSERT_TRUE(u);
   EXPECT_EQ(u->prompt, 25u);  // processed + cached
   EXPECT_EQ(u->completion, 8u);
   // With include_usage the usage object wins over the timings in the same chunk.
   usage_scanner both(true);
-  both.feed("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":9},"
-            "\"timings\":{\"cache_n\":0,\"prompt_n\":1,\"predicted_n\":1}}\n\n");
+  both.feed(
+      "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":9},"
+      "\"timings\":{\"cache_n\":0,\"prompt_n\":1,\"predicted_n\":1}}\n\n");
   u = both.finish();
   ASSERT_TRUE(u);
   EXPECT_EQ(u->prompt, 30u);
@@ -215,7 +242,8 @@ TEST(gateway_usage, llama_server_stream_without_usage_is_counted_from_its_timing
 }
 
 TEST(gateway_usage, store_persists_across_reopen) {
-  auto path = std::filesystem::temp_directory_path() / ("agifarm-usage-" + std::to_string(::getpid()) + ".db");
+  auto path =
+      std::filesystem::temp_directory_path() / ("agifarm-usage-" + std::to_string(::getpid()) + ".db");
   std::filesystem::remove(path);
   {
     usage_store s;

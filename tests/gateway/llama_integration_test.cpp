@@ -23,7 +23,9 @@ namespace json = boost::json;
 namespace {
 
 // -t 1: the CI machine has 2 cores; spinning threads of two servers would fight each other.
-std::vector<std::string> server_args(int ctx = 1024) { return {"-np", "2", "-c", std::to_string(ctx), "-t", "1"}; }
+std::vector<std::string> server_args(int ctx = 1024) {
+  return {"-np", "2", "-c", std::to_string(ctx), "-t", "1"};
+}
 
 struct replicas {
   std::vector<test::llama_server> servers;
@@ -43,7 +45,8 @@ replicas start_two(int ctx = 1024, std::vector<std::string> extra = {}, std::str
   return r;
 }
 
-gateway::config llama_config(const std::vector<std::string>& urls, gateway::balance policy = gateway::balance::least_outstanding) {
+gateway::config llama_config(const std::vector<std::string>& urls,
+                             gateway::balance policy = gateway::balance::least_outstanding) {
   auto c = base_config(urls, 2);
   c.pools[0].policy = policy;
   c.queue.max = 512;
@@ -165,7 +168,7 @@ TEST(gateway_llama, failover_under_load_with_a_replica_killed) {
   EXPECT_EQ(bad.load(), 0) << (bad_samples.empty() ? "" : bad_samples[0]);
   EXPECT_EQ(ok_json + ok_stream + cut_with_error, k_requests);
   EXPECT_EQ(ok_json.load(), k_requests / 2);  // non-streaming requests never reach the client half-done
-  EXPECT_LE(cut_with_error.load(), 2);         // at most the killed replica's 2 slots were mid-stream
+  EXPECT_LE(cut_with_error.load(), 2);        // at most the killed replica's 2 slots were mid-stream
   auto st = gw.stats();
   EXPECT_FALSE(st.replicas[0].healthy);
   EXPECT_TRUE(st.replicas[1].healthy);
@@ -187,8 +190,12 @@ TEST(gateway_llama, clients_disconnecting_mid_stream_free_backend_slots) {
   auto reps = start_two(1024, {"--metrics"});
   gateway::server gw(llama_config(reps.urls()));
   ASSERT_TRUE(gw.start().ok());
-  json::object o{{"model", "fast"},   {"stream", true}, {"max_tokens", 400}, {"ignore_eos", true},
-                 {"messages", json::array{json::object{{"role", "user"}, {"content", "Write a very long poem."}}}}};
+  json::object o{
+      {"model", "fast"},
+      {"stream", true},
+      {"max_tokens", 400},
+      {"ignore_eos", true},
+      {"messages", json::array{json::object{{"role", "user"}, {"content", "Write a very long poem."}}}}};
   const std::string req = post("/v1/chat/completions", json::serialize(o));
   raw_exchange(gw.port(), post("/v1/chat/completions", chat_body(false, 2)));  // warm pools and threads
   int baseline = count_fds();
@@ -217,20 +224,25 @@ TEST(gateway_llama, clients_disconnecting_mid_stream_free_backend_slots) {
   for (int i = 0; i < 16; ++i) ts.emplace_back(client);
   for (auto& t : ts) t.join();
   EXPECT_EQ(saw_first.load(), 200);
-  ASSERT_TRUE(test::wait_until([&] { return all_slots_idle(reps.servers[0].port) && all_slots_idle(reps.servers[1].port); },
-                               std::chrono::seconds(10)));
+  ASSERT_TRUE(test::wait_until(
+      [&] { return all_slots_idle(reps.servers[0].port) && all_slots_idle(reps.servers[1].port); },
+      std::chrono::seconds(10)));
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   // Had generation run on, the backends would have produced 200 x 400 = 80,000 tokens. Each stream is
   // cut after its first token; allow for the few the backend produces before it notices.
   long produced = tokens_predicted(reps.servers[0].port) + tokens_predicted(reps.servers[1].port);
-  std::printf("cancellation: 200 streams cut after their first token, slots idle after %.1f s, %ld tokens generated\n",
-              seconds, produced);
+  std::printf(
+      "cancellation: 200 streams cut after their first token, slots idle after %.1f s, %ld tokens "
+      "generated\n",
+      seconds, produced);
   EXPECT_GE(produced, 200);
   EXPECT_LT(produced, 200 * 400 / 4) << "the backends kept generating for clients that were gone";
-  ASSERT_TRUE(test::wait_until([&] {
-    auto s = gw.stats();
-    return s.replicas[0].outstanding + s.replicas[1].outstanding == 0 && s.open_connections == 0;
-  }, std::chrono::seconds(5)));
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        auto s = gw.stats();
+        return s.replicas[0].outstanding + s.replicas[1].outstanding == 0 && s.open_connections == 0;
+      },
+      std::chrono::seconds(5)));
   ASSERT_TRUE(test::wait_until([&] { return count_fds() <= baseline + 4; }, std::chrono::seconds(5)))
       << count_fds() << " fds vs " << baseline << " before";
 }
@@ -242,8 +254,8 @@ TEST(gateway_llama, clients_disconnecting_mid_stream_free_backend_slots) {
 TEST(gateway_llama, prefix_affinity_beats_least_outstanding_on_cache_hits_and_ttft) {
   // A model heavy enough that prefilling a 2,000-token prefix (~0.3 s on one thread) dwarfs the
   // machine's scheduling noise, so the TTFT comparison measures cache hits, not load.
-  auto model = test::tiny_model("qwen3", {"--n-embd", "256", "--n-layer", "4", "--n-ff", "768", "--n-head", "8",
-                                          "--n-head-kv", "4"});
+  auto model = test::tiny_model(
+      "qwen3", {"--n-embd", "256", "--n-layer", "4", "--n-ff", "768", "--n-head", "8", "--n-head-kv", "4"});
   struct arm {
     replicas reps;
     std::unique_ptr<gateway::server> gw;
@@ -261,8 +273,9 @@ TEST(gateway_llama, prefix_affinity_beats_least_outstanding_on_cache_hits_and_tt
     a->gw = std::make_unique<gateway::server>(llama_config(a->reps.urls(), policy));
     EXPECT_TRUE(a->gw->start().ok());
     a->rng.seed(seed);
-    static const char* k_words[] = {"river", "stone", "light", "garden", "window", "music", "paper", "forest",
-                                    "engine", "silver", "cloud", "market", "bridge", "winter", "harbor", "candle"};
+    static const char* k_words[] = {"river",  "stone",  "light",  "garden", "window", "music",
+                                    "paper",  "forest", "engine", "silver", "cloud",  "market",
+                                    "bridge", "winter", "harbor", "candle"};
     for (auto& conv : a->convs) {
       std::string p = "Background notes " + std::to_string(a->rng()) + ":";
       for (int w = 0; w < 1350; ++w) p += std::string(" ") + k_words[a->rng() % 16] + (w % 2 ? "," : "");
@@ -284,7 +297,8 @@ TEST(gateway_llama, prefix_affinity_beats_least_outstanding_on_cache_hits_and_tt
         json::array msgs;
         {
           std::lock_guard lock(mu);
-          conv.push_back(json::object{{"role", "user"}, {"content", "Question " + std::to_string(turn) + " about it?"}});
+          conv.push_back(
+              json::object{{"role", "user"}, {"content", "Question " + std::to_string(turn) + " about it?"}});
           msgs = conv;
         }
         json::object o{{"model", "fast"}, {"stream", true}, {"max_tokens", 4}, {"messages", msgs}};
@@ -350,11 +364,15 @@ TEST(gateway_llama, agifarm_serve_runs_standalone_and_rejects_bad_config) {
     std::ofstream f(dir + "/farm.yaml");
     f << "listen: 127.0.0.1:" << port << "\ngateway:\n  usage_db: " << dir << "/usage.db\npools:\n"
       << "  - name: tiny\n    aliases: [fast]\n    slots_per_replica: 2\n    replicas:\n";
-    for (std::size_t i = 0; i < 2; ++i) f << "      - {name: r" << i << ", url: \"" << reps.urls()[i] << "\"}\n";
+    for (std::size_t i = 0; i < 2; ++i)
+      f << "      - {name: r" << i << ", url: \"" << reps.urls()[i] << "\"}\n";
   }
   test::child serve({test::agifarm_cli(), "serve", "--config", dir + "/farm.yaml"}, dir + "/serve.log");
-  ASSERT_TRUE(test::wait_until([&] { return test::http_request(port, "GET", "/health", {}, {}, std::chrono::seconds(2)).status == 200; },
-                               std::chrono::seconds(20)))
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        return test::http_request(port, "GET", "/health", {}, {}, std::chrono::seconds(2)).status == 200;
+      },
+      std::chrono::seconds(20)))
       << serve.log();
   auto r = test::http_request(port, "POST", "/v1/chat/completions", chat_body(false, 4));
   EXPECT_EQ(r.status, 200) << r.body;
@@ -368,7 +386,9 @@ TEST(gateway_llama, agifarm_serve_runs_standalone_and_rejects_bad_config) {
     std::ofstream f(dir + "/bad.yaml");
     f << "pools:\n  - name: tiny\n    balance: random\n    replicas: [{url: 'http://127.0.0.1:1'}]\n";
   }
-  auto bad = test::run({test::agifarm_cli(), "serve", "--config", dir + "/bad.yaml"}, std::chrono::seconds(20));
+  auto bad =
+      test::run({test::agifarm_cli(), "serve", "--config", dir + "/bad.yaml"}, std::chrono::seconds(20));
   EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_NE(bad.output.find("bad.yaml:3:14: pools[0].balance: 'random' is not one of"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("bad.yaml:3:14: pools[0].balance: 'random' is not one of"), std::string::npos)
+      << bad.output;
 }

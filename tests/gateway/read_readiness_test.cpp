@@ -1,5 +1,7 @@
 // read_readiness over real loopback sockets and Asio's real epoll reactor: a read that found the socket
 // drained skips the speculative recv() next time, and no data or FIN is ever lost by that.
+#include "gateway/read_readiness.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
@@ -7,8 +9,6 @@
 #include <chrono>
 #include <optional>
 #include <string>
-
-#include "gateway/read_readiness.hpp"
 
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
@@ -59,7 +59,8 @@ std::optional<read_result> read_with(socket_pair& p, F&& between) {
   p.ioc.poll();  // the read starts; with nothing there it waits for epoll
   between();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (!out && std::chrono::steady_clock::now() < deadline) p.ioc.run_one_for(std::chrono::milliseconds(50));
+  while (!out && std::chrono::steady_clock::now() < deadline)
+    p.ioc.run_one_for(std::chrono::milliseconds(50));
   p.ioc.restart();
   return out;
 }
@@ -73,7 +74,8 @@ TEST(read_readiness, a_short_read_from_epoll_marks_the_socket_drained_and_the_ne
   EXPECT_FALSE(first->ec) << first->ec.message();
   EXPECT_EQ(first->data, "ping");
 #ifdef AGIFARM_READ_READINESS
-  EXPECT_FALSE(would_try_at_once(p.server)) << "the socket should be known drained after a short read from epoll";
+  EXPECT_FALSE(would_try_at_once(p.server))
+      << "the socket should be known drained after a short read from epoll";
 #endif
   auto second = read_with(p, [&] { net::write(p.peer, net::buffer(std::string("pong"))); });
   ASSERT_TRUE(second) << "data sent after the socket was marked drained was never delivered";

@@ -1,3 +1,5 @@
+#include "gateway/recycling_allocator.hpp"
+
 #include <gtest/gtest.h>
 
 #include <boost/beast/http.hpp>
@@ -5,8 +7,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include "gateway/recycling_allocator.hpp"
 
 using namespace agifarm::gateway;
 
@@ -35,7 +35,8 @@ TEST(recycling_allocator, beast_fields_parse_and_copy_across_threads) {
     ts.emplace_back([&made, t] {
       for (int round = 0; round < 200; ++round) {
         fields f;
-        for (int i = 0; i < 12; ++i) f.insert("x-header-" + std::to_string(i), std::string(static_cast<std::size_t>(i * 40), 'v'));
+        for (int i = 0; i < 12; ++i)
+          f.insert("x-header-" + std::to_string(i), std::string(static_cast<std::size_t>(i * 40), 'v'));
         if (round == 199) made[t] = std::move(f);
       }
     });
@@ -48,7 +49,9 @@ TEST(recycling_allocator, beast_fields_parse_and_copy_across_threads) {
   std::thread([m = std::move(made)]() mutable { m.clear(); }).join();
   boost::beast::http::request_parser<boost::beast::http::string_body, recycling_allocator<char>> p;
   boost::system::error_code ec;
-  std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+  std::string req =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: "
+      "2\r\n\r\n{}";
   p.eager(true);
   p.put(boost::asio::buffer(req), ec);
   ASSERT_FALSE(ec) << ec.message();

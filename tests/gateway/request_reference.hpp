@@ -66,7 +66,8 @@ inline result<request_info> inspect_request_dom(std::string_view body, endpoint 
     std::size_t i = n;
     while (i < body.size() && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t')) ++i;
     if (i < body.size())
-      return make_error(fmt::format("malformed JSON at {}: unexpected data after the JSON value", position_of(body, i)));
+      return make_error(
+          fmt::format("malformed JSON at {}: unexpected data after the JSON value", position_of(body, i)));
   }
   if (!ec) p.finish(ec);
   if (ec) {
@@ -84,8 +85,10 @@ inline result<request_info> inspect_request_dom(std::string_view body, endpoint 
     info.model = std::string(*s);
   }
   if (auto* st = o->if_contains("stream")) {
-    if (st->is_bool()) info.stream = st->get_bool();
-    else if (!st->is_null()) return make_error("'stream' must be true or false");
+    if (st->is_bool())
+      info.stream = st->get_bool();
+    else if (!st->is_null())
+      return make_error("'stream' must be true or false");
   }
   std::string key;
   switch (kind) {
@@ -116,7 +119,8 @@ inline result<request_info> inspect_request_dom(std::string_view body, endpoint 
     case endpoint::completions: {
       auto* pr = o->if_contains("prompt");
       if (!pr) return make_error("'prompt' is required");
-      if (auto* s = pr->if_string()) append_bounded(key, *s);
+      if (auto* s = pr->if_string())
+        append_bounded(key, *s);
       else if (auto* a = pr->if_array(); a && !a->empty() && (*a)[0].is_string())
         append_bounded(key, (*a)[0].get_string());
       break;

@@ -1,10 +1,10 @@
+#include "gateway/scheduler.hpp"
+
 #include <gtest/gtest.h>
 
 #include <map>
 #include <random>
 #include <set>
-
-#include "gateway/scheduler.hpp"
 
 using namespace agifarm::gateway;
 using namespace std::chrono_literals;
@@ -22,7 +22,11 @@ config two_replicas(int slots = 1, int queue_max = 4) {
   config c;
   c.queue.max = queue_max;
   c.limits.eject_after_failures = 2;
-  c.pools.push_back({"m", {"fast"}, balance::least_outstanding, slots, 0,
+  c.pools.push_back({"m",
+                     {"fast"},
+                     balance::least_outstanding,
+                     slots,
+                     0,
                      {{"r0", "http://127.0.0.1:1"}, {"r1", "http://127.0.0.1:2"}}});
   return c;
 }
@@ -111,8 +115,14 @@ TEST(gateway_scheduler, priority_wins_freed_slots_of_shared_replicas) {
 TEST(gateway_scheduler, ejects_at_most_half_a_pool_and_probes_bring_back) {
   config c;
   c.limits.eject_after_failures = 2;
-  c.pools.push_back({"m", {}, balance::least_outstanding, 4, 0,
-                     {{"r0", "http://127.0.0.1:1"}, {"r1", "http://127.0.0.1:2"}, {"r2", "http://127.0.0.1:3"},
+  c.pools.push_back({"m",
+                     {},
+                     balance::least_outstanding,
+                     4,
+                     0,
+                     {{"r0", "http://127.0.0.1:1"},
+                      {"r1", "http://127.0.0.1:2"},
+                      {"r2", "http://127.0.0.1:3"},
                       {"r3", "http://127.0.0.1:4"}}});
   fake_clock clk;
   scheduler s(c);
@@ -192,9 +202,18 @@ TEST(gateway_scheduler, property_random_scripts_keep_invariants) {
     c.queue.max = 5;
     c.limits.eject_after_failures = 2;
     int slots = 1 + static_cast<int>(seed % 3);
-    c.pools.push_back({"a", {}, seed % 2 ? balance::prefix_affinity : balance::least_outstanding, slots, 1,
-                       {{"r0", "http://127.0.0.1:1"}, {"r1", "http://127.0.0.1:2"}, {"r2", "http://127.0.0.1:3"}}});
-    c.pools.push_back({"b", {}, balance::least_outstanding, slots, 5,
+    c.pools.push_back(
+        {"a",
+         {},
+         seed % 2 ? balance::prefix_affinity : balance::least_outstanding,
+         slots,
+         1,
+         {{"r0", "http://127.0.0.1:1"}, {"r1", "http://127.0.0.1:2"}, {"r2", "http://127.0.0.1:3"}}});
+    c.pools.push_back({"b",
+                       {},
+                       balance::least_outstanding,
+                       slots,
+                       5,
                        {{"r2", "http://127.0.0.1:3"}, {"r3", "http://127.0.0.1:4"}}});
     fake_clock clk;
     scheduler s(c);

@@ -42,7 +42,8 @@ class tiny_backend {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 64) != 0) throw std::runtime_error("bind");
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 64) != 0)
+      throw std::runtime_error("bind");
     socklen_t len = sizeof a;
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
     port_ = ntohs(a.sin_port);
@@ -101,7 +102,8 @@ class tiny_backend {
         std::this_thread::sleep_for(1ms);
         send_all(c, k_reply);
       } else {
-        send_all(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n" + conn + "\r\n");
+        send_all(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n" +
+                        conn + "\r\n");
         for (const char* e : k_events) {
           std::this_thread::sleep_for(1ms);
           std::string ev(e);
@@ -189,22 +191,24 @@ TEST(gateway_upstream_faults, nth_operation_fails_without_retries_json) {
   int fds_before = count_fds();
   ASSERT_TRUE(srv.start().ok());
   int cut = 0, refused = 0;
-  int runs = fail_count_loop(srv, k_chat, [&](std::size_t n, const gateway::fail_count& f, const std::string& raw) {
-    int status = status_of(raw);
-    if (status == 502) {  // before the first byte: the one attempt failed, and the reply names why
-      ++refused;
-      EXPECT_NE(raw.find("failed before the first byte; last: " +
-                         expected_why(f.failed_op(), boost::asio::error::connection_reset)),
-                std::string::npos)
-          << "N=" << n << "\n" << raw;
-      EXPECT_NE(raw.find("backend_unavailable"), std::string::npos);
-    } else {  // after the commit: the body is cut short and the connection closed
-      ++cut;
-      EXPECT_EQ(status, 200) << "N=" << n << "\n" << raw;
-      EXPECT_EQ(f.failed_op(), gateway::upstream_op::read) << "N=" << n;
-      EXPECT_LT(body_of(raw).size(), content_length_of(raw)) << "N=" << n;
-    }
-  });
+  int runs =
+      fail_count_loop(srv, k_chat, [&](std::size_t n, const gateway::fail_count& f, const std::string& raw) {
+        int status = status_of(raw);
+        if (status == 502) {  // before the first byte: the one attempt failed, and the reply names why
+          ++refused;
+          EXPECT_NE(raw.find("failed before the first byte; last: " +
+                             expected_why(f.failed_op(), boost::asio::error::connection_reset)),
+                    std::string::npos)
+              << "N=" << n << "\n"
+              << raw;
+          EXPECT_NE(raw.find("backend_unavailable"), std::string::npos);
+        } else {  // after the commit: the body is cut short and the connection closed
+          ++cut;
+          EXPECT_EQ(status, 200) << "N=" << n << "\n" << raw;
+          EXPECT_EQ(f.failed_op(), gateway::upstream_op::read) << "N=" << n;
+          EXPECT_LT(body_of(raw).size(), content_length_of(raw)) << "N=" << n;
+        }
+      });
   EXPECT_EQ(refused, runs - cut);
   EXPECT_GE(refused, 3);  // connect, write and the header's read
   srv.stop();
@@ -218,23 +222,26 @@ TEST(gateway_upstream_faults, nth_operation_fails_mid_stream_gives_an_error_even
   gateway::server srv(fault_config({be.url()}, 0));
   ASSERT_TRUE(srv.start().ok());
   int events = 0;
-  fail_count_loop(srv, k_chat_stream, [&](std::size_t n, const gateway::fail_count& f, const std::string& raw) {
-    int status = status_of(raw);
-    if (status == 502) {
-      EXPECT_NE(raw.find(expected_why(f.failed_op(), boost::asio::error::connection_reset)), std::string::npos) << raw;
-      return;
-    }
-    ASSERT_EQ(status, 200) << "N=" << n << "\n" << raw;
-    // Committed, then cut: the last event is an SSE error event (whatever the backend had sent before,
-    // [DONE] included when only its last chunk was missing), and the chunked body ends cleanly.
-    ++events;
-    std::string body = body_of(raw);
-    auto last = body.rfind("data: ");
-    ASSERT_NE(last, std::string::npos) << "N=" << n << "\n" << body;
-    EXPECT_NE(body.find("failed mid-stream", last), std::string::npos) << "N=" << n << "\n" << body;
-    EXPECT_NE(body.find("backend_disconnected", last), std::string::npos);
-    EXPECT_NE(raw.find("\r\n0\r\n\r\n"), std::string::npos) << "the chunked body must end cleanly";
-  });
+  fail_count_loop(
+      srv, k_chat_stream, [&](std::size_t n, const gateway::fail_count& f, const std::string& raw) {
+        int status = status_of(raw);
+        if (status == 502) {
+          EXPECT_NE(raw.find(expected_why(f.failed_op(), boost::asio::error::connection_reset)),
+                    std::string::npos)
+              << raw;
+          return;
+        }
+        ASSERT_EQ(status, 200) << "N=" << n << "\n" << raw;
+        // Committed, then cut: the last event is an SSE error event (whatever the backend had sent before,
+        // [DONE] included when only its last chunk was missing), and the chunked body ends cleanly.
+        ++events;
+        std::string body = body_of(raw);
+        auto last = body.rfind("data: ");
+        ASSERT_NE(last, std::string::npos) << "N=" << n << "\n" << body;
+        EXPECT_NE(body.find("failed mid-stream", last), std::string::npos) << "N=" << n << "\n" << body;
+        EXPECT_NE(body.find("backend_disconnected", last), std::string::npos);
+        EXPECT_NE(raw.find("\r\n0\r\n\r\n"), std::string::npos) << "the chunked body must end cleanly";
+      });
   EXPECT_GE(events, 1);  // the events come in several reads, so some failure lands mid-stream
   srv.stop();
 }
@@ -253,7 +260,8 @@ TEST(gateway_upstream_faults, a_failure_before_the_first_byte_is_retried_on_the_
   });
   EXPECT_GE(retried, 3);
   auto metrics = test::http_request(srv.port(), "GET", "/metrics", {}, {}, 2s);
-  EXPECT_NE(metrics.body.find("agifarm_gateway_retries_total{pool=\"tiny\"} " + std::to_string(retried)), std::string::npos)
+  EXPECT_NE(metrics.body.find("agifarm_gateway_retries_total{pool=\"tiny\"} " + std::to_string(retried)),
+            std::string::npos)
       << metrics.body;
   srv.stop();
 }

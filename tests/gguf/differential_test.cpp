@@ -19,18 +19,41 @@ void compare_value(gguf_context* ref, int64_t id, const value& v, const std::str
   ASSERT_EQ(static_cast<int>(rt), static_cast<int>(v.type)) << key;
   auto scalar = [&](gguf_type t, const value& x, const void* p) {
     switch (t) {
-      case GGUF_TYPE_UINT8: EXPECT_EQ(*static_cast<const uint8_t*>(p), *x.as_uint()) << key; break;
-      case GGUF_TYPE_INT8: EXPECT_EQ(*static_cast<const int8_t*>(p), std::get<std::int64_t>(x.data)) << key; break;
-      case GGUF_TYPE_UINT16: EXPECT_EQ(*static_cast<const uint16_t*>(p), *x.as_uint()) << key; break;
-      case GGUF_TYPE_INT16: EXPECT_EQ(*static_cast<const int16_t*>(p), std::get<std::int64_t>(x.data)) << key; break;
-      case GGUF_TYPE_UINT32: EXPECT_EQ(*static_cast<const uint32_t*>(p), *x.as_uint()) << key; break;
-      case GGUF_TYPE_INT32: EXPECT_EQ(*static_cast<const int32_t*>(p), std::get<std::int64_t>(x.data)) << key; break;
-      case GGUF_TYPE_UINT64: EXPECT_EQ(*static_cast<const uint64_t*>(p), *x.as_uint()) << key; break;
-      case GGUF_TYPE_INT64: EXPECT_EQ(*static_cast<const int64_t*>(p), std::get<std::int64_t>(x.data)) << key; break;
-      case GGUF_TYPE_FLOAT32: EXPECT_EQ(*static_cast<const float*>(p), static_cast<float>(std::get<double>(x.data))) << key; break;
-      case GGUF_TYPE_FLOAT64: EXPECT_EQ(*static_cast<const double*>(p), std::get<double>(x.data)) << key; break;
-      case GGUF_TYPE_BOOL: EXPECT_EQ(*static_cast<const bool*>(p), std::get<bool>(x.data)) << key; break;
-      default: FAIL() << key << ": unexpected scalar type";
+      case GGUF_TYPE_UINT8:
+        EXPECT_EQ(*static_cast<const uint8_t*>(p), *x.as_uint()) << key;
+        break;
+      case GGUF_TYPE_INT8:
+        EXPECT_EQ(*static_cast<const int8_t*>(p), std::get<std::int64_t>(x.data)) << key;
+        break;
+      case GGUF_TYPE_UINT16:
+        EXPECT_EQ(*static_cast<const uint16_t*>(p), *x.as_uint()) << key;
+        break;
+      case GGUF_TYPE_INT16:
+        EXPECT_EQ(*static_cast<const int16_t*>(p), std::get<std::int64_t>(x.data)) << key;
+        break;
+      case GGUF_TYPE_UINT32:
+        EXPECT_EQ(*static_cast<const uint32_t*>(p), *x.as_uint()) << key;
+        break;
+      case GGUF_TYPE_INT32:
+        EXPECT_EQ(*static_cast<const int32_t*>(p), std::get<std::int64_t>(x.data)) << key;
+        break;
+      case GGUF_TYPE_UINT64:
+        EXPECT_EQ(*static_cast<const uint64_t*>(p), *x.as_uint()) << key;
+        break;
+      case GGUF_TYPE_INT64:
+        EXPECT_EQ(*static_cast<const int64_t*>(p), std::get<std::int64_t>(x.data)) << key;
+        break;
+      case GGUF_TYPE_FLOAT32:
+        EXPECT_EQ(*static_cast<const float*>(p), static_cast<float>(std::get<double>(x.data))) << key;
+        break;
+      case GGUF_TYPE_FLOAT64:
+        EXPECT_EQ(*static_cast<const double*>(p), std::get<double>(x.data)) << key;
+        break;
+      case GGUF_TYPE_BOOL:
+        EXPECT_EQ(*static_cast<const bool*>(p), std::get<bool>(x.data)) << key;
+        break;
+      default:
+        FAIL() << key << ": unexpected scalar type";
     }
   };
   if (rt == GGUF_TYPE_STRING) {
@@ -49,9 +72,10 @@ void compare_value(gguf_context* ref, int64_t id, const value& v, const std::str
         }
     } else {
       const auto* base = static_cast<const std::byte*>(gguf_get_arr_data(ref, id));
-      std::size_t sz = et == GGUF_TYPE_BOOL || et == GGUF_TYPE_UINT8 || et == GGUF_TYPE_INT8 ? 1
-                       : et == GGUF_TYPE_UINT16 || et == GGUF_TYPE_INT16                   ? 2
-                       : et == GGUF_TYPE_UINT32 || et == GGUF_TYPE_INT32 || et == GGUF_TYPE_FLOAT32 ? 4 : 8;
+      std::size_t sz = et == GGUF_TYPE_BOOL || et == GGUF_TYPE_UINT8 || et == GGUF_TYPE_INT8        ? 1
+                       : et == GGUF_TYPE_UINT16 || et == GGUF_TYPE_INT16                            ? 2
+                       : et == GGUF_TYPE_UINT32 || et == GGUF_TYPE_INT32 || et == GGUF_TYPE_FLOAT32 ? 4
+                                                                                                    : 8;
       for (std::size_t i = 0; i < a->count; ++i) scalar(et, a->items[i], base + i * sz);
     }
   } else {
@@ -103,9 +127,18 @@ TEST(gguf_differential, every_scalar_and_array_type_agrees_with_ggml) {
   writer_input in;
   auto kv = [&](std::string k, value v) { in.metadata.push_back({std::move(k), std::move(v)}); };
   kv("general.alignment", make_u32(64));
-  kv("a.u8", make_u8(1)); kv("a.i8", make_i8(-2)); kv("a.u16", make_u16(3)); kv("a.i16", make_i16(-4));
-  kv("a.u32", make_u32(5)); kv("a.i32", make_i32(-6)); kv("a.f32", make_f32(0.5f)); kv("a.bool", make_bool(true));
-  kv("a.str", make_string("seven")); kv("a.u64", make_u64(8)); kv("a.i64", make_i64(-9)); kv("a.f64", make_f64(1e300));
+  kv("a.u8", make_u8(1));
+  kv("a.i8", make_i8(-2));
+  kv("a.u16", make_u16(3));
+  kv("a.i16", make_i16(-4));
+  kv("a.u32", make_u32(5));
+  kv("a.i32", make_i32(-6));
+  kv("a.f32", make_f32(0.5f));
+  kv("a.bool", make_bool(true));
+  kv("a.str", make_string("seven"));
+  kv("a.u64", make_u64(8));
+  kv("a.i64", make_i64(-9));
+  kv("a.f64", make_f64(1e300));
   kv("a.arr_str", make_string_array({"x", "", "zz"}));
   kv("a.arr_f32", make_array(value_type::float32, {make_f32(1), make_f32(-2)}));
   kv("a.arr_bool", make_array(value_type::boolean, {make_bool(false), make_bool(true)}));
@@ -145,7 +178,8 @@ TEST(gguf_differential, every_shape_file_agrees_with_ggml) {
     for (int j = 0; words >> quant; ++j) {
       if ((i + j) % 3 != 0) continue;
       std::string out = dir + "/" + model + "-" + quant + ".gguf";
-      auto r = test::run({test::agifarm_cli(), "synth", "shape", "--model", model, "--quant", quant, "-o", out});
+      auto r =
+          test::run({test::agifarm_cli(), "synth", "shape", "--model", model, "--quant", quant, "-o", out});
       ASSERT_EQ(r.exit_code, 0) << r.output;
       compare_file(out);
       std::filesystem::remove(out);

@@ -1,11 +1,11 @@
 // Unit tests of the GGUF reader on crafted bytes: every accept and reject branch.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "gguf/gguf.hpp"
 #include "gguf/writer.hpp"
@@ -171,7 +171,9 @@ TEST(gguf_reader, every_truncation_of_a_valid_file_is_an_error) {
   }
 }
 
-TEST(gguf_reader, wrong_magic) { expect_error(bytes().magic("GGML").put<std::uint32_t>(3).pad_to(64).span(), "wrong magic 'GGML'"); }
+TEST(gguf_reader, wrong_magic) {
+  expect_error(bytes().magic("GGML").put<std::uint32_t>(3).pad_to(64).span(), "wrong magic 'GGML'");
+}
 TEST(gguf_reader, version_1) { expect_error(header(1, 0, 0).span(), "version 1 is not supported"); }
 TEST(gguf_reader, version_99) { expect_error(header(99, 0, 0).span(), "unsupported GGUF version 99"); }
 TEST(gguf_reader, big_endian_version_hint) { expect_error(header(0x03000000, 0, 0).span(), "big-endian"); }
@@ -193,7 +195,11 @@ TEST(gguf_reader, string_value_past_end) {
 
 TEST(gguf_reader, array_count_overflow) {
   auto b = header(3, 0, 1);
-  b.str("k").put<std::uint32_t>(9).put<std::uint32_t>(6).put<std::uint64_t>(UINT64_MAX / 2).pad_to(b.b.size() + 64);
+  b.str("k")
+      .put<std::uint32_t>(9)
+      .put<std::uint32_t>(6)
+      .put<std::uint64_t>(UINT64_MAX / 2)
+      .pad_to(b.b.size() + 64);
   expect_error(b.span(), "cannot fit");
 }
 
@@ -214,7 +220,13 @@ TEST(gguf_reader, empty_and_duplicate_keys) {
   b.str("").put<std::uint32_t>(0).put<std::uint8_t>(1).pad_to(b.b.size() + 8);
   expect_error(b.span(), "is empty");
   auto d = header(3, 0, 2);
-  d.str("k").put<std::uint32_t>(0).put<std::uint8_t>(1).str("k").put<std::uint32_t>(0).put<std::uint8_t>(1).pad_to(d.b.size() + 8);
+  d.str("k")
+      .put<std::uint32_t>(0)
+      .put<std::uint8_t>(1)
+      .str("k")
+      .put<std::uint32_t>(0)
+      .put<std::uint8_t>(1)
+      .pad_to(d.b.size() + 8);
   expect_error(d.span(), "duplicate metadata key 'k'");
 }
 
@@ -236,8 +248,8 @@ TEST(gguf_reader, alignment_must_be_u32_power_of_two) {
   expect_error(c.span(), "not a power of 2");
 }
 
-bytes one_tensor(const std::string& name, std::vector<std::uint64_t> dims, std::uint32_t type, std::uint64_t offset,
-                 std::size_t file_size = 4096) {
+bytes one_tensor(const std::string& name, std::vector<std::uint64_t> dims, std::uint32_t type,
+                 std::uint64_t offset, std::size_t file_size = 4096) {
   auto b = header(3, 1, 0);
   b.str(name).put<std::uint32_t>(static_cast<std::uint32_t>(dims.size()));
   for (auto d : dims) b.put<std::uint64_t>(d);
@@ -271,7 +283,8 @@ TEST(gguf_reader, byte_size_overflow_is_caught) {
 
 TEST(gguf_reader, duplicate_tensor_names) {
   auto b = header(3, 2, 0);
-  for (int i = 0; i < 2; ++i) b.str("w").put<std::uint32_t>(1).put<std::uint64_t>(32).put<std::uint32_t>(0).put<std::uint64_t>(i * 128);
+  for (int i = 0; i < 2; ++i)
+    b.str("w").put<std::uint32_t>(1).put<std::uint64_t>(32).put<std::uint32_t>(0).put<std::uint64_t>(i * 128);
   b.pad_to(4096);
   expect_error(b.span(), "duplicate tensor name 'w'");
 }

@@ -82,7 +82,8 @@ TEST(hw_catalogue, DoesNotMatchLookalikes) {
   const catalogue& cat = real_catalogue();
   EXPECT_EQ(cat.match_reported("NVIDIA RTX A1000", 8192 * k_mib), nullptr);  // "a100" inside, VRAM says no
   EXPECT_EQ(cat.match_reported("Tesla T4", 15360 * k_mib), nullptr);
-  EXPECT_EQ(cat.match_reported("NVIDIA H100 NVL", 95830 * k_mib), nullptr);  // 94 GB part, not in the catalogue
+  EXPECT_EQ(cat.match_reported("NVIDIA H100 NVL", 95830 * k_mib),
+            nullptr);  // 94 GB part, not in the catalogue
   EXPECT_EQ(cat.match_reported("Navi 21 [Radeon RX 6900 XT]", 17163091968u), nullptr);  // not a 6800 XT
   EXPECT_EQ(cat.match_reported("Navi 31 [Radeon RX 7900 XTX]", 25753026560u)->id, "rx7900xtx");
 }
@@ -99,14 +100,18 @@ TEST(hw_catalogue, NearestByEditDistance) {
 }
 
 TEST(hw_catalogue, BadFilesNameLineAndColumn) {
-  auto missing = parse_catalogue("gpus:\n  - id: x\n    vendor: nvidia\n    vram_gib: 8\n    fp16_tflops: 1\n", "c.yaml");
+  auto missing = parse_catalogue(
+      "gpus:\n  - id: x\n    vendor: nvidia\n    vram_gib: 8\n    fp16_tflops: 1\n", "c.yaml");
   ASSERT_FALSE(missing);
-  EXPECT_NE(missing.err().message.find("c.yaml:2:5: key 'bandwidth_gbs': must be a number"), std::string::npos)
+  EXPECT_NE(missing.err().message.find("c.yaml:2:5: key 'bandwidth_gbs': must be a number"),
+            std::string::npos)
       << missing.err().message;
   auto vendor = parse_catalogue(
-      "gpus:\n  - id: x\n    vendor: intel\n    vram_gib: 8\n    bandwidth_gbs: 1\n    fp16_tflops: 1\n", "c.yaml");
+      "gpus:\n  - id: x\n    vendor: intel\n    vram_gib: 8\n    bandwidth_gbs: 1\n    fp16_tflops: 1\n",
+      "c.yaml");
   ASSERT_FALSE(vendor);
-  EXPECT_NE(vendor.err().message.find("c.yaml:3:13: key 'vendor'"), std::string::npos) << vendor.err().message;
+  EXPECT_NE(vendor.err().message.find("c.yaml:3:13: key 'vendor'"), std::string::npos)
+      << vendor.err().message;
   auto dup = parse_catalogue(
       "gpus:\n  - {id: x, vendor: amd, vram_gib: 8, bandwidth_gbs: 1, fp16_tflops: 1}\n"
       "  - {id: X, vendor: amd, vram_gib: 8, bandwidth_gbs: 1, fp16_tflops: 1}\n",
@@ -126,7 +131,8 @@ TEST(hw_catalogue, DataDirFromEnvironment) {
   auto c = load_default_catalogue();
   ::unsetenv("AGIFARM_DATA_DIR");
   ASSERT_FALSE(c);
-  EXPECT_NE(c.err().message.find("/nonexistent/agifarm-data/gpus.yaml"), std::string::npos) << c.err().message;
+  EXPECT_NE(c.err().message.find("/nonexistent/agifarm-data/gpus.yaml"), std::string::npos)
+      << c.err().message;
   auto real = load_default_catalogue();  // the source tree's data/
   ASSERT_TRUE(real) << real.err().message;
   EXPECT_NE(real->find("rtx3090"), nullptr);

@@ -14,8 +14,10 @@ catalogue with_cpus() {
   std::stringstream ss;
   ss << in.rdbuf();
   auto cpus = parse_cpu_catalogue(ss.str(), "cpus.yaml");
-  if (!cpus) ADD_FAILURE() << cpus.err().message;
-  else cat.cpus = *cpus;
+  if (!cpus)
+    ADD_FAILURE() << cpus.err().message;
+  else
+    cat.cpus = *cpus;
   return cat;
 }
 
@@ -42,12 +44,13 @@ TEST(hw_cpu_catalogue, ShippedCatalogueParsesAndMatchesModelStrings) {
 }
 
 TEST(hw_cpu_catalogue, ErrorsNameTheFileAndPlace) {
-  auto bad = parse_cpu_catalogue("cpus:\n  - {id: x, match: [x], cores: 0, ghz: 3, flops_per_cycle: 32, bandwidth_gbs: 50}\n",
-                                 "c.yaml");
+  auto bad = parse_cpu_catalogue(
+      "cpus:\n  - {id: x, match: [x], cores: 0, ghz: 3, flops_per_cycle: 32, bandwidth_gbs: 50}\n", "c.yaml");
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.err().message.rfind("c.yaml:2:", 0), 0u) << bad.err().message;
   EXPECT_NE(bad.err().message.find("cores"), std::string::npos);
-  auto nomatch = parse_cpu_catalogue("cpus:\n  - {id: x, cores: 4, ghz: 3, flops_per_cycle: 32, bandwidth_gbs: 50}\n", "c.yaml");
+  auto nomatch = parse_cpu_catalogue(
+      "cpus:\n  - {id: x, cores: 4, ghz: 3, flops_per_cycle: 32, bandwidth_gbs: 50}\n", "c.yaml");
   ASSERT_FALSE(nomatch);
   EXPECT_NE(nomatch.err().message.find("match"), std::string::npos);
   EXPECT_FALSE(parse_cpu_catalogue("cpus: [", "c.yaml"));

@@ -70,15 +70,14 @@ TEST_F(hw_discover, TwoRtx3090AreMatchedToTheCatalogue) {
 
 TEST_F(hw_discover, CacheForAnotherMachineIsIgnored) {
   {
-    std::ofstream(opt.cache_file) << R"j({"cpu_model":"other","cpu_threads":8,"ram_bytes":1,"ram_bandwidth_bytes_per_s":1e10})j";
+    std::ofstream(opt.cache_file)
+        << R"j({"cpu_model":"other","cpu_threads":8,"ram_bytes":1,"ram_bandwidth_bytes_per_s":1e10})j";
   }
   auto d = discover_local(sys, real_catalogue(), opt);
   ASSERT_TRUE(d);
   EXPECT_EQ(d->local.ram_bandwidth_source, "measured");
   EXPECT_EQ(measured, 1);
-  {
-    std::ofstream(opt.cache_file) << "not json";
-  }
+  { std::ofstream(opt.cache_file) << "not json"; }
   auto d2 = discover_local(sys, real_catalogue(), opt);
   ASSERT_TRUE(d2);
   EXPECT_EQ(measured, 2);

@@ -2,13 +2,13 @@
 // independently; inventories; a stand-in nvidia-smi on PATH; the data directory lookup; `--ssh`
 // through a stand-in ssh on PATH that runs the command here.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "support/support.hpp"
 
@@ -76,7 +76,8 @@ TEST(hw_cli, discovers_this_machine_as_proc_says) {
   double avail = static_cast<double>(meminfo_bytes("MemAvailable"));
   double free_reported = static_cast<double>(n["ram_free_bytes"].as_int64());
   EXPECT_GT(free_reported, 0);
-  EXPECT_NEAR(free_reported, avail, 0.10 * static_cast<double>(meminfo_bytes("MemTotal")));  // it moves a little
+  EXPECT_NEAR(free_reported, avail,
+              0.10 * static_cast<double>(meminfo_bytes("MemTotal")));  // it moves a little
 
   // RAM bandwidth: really measured, then cached.
   EXPECT_EQ(n["ram_bandwidth_source"].as_string(), "measured");
@@ -106,13 +107,17 @@ TEST(hw_cli, stand_in_nvidia_smi_on_path_is_run_with_the_documented_query) {
   {
     std::ofstream s(dir + "/nvidia-smi");
     s << "#!/bin/sh\n"
-         "[ \"$1\" = \"--query-gpu=index,name,memory.total,memory.free,pcie.link.gen.max,pcie.link.width.max\" ] || exit 9\n"
+         "[ \"$1\" = "
+         "\"--query-gpu=index,name,memory.total,memory.free,pcie.link.gen.max,pcie.link.width.max\" ] || "
+         "exit 9\n"
          "[ \"$2\" = \"--format=csv,noheader,nounits\" ] || exit 9\n"
-         "cat '" << fixture << "'\n";
+         "cat '"
+      << fixture << "'\n";
   }
   ::chmod((dir + "/nvidia-smi").c_str(), 0755);
   std::string path = dir + ":" + (std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
-  auto j = run_json({"/usr/bin/env", "PATH=" + path, "XDG_CACHE_HOME=" + dir, test::agifarm_cli(), "hw", "--json", "--no-measure"});
+  auto j = run_json({"/usr/bin/env", "PATH=" + path, "XDG_CACHE_HOME=" + dir, test::agifarm_cli(), "hw",
+                     "--json", "--no-measure"});
   ASSERT_TRUE(j.contains("nodes"));
   auto n = j["nodes"].as_array()[0].as_object();
   ASSERT_EQ(n["gpus"].as_array().size(), 2u);
@@ -130,8 +135,8 @@ TEST(hw_cli, validates_and_prints_every_example_inventory) {
     const char* file;
     int gpus;
     int nodes;
-  } cases[] = {{"one-gpu.yaml", 1, 1}, {"two-3090.yaml", 2, 1}, {"eight-gpu.yaml", 8, 1}, {"three-nodes.yaml", 6, 3},
-               {"cpu-only.yaml", 0, 1}, {"eight-by-eight.yaml", 64, 8}};
+  } cases[] = {{"one-gpu.yaml", 1, 1},     {"two-3090.yaml", 2, 1}, {"eight-gpu.yaml", 8, 1},
+               {"three-nodes.yaml", 6, 3}, {"cpu-only.yaml", 0, 1}, {"eight-by-eight.yaml", 64, 8}};
   for (const auto& c : cases) {
     std::string file = std::string(AGIFARM_SOURCE_DIR) + "/docs/examples/" + c.file;
     auto j = run_json({test::agifarm_cli(), "hw", "--inventory", file, "--json"});
@@ -165,7 +170,8 @@ TEST(hw_cli, finds_the_catalogue_from_env_and_from_an_installed_layout) {
       << "gpus:\n  - {id: mycard, vendor: nvidia, vram_gib: 8, bandwidth_gbs: 100, fp16_tflops: 10}\n";
   std::string inv = dir + "/inv.yaml";
   std::ofstream(inv) << "nodes:\n  - name: a\n    ram_gb: 8\n    gpus: [{model: mycard}]\n";
-  auto j = run_json({"/usr/bin/env", "AGIFARM_DATA_DIR=" + dir + "/data", test::agifarm_cli(), "hw", "--inventory", inv, "--json"});
+  auto j = run_json({"/usr/bin/env", "AGIFARM_DATA_DIR=" + dir + "/data", test::agifarm_cli(), "hw",
+                     "--inventory", inv, "--json"});
   EXPECT_EQ(j["catalogue"].as_string(), dir + "/data/gpus.yaml");
   EXPECT_EQ(j["gpu_count"].as_int64(), 1);
   // <prefix>/bin/agifarm finds <prefix>/share/agifarm/gpus.yaml.
@@ -174,8 +180,9 @@ TEST(hw_cli, finds_the_catalogue_from_env_and_from_an_installed_layout) {
   fs::copy_file(test::agifarm_cli(), dir + "/prefix/bin/agifarm", fs::copy_options::overwrite_existing);
   fs::copy_file(std::string(AGIFARM_SOURCE_DIR) + "/data/gpus.yaml", dir + "/prefix/share/agifarm/gpus.yaml",
                 fs::copy_options::overwrite_existing);
-  auto k = run_json({"/usr/bin/env", "-u", "AGIFARM_DATA_DIR", dir + "/prefix/bin/agifarm", "hw", "--inventory",
-                     std::string(AGIFARM_SOURCE_DIR) + "/docs/examples/two-3090.yaml", "--json"});
+  auto k =
+      run_json({"/usr/bin/env", "-u", "AGIFARM_DATA_DIR", dir + "/prefix/bin/agifarm", "hw", "--inventory",
+                std::string(AGIFARM_SOURCE_DIR) + "/docs/examples/two-3090.yaml", "--json"});
   EXPECT_EQ(k["catalogue"].as_string(), dir + "/prefix/share/agifarm/gpus.yaml");
 }
 
@@ -189,7 +196,8 @@ std::string stand_in_ssh(const std::string& dir) {
          "prev=; host=\n"
          "for a; do [ \"$a\" = -- ] && host=$prev; prev=$a; done\n"
          "echo \"$@\" >> \"$(dirname \"$0\")/ssh.log\"\n"
-         "case \"$host\" in *down*) echo \"ssh: connect to host $host port 22: Connection refused\" >&2; exit 255;; esac\n"
+         "case \"$host\" in *down*) echo \"ssh: connect to host $host port 22: Connection refused\" >&2; "
+         "exit 255;; esac\n"
          "exec sh -c \"$last\"\n";
   }
   ::chmod((dir + "/ssh").c_str(), 0755);
@@ -200,9 +208,9 @@ TEST(hw_cli, ssh_writes_an_inventory_that_reads_back) {
   std::string dir = test::temp_dir("hw-cli-ssh");
   std::string path = stand_in_ssh(dir);
   std::string out = dir + "/farm-hw.yaml";
-  auto r = test::run({"/usr/bin/env", "PATH=" + path, "XDG_CACHE_HOME=" + dir, test::agifarm_cli(), "hw", "--ssh",
-                      "me@a.lan", "--ssh", "me@b.lan:2222", "--ssh-option=-F", "--ssh-option=/dev/null", "--agifarm",
-                      test::agifarm_cli(), "--no-measure", "-o", out});
+  auto r = test::run({"/usr/bin/env", "PATH=" + path, "XDG_CACHE_HOME=" + dir, test::agifarm_cli(), "hw",
+                      "--ssh", "me@a.lan", "--ssh", "me@b.lan:2222", "--ssh-option=-F",
+                      "--ssh-option=/dev/null", "--agifarm", test::agifarm_cli(), "--no-measure", "-o", out});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("wrote " + out + " (2 nodes)"), std::string::npos) << r.output;
   std::string log = slurp(dir + "/ssh.log");
@@ -223,11 +231,12 @@ TEST(hw_cli, ssh_writes_an_inventory_that_reads_back) {
   EXPECT_EQ(b["address"].as_string(), "b.lan");
   EXPECT_EQ(a["agifarm"].as_string(), test::agifarm_cli());
   EXPECT_EQ(a["cpu_threads"].as_int64(), ::sysconf(_SC_NPROCESSORS_CONF));
-  EXPECT_NEAR(static_cast<double>(a["ram_bytes"].as_int64()), static_cast<double>(meminfo_bytes("MemTotal")), 0.01 * 1073741824.0);
+  EXPECT_NEAR(static_cast<double>(a["ram_bytes"].as_int64()), static_cast<double>(meminfo_bytes("MemTotal")),
+              0.01 * 1073741824.0);
 
   // Without -o the YAML goes to stdout.
-  auto p = test::run({"/usr/bin/env", "PATH=" + path, "XDG_CACHE_HOME=" + dir, test::agifarm_cli(), "hw", "--ssh",
-                      "me@a.lan", "--agifarm", test::agifarm_cli(), "--no-measure"});
+  auto p = test::run({"/usr/bin/env", "PATH=" + path, "XDG_CACHE_HOME=" + dir, test::agifarm_cli(), "hw",
+                      "--ssh", "me@a.lan", "--agifarm", test::agifarm_cli(), "--no-measure"});
   ASSERT_EQ(p.exit_code, 0) << p.output;
   EXPECT_NE(p.output.find("nodes:\n  - name: "), std::string::npos) << p.output;
   EXPECT_NE(p.output.find("    ssh: me@a.lan\n"), std::string::npos) << p.output;
@@ -237,20 +246,22 @@ TEST(hw_cli, ssh_failures_name_the_target_and_write_nothing) {
   std::string dir = test::temp_dir("hw-cli-ssh-fail");
   std::string path = stand_in_ssh(dir);
   std::string out = dir + "/farm-hw.yaml";
-  auto down = test::run({"/usr/bin/env", "PATH=" + path, "XDG_CACHE_HOME=" + dir, test::agifarm_cli(), "hw", "--ssh",
-                         "me@a.lan", "--ssh", "me@down.lan", "--agifarm", test::agifarm_cli(), "--no-measure", "-o", out});
+  auto down = test::run({"/usr/bin/env", "PATH=" + path, "XDG_CACHE_HOME=" + dir, test::agifarm_cli(), "hw",
+                         "--ssh", "me@a.lan", "--ssh", "me@down.lan", "--agifarm", test::agifarm_cli(),
+                         "--no-measure", "-o", out});
   EXPECT_EQ(down.exit_code, 1) << down.output;
   EXPECT_NE(down.output.find("ssh me@down.lan: connection refused"), std::string::npos) << down.output;
   EXPECT_FALSE(fs::exists(out));
 
-  auto missing = test::run({"/usr/bin/env", "PATH=" + path, test::agifarm_cli(), "hw", "--ssh", "me@a.lan", "--agifarm",
-                            dir + "/no/agifarm", "-o", out});
+  auto missing = test::run({"/usr/bin/env", "PATH=" + path, test::agifarm_cli(), "hw", "--ssh", "me@a.lan",
+                            "--agifarm", dir + "/no/agifarm", "-o", out});
   EXPECT_EQ(missing.exit_code, 1) << missing.output;
   EXPECT_NE(missing.output.find("ssh me@a.lan: " + dir + "/no/agifarm is not found there"), std::string::npos)
       << missing.output;
   EXPECT_FALSE(fs::exists(out));
 
-  auto bad = test::run({"/usr/bin/env", "PATH=" + path, test::agifarm_cli(), "hw", "--ssh", "root@", "-o", out});
+  auto bad =
+      test::run({"/usr/bin/env", "PATH=" + path, test::agifarm_cli(), "hw", "--ssh", "root@", "-o", out});
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
   EXPECT_NE(bad.output.find("ssh target 'root@': empty host"), std::string::npos) << bad.output;
   EXPECT_FALSE(fs::exists(out));

@@ -14,7 +14,9 @@ result<inventory> example(const std::string& name) {
   return load_inventory(std::string(AGIFARM_SOURCE_DIR) + "/docs/examples/" + name, real_catalogue());
 }
 
-result<inventory> parse(const std::string& text) { return parse_inventory(text, "inv.yaml", real_catalogue()); }
+result<inventory> parse(const std::string& text) {
+  return parse_inventory(text, "inv.yaml", real_catalogue());
+}
 
 // Asserts that `text` fails with a message starting "inv.yaml:LINE:COL: " and containing `needle`.
 void expect_error(const std::string& text, const std::string& where, const std::string& needle) {
@@ -132,7 +134,8 @@ TEST(hw_inventory, DefaultsWithoutDeclarations) {
 TEST(hw_inventory, ExplicitFiguresOverrideTheCatalogue) {
   auto r = parse(
       "nodes:\n  - name: a\n    ram_gb: 16\n    gpus:\n"
-      "      - {model: rtx3090, vram_gb: 22, bandwidth_gbs: 800, tflops: 100, name: 'my 3090', pcie: {gen: 3}}\n");
+      "      - {model: rtx3090, vram_gb: 22, bandwidth_gbs: 800, tflops: 100, name: 'my 3090', pcie: {gen: "
+      "3}}\n");
   ASSERT_TRUE(r) << r.err().message;
   const gpu& g = r->nodes[0].gpus[0];
   EXPECT_EQ(g.catalogue_id, "rtx3090");
@@ -160,34 +163,41 @@ TEST(hw_inventory, ErrorsNameFileLineColumnAndKey) {
   expect_error("nodes:\n  - name: a\n", "2:5", "key 'ram_gb': must be a number");
   expect_error("nodes:\n  - name: a\n    ram_gb: lots\n", "3:13", "key 'ram_gb': 'lots' is not a number");
   expect_error("nodes:\n  - name: a\n    ram_gb: -4\n", "3:13", "key 'ram_gb': -4 is out of range");
-  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    rma_gb: 8\n", "4:5", "key 'rma_gb': unknown key in a node");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    rma_gb: 8\n", "4:5",
+               "key 'rma_gb': unknown key in a node");
   expect_error("nodes:\n  - name: a b\n    ram_gb: 8\n", "2:11", "key 'name': 'a b' is not a node name");
-  expect_error("nodes:\n  - {name: a, ram_gb: 8}\n  - {name: a, ram_gb: 8}\n", "3:12", "node 'a' is defined twice");
+  expect_error("nodes:\n  - {name: a, ram_gb: 8}\n  - {name: a, ram_gb: 8}\n", "3:12",
+               "node 'a' is defined twice");
   expect_error("nodes: []\n", "1:8", "key 'nodes': must be a non-empty list");
   expect_error("node:\n  - name: a\n", "1:1", "key 'node': unknown key in the inventory");
-  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    gpus:\n      - {vram_gb: 8, bandwidth_gbs: 100}\n", "5:9",
-               "key 'tflops': missing");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    gpus:\n      - {vram_gb: 8, bandwidth_gbs: 100}\n",
+               "5:9", "key 'tflops': missing");
   expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    gpus:\n      - {model: rtx3090, count: 0}\n", "5:33",
                "key 'count': 0 is out of range");
-  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    gpus:\n      - {model: rtx3090, count: 1.5}\n", "5:33",
-               "key 'count': '1.5' must be a whole number");
-  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    gpus:\n      - {model: rtx3090, pcie: {gen: 4, lanes: 3}}\n",
-               "5:48", "key 'lanes': 3 is not a PCIe width");
-  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    gpus:\n      - {model: rtx3090, free_vram_gb: 30}\n", "5:40",
-               "key 'free_vram_gb': is more than vram_gb");
-  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    gpus: [{model: rtx3090}]\n    nvlink:\n      - {gpus: [0, 1], "
-               "bandwidth_gbs: 50}\n",
-               "6:20", "key 'gpus': GPU 1 does not exist on node 'a' (it has 1)");
-  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    gpus: [{model: rtx3090, count: 2}]\n    nvlink:\n      - {gpus: "
-               "[0, 1]}\n",
-               "6:9", "key 'bandwidth_gbs': must be a number");
-  expect_error("nodes:\n  - {name: a, ram_gb: 8}\nlinks:\n  - {between: [a, c], ethernet_gbits: 10}\n", "4:19",
-               "key 'between': no node named 'c'");
-  expect_error("nodes:\n  - {name: a, ram_gb: 8}\nlinks:\n  - {between: [a, a], ethernet_gbits: 10}\n", "4:15",
-               "a link joins two different nodes");
-  expect_error("nodes:\n  - {name: a, ram_gb: 8}\n  - {name: b, ram_gb: 8}\nlinks:\n  - {between: [a, b], "
-               "ethernet_gbits: 10}\n  - {between: [b, a], ethernet_gbits: 1}\n",
-               "6:15", "declared twice");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    gpus:\n      - {model: rtx3090, count: 1.5}\n",
+               "5:33", "key 'count': '1.5' must be a whole number");
+  expect_error(
+      "nodes:\n  - name: a\n    ram_gb: 8\n    gpus:\n      - {model: rtx3090, pcie: {gen: 4, lanes: 3}}\n",
+      "5:48", "key 'lanes': 3 is not a PCIe width");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    gpus:\n      - {model: rtx3090, free_vram_gb: 30}\n",
+               "5:40", "key 'free_vram_gb': is more than vram_gb");
+  expect_error(
+      "nodes:\n  - name: a\n    ram_gb: 8\n    gpus: [{model: rtx3090}]\n    nvlink:\n      - {gpus: [0, 1], "
+      "bandwidth_gbs: 50}\n",
+      "6:20", "key 'gpus': GPU 1 does not exist on node 'a' (it has 1)");
+  expect_error(
+      "nodes:\n  - name: a\n    ram_gb: 8\n    gpus: [{model: rtx3090, count: 2}]\n    nvlink:\n      - "
+      "{gpus: "
+      "[0, 1]}\n",
+      "6:9", "key 'bandwidth_gbs': must be a number");
+  expect_error("nodes:\n  - {name: a, ram_gb: 8}\nlinks:\n  - {between: [a, c], ethernet_gbits: 10}\n",
+               "4:19", "key 'between': no node named 'c'");
+  expect_error("nodes:\n  - {name: a, ram_gb: 8}\nlinks:\n  - {between: [a, a], ethernet_gbits: 10}\n",
+               "4:15", "a link joins two different nodes");
+  expect_error(
+      "nodes:\n  - {name: a, ram_gb: 8}\n  - {name: b, ram_gb: 8}\nlinks:\n  - {between: [a, b], "
+      "ethernet_gbits: 10}\n  - {between: [b, a], ethernet_gbits: 1}\n",
+      "6:15", "declared twice");
   expect_error("nodes:\n  - {name: a, ram_gb: 8}\nlinks:\n  - {between: [a], ethernet_gbits: 10}\n", "4:15",
                "must name two nodes");
   expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    cpu: {cores: 8, threads: 4}\n", "4:30",
@@ -247,14 +257,17 @@ TEST(hw_inventory, RemoteNodeKeyErrors) {
                "key 'ssh': ssh target 'h:99999': port '99999' is not 1-65535");
   expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    ssh: -oProxyCommand=x\n", "4:10",
                "key 'ssh': ssh target '-oProxyCommand=x': a host may not start with '-'");
-  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    ssh: 'a b@c'\n", "4:10", "key 'ssh': ssh target 'a b@c'");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    ssh: 'a b@c'\n", "4:10",
+               "key 'ssh': ssh target 'a b@c'");
   expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    ssh: [h]\n", "4:10", "key 'ssh': must be a string");
   expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    agifarm: ''\n", "4:14", "key 'agifarm': is empty");
-  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    llama_bin: {x: 1}\n", "4:16", "key 'llama_bin': must be a string");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    llama_bin: {x: 1}\n", "4:16",
+               "key 'llama_bin': must be a string");
   expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    state_dir: \"/x\\ny\"\n", "4:16",
                "key 'state_dir': has a control character");
   expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    address: ''\n", "4:14", "key 'address': is empty");
-  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    sshh: h\n", "4:5", "key 'sshh': unknown key in a node");
+  expect_error("nodes:\n  - name: a\n    ram_gb: 8\n    sshh: h\n", "4:5",
+               "key 'sshh': unknown key in a node");
   // Two nodes may not share a name, with or without ssh.
   expect_error("nodes:\n  - {name: a, ssh: h1, ram_gb: 8}\n  - {name: a, ssh: h2, ram_gb: 8}\n", "3:12",
                "node 'a' is defined twice");
@@ -291,7 +304,8 @@ TEST(hw_inventory, JsonCarriesEveryNodeGpuAndLink) {
   EXPECT_EQ(big.at("gpus").as_array()[0].as_object().at("catalogue_id").as_string(), "rtxpro6000");
   EXPECT_EQ(j.at("gpu_count").as_int64(), 6);
   int ethernet = 0;
-  for (const auto& l : j.at("links").as_array()) ethernet += l.as_object().at("kind").as_string() == "ethernet";
+  for (const auto& l : j.at("links").as_array())
+    ethernet += l.as_object().at("kind").as_string() == "ethernet";
   EXPECT_EQ(ethernet, 2);
   std::string table = format_table(*r);
   EXPECT_NE(table.find("node work"), std::string::npos);

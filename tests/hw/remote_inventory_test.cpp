@@ -1,12 +1,13 @@
 // `agifarm hw --ssh` without ssh: a fake remote_shell answers `uname -n` and `agifarm hw --json` per
 // target; the YAML written is parsed back with parse_inventory. Errors name the target.
-#include <boost/json.hpp>
+#include "hw/remote_inventory.hpp"
+
 #include <fmt/format.h>
 
+#include <boost/json.hpp>
 #include <map>
 #include <mutex>
 
-#include "hw/remote_inventory.hpp"
 #include "hw_test_util.hpp"
 
 namespace agifarm::hw {
@@ -72,12 +73,13 @@ struct fake_shell : remote::remote_shell {
     x.hw = command_output{0, json, ""};
     machines[target] = std::move(x);
   }
-  result<command_output> run(const remote::ssh_target& t, const std::vector<std::string>& argv, std::string_view,
-                             std::chrono::milliseconds) override {
+  result<command_output> run(const remote::ssh_target& t, const std::vector<std::string>& argv,
+                             std::string_view, std::chrono::milliseconds) override {
     std::lock_guard lock(m);
     calls.emplace_back(t.text(), argv);
     auto it = machines.find(t.text());
-    if (it == machines.end()) return make_error(fmt::format("ssh {}: connection refused (is sshd running there?)", t.text()));
+    if (it == machines.end())
+      return make_error(fmt::format("ssh {}: connection refused (is sshd running there?)", t.text()));
     if (argv.at(0) == "uname") {
       if (!it->second.uname) return it->second.uname.err();
       if (it->second.uname->exit_code || !it->second.uname->out.empty()) return *it->second.uname;
@@ -93,7 +95,9 @@ struct fake_shell : remote::remote_shell {
   }
 };
 
-result<inventory> parse_back(const std::string& yaml) { return parse_inventory(yaml, "out.yaml", real_catalogue()); }
+result<inventory> parse_back(const std::string& yaml) {
+  return parse_inventory(yaml, "out.yaml", real_catalogue());
+}
 
 TEST(hw_remote_inventory, TwoMachinesRoundTripThroughTheParser) {
   gpu riser = catalogue_gpu("rtx3090", 1);
@@ -188,7 +192,7 @@ TEST(hw_remote_inventory, ClashingHostNamesGetSuffixes) {
   sh.add("a@10.0.0.3", "ubuntu", hw_json(discovered(4, 16)));
   sh.add("a@10.0.0.4", "ubuntu-2", hw_json(discovered(4, 16)));  // taken by the second clash
   sh.add("a@10.0.0.5", "my box!", hw_json(discovered(4, 16)));
-  sh.add("a@10.0.0.6", "", hw_json(discovered(4, 16)));         // no name: the target's host
+  sh.add("a@10.0.0.6", "", hw_json(discovered(4, 16)));  // no name: the target's host
   remote_inventory_options opt;
   opt.targets = {"a@10.0.0.1", "a@10.0.0.2", "a@10.0.0.3", "a@10.0.0.4", "a@10.0.0.5", "a@10.0.0.6"};
   auto y = discover_remote_inventory(sh, real_catalogue(), opt);
@@ -197,7 +201,8 @@ TEST(hw_remote_inventory, ClashingHostNamesGetSuffixes) {
   ASSERT_TRUE(inv) << inv.err().message << "\n" << *y;
   std::vector<std::string> names;
   for (const auto& n : inv->nodes) names.push_back(n.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"ubuntu", "ubuntu-2", "ubuntu-3", "ubuntu-2-2", "my-box-", "10.0.0.6"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"ubuntu", "ubuntu-2", "ubuntu-3", "ubuntu-2-2", "my-box-",
+                                             "10.0.0.6"}));
   EXPECT_EQ(inv->nodes[1].address, "10.0.0.2");
   // The commented link template names the written nodes.
   EXPECT_NE(y->find("#   - between: [ubuntu, ubuntu-2]\n"), std::string::npos) << *y;
@@ -212,7 +217,8 @@ TEST(hw_remote_inventory, UnreachableTargetsAreAllNamedAndNothingIsReturned) {
   ASSERT_FALSE(y);
   EXPECT_EQ(y.err().exit_code, 1);
   EXPECT_NE(y.err().message.find("ssh root@down1: connection refused"), std::string::npos) << y.err().message;
-  EXPECT_NE(y.err().message.find("ssh root@down2:2200: connection refused"), std::string::npos) << y.err().message;
+  EXPECT_NE(y.err().message.find("ssh root@down2:2200: connection refused"), std::string::npos)
+      << y.err().message;
   EXPECT_EQ(y.err().message.find("h1"), std::string::npos) << y.err().message;
 }
 
@@ -235,7 +241,8 @@ TEST(hw_remote_inventory, AgifarmMissingThere) {
   opt.targets = {"root@h1"};
   auto y = discover_remote_inventory(sh, real_catalogue(), opt);
   ASSERT_FALSE(y);
-  EXPECT_NE(y.err().message.find("ssh root@h1: agifarm is not found there (bash: line 1: agifarm: command not found)"),
+  EXPECT_NE(y.err().message.find(
+                "ssh root@h1: agifarm is not found there (bash: line 1: agifarm: command not found)"),
             std::string::npos)
       << y.err().message;
   EXPECT_NE(y.err().message.find("--agifarm PATH"), std::string::npos) << y.err().message;
@@ -244,7 +251,8 @@ TEST(hw_remote_inventory, AgifarmMissingThere) {
   sh.machines["root@h1"].hw = command_output{126, "", "sh: 1: /opt/x/agifarm: Permission denied\n"};
   auto z = discover_remote_inventory(sh, real_catalogue(), opt);
   ASSERT_FALSE(z);
-  EXPECT_NE(z.err().message.find("ssh root@h1: /opt/x/agifarm cannot be run there"), std::string::npos) << z.err().message;
+  EXPECT_NE(z.err().message.find("ssh root@h1: /opt/x/agifarm cannot be run there"), std::string::npos)
+      << z.err().message;
 }
 
 TEST(hw_remote_inventory, RemoteDiscoveryFailing) {
@@ -255,14 +263,17 @@ TEST(hw_remote_inventory, RemoteDiscoveryFailing) {
   opt.targets = {"h1"};
   auto y = discover_remote_inventory(sh, real_catalogue(), opt);
   ASSERT_FALSE(y);
-  EXPECT_NE(y.err().message.find("ssh h1: `agifarm hw --json` exited 2: agifarm hw: /usr/share/agifarm/gpus.yaml: cannot open"),
-            std::string::npos)
+  EXPECT_NE(
+      y.err().message.find(
+          "ssh h1: `agifarm hw --json` exited 2: agifarm hw: /usr/share/agifarm/gpus.yaml: cannot open"),
+      std::string::npos)
       << y.err().message;
   sh.machines["h1"].hw = command_output{0, "x", ""};
   sh.machines["h1"].uname = command_output{1, "", "uname: not here\n"};
   auto z = discover_remote_inventory(sh, real_catalogue(), opt);
   ASSERT_FALSE(z);
-  EXPECT_NE(z.err().message.find("ssh h1: `uname -n` exited 1: uname: not here"), std::string::npos) << z.err().message;
+  EXPECT_NE(z.err().message.find("ssh h1: `uname -n` exited 1: uname: not here"), std::string::npos)
+      << z.err().message;
 }
 
 TEST(hw_remote_inventory, BadJsonNamesTheTarget) {
@@ -278,10 +289,12 @@ TEST(hw_remote_inventory, BadJsonNamesTheTarget) {
       {"{\"nodes\": [{\"ram_bytes\": \"lots\"}]}", "nodes[0].ram_bytes: is not a number"},
       {"{\"nodes\": [{\"ram_bytes\": -5}]}", "nodes[0].ram_bytes: -5 is not a figure"},
       {"{\"nodes\": [{\"ram_bytes\": 1e30}]}", "too large"},
-      {"{\"nodes\": [{\"ram_bytes\": 1e9, \"cpu_cores\": 2.5}]}", "nodes[0].cpu_cores: 2.5 is not a whole number"},
+      {"{\"nodes\": [{\"ram_bytes\": 1e9, \"cpu_cores\": 2.5}]}",
+       "nodes[0].cpu_cores: 2.5 is not a whole number"},
       {"{\"nodes\": [{\"ram_bytes\": 1e9, \"gpus\": {}}]}", "nodes[0].gpus: is not a list"},
       {"{\"nodes\": [{\"ram_bytes\": 1e9, \"gpus\": [7]}]}", "nodes[0].gpus[0]: is not an object"},
-      {"{\"nodes\": [{\"ram_bytes\": 1e9, \"gpus\": [{\"name\": 3}]}]}", "nodes[0].gpus[0].name: is not a string"},
+      {"{\"nodes\": [{\"ram_bytes\": 1e9, \"gpus\": [{\"name\": 3}]}]}",
+       "nodes[0].gpus[0].name: is not a string"},
   };
   for (const auto& c : cases) {
     fake_shell sh;
@@ -290,7 +303,8 @@ TEST(hw_remote_inventory, BadJsonNamesTheTarget) {
     opt.targets = {"root@h1"};
     auto y = discover_remote_inventory(sh, real_catalogue(), opt);
     ASSERT_FALSE(y) << c.out;
-    EXPECT_EQ(y.err().message.rfind("ssh root@h1: `agifarm hw --json` did not print its hardware JSON: ", 0), 0u)
+    EXPECT_EQ(y.err().message.rfind("ssh root@h1: `agifarm hw --json` did not print its hardware JSON: ", 0),
+              0u)
         << y.err().message;
     EXPECT_NE(y.err().message.find(c.needle), std::string::npos) << y.err().message;
   }
@@ -311,7 +325,8 @@ TEST(hw_remote_inventory, BadOrRepeatedTargetsRunNothing) {
   auto twice = discover_remote_inventory(sh, real_catalogue(), opt);
   ASSERT_FALSE(twice);
   EXPECT_EQ(twice.err().exit_code, 2);
-  EXPECT_NE(twice.err().message.find("ssh target 'root@h1' is given twice"), std::string::npos) << twice.err().message;
+  EXPECT_NE(twice.err().message.find("ssh target 'root@h1' is given twice"), std::string::npos)
+      << twice.err().message;
   EXPECT_TRUE(sh.calls.empty());
 }
 
@@ -325,10 +340,12 @@ TEST(hw_remote_inventory, GpuOutsideTheCatalogueWithUnknownFiguresIsAnError) {
   opt.targets = {"root@h1"};
   auto y = discover_remote_inventory(sh, real_catalogue(), opt);
   ASSERT_FALSE(y);
-  EXPECT_NE(y.err().message.find("node 'h1' (ssh root@h1): GPU 0 'Mystery Accelerator' is not in the catalogue"),
-            std::string::npos)
+  EXPECT_NE(
+      y.err().message.find("node 'h1' (ssh root@h1): GPU 0 'Mystery Accelerator' is not in the catalogue"),
+      std::string::npos)
       << y.err().message;
-  EXPECT_NE(y.err().message.find("memory bandwidth and FP16 TFLOPS are unknown"), std::string::npos) << y.err().message;
+  EXPECT_NE(y.err().message.find("memory bandwidth and FP16 TFLOPS are unknown"), std::string::npos)
+      << y.err().message;
 }
 
 TEST(hw_remote_inventory, ReportedNameMatchedByThisCatalogue) {
@@ -385,7 +402,8 @@ TEST(hw_remote_inventory, NodeWithoutRamIsAnError) {
   n.ssh = "h";
   auto y = inventory_yaml({n}, real_catalogue());
   ASSERT_FALSE(y);
-  EXPECT_NE(y.err().message.find("node 'n1' (ssh h): its RAM size is unknown"), std::string::npos) << y.err().message;
+  EXPECT_NE(y.err().message.find("node 'n1' (ssh h): its RAM size is unknown"), std::string::npos)
+      << y.err().message;
 }
 
 TEST(hw_remote_inventory, NodeFromHwJsonSkipsALoginBanner) {
@@ -402,8 +420,8 @@ TEST(hw_remote_inventory, NodeFromHwJsonSkipsALoginBanner) {
 TEST(hw_remote_inventory, EveryExampleInventoryIsWrittenBackAsItself) {
   // inventory_yaml() is a writer of the inventory format: every node of every example survives
   // parse -> write -> parse (links, free memory and CPU clocks are not written).
-  for (const char* file : {"one-gpu.yaml", "two-3090.yaml", "eight-gpu.yaml", "three-nodes.yaml", "eight-by-eight.yaml",
-                           "cpu-only.yaml"}) {
+  for (const char* file : {"one-gpu.yaml", "two-3090.yaml", "eight-gpu.yaml", "three-nodes.yaml",
+                           "eight-by-eight.yaml", "cpu-only.yaml"}) {
     SCOPED_TRACE(file);
     auto a = load_inventory(std::string(AGIFARM_SOURCE_DIR) + "/docs/examples/" + file, real_catalogue());
     ASSERT_TRUE(a) << a.err().message;

@@ -85,7 +85,8 @@ TEST(hw_nvidia_smi, BadInputNamesLineAndField) {
 
   auto bad = parse_nvidia_smi_csv("0, X, 24 GiB, 1, 4, 16\n");
   ASSERT_FALSE(bad);
-  EXPECT_NE(bad.err().message.find("line 1: field 'memory.total' = '24 GiB'"), std::string::npos) << bad.err().message;
+  EXPECT_NE(bad.err().message.find("line 1: field 'memory.total' = '24 GiB'"), std::string::npos)
+      << bad.err().message;
 
   auto dup = parse_nvidia_smi_csv("0, X, 1, 1, 4, 16\n0, Y, 1, 1, 4, 16\n");
   ASSERT_FALSE(dup);
@@ -120,7 +121,7 @@ TEST(hw_rocm_smi, RadeonAndIntegratedWithSystemKey) {
   EXPECT_EQ((*r)[0].name, "Navi 31 [Radeon RX 7900 XTX]");
   EXPECT_EQ((*r)[0].vram_bytes, 25753026560u);
   EXPECT_EQ((*r)[0].free_vram_bytes, 25753026560u - 1238396928u);
-  EXPECT_EQ((*r)[1].name, "RAPHAEL");  // "Card series" N/A: falls back to the SKU
+  EXPECT_EQ((*r)[1].name, "RAPHAEL");              // "Card series" N/A: falls back to the SKU
   EXPECT_EQ((*r)[1].free_vram_bytes, 536870912u);  // used N/A
 }
 

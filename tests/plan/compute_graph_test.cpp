@@ -2,10 +2,11 @@
 // server_buffers_test) compare it with llama.cpp itself; these check properties that follow from how
 // ggml's scheduler and allocator work, without llama.cpp.
 #include "plan/compute_graph.hpp"
-#include "plan/memory_model.hpp"
-#include "plan/server_args.hpp"
 
 #include <gtest/gtest.h>
+
+#include "plan/memory_model.hpp"
+#include "plan/server_args.hpp"
 
 namespace agifarm::plan {
 namespace {
@@ -29,7 +30,8 @@ compute_graph_spec dense(int n_layer, int n_dev, std::int64_t T = 512, std::int6
   for (int il = 0; il < n_layer; ++il) {
     int d = n_dev == 0 ? -1 : il * n_dev / n_layer;
     layer_weights L;
-    for (auto* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.q_norm, &L.k_norm, &L.ffn_norm, &L.up, &L.gate, &L.down})
+    for (auto* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.q_norm, &L.k_norm, &L.ffn_norm, &L.up,
+                    &L.gate, &L.down})
       *w = {d, 4096};
     L.up.bytes = L.gate.bytes = L.down.bytes = 30 * k_mib;
     s.layers.push_back(L);

@@ -7,9 +7,8 @@
 // tokens. Goal: model and context within 1% or 1 MiB, compute within 10% or 1 MiB, in every cell
 // (agifarm replays llama.cpp's graph reserve, plan/compute_graph.hpp, so it is usually exact).
 // The worst errors per column are written to build/test-work/estimate_grid.txt.
-#include <gtest/gtest.h>
-
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,7 +16,6 @@
 #include <functional>
 #include <map>
 #include <sstream>
-
 
 #include "plan/devices.hpp"
 #include "plan/memory_model.hpp"
@@ -54,7 +52,8 @@ std::map<std::string, mib_row> parse_breakdown(const std::string& out) {
     std::string nums = eq != std::string::npos ? line.substr(eq + 1) : line.substr(line.find('|', p) + 1);
     mib_row r;
     long self = 0;
-    if (std::sscanf(nums.c_str(), " %ld = %ld + %ld + %ld", &self, &r.model, &r.context, &r.compute) != 4) continue;
+    if (std::sscanf(nums.c_str(), " %ld = %ld + %ld + %ld", &self, &r.model, &r.context, &r.compute) != 4)
+      continue;
     std::string key = name.rfind("RPC", 0) == 0 ? name : "host";
     auto& x = rows[key];
     x.model += r.model;
@@ -72,12 +71,13 @@ class estimate_vs_llama : public ::testing::Test {
     ports_ = new std::vector<int>;
     for (int i = 0; i < 4; ++i) {
       int port = test::free_port();
-      rpcs_->emplace_back(std::vector<std::string>{test::llama_bin() + "/ggml-rpc-server", "-H", "127.0.0.1", "-p",
-                                                   std::to_string(port)},
+      rpcs_->emplace_back(std::vector<std::string>{test::llama_bin() + "/ggml-rpc-server", "-H", "127.0.0.1",
+                                                   "-p", std::to_string(port)},
                           *dir_ + fmt::format("/rpc{}.log", i));
       ports_->push_back(port);
     }
-    for (int p : *ports_) ASSERT_TRUE(test::wait_until([&] { return test::port_open(p); }, std::chrono::seconds(30)));
+    for (int p : *ports_)
+      ASSERT_TRUE(test::wait_until([&] { return test::port_open(p); }, std::chrono::seconds(30)));
   }
   static void TearDownTestSuite() {
     delete rpcs_;
@@ -88,7 +88,8 @@ class estimate_vs_llama : public ::testing::Test {
   static std::string shape(const std::string& id, const std::string& quant = "Q4_K_M") {
     std::string path = *dir_ + "/" + id + "-" + quant + ".gguf";
     if (!std::ifstream(path)) {
-      auto r = test::run({test::agifarm_cli(), "synth", "shape", "--model", id, "--quant", quant, "-o", path});
+      auto r =
+          test::run({test::agifarm_cli(), "synth", "shape", "--model", id, "--quant", quant, "-o", path});
       EXPECT_EQ(r.exit_code, 0) << r.output;
     }
     return path;
@@ -116,7 +117,9 @@ struct grid_case {
 
 std::vector<grid_case> grid() {
   std::vector<grid_case> g;
-  auto add = [&](std::string m, int d, std::vector<std::string> a) { g.push_back({std::move(m), d, std::move(a)}); };
+  auto add = [&](std::string m, int d, std::vector<std::string> a) {
+    g.push_back({std::move(m), d, std::move(a)});
+  };
   // dense Qwen3
   add("qwen3-0.6b", 1, {"-c", "4096", "-np", "1"});
   add("qwen3-0.6b", 2, {"-c", "32768", "-np", "4"});
@@ -146,7 +149,8 @@ std::vector<grid_case> grid() {
   add("qwen3-235b-a22b", 1, {"-c", "8192", "-np", "1", "--cpu-moe"});
   add("qwen3-235b-a22b", 4, {"-c", "32768", "-np", "1"});
   add("qwen3-235b-a22b", 4, {"-c", "65536", "-np", "2", "--n-cpu-moe", "60"});
-  add("qwen3-235b-a22b", 2, {"-c", "131072", "-np", "1", "--n-cpu-moe", "80", "-ctk", "q8_0", "-ctv", "q8_0"});
+  add("qwen3-235b-a22b", 2,
+      {"-c", "131072", "-np", "1", "--n-cpu-moe", "80", "-ctk", "q8_0", "-ctv", "q8_0"});
   add("qwen3-235b-a22b", 3, {"-c", "16384", "-np", "4", "-ts", "1,2,2"});
   // Llama
   add("llama-3.1-8b", 1, {"-c", "8192", "-np", "1"});
@@ -167,7 +171,8 @@ std::vector<grid_case> grid() {
   add("qwen3-8b", 2, {"-c", "8192", "-np", "2", "-fa", "off"});
   add("qwen3-30b-a3b", 1, {"-c", "8192", "-np", "1", "-fa", "off"});
   add("qwen3-30b-a3b", 2, {"-c", "16384", "-np", "1", "-ngl", "30"});
-  add("qwen3-235b-a22b", 3, {"-c", "32768", "-np", "2", "-ot", "blk\\.([0-9]|[1-5][0-9])\\.ffn_(up|down)_exps=CPU"});
+  add("qwen3-235b-a22b", 3,
+      {"-c", "32768", "-np", "2", "-ot", "blk\\.([0-9]|[1-5][0-9])\\.ffn_(up|down)_exps=CPU"});
   add("llama-3.1-8b", 2, {"-c", "8192", "-np", "1", "-nkvo"});
   add("qwen3-14b", 4, {"-c", "32768", "-np", "4", "-ub", "128", "-ts", "1,2,2,1"});
   add("qwen3-4b", 2, {"-c", "16384", "-np", "1", "-sm", "none"});
@@ -187,7 +192,8 @@ struct worst {
 // (and per architecture) and every cell to build/test-work/<report>.
 // `offload_slack`: a wider compute bound (MiB) per architecture for cells with weights or KV in RAM.
 void run_grid(const std::vector<grid_case>& cases, double compute_slack_mib, const std::string& report_name,
-              const std::function<std::string(const grid_case&)>& shape_of, const std::function<std::string(int)>& rpcs,
+              const std::function<std::string(const grid_case&)>& shape_of,
+              const std::function<std::string(int)>& rpcs,
               const std::map<std::string, double>& offload_slack = {}) {
   std::map<std::string, worst> w;  // per column (and per architecture)
   std::ostringstream report;
@@ -201,7 +207,8 @@ void run_grid(const std::vector<grid_case>& cases, double compute_slack_mib, con
     auto r = test::run(argv, std::chrono::seconds(120));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     auto theirs = parse_breakdown(r.output);
-    // every device and the host; with -sm none llama.cpp lists only the device it uses (the others hold nothing)
+    // every device and the host; with -sm none llama.cpp lists only the device it uses (the others hold
+    // nothing)
     ASSERT_TRUE(theirs.count("host")) << r.output;
     ASSERT_LE(theirs.size(), static_cast<std::size_t>(c.devices + 1)) << r.output;
     for (int i = 0; i < c.devices; ++i) theirs[fmt::format("RPC{}", i)];
@@ -227,31 +234,35 @@ void run_grid(const std::vector<grid_case>& cases, double compute_slack_mib, con
     report << label << "\n";
     auto check = [&](const std::string& dev, const device_memory& ours) {
       const auto& t = theirs.at(dev);
-      long mine[3] = {static_cast<long>(ours.model_bytes / k_mib), static_cast<long>(ours.context_bytes / k_mib),
+      long mine[3] = {static_cast<long>(ours.model_bytes / k_mib),
+                      static_cast<long>(ours.context_bytes / k_mib),
                       static_cast<long>(ours.compute_bytes / k_mib)};
       long ref[3] = {t.model, t.context, t.compute};
       const char* col[3] = {"model", "context", "compute"};
-      report << fmt::format("  {:<6} llama.cpp {:>7} {:>7} {:>7}   agifarm {:>7} {:>7} {:>7}\n", dev, ref[0], ref[1],
-                            ref[2], mine[0], mine[1], mine[2]);
+      report << fmt::format("  {:<6} llama.cpp {:>7} {:>7} {:>7}   agifarm {:>7} {:>7} {:>7}\n", dev, ref[0],
+                            ref[1], ref[2], mine[0], mine[1], mine[2]);
       for (int k = 0; k < 3; ++k) {
         double diff = std::fabs(static_cast<double>(mine[k] - ref[k]));
         double rel = ref[k] > 0 ? diff / static_cast<double>(ref[k]) : (diff > 0 ? 1.0 : 0.0);
         // model / context: 1% or 1 MiB; compute: 10% or the slack (MiB rounding of both sides)
         double slack = compute_slack_mib;
-        if (ram_or_no_fa && offload_slack.count(shape_r->architecture)) slack = offload_slack.at(shape_r->architecture);
+        if (ram_or_no_fa && offload_slack.count(shape_r->architecture))
+          slack = offload_slack.at(shape_r->architecture);
         bool ok = k < 2 ? (diff <= 1 || rel <= 0.01) : (diff <= slack || rel <= 0.10);
         if (!ok) {
           ++failures;
-          ADD_FAILURE() << label << " " << dev << " " << col[k] << ": llama.cpp " << ref[k] << " MiB, agifarm "
-                        << mine[k] << " MiB";
+          ADD_FAILURE() << label << " " << dev << " " << col[k] << ": llama.cpp " << ref[k]
+                        << " MiB, agifarm " << mine[k] << " MiB";
         }
-        std::string column = std::string(col[k]) + (k == 2 ? (ram_or_no_fa ? " (weights or KV in RAM, or -fa off)"
-                                                                           : " (all on devices, flash attention)")
-                                                           : "");
+        std::string column =
+            std::string(col[k]) + (k == 2 ? (ram_or_no_fa ? " (weights or KV in RAM, or -fa off)"
+                                                          : " (all on devices, flash attention)")
+                                          : "");
         for (const std::string& key : {column, shape_r->architecture + ": " + col[k]}) {
           auto& cw = w[key];
           ++cw.cells;
-          if (diff > cw.abs_mib || (diff == cw.abs_mib && rel > cw.rel)) cw = {rel, diff, label + " " + dev, cw.cells};
+          if (diff > cw.abs_mib || (diff == cw.abs_mib && rel > cw.rel))
+            cw = {rel, diff, label + " " + dev, cw.cells};
         }
       }
     };
@@ -261,16 +272,17 @@ void run_grid(const std::vector<grid_case>& cases, double compute_slack_mib, con
   std::ofstream out(test::work_dir() + "/" + report_name);
   out << fmt::format("{} configurations, {} out of bounds\n", cases.size(), failures);
   for (const auto& [col, x] : w)
-    out << fmt::format("worst {} ({} cells): {:.2f}% ({:.0f} MiB){}{}\n", col, x.cells, 100 * x.rel, x.abs_mib,
-                       x.where.empty() ? "" : " at ", x.where);
+    out << fmt::format("worst {} ({} cells): {:.2f}% ({:.0f} MiB){}{}\n", col, x.cells, 100 * x.rel,
+                       x.abs_mib, x.where.empty() ? "" : " at ", x.where);
   out << report.str();
 }
 
 TEST_F(estimate_vs_llama, grid_agrees_with_llama_fit_params) {
   auto cases = grid();
   ASSERT_GE(cases.size(), 50u);
-  run_grid(cases, 1, "estimate_grid.txt", [](const grid_case& c) { return shape(c.model, c.quant); },
-           [](int n) { return rpc_list(n); });
+  run_grid(
+      cases, 1, "estimate_grid.txt", [](const grid_case& c) { return shape(c.model, c.quant); },
+      [](int n) { return rpc_list(n); });
 }
 
 // The architectures of late-2026 models: hybrid delta-net (qwen35moe, qwen3next), sliding window with
@@ -350,7 +362,8 @@ std::vector<grid_case> new_architectures_grid() {
   // per-token Q temperature)
   add("qwen3.5-27b", 1, {"-c", "32768", "-np", "1"});
   add("qwen3.5-27b", 2, {"-c", "131072", "-np", "4"});
-  add("qwen3.5-27b", 3, {"-c", "65536", "-np", "2", "-ctk", "q8_0", "-ctv", "q8_0", "-ub", "1024", "-b", "1024"});
+  add("qwen3.5-27b", 3,
+      {"-c", "65536", "-np", "2", "-ctk", "q8_0", "-ctv", "q8_0", "-ub", "1024", "-b", "1024"});
   add("qwen3.5-27b", 1, {"-c", "16384", "-np", "1", "-ngl", "40"});
   add("ministral-3-8b", 1, {"-c", "32768", "-np", "1"});
   add("ministral-3-8b", 2, {"-c", "131072", "-np", "4", "-ctk", "q8_0", "-ctv", "q8_0"});
@@ -375,9 +388,10 @@ TEST_F(estimate_vs_llama, new_architectures_agree_with_llama_fit_params) {
   // the MoE of delta-net models (qwen35moe, qwen3next) and GLM's device buffer are off by up to
   // 56 MiB: delta-net nodes are replayed as plain attention, which moves where the scheduler cuts the
   // graph (docs/benchmarks.md lists the 6 cells). MLA (deepseek2) is replayed and held to 16 MiB.
-  run_grid(cases, 16, "estimate_grid_new_architectures.txt",
-           [](const grid_case& c) { return shape(c.model, c.quant); }, [](int n) { return rpc_list(n); },
-           {{"qwen35moe", 64}, {"qwen3next", 64}, {"glm4moe", 64}});
+  run_grid(
+      cases, 16, "estimate_grid_new_architectures.txt",
+      [](const grid_case& c) { return shape(c.model, c.quant); }, [](int n) { return rpc_list(n); },
+      {{"qwen35moe", 64}, {"qwen3next", 64}, {"glm4moe", 64}});
 }
 
 }  // namespace

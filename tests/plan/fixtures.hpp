@@ -33,13 +33,16 @@ inline model_shape make_shape(std::uint64_t n_layer, std::uint64_t layer_bytes, 
   for (std::uint64_t l = 0; l < n_layer; ++l) {
     int b = static_cast<int>(l);
     s.tensors.push_back({fmt::format("blk.{}.attn_norm.weight", l), 4 * n_embd, b, gguf::tensor_class::norm});
-    s.tensors.push_back({fmt::format("blk.{}.attn_q.weight", l), layer_bytes / 4, b, gguf::tensor_class::attention});
+    s.tensors.push_back(
+        {fmt::format("blk.{}.attn_q.weight", l), layer_bytes / 4, b, gguf::tensor_class::attention});
     if (n_expert) {
       for (const char* n : {"gate", "up", "down"})
-        s.tensors.push_back({fmt::format("blk.{}.ffn_{}_exps.weight", l, n), layer_bytes / 4, b, gguf::tensor_class::ffn_expert});
+        s.tensors.push_back({fmt::format("blk.{}.ffn_{}_exps.weight", l, n), layer_bytes / 4, b,
+                             gguf::tensor_class::ffn_expert});
     } else {
       for (const char* n : {"gate", "up", "down"})
-        s.tensors.push_back({fmt::format("blk.{}.ffn_{}.weight", l, n), layer_bytes / 4, b, gguf::tensor_class::ffn_dense});
+        s.tensors.push_back(
+            {fmt::format("blk.{}.ffn_{}.weight", l, n), layer_bytes / 4, b, gguf::tensor_class::ffn_dense});
     }
   }
   s.tensors.push_back({"output_norm.weight", 4 * n_embd, -1, gguf::tensor_class::norm});

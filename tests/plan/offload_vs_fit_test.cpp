@@ -3,9 +3,8 @@
 // ggml-rpc-server processes on loopback) and the same free-memory target. agifarm must keep at least as
 // many expert layers whole on the GPUs as llama-fit-params does, and llama.cpp's own projection of
 // agifarm's -ot rule must agree with agifarm's estimate within 2% per device.
-#include <gtest/gtest.h>
-
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include <fstream>
 #include <regex>
@@ -31,7 +30,8 @@ std::vector<std::pair<long, long>> device_rows(const std::string& out) {
     if (line.find("common_memory_breakdown_print: |   - RPC") == std::string::npos) continue;
     auto bar = line.find('|', line.find("- RPC"));
     long total = 0, free = 0, self = 0;
-    if (std::sscanf(line.c_str() + bar + 1, " %ld = %ld + ( %ld", &total, &free, &self) == 3) rows.push_back({total, self});
+    if (std::sscanf(line.c_str() + bar + 1, " %ld = %ld + ( %ld", &total, &free, &self) == 3)
+      rows.push_back({total, self});
     if (rows.size() >= 8) break;
   }
   return rows;
@@ -43,13 +43,15 @@ TEST_P(offload_vs_fit, keeps_at_least_as_many_expert_layers_on_gpu_and_projectio
   const int n_dev = GetParam();
   std::string dir = test::temp_dir(fmt::format("offload_vs_fit_{}", n_dev));
   std::string model = dir + "/qwen3-30b-a3b.gguf";
-  auto w = test::run({test::agifarm_cli(), "synth", "shape", "--model", "qwen3-30b-a3b", "--quant", "Q4_K_M", "-o", model});
+  auto w = test::run(
+      {test::agifarm_cli(), "synth", "shape", "--model", "qwen3-30b-a3b", "--quant", "Q4_K_M", "-o", model});
   ASSERT_EQ(w.exit_code, 0) << w.output;
   std::vector<test::child> rpcs;
   std::string rpc;
   for (int i = 0; i < n_dev; ++i) {
     int port = test::free_port();
-    rpcs.emplace_back(std::vector<std::string>{test::llama_bin() + "/ggml-rpc-server", "-H", "127.0.0.1", "-p", std::to_string(port)},
+    rpcs.emplace_back(std::vector<std::string>{test::llama_bin() + "/ggml-rpc-server", "-H", "127.0.0.1",
+                                               "-p", std::to_string(port)},
                       dir + fmt::format("/rpc{}.log", i));
     ASSERT_TRUE(test::wait_until([&] { return test::port_open(port); }, std::chrono::seconds(30)));
     rpc += fmt::format("{}127.0.0.1:{}", i ? "," : "", port);
@@ -59,7 +61,8 @@ TEST_P(offload_vs_fit, keeps_at_least_as_many_expert_layers_on_gpu_and_projectio
   std::vector<std::string> base{"-m", model, "--rpc", rpc, "-c", "32768", "-np", "1"};
 
   // llama.cpp's choice
-  std::vector<std::string> fit{test::llama_bin() + "/llama-fit-params", "-lv", "4", "-fitt", std::to_string(target_mib)};
+  std::vector<std::string> fit{test::llama_bin() + "/llama-fit-params", "-lv", "4", "-fitt",
+                               std::to_string(target_mib)};
   fit.insert(fit.end(), base.begin(), base.end());
   auto r = test::run(fit, std::chrono::seconds(120));
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -68,9 +71,11 @@ TEST_P(offload_vs_fit, keeps_at_least_as_many_expert_layers_on_gpu_and_projectio
   const auto fitted_line = r.output.substr(r.output.rfind("-c "));
   std::set<int> fit_host_layers;
   std::regex cpu_rule(R"(blk\\\.(\d+)\\\.ffn_[^,"]*=CPU)");
-  for (auto it = std::sregex_iterator(fitted_line.begin(), fitted_line.end(), cpu_rule); it != std::sregex_iterator(); ++it)
+  for (auto it = std::sregex_iterator(fitted_line.begin(), fitted_line.end(), cpu_rule);
+       it != std::sregex_iterator(); ++it)
     fit_host_layers.insert(std::stoi((*it)[1]));
-  ASSERT_FALSE(fit_host_layers.empty()) << "the target should force llama.cpp to offload experts: " << fitted_line;
+  ASSERT_FALSE(fit_host_layers.empty())
+      << "the target should force llama.cpp to offload experts: " << fitted_line;
 
   // agifarm's choice on the same devices and target
   auto shape = load_model_shape(model);
@@ -79,14 +84,16 @@ TEST_P(offload_vs_fit, keeps_at_least_as_many_expert_layers_on_gpu_and_projectio
   ASSERT_TRUE(args.ok());
   args->n_outputs_max = 0;  // llama-fit-params reserves a whole micro-batch of outputs
   auto devs = rpc_devices(args->rpc);
-  for (std::size_t i = 0; i < devs.size(); ++i) devs[i].free_bytes = static_cast<std::uint64_t>(rows[i].first) * k_mib;
+  for (std::size_t i = 0; i < devs.size(); ++i)
+    devs[i].free_bytes = static_cast<std::uint64_t>(rows[i].first) * k_mib;
   auto choice = choose_offload(*shape, *args, devs, static_cast<std::uint64_t>(target_mib) * k_mib);
   ASSERT_TRUE(choice.ok()) << choice.err().message;
   ASSERT_TRUE(choice->fits);
   const int n_layer = static_cast<int>(shape->n_layer);
   const int fit_on_gpu = n_layer - static_cast<int>(fit_host_layers.size());
   const int ours_on_gpu = n_layer - static_cast<int>(choice->host_layers.size());
-  EXPECT_GE(ours_on_gpu, fit_on_gpu) << "llama-fit-params: " << fitted_line << "\nagifarm: -ot " << choice->ot_rule;
+  EXPECT_GE(ours_on_gpu, fit_on_gpu) << "llama-fit-params: " << fitted_line << "\nagifarm: -ot "
+                                     << choice->ot_rule;
 
   // llama.cpp's projection of agifarm's rule vs agifarm's estimate
   std::vector<std::string> check{test::llama_bin() + "/llama-fit-params", "--fit-print", "on", "-lv", "4"};
@@ -97,14 +104,17 @@ TEST_P(offload_vs_fit, keeps_at_least_as_many_expert_layers_on_gpu_and_projectio
   auto theirs = device_rows(c.output);
   ASSERT_GE(theirs.size(), static_cast<std::size_t>(n_dev));
   std::ofstream report(test::work_dir() + fmt::format("/offload_vs_fit_{}.txt", n_dev));
-  report << fmt::format("devices {} target {} MiB: expert layers on GPU: llama-fit-params {} / agifarm {} of {}\n", n_dev,
-                        target_mib, fit_on_gpu, ours_on_gpu, n_layer);
+  report << fmt::format(
+      "devices {} target {} MiB: expert layers on GPU: llama-fit-params {} / agifarm {} of {}\n", n_dev,
+      target_mib, fit_on_gpu, ours_on_gpu, n_layer);
   for (int i = 0; i < n_dev; ++i) {
     double ours = static_cast<double>(choice->estimate.devices[i].total_bytes) / k_mib;
     double ref = static_cast<double>(theirs[i].second);
-    report << fmt::format("RPC{}: llama.cpp projects {:.0f} MiB, agifarm {:.0f} MiB ({:+.2f}%)\n", i, ref, ours, 100 * (ours - ref) / ref);
+    report << fmt::format("RPC{}: llama.cpp projects {:.0f} MiB, agifarm {:.0f} MiB ({:+.2f}%)\n", i, ref,
+                          ours, 100 * (ours - ref) / ref);
     EXPECT_NEAR(ours, ref, 0.02 * ref) << "device " << i;
-    EXPECT_LE(ours, static_cast<double>(rows[i].first - target_mib) + 1) << "agifarm's plan must respect the target";
+    EXPECT_LE(ours, static_cast<double>(rows[i].first - target_mib) + 1)
+        << "agifarm's plan must respect the target";
   }
 }
 

@@ -17,14 +17,19 @@ std::string shape(const std::string& id) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   return path;
 }
-std::string example(const std::string& name) { return std::string(AGIFARM_SOURCE_DIR) + "/docs/examples/" + name; }
+std::string example(const std::string& name) {
+  return std::string(AGIFARM_SOURCE_DIR) + "/docs/examples/" + name;
+}
 
 // stdout only: the JSON goes there, messages to stderr
-std::string json_part(const std::string& out) { return out.substr(out.find('{'), out.rfind('}') - out.find('{') + 1); }
+std::string json_part(const std::string& out) {
+  return out.substr(out.find('{'), out.rfind('}') - out.find('{') + 1);
+}
 
 TEST(plan_cli, plans_a_model_on_two_gpus_and_prints_the_document) {
   auto m = shape("qwen3-8b");
-  auto r = test::run({test::agifarm_cli(), "plan", "--inventory", example("two-3090.yaml"), "--model", "q8b=" + m, "--json"});
+  auto r = test::run({test::agifarm_cli(), "plan", "--inventory", example("two-3090.yaml"), "--model",
+                      "q8b=" + m, "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto doc = parse_plan_document(json_part(r.output));
   ASSERT_TRUE(doc.ok()) << doc.err().message;
@@ -53,16 +58,19 @@ TEST(plan_cli, nothing_fits_exits_3_with_the_reason) {
 
 TEST(plan_cli, bad_role_and_missing_file_exit_2) {
   auto m = shape("qwen3-0.6b");
-  auto r = test::run({test::agifarm_cli(), "plan", "--inventory", example("one-gpu.yaml"), "--model", m, "--role", "fast:nomodel"});
+  auto r = test::run({test::agifarm_cli(), "plan", "--inventory", example("one-gpu.yaml"), "--model", m,
+                      "--role", "fast:nomodel"});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("nomodel"), std::string::npos);
-  auto f = test::run({test::agifarm_cli(), "plan", "--inventory", example("one-gpu.yaml"), "--model", "/nonexistent.gguf"});
+  auto f = test::run(
+      {test::agifarm_cli(), "plan", "--inventory", example("one-gpu.yaml"), "--model", "/nonexistent.gguf"});
   EXPECT_EQ(f.exit_code, 2) << f.output;
 }
 
 TEST(plan_cli, estimate_json_has_the_breakdown_columns) {
   auto m = shape("qwen3-8b");
-  auto r = test::run({test::agifarm_cli(), "estimate", "--devices", "2", "--json", "--", "-m", m, "-c", "16384", "-np", "2"});
+  auto r = test::run({test::agifarm_cli(), "estimate", "--devices", "2", "--json", "--", "-m", m, "-c",
+                      "16384", "-np", "2"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto v = boost::json::parse(json_part(r.output));
   const auto& devs = v.at("devices").as_array();

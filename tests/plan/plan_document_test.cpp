@@ -1,19 +1,20 @@
 #include "plan/plan_document.hpp"
 
+#include <gtest/gtest.h>
+
 #include "common/ot_rules.hpp"
 #include "plan/deployment.hpp"
-
-#include <gtest/gtest.h>
 
 namespace agifarm::plan {
 namespace {
 
 plan_document sample() {
   plan_document d;
-  d.inventory.nodes.push_back({"box", "10.0.0.2", {{0, "rtx3090", "nvidia", 24ull << 30, 936e9, 71}}, 16, 128ull << 30, 50e9});
+  d.inventory.nodes.push_back(
+      {"box", "10.0.0.2", {{0, "rtx3090", "nvidia", 24ull << 30, 936e9, 71}}, 16, 128ull << 30, 50e9});
   d.inventory.links.push_back({"pcie", "box", "box", {0}, 31.5e9, 5e-6});
-  d.models.push_back({"qwen3-8b", "/m/q.gguf", "qwen3", "https://huggingface.co/Qwen/Qwen3-8B", 8'190'000'000ull,
-                      5'000'000'000ull, 36, 0, "Q4_K", true});
+  d.models.push_back({"qwen3-8b", "/m/q.gguf", "qwen3", "https://huggingface.co/Qwen/Qwen3-8B",
+                      8'190'000'000ull, 5'000'000'000ull, 36, 0, "Q4_K", true});
   d.roles.push_back({"fast", "qwen3-8b", 8192, 4});
   doc_candidate c;
   c.model = "qwen3-8b";
@@ -55,7 +56,8 @@ TEST(plan_document, errors_name_the_json_path) {
   j["candidates"].as_array()[0].as_object()["devices"].as_array()[0].as_object()["model_bytes"] = "lots";
   auto r = plan_document_from_json(j);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.err().message.find("candidates[0].devices[0].model_bytes"), std::string::npos) << r.err().message;
+  EXPECT_NE(r.err().message.find("candidates[0].devices[0].model_bytes"), std::string::npos)
+      << r.err().message;
   EXPECT_EQ(r.err().exit_code, 2);
 }
 
@@ -95,7 +97,8 @@ TEST(plan_document, a_number_too_big_for_a_double_is_an_error_not_infinity) {
   text.replace(value, end - value, "1e400");
   auto r = parse_plan_document(text);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.err().message.find("predicted.decode_tps: expected a finite number"), std::string::npos) << r.err().message;
+  EXPECT_NE(r.err().message.find("predicted.decode_tps: expected a finite number"), std::string::npos)
+      << r.err().message;
 }
 
 TEST(plan_document, parse_rejects_garbage_text) {
@@ -120,10 +123,18 @@ TEST(backend_argv, merges_per_layer_expert_rules_into_the_planners_one_rule) {
   b.host = "127.0.0.1";
   b.args = {"-m", "/m/q.gguf"};
   for (int l : {0, 1, 2, 3, 12})
-    b.args.insert(b.args.end(), {"-ot", "blk\\." + std::to_string(l) + "\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU"});
+    b.args.insert(b.args.end(),
+                  {"-ot", "blk\\." + std::to_string(l) + "\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU"});
   auto argv = backend_argv(b, "/opt/llama", 8081);
-  std::vector<std::string> want{"/opt/llama/llama-server", "-m", "/m/q.gguf", "-ot",
-                                expert_offload_rule({0, 1, 2, 3, 12}, "CPU"), "--host", "127.0.0.1", "--port", "8081"};
+  std::vector<std::string> want{"/opt/llama/llama-server",
+                                "-m",
+                                "/m/q.gguf",
+                                "-ot",
+                                expert_offload_rule({0, 1, 2, 3, 12}, "CPU"),
+                                "--host",
+                                "127.0.0.1",
+                                "--port",
+                                "8081"};
   EXPECT_EQ(argv, want);
   EXPECT_EQ(want[4], "blk\\.([0-3]|12)\\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU");
   // a rule that is not a whole-layer expert rule leaves the list as written

@@ -1,6 +1,7 @@
 #include "plan/planner.hpp"
 
 #include <gtest/gtest.h>
+
 #include <algorithm>
 #include <set>
 
@@ -88,8 +89,10 @@ memory_estimate all_on_host(const model_shape& s) {
   memory_estimate e;
   std::uint64_t dense = 0, expert = 0;
   for (const auto& t : s.tensors) {
-    if (t.cls == gguf::tensor_class::ffn_expert) expert += t.bytes;
-    else if (t.cls != gguf::tensor_class::token_embd) dense += t.bytes;
+    if (t.cls == gguf::tensor_class::ffn_expert)
+      expert += t.bytes;
+    else if (t.cls != gguf::tensor_class::token_embd)
+      dense += t.bytes;
   }
   e.dense_weight_bytes = {dense};
   e.expert_weight_bytes = {expert};
@@ -116,13 +119,16 @@ TEST(speed_model, cpu_prefill_speed_depends_on_the_weight_type) {
   // GPU (one efficiency for all types) the two take the same time per parameter.
   auto q4 = fixtures::make_shape(8, 64 * k_mib, 16 * k_mib);
   auto q6 = q4;
-  for (auto& t : q4.tensors) if (t.type == 12) t.type = 2;   // Q4_0
-  for (auto& t : q6.tensors) if (t.type == 12) t.type = 14;  // Q6_K
+  for (auto& t : q4.tensors)
+    if (t.type == 12) t.type = 2;  // Q4_0
+  for (auto& t : q6.tensors)
+    if (t.type == 12) t.type = 14;  // Q6_K
   auto e = all_on_host(q4);
   compute_unit cpu{"cpu", 30e9, 300e9, true};
   auto fast = estimate_speed({&q4, &e, {}, cpu, {}, 1, 0});
   auto slow = estimate_speed({&q6, &e, {}, cpu, {}, 1, 0});
-  EXPECT_NEAR(fast.prefill_tps / slow.prefill_tps, cpu_matmul_efficiency("Q4_0") / cpu_matmul_efficiency("Q6_K"), 0.05);
+  EXPECT_NEAR(fast.prefill_tps / slow.prefill_tps,
+              cpu_matmul_efficiency("Q4_0") / cpu_matmul_efficiency("Q6_K"), 0.05);
   EXPECT_GT(cpu_matmul_efficiency("Q4_0"), cpu_matmul_efficiency("Q8_0"));
   EXPECT_GT(cpu_matmul_efficiency("Q8_0"), cpu_matmul_efficiency("Q6_K"));
   EXPECT_GT(cpu_matmul_efficiency("IQ2_XXS"), 0);  // unknown to the table: a conservative figure
@@ -135,7 +141,8 @@ TEST(speed_model, moe_experts_on_the_cpu_prefill_slower_than_dense_work) {
   auto r = estimate_speed({&moe, &e, {}, cpu, {}, 1, 0});
   // attention (1/4 of the layer bytes) as dense work, experts (3/4, 8 of 64 used) slowed down
   double per_byte = 2.0 * 256.0 / 144.0 / cpu_matmul_efficiency("Q4_K");
-  double t = 8.0 * 16 * k_mib * per_byte / 300e9 + 8.0 * 48 * k_mib / 8 * per_byte * k_cpu_expert_slowdown / 300e9;
+  double t =
+      8.0 * 16 * k_mib * per_byte / 300e9 + 8.0 * 48 * k_mib / 8 * per_byte * k_cpu_expert_slowdown / 300e9;
   EXPECT_NEAR(r.prefill_tps, 1.0 / t, 1e-3 / t);  // norms (vectors) ride along as dense bytes
 }
 
@@ -169,7 +176,8 @@ TEST(speed_model, op_offload_streams_host_experts_over_the_link_once_per_micro_b
   const double saved = 1.0 / with.prefill_tps - 1.0 / estimate_speed(off).prefill_tps;
   // (and each micro-batch is one graph evaluation: the GPU's 8 layers pay their dispatch cost per batch)
   EXPECT_NEAR(saved,
-              (stream_bytes / link + gpu_bytes / (936e9 * k_eta_bw_gpu) + 8 * default_speed_params().layer_overhead_gpu_s) *
+              (stream_bytes / link + gpu_bytes / (936e9 * k_eta_bw_gpu) +
+               8 * default_speed_params().layer_overhead_gpu_s) *
                   (1.0 / 512 - 1.0 / 4096),
               1e-3 * saved);
   // below 32 tokens per micro-batch there is no op offload
@@ -255,7 +263,8 @@ TEST(planner, big_dense_model_is_sharded_over_the_node) {
   EXPECT_NE(std::find(args.begin(), args.end(), "-ts"), args.end());
   bool replica_infeasible_with_reason = false;
   for (const auto& c : d->candidates)
-    if (c.strategy == "replica" && !c.feasible && c.why_not.find("needs") != std::string::npos && !c.fix.empty())
+    if (c.strategy == "replica" && !c.feasible && c.why_not.find("needs") != std::string::npos &&
+        !c.fix.empty())
       replica_infeasible_with_reason = true;
   EXPECT_TRUE(replica_infeasible_with_reason);
 }
@@ -270,7 +279,8 @@ TEST(planner, shards_across_nodes_with_rpc_servers) {
   int rpc = 0;
   std::string server_rpc_arg;
   for (const auto& b : d->chosen.backends) {
-    if (b.kind == backend_kind::rpc_server) ++rpc;
+    if (b.kind == backend_kind::rpc_server)
+      ++rpc;
     else
       for (std::size_t i = 0; i + 1 < b.args.size(); ++i)
         if (b.args[i] == "--rpc") server_rpc_arg = b.args[i + 1];

@@ -4,9 +4,8 @@
 // within 1% (or 1 MiB) per device, compute buffers (llama-server's own reservation: one output per
 // slot, the graph callback's norm pins kept) within 1% or 0.05 MiB for Qwen3 (replayed exactly) and a
 // stated slack for the tiny gpt-oss and qwen35moe models. Report: build/test-work/server_buffers.txt.
-#include <gtest/gtest.h>
-
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include <fstream>
 #include <map>
@@ -26,13 +25,15 @@ struct mib3 {
 
 // Serves `model` over two RPC devices with `flags` and compares every printed buffer with the estimate;
 // compute within 1% or `compute_slack_mib`. Appends to build/test-work/server_buffers.txt.
-void expect_buffers_match(const std::string& model, std::vector<std::string> flags, double compute_slack_mib) {
+void expect_buffers_match(const std::string& model, std::vector<std::string> flags,
+                          double compute_slack_mib) {
   std::string dir = test::temp_dir("server_buffers");
   std::vector<test::child> rpcs;
   std::vector<std::string> eps;
   for (int i = 0; i < 2; ++i) {
     int port = test::free_port();
-    rpcs.emplace_back(std::vector<std::string>{test::llama_bin() + "/ggml-rpc-server", "-H", "127.0.0.1", "-p", std::to_string(port)},
+    rpcs.emplace_back(std::vector<std::string>{test::llama_bin() + "/ggml-rpc-server", "-H", "127.0.0.1",
+                                               "-p", std::to_string(port)},
                       dir + fmt::format("/rpc{}.log", i));
     ASSERT_TRUE(test::wait_until([&] { return test::port_open(port); }, std::chrono::seconds(30)));
     eps.push_back(fmt::format("127.0.0.1:{}", port));
@@ -44,7 +45,8 @@ void expect_buffers_match(const std::string& model, std::vector<std::string> fla
   std::string log = srv.proc.log();
   // "<NAME> model buffer size = X MiB", "<NAME> KV buffer size = X MiB", "<NAME> compute buffer size = X MiB"
   std::map<std::string, mib3> real;
-  std::regex line(R"((load_tensors|llama_kv_cache|sched_reserve):\s+(\S+) (model|KV|compute) buffer size =\s+([0-9.]+) MiB)");
+  std::regex line(
+      R"((load_tensors|llama_kv_cache|sched_reserve):\s+(\S+) (model|KV|compute) buffer size =\s+([0-9.]+) MiB)");
   for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator(); ++it) {
     std::string buf = (*it)[2];
     std::string key = "host";
@@ -72,8 +74,9 @@ void expect_buffers_match(const std::string& model, std::vector<std::string> fla
     const auto& r = real[name];
     const double mib = 1024.0 * 1024.0;
     double m = ours.model_bytes / mib, k = ours.context_bytes / mib, c = ours.compute_bytes / mib;
-    report << fmt::format("{:<5} llama-server model {:8.2f} KV {:8.2f} compute {:8.2f} | agifarm {:8.2f} {:8.2f} {:8.2f} MiB\n",
-                          name, r.model, r.kv, r.compute, m, k, c);
+    report << fmt::format(
+        "{:<5} llama-server model {:8.2f} KV {:8.2f} compute {:8.2f} | agifarm {:8.2f} {:8.2f} {:8.2f} MiB\n",
+        name, r.model, r.kv, r.compute, m, k, c);
     EXPECT_NEAR(m, r.model, std::max(1.0, 0.01 * r.model)) << name;
     EXPECT_NEAR(k, r.kv, std::max(1.0, 0.01 * r.kv)) << name;
     // compute: agifarm replays llama.cpp's graph reserve (plan/compute_graph.hpp)
@@ -85,8 +88,8 @@ void expect_buffers_match(const std::string& model, std::vector<std::string> fla
 }
 
 TEST(server_buffers, estimate_matches_a_real_llama_server_on_rpc_devices) {
-  std::string model = test::tiny_model("qwen3", {"--n-layer", "6", "--n-embd", "512", "--n-head", "8", "--n-head-kv", "4",
-                                                 "--head-dim", "64", "--n-ff", "1536"});
+  std::string model = test::tiny_model("qwen3", {"--n-layer", "6", "--n-embd", "512", "--n-head", "8",
+                                                 "--n-head-kv", "4", "--head-dim", "64", "--n-ff", "1536"});
   expect_buffers_match(model, {"-c", "8192", "-np", "2", "-ctk", "q8_0", "-ctv", "q8_0"}, 0.05);
 }
 

@@ -1,11 +1,12 @@
 // The GPU terms of the speed model that issue 15's calibration added: the dequantize-to-F16 path of
 // pre-mid-2024 llama.cpp builds, the per-micro-batch graph cost of prefill, and the expert-read share
 // of MoE decode (docs/planning.md, "Speed").
+#include "plan/speed_model.hpp"
+
 #include <gtest/gtest.h>
 
 #include "fixtures.hpp"
 #include "gguf/gguf.hpp"
-#include "plan/speed_model.hpp"
 
 namespace agifarm::plan {
 namespace {
@@ -29,8 +30,10 @@ memory_estimate on_gpu(const model_shape& s) {
   memory_estimate e;
   std::uint64_t dense = 0, expert = 0;
   for (const auto& t : s.tensors) {
-    if (t.cls == gguf::tensor_class::ffn_expert) expert += t.bytes;
-    else if (t.cls != gguf::tensor_class::token_embd && t.cls != gguf::tensor_class::norm) dense += t.bytes;
+    if (t.cls == gguf::tensor_class::ffn_expert)
+      expert += t.bytes;
+    else if (t.cls != gguf::tensor_class::token_embd && t.cls != gguf::tensor_class::norm)
+      dense += t.bytes;
   }
   e.dense_weight_bytes = {dense, 0};
   e.expert_weight_bytes = {expert, 0};
@@ -60,7 +63,8 @@ TEST(speed_model, dequantize_path_writes_and_reads_an_f16_copy_per_micro_batch) 
   in.params = &legacy;
   const double dequant = 1.0 / estimate_speed(in).prefill_tps;
   // every matrix the GPU holds is Q8_0: 32 weights in 34 bytes
-  const double expect = 4.0 * static_cast<double>(e.dense_weight_bytes[0]) * 32 / 34 / (1e12 * k_eta_bw_gpu) / 512;
+  const double expect =
+      4.0 * static_cast<double>(e.dense_weight_bytes[0]) * 32 / 34 / (1e12 * k_eta_bw_gpu) / 512;
   EXPECT_NEAR(dequant - mmq, expect, 1e-6 * expect);
   // decode never takes that path
   const double legacy_decode = estimate_speed(in).decode_tps;
@@ -99,7 +103,8 @@ TEST(speed_model, each_micro_batch_pays_the_per_layer_graph_cost) {
   in.n_ubatch = 64;
   const double small = 1.0 / estimate_speed(in).prefill_tps;
   const double w = static_cast<double>(e.dense_weight_bytes[0]);
-  const double expect = (w / (1e12 * k_eta_bw_gpu) + 8 * default_speed_params().layer_overhead_gpu_s) * (1.0 / 64 - 1.0 / 512);
+  const double expect =
+      (w / (1e12 * k_eta_bw_gpu) + 8 * default_speed_params().layer_overhead_gpu_s) * (1.0 / 64 - 1.0 / 512);
   EXPECT_NEAR(small - big, expect, 1e-6 * expect);
 }
 

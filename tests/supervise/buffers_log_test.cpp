@@ -1,8 +1,8 @@
 // The buffer lines of real llama-server logs (llama.cpp of node-llama-cpp 3.22.1, -lv 4): tiny Qwen3 on
 // one ggml-rpc-server device, and tiny qwen35moe (recurrent state) on the CPU.
-#include <gtest/gtest.h>
-
 #include "supervise/buffers_log.hpp"
+
+#include <gtest/gtest.h>
 
 namespace agifarm::supervise {
 namespace {
@@ -20,7 +20,8 @@ constexpr std::string_view k_rpc_log = R"(0.00.960.320 I load_tensors: offloadin
 0.01.892.639 I srv  llama_server: model loaded
 )";
 
-constexpr std::string_view k_recurrent_log = R"(0.01.791.246 I load_tensors:   CPU_Mapped model buffer size =    75.42 MiB
+constexpr std::string_view k_recurrent_log =
+    R"(0.01.791.246 I load_tensors:   CPU_Mapped model buffer size =    75.42 MiB
 0.01.795.421 I llama_context:        CPU  output buffer size =     1.16 MiB
 0.01.795.473 I llama_kv_cache:        CPU KV buffer size =     0.50 MiB
 0.01.795.512 I llama_memory_recurrent:        CPU RS buffer size =     0.04 MiB

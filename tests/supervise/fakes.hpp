@@ -13,8 +13,8 @@
 #include "supervise/clock.hpp"
 #include "supervise/files.hpp"
 #include "supervise/ports.hpp"
-#include "supervise/process.hpp"
 #include "supervise/prober.hpp"
+#include "supervise/process.hpp"
 
 namespace agifarm::supervise::testing {
 
@@ -40,8 +40,8 @@ struct fake_process {
 
 class fake_launcher final : public process_launcher {
  public:
-  bool term_exits = true;     // SIGTERM makes the process exit (at the next reap)
-  std::string spawn_error;    // non-empty: spawn fails with this message
+  bool term_exits = true;   // SIGTERM makes the process exit (at the next reap)
+  std::string spawn_error;  // non-empty: spawn fails with this message
   std::map<int, fake_process> procs;
   std::vector<int> spawn_order;  // pids
 
@@ -68,15 +68,23 @@ class fake_launcher final : public process_launcher {
     pending_.push_back({pid, signaled, code});
   }
   int live() const {
-    return static_cast<int>(std::count_if(procs.begin(), procs.end(), [](auto& kv) { return kv.second.alive; }));
+    return static_cast<int>(
+        std::count_if(procs.begin(), procs.end(), [](auto& kv) { return kv.second.alive; }));
   }
   int spawns_of(const std::string& argv0_suffix_port) const {  // processes whose argv contains the text
     int n = 0;
     for (auto& [pid, p] : procs)
-      for (auto& a : p.req.argv) if (a == argv0_suffix_port) { ++n; break; }
+      for (auto& a : p.req.argv)
+        if (a == argv0_suffix_port) {
+          ++n;
+          break;
+        }
     return n;
   }
-  bool alive(int pid) const { auto it = procs.find(pid); return it != procs.end() && it->second.alive; }
+  bool alive(int pid) const {
+    auto it = procs.find(pid);
+    return it != procs.end() && it->second.alive;
+  }
 
  private:
   int next_pid_ = 1000;
@@ -88,7 +96,10 @@ class fake_prober final : public prober {
   std::vector<probe_request> pending;
   std::vector<probe_request> all;
 
-  void start(const probe_request& r) override { pending.push_back(r); all.push_back(r); }
+  void start(const probe_request& r) override {
+    pending.push_back(r);
+    all.push_back(r);
+  }
   std::vector<probe_result> poll() override { return std::exchange(done_, {}); }
 
   // Answers the newest pending request of that backend and kind; false if none.

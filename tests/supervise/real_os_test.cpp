@@ -2,13 +2,12 @@
 // PR_SET_PDEATHSIG, log files, ports, and the HTTP prober against a real (tiny) HTTP server.
 // Waiting is always on a condition with a deadline.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <filesystem>
@@ -20,8 +19,8 @@
 
 #include "supervise/files.hpp"
 #include "supervise/ports.hpp"
-#include "supervise/process.hpp"
 #include "supervise/prober.hpp"
+#include "supervise/process.hpp"
 
 namespace agifarm::supervise {
 namespace {
@@ -42,12 +41,18 @@ bool wait_for(F cond, std::chrono::milliseconds deadline) {
 struct temp_dir {
   fs::path path;
   temp_dir() {
-    path = fs::temp_directory_path() / ("agifarm-supervise-" + std::to_string(::getpid()) + "-" +
-                                        std::to_string(counter()++));
+    path = fs::temp_directory_path() /
+           ("agifarm-supervise-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
     fs::create_directories(path);
   }
-  ~temp_dir() { std::error_code ec; fs::remove_all(path, ec); }
-  static int& counter() { static int c = 0; return c; }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  static int& counter() {
+    static int c = 0;
+    return c;
+  }
   std::string file(const std::string& n) const { return (path / n).string(); }
 };
 
@@ -58,10 +63,13 @@ std::string slurp(const std::string& p) {
 
 std::optional<exit_info> wait_exit(posix_launcher& l, int pid, std::chrono::milliseconds deadline) {
   std::optional<exit_info> got;
-  wait_for([&] {
-    for (auto& e : l.reap()) if (e.pid == pid) got = e;
-    return got.has_value();
-  }, deadline);
+  wait_for(
+      [&] {
+        for (auto& e : l.reap())
+          if (e.pid == pid) got = e;
+        return got.has_value();
+      },
+      deadline);
   return got;
 }
 
@@ -69,7 +77,8 @@ TEST(posix_launcher, runs_argv_with_env_and_appends_output_to_the_log) {
   temp_dir d;
   posix_launcher l;
   auto log = d.file("x.log");
-  auto pid = l.spawn({{"/bin/sh", "-c", "echo out $AGIFARM_T; echo err >&2; exit 3"}, {{"AGIFARM_T", "v1"}}, log});
+  auto pid =
+      l.spawn({{"/bin/sh", "-c", "echo out $AGIFARM_T; echo err >&2; exit 3"}, {{"AGIFARM_T", "v1"}}, log});
   ASSERT_TRUE(pid.ok()) << pid.err().message;
   auto e = wait_exit(l, *pid, 10s);
   ASSERT_TRUE(e);
@@ -98,7 +107,8 @@ TEST(posix_launcher, signal_group_reaches_the_backends_own_children) {
   temp_dir d;
   posix_launcher l;
   auto pidfile = d.file("grandchild.pid");
-  auto pid = l.spawn({{"/bin/sh", "-c", "sleep 1000 & echo $! > " + pidfile + "; wait"}, {}, d.file("x.log")});
+  auto pid =
+      l.spawn({{"/bin/sh", "-c", "sleep 1000 & echo $! > " + pidfile + "; wait"}, {}, d.file("x.log")});
   ASSERT_TRUE(pid.ok());
   ASSERT_TRUE(wait_for([&] { return !slurp(pidfile).empty(); }, 10s));
   int grandchild = std::stoi(slurp(pidfile));
@@ -108,7 +118,8 @@ TEST(posix_launcher, signal_group_reaches_the_backends_own_children) {
   auto e = wait_exit(l, *pid, 10s);
   ASSERT_TRUE(e);
   EXPECT_TRUE(e->signaled);
-  EXPECT_TRUE(wait_for([&] { return !process_alive(grandchild); }, 10s)) << "grandchild " << grandchild << " survived";
+  EXPECT_TRUE(wait_for([&] { return !process_alive(grandchild); }, 10s))
+      << "grandchild " << grandchild << " survived";
 }
 
 TEST(posix_launcher, backends_die_when_the_supervisor_is_killed) {
@@ -172,7 +183,8 @@ TEST(real_files, write_atomic_and_read_back) {
 // A tiny HTTP server for the prober: handler(method, target) -> {status, body} or nullopt to hang.
 class test_http_server {
  public:
-  using handler = std::function<std::optional<std::pair<int, std::string>>(const std::string&, const std::string&)>;
+  using handler =
+      std::function<std::optional<std::pair<int, std::string>>(const std::string&, const std::string&)>;
   explicit test_http_server(handler h) : h_(std::move(h)) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
@@ -191,7 +203,9 @@ class test_http_server {
     ::close(fd_);
     thread_.join();
     std::lock_guard lk(mu_);
-    for (int c : conns_) { ::shutdown(c, SHUT_RDWR); }
+    for (int c : conns_) {
+      ::shutdown(c, SHUT_RDWR);
+    }
     for (auto& t : workers_) t.join();
     for (int c : conns_) ::close(c);
   }
@@ -219,11 +233,13 @@ class test_http_server {
     auto sp2 = req.find(' ', sp1 + 1);
     auto ans = h_(req.substr(0, sp1), req.substr(sp1 + 1, sp2 - sp1 - 1));
     if (!ans) {  // hang until the client gives up or the server stops
-      while (::recv(c, buf, sizeof buf, 0) > 0) {}
+      while (::recv(c, buf, sizeof buf, 0) > 0) {
+      }
       return;
     }
-    std::string res = "HTTP/1.1 " + std::to_string(ans->first) + " X\r\nContent-Length: " +
-                      std::to_string(ans->second.size()) + "\r\nConnection: close\r\n\r\n" + ans->second;
+    std::string res = "HTTP/1.1 " + std::to_string(ans->first) +
+                      " X\r\nContent-Length: " + std::to_string(ans->second.size()) +
+                      "\r\nConnection: close\r\n\r\n" + ans->second;
     ::send(c, res.data(), res.size(), MSG_NOSIGNAL);
   }
 
@@ -241,11 +257,13 @@ probe_result probe_once(http_prober& p, probe_kind k, int port, duration timeout
   static std::uint64_t tag = 0;
   p.start({"b", k, "127.0.0.1", port, timeout, ++tag});
   std::vector<probe_result> got;
-  wait_for([&] {
-    auto r = p.poll();
-    got.insert(got.end(), r.begin(), r.end());
-    return !got.empty();
-  }, 20s);
+  wait_for(
+      [&] {
+        auto r = p.poll();
+        got.insert(got.end(), r.begin(), r.end());
+        return !got.empty();
+      },
+      20s);
   EXPECT_EQ(got.size(), 1u);
   if (got.empty()) return {};
   EXPECT_EQ(got[0].tag, tag);
@@ -255,8 +273,8 @@ probe_result probe_once(http_prober& p, probe_kind k, int port, duration timeout
 TEST(http_prober, tells_ready_loading_refused_hung_and_busy_apart) {
   std::atomic<int> health_status{503};
   std::atomic<bool> slots_answer{true};
-  test_http_server srv([&](const std::string& method, const std::string& target)
-                           -> std::optional<std::pair<int, std::string>> {
+  test_http_server srv([&](const std::string& method,
+                           const std::string& target) -> std::optional<std::pair<int, std::string>> {
     if (method == "GET" && target == "/health") return std::pair{health_status.load(), std::string("{}")};
     if (method == "GET" && target == "/slots") {
       if (slots_answer) return std::pair{200, std::string("[]")};

@@ -6,8 +6,8 @@
 #include <fstream>
 #include <thread>
 
-#include "support/support.hpp"
 #include "supervise/supervisor.hpp"
+#include "support/support.hpp"
 
 namespace agifarm::supervise {
 namespace {
@@ -22,8 +22,10 @@ class counting_prober final : public prober {
     auto v = real_.poll();
     for (auto& r : v) {
       if (r.kind == probe_kind::completion) {
-        if (r.outcome == probe_outcome::ok) ++completion_ok;
-        else ++completion_bad;
+        if (r.outcome == probe_outcome::ok)
+          ++completion_ok;
+        else
+          ++completion_bad;
       }
     }
     return v;
@@ -59,8 +61,9 @@ TEST(supervisor_llama, rpc_server_first_then_llama_server_probed_then_stopped) {
   plan::backend_spec llama;
   llama.name = "tiny";
   llama.model_file = model;
-  llama.args = {"-m", model, "-c", "1024", "-np", "1", "-t", "1", "--rpc", "127.0.0.1:" + std::to_string(rpc_port),
-                "-ngl", "99", "-lv", "4"};
+  llama.args = {"-m",   model, "-c",  "1024",  "-np",
+                "1",    "-t",  "1",   "--rpc", "127.0.0.1:" + std::to_string(rpc_port),
+                "-ngl", "99",  "-lv", "4"};
   llama.depends_on = {"rpc0"};
   d.backends = {llama, rpc};  // listed out of order on purpose
   supervisor_options o;
@@ -83,10 +86,12 @@ TEST(supervisor_llama, rpc_server_first_then_llama_server_probed_then_stopped) {
   supervisor s(d, o, clk, launcher, probes, files, ports, ev);
   ASSERT_TRUE(s.prepare().ok());
   auto get = [&](const std::string& n) -> const backend_status& {
-    for (auto& b : s.backends()) if (b.name == n) return b;
+    for (auto& b : s.backends())
+      if (b.name == n) return b;
     throw std::runtime_error(n);
   };
-  ASSERT_TRUE(drive(s, [&] { return s.all_settled(); }, 120s))
+  ASSERT_TRUE(drive(
+      s, [&] { return s.all_settled(); }, 120s))
       << "rpc0: " << to_string(get("rpc0").state) << " tiny: " << to_string(get("tiny").state) << " "
       << get("tiny").reason;
   EXPECT_EQ(get("rpc0").state, backend_state::ready);
@@ -97,12 +102,14 @@ TEST(supervisor_llama, rpc_server_first_then_llama_server_probed_then_stopped) {
   std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("RPC0"), std::string::npos) << "llama-server did not use the rpc server";
   // 1-token completion probes answer on a healthy server.
-  ASSERT_TRUE(drive(s, [&] { return probes.completion_ok >= 3; }, 60s));
+  ASSERT_TRUE(drive(
+      s, [&] { return probes.completion_ok >= 3; }, 60s));
   EXPECT_EQ(probes.completion_bad, 0);
   EXPECT_EQ(get("tiny").restarts, 0);
   int pids[2] = {get("rpc0").pid, get("tiny").pid};
   s.stop_all();
-  ASSERT_TRUE(drive(s, [&] { return s.all_stopped(); }, 60s));
+  ASSERT_TRUE(drive(
+      s, [&] { return s.all_stopped(); }, 60s));
   for (int pid : pids) EXPECT_FALSE(process_alive(pid)) << pid;
   EXPECT_EQ(get("tiny").state, backend_state::stopped);
 }

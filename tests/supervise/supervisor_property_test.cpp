@@ -103,8 +103,10 @@ void run_script(unsigned seed) {
     switch (rng() % 6) {
       case 0:
       case 1: {  // time passes: sometimes to the next timer, sometimes an arbitrary jump
-        if (rng() % 2) clk.set(next);
-        else clk.advance(std::chrono::milliseconds(rng() % 4000));
+        if (rng() % 2)
+          clk.set(next);
+        else
+          clk.advance(std::chrono::milliseconds(rng() % 4000));
         break;
       }
       case 2: {  // a random live process dies
@@ -112,21 +114,24 @@ void run_script(unsigned seed) {
         for (auto& [pid, p] : procs.procs) {
           if (p.alive) alive.push_back(pid);
         }
-        if (!alive.empty()) procs.exit(alive[rng() % alive.size()], rng() % 2, 1 + static_cast<int>(rng() % 9));
+        if (!alive.empty())
+          procs.exit(alive[rng() % alive.size()], rng() % 2, 1 + static_cast<int>(rng() % 9));
         break;
       }
       case 3:
       case 4: {  // a pending probe answers
         if (!probes.pending.empty()) {
           auto r = probes.pending[rng() % probes.pending.size()];
-          static const probe_outcome outs[] = {probe_outcome::ok, probe_outcome::ok, probe_outcome::ok,
-                                               probe_outcome::loading, probe_outcome::refused,
-                                               probe_outcome::timeout, probe_outcome::busy, probe_outcome::error};
+          static const probe_outcome outs[] = {
+              probe_outcome::ok,      probe_outcome::ok,      probe_outcome::ok,   probe_outcome::loading,
+              probe_outcome::refused, probe_outcome::timeout, probe_outcome::busy, probe_outcome::error};
           probes.answer(r.backend, r.kind, outs[rng() % 8]);
         }
         break;
       }
-      case 5: procs.term_exits = rng() % 4 != 0; break;
+      case 5:
+        procs.term_exits = rng() % 4 != 0;
+        break;
     }
     next = sup.step();
     note_spawns();

@@ -1,9 +1,10 @@
 // Unit tests of the supervisor's state machine with a fake clock, fake processes and a fake prober.
 // Nothing here sleeps: time moves only when a test advances the fake clock.
+#include "supervise/supervisor.hpp"
+
 #include <gtest/gtest.h>
 
 #include "supervise/fakes.hpp"
-#include "supervise/supervisor.hpp"
 
 namespace agifarm::supervise {
 namespace {
@@ -60,7 +61,8 @@ struct harness {
     ASSERT_TRUE(st.ok()) << st.err().message;
   }
   const backend_status& get(const std::string& name) const {
-    for (auto& b : sup->backends()) if (b.name == name) return b;
+    for (auto& b : sup->backends())
+      if (b.name == name) return b;
     throw std::runtime_error("no backend " + name);
   }
   backend_state state(const std::string& name) const { return get(name).state; }
@@ -70,7 +72,11 @@ struct harness {
     auto end = clk.now() + d;
     for (;;) {
       auto next = sup->step();
-      if (next > end) { clk.set(end); sup->step(); return; }
+      if (next > end) {
+        clk.set(end);
+        sup->step();
+        return;
+      }
       clk.set(next);
     }
   }
@@ -169,13 +175,16 @@ TEST(supervisor, too_many_failures_mark_failed_with_the_log_reason_and_stop_spaw
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(h.state("a"), backend_state::starting) << i;
     h.files.append_line("/state/logs/a.log", "llama_model_load: loading tensors");
-    h.files.append_line("/state/logs/a.log", "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 9999999");
+    h.files.append_line(
+        "/state/logs/a.log",
+        "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 9999999");
     h.files.append_line("/state/logs/a.log", "main: exiting due to model loading error");
     h.crash("a");
     if (i < 2) h.run_for(10s);
   }
   EXPECT_EQ(h.state("a"), backend_state::failed);
-  EXPECT_NE(h.get("a").reason.find("failed to allocate buffer of size 9999999"), std::string::npos) << h.get("a").reason;
+  EXPECT_NE(h.get("a").reason.find("failed to allocate buffer of size 9999999"), std::string::npos)
+      << h.get("a").reason;
   EXPECT_FALSE(h.get("a").log_tail.empty());
   int spawned = static_cast<int>(h.procs.procs.size());
   h.run_for(3600s);
@@ -189,7 +198,8 @@ TEST(supervisor, failure_reason_prefers_error_lines) {
             "error: invalid argument: --bogus");
   EXPECT_EQ(failure_reason({"one", "two", ""}), "");
   EXPECT_EQ(failure_reason({"error: old run", "[agifarm] start #2: llama-server", "fine"}), "");
-  EXPECT_EQ(failure_reason({"x", "0.00.035.277 E alloc: failed to allocate buffer", "E main: exiting due to error"}),
+  EXPECT_EQ(failure_reason(
+                {"x", "0.00.035.277 E alloc: failed to allocate buffer", "E main: exiting due to error"}),
             "alloc: failed to allocate buffer");
   EXPECT_EQ(failure_reason({}), "");
 }

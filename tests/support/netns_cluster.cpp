@@ -17,7 +17,9 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-run_result sh(const std::string& cmd, std::chrono::seconds timeout = 30s) { return run({"/bin/sh", "-c", cmd}, timeout); }
+run_result sh(const std::string& cmd, std::chrono::seconds timeout = 30s) {
+  return run({"/bin/sh", "-c", cmd}, timeout);
+}
 
 std::string slurp(const std::string& p) {
   std::ifstream in(p);
@@ -38,7 +40,9 @@ int free_subnet() {
 
 }  // namespace
 
-std::string netns_cluster::address(int i) const { return "10.231." + std::to_string(subnet_) + "." + std::to_string(i + 2); }
+std::string netns_cluster::address(int i) const {
+  return "10.231." + std::to_string(subnet_) + "." + std::to_string(i + 2);
+}
 std::string netns_cluster::controller_address() const { return "10.231." + std::to_string(subnet_) + ".1"; }
 std::string netns_cluster::unused_address() const { return "10.231." + std::to_string(subnet_) + ".250"; }
 
@@ -62,8 +66,8 @@ std::unique_ptr<netns_cluster> netns_cluster::create(int nodes, std::string& err
   c->bridge_ = "agbr" + tag;
   const std::string d = c->dir_;
   std::string net = "10.231." + std::to_string(c->subnet_);
-  if (auto r = sh("ip link add " + c->bridge_ + " type bridge && ip addr add " + net + ".1/24 dev " + c->bridge_ +
-                  " && ip link set " + c->bridge_ + " up");
+  if (auto r = sh("ip link add " + c->bridge_ + " type bridge && ip addr add " + net + ".1/24 dev " +
+                  c->bridge_ + " && ip link set " + c->bridge_ + " up");
       r.exit_code != 0)
     return fail("making the bridge", r);
   if (auto r = sh("mkdir -p /run/sshd && chmod 0755 /run/sshd && ssh-keygen -q -t ed25519 -N '' -f " + d +
@@ -77,12 +81,12 @@ std::unique_ptr<netns_cluster> netns_cluster::create(int nodes, std::string& err
     c->ns_.push_back(ns);
     c->veth_.push_back(veth);
     std::string addr = c->address(i);
-    std::string cmd = "ip netns add " + ns + " && ip netns exec " + ns + " ip link set lo up && ip link add " + veth +
-                      " type veth peer name " + veth + "p && ip link set " + veth + "p netns " + ns +
-                      " && ip link set " + veth + " master " + c->bridge_ + " && ip link set " + veth + " up" +
-                      " && ip netns exec " + ns + " ip link set " + veth + "p name eth0" +
-                      " && ip netns exec " + ns + " ip addr add " + addr + "/24 dev eth0" +
-                      " && ip netns exec " + ns + " ip link set eth0 up";
+    std::string cmd = "ip netns add " + ns + " && ip netns exec " + ns +
+                      " ip link set lo up && ip link add " + veth + " type veth peer name " + veth +
+                      "p && ip link set " + veth + "p netns " + ns + " && ip link set " + veth + " master " +
+                      c->bridge_ + " && ip link set " + veth + " up" + " && ip netns exec " + ns +
+                      " ip link set " + veth + "p name eth0" + " && ip netns exec " + ns + " ip addr add " +
+                      addr + "/24 dev eth0" + " && ip netns exec " + ns + " ip link set eth0 up";
     if (auto r = sh(cmd); r.exit_code != 0) return fail("making node " + std::to_string(i), r);
     std::string key = d + "/host_key_" + std::to_string(i);
     if (auto r = sh("ssh-keygen -q -t ed25519 -N '' -f " + key); r.exit_code != 0) return fail("host key", r);
@@ -111,18 +115,27 @@ std::unique_ptr<netns_cluster> netns_cluster::create(int nodes, std::string& err
     c->sshd_.push_back(pid);
   }
   std::ofstream(d + "/known_hosts") << known;
-  std::ofstream(d + "/ssh_config") << "Host *\n  User root\n  IdentityFile " << d << "/client_key\n  IdentitiesOnly yes\n"
-                                   << "  UserKnownHostsFile " << d << "/known_hosts\n  GlobalKnownHostsFile /dev/null\n"
+  std::ofstream(d + "/ssh_config") << "Host *\n  User root\n  IdentityFile " << d
+                                   << "/client_key\n  IdentitiesOnly yes\n"
+                                   << "  UserKnownHostsFile " << d
+                                   << "/known_hosts\n  GlobalKnownHostsFile /dev/null\n"
                                    << "  StrictHostKeyChecking yes\n";
   // Every sshd answers before the cluster is handed out.
   for (int i = 0; i < nodes; ++i) {
-    bool ok = wait_until([&] {
-      return sh("ssh -F " + c->ssh_config() + " -o BatchMode=yes -o ConnectTimeout=2 " + c->ssh_target(i) + " true", 10s)
-                 .exit_code == 0;
-    }, 90s, 300ms);  // a loaded machine's login shell can take seconds per ssh
+    bool ok = wait_until(
+        [&] {
+          return sh("ssh -F " + c->ssh_config() + " -o BatchMode=yes -o ConnectTimeout=2 " +
+                        c->ssh_target(i) + " true",
+                    10s)
+                     .exit_code == 0;
+        },
+        90s, 300ms);  // a loaded machine's login shell can take seconds per ssh
     if (!ok) {
-      auto r = sh("ssh -F " + c->ssh_config() + " -o BatchMode=yes -o ConnectTimeout=2 " + c->ssh_target(i) + " true");
-      return fail("ssh to node " + std::to_string(i) + " (" + slurp(d + "/sshd_" + std::to_string(i) + ".log") + ")", r);
+      auto r = sh("ssh -F " + c->ssh_config() + " -o BatchMode=yes -o ConnectTimeout=2 " + c->ssh_target(i) +
+                  " true");
+      return fail(
+          "ssh to node " + std::to_string(i) + " (" + slurp(d + "/sshd_" + std::to_string(i) + ".log") + ")",
+          r);
     }
   }
   return c;
@@ -139,7 +152,8 @@ std::string netns_cluster::ssh_config_with_wrong_key(int i) const {
     out += (l.rfind(line_start, 0) == 0 ? line_start + slurp(other + ".pub") : l + "\n");
   std::ofstream(dir_ + "/known_hosts_wrong_" + std::to_string(i)) << out;
   std::string cfg = dir_ + "/ssh_config_wrong_" + std::to_string(i);
-  std::ofstream(cfg) << "Host *\n  User root\n  IdentityFile " << dir_ << "/client_key\n  IdentitiesOnly yes\n"
+  std::ofstream(cfg) << "Host *\n  User root\n  IdentityFile " << dir_
+                     << "/client_key\n  IdentitiesOnly yes\n"
                      << "  UserKnownHostsFile " << dir_ << "/known_hosts_wrong_" << i
                      << "\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n";
   return cfg;

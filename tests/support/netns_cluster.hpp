@@ -27,9 +27,9 @@ class netns_cluster {
 
   int size() const { return static_cast<int>(ns_.size()); }
   std::string ns(int i) const { return ns_[i]; }
-  std::string address(int i) const;           // the node's address on the bridge
-  std::string controller_address() const;     // the root namespace's address on the bridge
-  std::string unused_address() const;         // an address on the bridge where no node answers
+  std::string address(int i) const;        // the node's address on the bridge
+  std::string controller_address() const;  // the root namespace's address on the bridge
+  std::string unused_address() const;      // an address on the bridge where no node answers
   std::string ssh_target(int i) const { return "root@" + address(i); }
   std::string ssh_config() const { return dir_ + "/ssh_config"; }  // for ssh -F
   // An ssh_config whose known_hosts has a wrong key for node i (the host-key check must refuse it).

@@ -165,7 +165,8 @@ int free_port() {
   return port;
 }
 
-bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout, std::chrono::milliseconds poll) {
+bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds poll) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     if (cond()) return true;
@@ -174,7 +175,8 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
   }
 }
 
-http_response http_request(int port, const std::string& method, const std::string& target, const std::string& body,
+http_response http_request(int port, const std::string& method, const std::string& target,
+                           const std::string& body,
                            const std::vector<std::pair<std::string, std::string>>& headers,
                            std::chrono::milliseconds timeout) {
   namespace beast = boost::beast;
@@ -210,7 +212,8 @@ http_response http_request(int port, const std::string& method, const std::strin
   return out;
 }
 
-llama_server start_llama_server(const std::string& model, const std::vector<std::string>& extra, std::chrono::seconds ready) {
+llama_server start_llama_server(const std::string& model, const std::vector<std::string>& extra,
+                                std::chrono::seconds ready) {
   llama_server s;
   for (int attempt = 0; attempt < 3; ++attempt) {
     s.port = free_port();
@@ -218,8 +221,12 @@ llama_server start_llama_server(const std::string& model, const std::vector<std:
                                   std::to_string(s.port)};
     argv.insert(argv.end(), extra.begin(), extra.end());
     s.proc = child(argv, temp_dir("llama-server-" + std::to_string(s.port)) + "/server.log");
-    bool ok = wait_until([&] { return !s.proc.running() || http_request(s.port, "GET", "/health", {}, {}, std::chrono::seconds(2)).status == 200; },
-                         ready);
+    bool ok = wait_until(
+        [&] {
+          return !s.proc.running() ||
+                 http_request(s.port, "GET", "/health", {}, {}, std::chrono::seconds(2)).status == 200;
+        },
+        ready);
     if (ok && s.proc.running()) return s;
     if (s.proc.running()) throw std::runtime_error("llama-server not ready in time:\n" + s.proc.log());
     // exited: maybe the port was taken between free_port() and bind; retry

@@ -13,10 +13,10 @@
 
 namespace agifarm::test {
 
-std::string llama_bin();      // directory with llama-server etc. ($AGIFARM_LLAMA_BIN overrides)
-std::string llama_src();      // llama.cpp source tree
-std::string agifarm_cli();    // path of the agifarm binary under test
-std::string work_dir();       // a per-build scratch dir (build/test-work), created on demand
+std::string llama_bin();    // directory with llama-server etc. ($AGIFARM_LLAMA_BIN overrides)
+std::string llama_src();    // llama.cpp source tree
+std::string agifarm_cli();  // path of the agifarm binary under test
+std::string work_dir();     // a per-build scratch dir (build/test-work), created on demand
 std::string temp_dir(const std::string& name);  // fresh empty dir under work_dir()
 
 // Path of a tiny model synthesized once per build dir ("qwen3" or "qwen3moe"); extra synth flags
@@ -28,7 +28,8 @@ struct run_result {
   int exit_code = -1;
   std::string output;
 };
-run_result run(const std::vector<std::string>& argv, std::chrono::seconds timeout = std::chrono::seconds(120));
+run_result run(const std::vector<std::string>& argv,
+               std::chrono::seconds timeout = std::chrono::seconds(120));
 
 // A child process in its own process group, killed (SIGKILL to the group) on destruction.
 class child {
@@ -39,10 +40,10 @@ class child {
   child& operator=(child&& o) noexcept;
   ~child();
   pid_t pid() const { return pid_; }
-  bool running();                    // reaps if exited
-  void kill(int sig);                // to the whole group
+  bool running();      // reaps if exited
+  void kill(int sig);  // to the whole group
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
-  std::string log() const;           // the log file's contents
+  std::string log() const;  // the log file's contents
   const std::string& log_path() const { return log_; }
 
  private:
@@ -65,7 +66,8 @@ struct http_response {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
 };
-http_response http_request(int port, const std::string& method, const std::string& target, const std::string& body = {},
+http_response http_request(int port, const std::string& method, const std::string& target,
+                           const std::string& body = {},
                            const std::vector<std::pair<std::string, std::string>>& headers = {},
                            std::chrono::milliseconds timeout = std::chrono::seconds(60));
 

@@ -7,9 +7,8 @@
 //  - The real llama-quantize, run on a small model with our F16 layout and random weights, lays out
 //    Q4_K_M and Q8_0 (gpt-oss: MXFP4_MOE, and Q4_K_M with its experts kept MXFP4) exactly as our
 //    shape files do: names, shapes, types and order of every tensor.
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -70,14 +69,16 @@ std::uint64_t breakdown_model_mib(const std::string& log) {
   // |   - Host               |                  8403 =  4258 +    3840 +     304                |
   static const std::regex row(R"(\|\s+- (\S+)\s+\|[^|=]*?(\d+) =\s+(\d+) \+\s+(\d+) \+\s+(\d+))");
   std::uint64_t sum = 0;
-  for (std::sregex_iterator it(log.begin(), log.end(), row), end; it != end; ++it) sum += std::stoull((*it)[3]);
+  for (std::sregex_iterator it(log.begin(), log.end(), row), end; it != end; ++it)
+    sum += std::stoull((*it)[3]);
   return sum;
 }
 
 TEST(shape_llama, fit_params_reads_30b_a3b_shape_without_touching_data) {
   const std::string dir = test::temp_dir("shape-fit");
   const std::string path = dir + "/Qwen3-30B-A3B-Q4_K_M.gguf";
-  auto w = test::run({test::agifarm_cli(), "synth", "shape", "--model", "qwen3-30b-a3b", "--quant", "Q4_K_M", "-o", path});
+  auto w = test::run(
+      {test::agifarm_cli(), "synth", "shape", "--model", "qwen3-30b-a3b", "--quant", "Q4_K_M", "-o", path});
   ASSERT_EQ(w.exit_code, 0) << w.output;
   auto f = gguf::read_file(path);
   ASSERT_TRUE(f.ok()) << f.err().message;
@@ -88,7 +89,8 @@ TEST(shape_llama, fit_params_reads_30b_a3b_shape_without_touching_data) {
   ASSERT_EQ(::stat(path.c_str(), &before), 0);
   EXPECT_LT(static_cast<std::uint64_t>(before.st_blocks) * 512, 32u << 20);
 
-  auto r = test::run({test::llama_bin() + "/llama-fit-params", "-lv", "4", "-m", path}, std::chrono::seconds(120));
+  auto r =
+      test::run({test::llama_bin() + "/llama-fit-params", "-lv", "4", "-m", path}, std::chrono::seconds(120));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("projected to use"), std::string::npos) << r.output;
   // llama.cpp sizes the weights from our header: its model buffers add up to our tensor bytes.
@@ -148,7 +150,8 @@ TEST(shape_llama, fit_params_loads_every_catalogue_model) {
       ASSERT_TRUE(w.ok()) << w.err().message;
       auto r = test::run({test::llama_bin() + "/llama-fit-params", "-lv", "4", "-m", path, "-c", "4096"},
                          std::chrono::seconds(120));
-      EXPECT_TRUE(r.exit_code == 0 || r.exit_code == 1) << r.exit_code << "\n" << r.output;  // 1: does not fit here
+      EXPECT_TRUE(r.exit_code == 0 || r.exit_code == 1) << r.exit_code << "\n"
+                                                        << r.output;  // 1: does not fit here
       const double model_mib = static_cast<double>(breakdown_model_mib(r.output));
       const double ours_mib = static_cast<double>(loaded_bytes(m, mix)) / (1024.0 * 1024.0);
       EXPECT_NEAR(model_mib, ours_mib, ours_mib * 0.01) << r.output;
@@ -165,19 +168,20 @@ TEST(shape_llama, fit_params_loads_every_catalogue_model) {
 
 TEST(shape_cli, bad_model_quant_and_catalogue_are_reported) {
   const std::string dir = test::temp_dir("shape-cli");
-  auto unknown = test::run({test::agifarm_cli(), "synth", "shape", "--model", "qwen9-1t", "-o", dir + "/x.gguf"});
+  auto unknown =
+      test::run({test::agifarm_cli(), "synth", "shape", "--model", "qwen9-1t", "-o", dir + "/x.gguf"});
   EXPECT_EQ(unknown.exit_code, 2) << unknown.output;
   EXPECT_NE(unknown.output.find("unknown model 'qwen9-1t'"), std::string::npos) << unknown.output;
-  auto quant = test::run(
-      {test::agifarm_cli(), "synth", "shape", "--model", "qwen3-8b", "--quant", "Q9_K", "-o", dir + "/x.gguf"});
+  auto quant = test::run({test::agifarm_cli(), "synth", "shape", "--model", "qwen3-8b", "--quant", "Q9_K",
+                          "-o", dir + "/x.gguf"});
   EXPECT_EQ(quant.exit_code, 2) << quant.output;
   EXPECT_NE(quant.output.find("Q9_K"), std::string::npos) << quant.output;
   {
     std::ofstream bad(dir + "/bad.yaml");
     bad << "models:\n  - id: a\n    nme: typo\n";
   }
-  auto cat = test::run({test::agifarm_cli(), "synth", "shape", "--catalogue", dir + "/bad.yaml", "--model", "a", "-o",
-                        dir + "/x.gguf"});
+  auto cat = test::run({test::agifarm_cli(), "synth", "shape", "--catalogue", dir + "/bad.yaml", "--model",
+                        "a", "-o", dir + "/x.gguf"});
   EXPECT_EQ(cat.exit_code, 2) << cat.output;
   EXPECT_NE(cat.output.find(dir + "/bad.yaml:3:5: unknown key 'nme'"), std::string::npos) << cat.output;
   EXPECT_FALSE(fs::exists(dir + "/x.gguf"));
@@ -204,19 +208,20 @@ void write_f16_model(const model_entry& m, const std::string& path) {
   auto in = make_shape(m, quant_mix::f16);
   ASSERT_TRUE(in.ok()) << in.err().message;
   std::uint64_t seed = 0x9e3779b97f4a7c15ull;
-  auto st = gguf::write_file(path, *in, [&](std::size_t, const gguf::tensor_def& def, std::span<std::byte> out) {
-    if (def.type == k_f32) {
-      const float one = 1.0f;
-      for (std::size_t i = 0; i + 4 <= out.size(); i += 4) std::memcpy(out.data() + i, &one, 4);
-    } else if (def.type != k_f16) {
-      std::fill(out.begin(), out.end(), std::byte{0});  // pre-quantized (MXFP4) blocks: zeros are valid
-    } else {
-      for (std::size_t i = 0; i + 2 <= out.size(); i += 2) {
-        const std::uint16_t h = to_half_bits(seed);
-        std::memcpy(out.data() + i, &h, 2);
-      }
-    }
-  });
+  auto st =
+      gguf::write_file(path, *in, [&](std::size_t, const gguf::tensor_def& def, std::span<std::byte> out) {
+        if (def.type == k_f32) {
+          const float one = 1.0f;
+          for (std::size_t i = 0; i + 4 <= out.size(); i += 4) std::memcpy(out.data() + i, &one, 4);
+        } else if (def.type != k_f16) {
+          std::fill(out.begin(), out.end(), std::byte{0});  // pre-quantized (MXFP4) blocks: zeros are valid
+        } else {
+          for (std::size_t i = 0; i + 2 <= out.size(); i += 2) {
+            const std::uint16_t h = to_half_bits(seed);
+            std::memcpy(out.data() + i, &h, 2);
+          }
+        }
+      });
   ASSERT_TRUE(st.ok()) << st.err().message;
 }
 

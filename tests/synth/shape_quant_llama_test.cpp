@@ -3,16 +3,14 @@
 // chooses. llama.cpp exposes its choice (llama_tensor_get_type over a list of tensors) in
 // src/llama-ext.h as llama_quant_compute_types(); we call it from the cached libllama.so with
 // ggml tensors of the real shapes (no data), so this covers the full-size models, not only small ones.
-#include <gtest/gtest.h>
-
 #include <ggml.h>
+#include <gtest/gtest.h>
 #include <llama.h>
-
-#include "llama-ext.h"
 
 #include <memory>
 
 #include "gguf/gguf.hpp"
+#include "llama-ext.h"
 #include "synth/quant_mix.hpp"
 #include "synth/shape.hpp"
 #include "synth/shape_catalogue.hpp"
@@ -36,7 +34,8 @@ struct model_deleter {
 };
 
 // llama.cpp's choice for `tensors` of model `m` at `mix`.
-std::vector<std::uint32_t> llama_choice(const model_entry& m, quant_mix mix, const std::vector<quant_tensor>& tensors) {
+std::vector<std::uint32_t> llama_choice(const model_entry& m, quant_mix mix,
+                                        const std::vector<quant_tensor>& tensors) {
   ggml_init_params ip{};
   ip.mem_size = (tensors.size() + 8) * ggml_tensor_overhead();
   ip.no_alloc = true;
@@ -45,7 +44,8 @@ std::vector<std::uint32_t> llama_choice(const model_entry& m, quant_mix mix, con
   for (const auto& t : tensors) {
     std::int64_t ne[4] = {1, 1, 1, 1};
     for (std::size_t i = 0; i < t.shape.size(); ++i) ne[i] = static_cast<std::int64_t>(t.shape[i]);
-    ggml_tensor* g = ggml_new_tensor(ctx.get(), static_cast<ggml_type>(t.source_type), static_cast<int>(t.shape.size()), ne);
+    ggml_tensor* g = ggml_new_tensor(ctx.get(), static_cast<ggml_type>(t.source_type),
+                                     static_cast<int>(t.shape.size()), ne);
     ggml_set_name(g, t.name.c_str());
     ts.push_back(g);
   }
@@ -55,7 +55,8 @@ std::vector<std::uint32_t> llama_choice(const model_entry& m, quant_mix mix, con
   // llama-quantize learns the model size from load_hparams (qwen2, deci, olmo with 80 blocks are
   // LLM_TYPE_70B there, which promotes attn_v); llama_quant_model_from_metadata infers 70B only for
   // "llama". Ask as "llama" for those: the other arch-dependent rules (falcon, bailingmoe3) do not apply.
-  const bool seventy_b_by_hparams = (m.arch == "qwen2" || m.arch == "deci" || m.arch == "olmo") && qm.n_layer == 80;
+  const bool seventy_b_by_hparams =
+      (m.arch == "qwen2" || m.arch == "deci" || m.arch == "olmo") && qm.n_layer == 80;
   desc.architecture = seventy_b_by_hparams && qm.n_head != qm.n_head_kv ? "llama" : m.arch.c_str();
   desc.n_embd = m.n_embd;
   desc.n_ff = m.n_ff;

@@ -1,4 +1,6 @@
 // Unit tests of the shape catalogue, the quantizer type choice and the shape files.
+#include "synth/shape.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -7,7 +9,6 @@
 #include "gguf/gguf.hpp"
 #include "gguf/writer.hpp"
 #include "synth/quant_mix.hpp"
-#include "synth/shape.hpp"
 #include "synth/shape_catalogue.hpp"
 
 namespace agifarm::synth {
@@ -95,11 +96,30 @@ std::uint64_t file_bytes_fast(const model_entry& m, quant_mix mix) {
 // ---- catalogue ----
 
 TEST(shape_catalogue, ships_the_required_models) {
-  for (const char* id : {"qwen3-0.6b", "qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen3-14b", "qwen3-32b",
-                         "qwen3-30b-a3b", "qwen3-235b-a22b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.3-70b",
-                         "gpt-oss-20b", "gpt-oss-120b", "qwen3.5-35b-a3b", "qwen3.5-122b-a10b",
-                         "qwen3-next-80b-a3b", "qwen3-coder-next", "deepseek-v3", "kimi-k2", "deepseek-v2-lite",
-                         "gemma-3-27b", "glm-4.5-air", "qwen2-57b-a14b", "qwen3-coder-30b-a3b",
+  for (const char* id : {"qwen3-0.6b",
+                         "qwen3-1.7b",
+                         "qwen3-4b",
+                         "qwen3-8b",
+                         "qwen3-14b",
+                         "qwen3-32b",
+                         "qwen3-30b-a3b",
+                         "qwen3-235b-a22b",
+                         "llama-3.1-8b",
+                         "llama-3.1-70b",
+                         "llama-3.3-70b",
+                         "gpt-oss-20b",
+                         "gpt-oss-120b",
+                         "qwen3.5-35b-a3b",
+                         "qwen3.5-122b-a10b",
+                         "qwen3-next-80b-a3b",
+                         "qwen3-coder-next",
+                         "deepseek-v3",
+                         "kimi-k2",
+                         "deepseek-v2-lite",
+                         "gemma-3-27b",
+                         "glm-4.5-air",
+                         "qwen2-57b-a14b",
+                         "qwen3-coder-30b-a3b",
                          "qwen3-coder-480b-a35b"})
     EXPECT_TRUE(find_model(catalogue(), id).ok()) << id;
   const auto m = model("Qwen3-30B-A3B");  // ids are case-insensitive
@@ -159,7 +179,8 @@ TEST(shape_catalogue, minimal_entry_gets_defaults) {
 
 TEST(shape_catalogue, errors_name_file_line_and_column) {
   std::string text = k_good_entry;
-  EXPECT_EQ(catalogue_error(text + "    colour: blue\n"), "cat.yaml:13:5: unknown key 'colour' in model entry");
+  EXPECT_EQ(catalogue_error(text + "    colour: blue\n"),
+            "cat.yaml:13:5: unknown key 'colour' in model entry");
   std::string bad_int = text;
   bad_int.replace(bad_int.find("n_layer: 2"), 10, "n_layer: -2");
   EXPECT_EQ(catalogue_error(bad_int), "cat.yaml:6:14: 'n_layer' must be a non-negative integer, got '-2'");
@@ -171,13 +192,15 @@ TEST(shape_catalogue, errors_name_file_line_and_column) {
   EXPECT_EQ(catalogue_error(missing), "cat.yaml:2:5: model entry lacks required key 'n_vocab'");
   std::string arch = text;
   arch.replace(arch.find("arch: qwen3"), 11, "arch: gpt5");
-  EXPECT_EQ(catalogue_error(arch).rfind("cat.yaml:4:11: unknown arch 'gpt5' (known: qwen3, qwen3moe, llama, gpt-oss", 0),
+  EXPECT_EQ(catalogue_error(arch).rfind(
+                "cat.yaml:4:11: unknown arch 'gpt5' (known: qwen3, qwen3moe, llama, gpt-oss", 0),
             0u);
   std::string gqa = text;
   gqa.replace(gqa.find("n_head_kv: 2"), 12, "n_head_kv: 3");
   EXPECT_EQ(catalogue_error(gqa), "cat.yaml:10:16: n_head 4 is not a multiple of n_head_kv 3");
   EXPECT_EQ(catalogue_error(text + text.substr(8)), "cat.yaml:13:9: duplicate model id 'm'");
-  EXPECT_EQ(catalogue_error("models: [1, 2]"), "cat.yaml:1:10: a model entry must be a mapping of key: value");
+  EXPECT_EQ(catalogue_error("models: [1, 2]"),
+            "cat.yaml:1:10: a model entry must be a mapping of key: value");
   EXPECT_EQ(catalogue_error("models: {a: 1}"), "cat.yaml:1:9: 'models' must be a list of model entries");
   EXPECT_EQ(catalogue_error("nothing: here"), "cat.yaml:1:1: the catalogue lacks the 'models' list");
   const std::string syntax = catalogue_error("models:\n  - id: [unclosed\n");
@@ -192,16 +215,18 @@ TEST(shape_catalogue, errors_name_file_line_and_column) {
   EXPECT_EQ(catalogue_error(eps), "cat.yaml:13:14: 'rms_eps' must be a positive number, got 'zero'");
   std::string huge = text;
   huge.replace(huge.find("n_ff: 512"), 9, "n_ff: 99999999999999999999999");
-  EXPECT_EQ(catalogue_error(huge), "cat.yaml:8:11: 'n_ff' must be a non-negative integer, got '99999999999999999999999'");
+  EXPECT_EQ(catalogue_error(huge),
+            "cat.yaml:8:11: 'n_ff' must be a non-negative integer, got '99999999999999999999999'");
 }
 
 // Optional fields belong to architectures: a field the arch does not take, a bad value and a missing
 // field the arch needs are errors at the field (or the entry when absent).
 TEST(shape_catalogue, optional_fields_are_checked_per_architecture) {
   std::string text = k_good_entry;
-  EXPECT_EQ(catalogue_error(text + "    sliding_window: 128\n"),
-            "cat.yaml:13:5: 'sliding_window' does not apply to arch qwen3 (it takes: tied_embeddings, qk_norm, "
-            "rope_freqs, rope_scaling, rope_scaling_factor, rope_scaling_orig_ctx)");
+  EXPECT_EQ(
+      catalogue_error(text + "    sliding_window: 128\n"),
+      "cat.yaml:13:5: 'sliding_window' does not apply to arch qwen3 (it takes: tied_embeddings, qk_norm, "
+      "rope_freqs, rope_scaling, rope_scaling_factor, rope_scaling_orig_ctx)");
   EXPECT_EQ(catalogue_error(text + "    rope_scaling: ntk\n"),
             "cat.yaml:13:19: 'rope_scaling' must be linear or yarn, got 'ntk'");
   EXPECT_EQ(catalogue_error(text + "    rope_scaling: yarn\n    rope_scaling_factor: 4\n"),
@@ -211,12 +236,14 @@ TEST(shape_catalogue, optional_fields_are_checked_per_architecture) {
   std::string oss = text;
   oss.replace(oss.find("arch: qwen3"), 11, "arch: gpt-oss");
   oss += "    n_expert: 4\n    n_expert_used: 2\n    n_ff_exp: 128\n";
-  EXPECT_EQ(catalogue_error(oss), "cat.yaml:2:5: arch gpt-oss needs 'sliding_window' (llama.cpp requires the key)");
+  EXPECT_EQ(catalogue_error(oss),
+            "cat.yaml:2:5: arch gpt-oss needs 'sliding_window' (llama.cpp requires the key)");
   EXPECT_EQ(catalogue_error(oss + "    sliding_window: 128\n    expert_source_type: Q9_K\n"),
             "cat.yaml:17:25: 'expert_source_type' must name a quantized ggml type (e.g. MXFP4), got 'Q9_K'");
   EXPECT_EQ(catalogue_error(oss + "    sliding_window: 128\n    expert_source_type: F16\n"),
             "cat.yaml:17:25: 'expert_source_type' must name a quantized ggml type (e.g. MXFP4), got 'F16'");
-  auto ok = parse_model_catalogue(oss + "    sliding_window: 128\n    expert_source_type: mxfp4\n", "cat.yaml");
+  auto ok =
+      parse_model_catalogue(oss + "    sliding_window: 128\n    expert_source_type: mxfp4\n", "cat.yaml");
   ASSERT_TRUE(ok.ok()) << ok.err().message;
   EXPECT_EQ((*ok)[0].sliding_window, 128u);
   EXPECT_EQ((*ok)[0].expert_source_type, "MXFP4");  // the ggml spelling
@@ -288,11 +315,11 @@ TEST(quant_mix, names_sort_by_block_then_name) {
 TEST(quant_mix, unusual_row_sizes_fall_back_like_llama) {
   quant_model qm{"qwen3", 1, 4, 2, 0};
   std::vector<quant_tensor> ts = {
-      {"blk.0.attn_q.weight", {320, 256}, k_f16},      // 320 % 256 != 0, % 32 == 0: Q4_K -> Q5_0
-      {"blk.0.attn_k.weight", {100, 256}, k_f16},      // not even a multiple of 32: F16
-      {"blk.0.ffn_down.weight", {320, 256}, k_f16},    // Q6_K (more bits) -> Q8_0
-      {"blk.0.attn_output.weight", {512, 256}, k_f16}, // fine
-      {"token_embd.weight", {320, 1000}, k_f16},       // tied: like output; 320 % 256: Q8_0
+      {"blk.0.attn_q.weight", {320, 256}, k_f16},       // 320 % 256 != 0, % 32 == 0: Q4_K -> Q5_0
+      {"blk.0.attn_k.weight", {100, 256}, k_f16},       // not even a multiple of 32: F16
+      {"blk.0.ffn_down.weight", {320, 256}, k_f16},     // Q6_K (more bits) -> Q8_0
+      {"blk.0.attn_output.weight", {512, 256}, k_f16},  // fine
+      {"token_embd.weight", {320, 1000}, k_f16},        // tied: like output; 320 % 256: Q8_0
   };
   auto r = choose_types(qm, quant_mix::q4_k_m, ts);
   ASSERT_TRUE(r.ok());
@@ -316,10 +343,10 @@ TEST(quant_mix, moe_ffn_tensor_without_block_index_is_an_error) {
 TEST(shape_layout, tensor_counts_match_the_published_files) {
   // 11 tensors per dense Qwen3 block, 12 per Qwen3-MoE block, 9 per Llama block, + globals.
   const std::map<std::string, std::size_t> k_counts = {
-      {"qwen3-0.6b", 28 * 11 + 2},      {"qwen3-1.7b", 28 * 11 + 2},     {"qwen3-4b", 36 * 11 + 2},
-      {"qwen3-8b", 36 * 11 + 3},        {"qwen3-14b", 40 * 11 + 3},      {"qwen3-32b", 64 * 11 + 3},
-      {"qwen3-30b-a3b", 48 * 12 + 3},   {"qwen3-235b-a22b", 94 * 12 + 3}, {"llama-3.1-8b", 32 * 9 + 4},
-      {"llama-3.1-70b", 80 * 9 + 4},    {"llama-3.3-70b", 80 * 9 + 4},
+      {"qwen3-0.6b", 28 * 11 + 2},    {"qwen3-1.7b", 28 * 11 + 2},      {"qwen3-4b", 36 * 11 + 2},
+      {"qwen3-8b", 36 * 11 + 3},      {"qwen3-14b", 40 * 11 + 3},       {"qwen3-32b", 64 * 11 + 3},
+      {"qwen3-30b-a3b", 48 * 12 + 3}, {"qwen3-235b-a22b", 94 * 12 + 3}, {"llama-3.1-8b", 32 * 9 + 4},
+      {"llama-3.1-70b", 80 * 9 + 4},  {"llama-3.3-70b", 80 * 9 + 4},
   };
   for (const auto& [id, n] : k_counts)
     for (auto mix : {quant_mix::q4_k_m, quant_mix::q8_0, quant_mix::f16})
@@ -414,8 +441,10 @@ TEST(shape_layout, sizes_match_published_gguf_files) {
       {"qwen3-14b", quant_mix::q8_0, 15.7, 0.05, "Qwen/Qwen3-14B-GGUF Qwen3-14B-Q8_0.gguf 15.7 GB"},
       {"qwen3-32b", quant_mix::q4_k_m, 19.8, 0.05, "Qwen/Qwen3-32B-GGUF Qwen3-32B-Q4_K_M.gguf 19.8 GB"},
       {"qwen3-32b", quant_mix::q8_0, 34.8, 0.05, "Qwen/Qwen3-32B-GGUF Qwen3-32B-Q8_0.gguf 34.8 GB"},
-      {"qwen3-30b-a3b", quant_mix::q4_k_m, 18.6, 0.05, "Qwen/Qwen3-30B-A3B-GGUF Qwen3-30B-A3B-Q4_K_M.gguf 18.6 GB"},
-      {"qwen3-30b-a3b", quant_mix::q8_0, 32.5, 0.05, "Qwen/Qwen3-30B-A3B-GGUF Qwen3-30B-A3B-Q8_0.gguf 32.5 GB"},
+      {"qwen3-30b-a3b", quant_mix::q4_k_m, 18.6, 0.05,
+       "Qwen/Qwen3-30B-A3B-GGUF Qwen3-30B-A3B-Q4_K_M.gguf 18.6 GB"},
+      {"qwen3-30b-a3b", quant_mix::q8_0, 32.5, 0.05,
+       "Qwen/Qwen3-30B-A3B-GGUF Qwen3-30B-A3B-Q8_0.gguf 32.5 GB"},
       {"llama-3.1-8b", quant_mix::q4_k_m, 4.92, 0.005,
        "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf 4.92 GB"},
       {"llama-3.1-8b", quant_mix::q8_0, 8.54, 0.005,
@@ -516,7 +545,8 @@ TEST(shape_layout, gpt_oss_tensors_are_those_llama_cpp_creates) {
   for (const auto& t : ts) {
     EXPECT_EQ(t.name.find("ffn_norm"), std::string::npos) << t.name;
     const bool expert = t.name.ends_with("_exps.weight");
-    const bool matrix = t.shape.size() == 2 && t.name.ends_with(".weight") && !t.name.ends_with("ffn_gate_inp.weight");
+    const bool matrix =
+        t.shape.size() == 2 && t.name.ends_with(".weight") && !t.name.ends_with("ffn_gate_inp.weight");
     EXPECT_EQ(type_name(t.type), expert ? "MXFP4" : matrix ? "Q8_0" : "F32") << t.name;
   }
 }
@@ -606,8 +636,9 @@ TEST(shape_layout, qwen35moe_blocks_alternate_delta_net_and_attention) {
   EXPECT_EQ(shape("blk.39.ffn_gate_inp_shexp.weight"), (dims{2048}));
   EXPECT_EQ(shape("blk.39.ffn_down_shexp.weight"), (dims{512, 2048}));
   // the converter keeps conv1d, dt, A, norms and the shared-expert gate in F32
-  for (const char* n : {"blk.0.ssm_conv1d.weight", "blk.0.ssm_dt.bias", "blk.0.ssm_a", "blk.0.ssm_norm.weight",
-                        "blk.0.ffn_gate_inp_shexp.weight", "blk.0.ffn_gate_inp.weight"})
+  for (const char* n :
+       {"blk.0.ssm_conv1d.weight", "blk.0.ssm_dt.bias", "blk.0.ssm_a", "blk.0.ssm_norm.weight",
+        "blk.0.ffn_gate_inp_shexp.weight", "blk.0.ffn_gate_inp.weight"})
     EXPECT_EQ(type_name(find(ts, n).type), "F32") << n;
   EXPECT_EQ(type_name(find(ts, "blk.0.ssm_beta.weight").type), "Q8_0");
 
@@ -736,7 +767,8 @@ TEST(shape_catalogue, deepseek2_lite_rule_is_checked) {
     v_head_dim: 32
 )";
   ASSERT_TRUE(parse_model_catalogue(lite, "cat.yaml").ok());
-  EXPECT_EQ(catalogue_error(lite + "    q_lora_rank: 64\n").rfind("cat.yaml:22:18: llama.cpp reads no q_lora_rank", 0),
+  EXPECT_EQ(catalogue_error(lite + "    q_lora_rank: 64\n")
+                .rfind("cat.yaml:22:18: llama.cpp reads no q_lora_rank", 0),
             0u);
   std::string big = lite;
   big.replace(big.find("n_layer: 27"), 11, "n_layer: 30");

@@ -17,9 +17,9 @@ std::string read_file(const std::string& path) {
 }  // namespace
 
 TEST(WebAssets, UplotIsEmbeddedByteForByte) {
-  for (auto [name, rel] : {std::pair{"uPlot.iife.min.js", "/dist/uPlot.iife.min.js"},
-                           std::pair{"uPlot.min.css", "/dist/uPlot.min.css"},
-                           std::pair{"uPlot.LICENSE.txt", "/LICENSE"}}) {
+  for (auto [name, rel] :
+       {std::pair{"uPlot.iife.min.js", "/dist/uPlot.iife.min.js"},
+        std::pair{"uPlot.min.css", "/dist/uPlot.min.css"}, std::pair{"uPlot.LICENSE.txt", "/LICENSE"}}) {
     auto a = wa::find(name);
     ASSERT_TRUE(a) << name;
     std::string disk = read_file(std::string(AGIFARM_UPLOT_DIR) + rel);

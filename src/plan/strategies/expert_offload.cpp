@@ -33,7 +33,7 @@ std::vector<placement> propose_expert_offload(const planner_ctx& pc, const plan_
                             p.local.size() == 1 ? "" : "s", p.est.expert_layers_on_host, m.shape.n_layer,
                             ok ? "" : " (not enough even with all experts in RAM)");
     if (ok && p.est.expert_layers_on_host == 0) continue;  // same as a plain shard / replica
-    p.max_ctx = find_max_ctx(pc, m.shape, p);  // at the offload chosen for the asked context
+    p.max_ctx = find_max_ctx(pc, m.shape, p);              // at the offload chosen for the asked context
     if (!p.fits) p.fix = fix_for(pc, m.shape, p);
     out.push_back(std::move(p));
   }

@@ -29,8 +29,8 @@ std::vector<placement> propose_replica(const planner_ctx& pc, const plan_model& 
     if (gpu_of(pc.inv, r).vram_bytes >= need1 + pc.opt.device_margin_bytes) ++copies;
   p.replicas = std::max(1, std::min(copies, dm.agents > 0 ? std::max(copies, 1) : 1));
   p.slots = std::max(1, (dm.agents + p.replicas - 1) / p.replicas);
-  p.summary = fmt::format("{} cop{} (one per GPU), {} agent slot{} each", p.replicas, p.replicas == 1 ? "y" : "ies",
-                          p.slots, p.slots == 1 ? "" : "s");
+  p.summary = fmt::format("{} cop{} (one per GPU), {} agent slot{} each", p.replicas,
+                          p.replicas == 1 ? "y" : "ies", p.slots, p.slots == 1 ? "" : "s");
   return {finish_placement(pc, m.shape, dm, std::move(p))};
 }
 

@@ -17,7 +17,8 @@ std::vector<placement> propose_shard(const planner_ctx& pc, const plan_model& m,
   p.summary = fmt::format("layer split over the {} GPUs of {}", p.local.size(), node.name);
   std::vector<placement> out{finish_placement(pc, m.shape, dm, p)};
   bool nvlink = false;
-  for (const auto& l : pc.inv.links) nvlink = nvlink || (l.kind == hw::link_kind::nvlink && l.node_a == node.name);
+  for (const auto& l : pc.inv.links)
+    nvlink = nvlink || (l.kind == hw::link_kind::nvlink && l.node_a == node.name);
   if (nvlink) {
     placement r = p;
     r.row_split = true;

@@ -17,8 +17,9 @@ std::vector<placement> propose_shard_rpc(const planner_ctx& pc, const plan_model
   p.main_node = main;
   for (auto r : pc.all_gpus) (r.node == main ? p.local : p.remote).push_back(r);
   p.slots = dm.agents;
-  p.summary = fmt::format("layer split over all {} GPUs of {} nodes: llama-server on {}, ggml-rpc-server on the others",
-                          pc.all_gpus.size(), inv.nodes.size(), inv.nodes[main].name);
+  p.summary = fmt::format(
+      "layer split over all {} GPUs of {} nodes: llama-server on {}, ggml-rpc-server on the others",
+      pc.all_gpus.size(), inv.nodes.size(), inv.nodes[main].name);
   return {finish_placement(pc, m.shape, dm, std::move(p))};
 }
 

@@ -9,6 +9,7 @@
 
 #include "gguf/gguf.hpp"
 #include "gguf/writer.hpp"
+#include "plan/devices.hpp"
 #include "plan/server_args.hpp"
 #include "synth/shape.hpp"
 
@@ -117,7 +118,7 @@ std::vector<replay_case> build_cases(const std::vector<measurement>& rows, const
     std::vector<int> node_of;
     const hw::gpu_spec* first = nullptr;
     std::string unknown;
-    int cuda = 0, rpc = 0;
+    int cuda = 0, rocm = 0, rpc = 0;
     for (std::size_t i = 0; i < x.gpus.size(); ++i) {
       const hw::gpu_spec* g = cat.hardware.find(x.gpus[i]);
       if (!g) {
@@ -132,7 +133,8 @@ std::vector<replay_case> build_cases(const std::vector<measurement>& rows, const
         d.buffer_names = {fmt::format("RPC{}[10.0.0.{}:50052]", rpc, node), d.name};
         ++rpc;
       } else {
-        d.name = fmt::format("{}{}", g->vendor == hw::gpu_vendor::amd ? "ROCm" : "CUDA", cuda++);
+        d.name = fmt::format("{}{}", plan::backend_name(g->vendor),
+                             g->vendor == hw::gpu_vendor::amd ? rocm++ : cuda++);
         d.buffer_names = {d.name};
       }
       d.free_bytes = g->vram_bytes;

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "plan/devices.hpp"
+
 namespace agifarm::farm {
 namespace {
 std::string mib(std::uint64_t b) { return fmt::format("{} MiB", (b + (1u << 19)) >> 20); }
@@ -16,7 +18,7 @@ std::vector<std::string> gpu_kinds(const hw::inventory& inv) {
     if (std::find(out.begin(), out.end(), k) == out.end()) out.push_back(k);
   };
   for (const auto& n : inv.nodes)
-    for (const auto& g : n.gpus) add(g.vendor == hw::gpu_vendor::amd ? "ROCm" : "CUDA");
+    for (const auto& g : n.gpus) add(std::string(plan::backend_name(g.vendor)));
   if (inv.nodes.size() > 1) add("RPC");
   return out;
 }

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 
 #include "hw/hw.hpp"
+#include "plan/devices.hpp"
 
 namespace agifarm::farm {
 
@@ -46,12 +47,10 @@ device_bytes local_capacity(const farm_file& f, std::vector<std::string>& notes)
     n = d->local;
   }
   if (n.ram_bytes) cap["host"] = n.ram_bytes;
-  int cuda = 0, rocm = 0;
-  for (const auto& g : n.gpus) {
-    std::string name =
-        g.vendor == hw::gpu_vendor::amd ? fmt::format("ROCm{}", rocm++) : fmt::format("CUDA{}", cuda++);
-    if (g.vram_bytes) cap[name] = g.vram_bytes;
-  }
+  // named as the planner names them; capacity is the total VRAM (free memory changes as models load)
+  const auto devices = plan::node_devices(n);
+  for (std::size_t i = 0; i < n.gpus.size(); ++i)
+    if (n.gpus[i].vram_bytes) cap[devices[i].name] = n.gpus[i].vram_bytes;
   return cap;
 }
 

@@ -25,15 +25,14 @@ std::vector<device_desc> identical_devices(int n, std::uint64_t bytes) {
   return out;
 }
 
+std::string_view backend_name(hw::gpu_vendor v) { return v == hw::gpu_vendor::amd ? "ROCm" : "CUDA"; }
+
 std::vector<device_desc> gpu_devices(const std::vector<const hw::gpu*>& gpus) {
   std::vector<device_desc> out;
   int cuda = 0, rocm = 0;
   for (const hw::gpu* g : gpus) {
     device_desc d;
-    if (g->vendor == hw::gpu_vendor::amd)
-      d.name = fmt::format("ROCm{}", rocm++);
-    else
-      d.name = fmt::format("CUDA{}", cuda++);
+    d.name = fmt::format("{}{}", backend_name(g->vendor), g->vendor == hw::gpu_vendor::amd ? rocm++ : cuda++);
     d.buffer_names = {d.name};
     d.free_bytes = g->free_vram_bytes ? g->free_vram_bytes : g->vram_bytes;
     d.offloads_ops = true;
